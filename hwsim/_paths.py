@@ -1,0 +1,39 @@
+"""Where the shipped presets live (a leaf module).
+
+In a source checkout (and an editable install) they are the top-level ``arch_configs/``
+and ``workloads/`` folders; a wheel carries copies under ``hwsim/_data/``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+_PKG = Path(__file__).resolve().parent
+
+
+def data_dir(name: str) -> Path:
+    """Return the folder of shipped files ``name`` (``arch_configs`` or ``workloads``)."""
+    for candidate in (_PKG.parent / name, _PKG / "_data" / name):
+        if candidate.is_dir():
+            return candidate
+    return _PKG.parent / name
+
+
+def preset_names(name: str) -> list[str]:
+    """Names (file stems) of the shipped ``.yaml``/``.json`` files in ``data_dir(name)``."""
+    folder = data_dir(name)
+    if not folder.is_dir():
+        return []
+    return sorted(p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+
+
+def resolve(name_or_path: str | Path, kind: str) -> Path | None:
+    """A file path for a preset name or a path; ``None`` if neither exists."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    for suffix in (".yaml", ".yml", ".json"):
+        candidate = data_dir(kind) / f"{name_or_path}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None

@@ -1,0 +1,24 @@
+"""Architecture models: chips with compute units, vector units and a memory hierarchy."""
+
+from hwsim.arch.load import arch_from_dict, list_archs, load_arch, with_overrides
+from hwsim.arch.model import (
+    Chip,
+    ComputeUnit,
+    MemoryLevel,
+    SparsityPattern,
+    SparsityUnit,
+    VectorUnit,
+)
+
+__all__ = [
+    "Chip",
+    "ComputeUnit",
+    "MemoryLevel",
+    "SparsityPattern",
+    "SparsityUnit",
+    "VectorUnit",
+    "arch_from_dict",
+    "list_archs",
+    "load_arch",
+    "with_overrides",
+]

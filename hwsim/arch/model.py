@@ -1,0 +1,192 @@
+"""Architecture schema: frozen pydantic models whose field names are the YAML keys.
+
+A :class:`Chip` has matrix compute units (systolic arrays or tensor cores), vector
+units, a memory hierarchy of named levels listed innermost first, an optional sparsity
+unit, idle power, area and a per-kernel dispatch overhead. Every quantity carries its
+unit in its name; energies are per action (Accelergy style), kept beside the structure.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from hwsim.dtypes import DTYPES, DType
+
+Dataflow = Literal["weight_stationary", "output_stationary", "input_stationary"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ComputeUnit(_Frozen):
+    """A group of identical matrix engines.
+
+    ``kind: systolic_array`` is costed cycle by cycle from its dataflow (fill, drain,
+    folds); ``kind: tensor_core`` is costed as output tiles spread in waves over
+    ``count`` units, each tile a multiple of the ``rows`` x ``cols`` MMA granule.
+    """
+
+    kind: Literal["systolic_array", "tensor_core"] = "systolic_array"
+    rows: int = Field(gt=0, description="PE rows (systolic) or MMA M granule (tensor core)")
+    cols: int = Field(gt=0, description="PE columns (systolic) or MMA N granule")
+    count: int = Field(gt=0, description="number of identical units on the chip")
+    dataflow: Dataflow = "weight_stationary"
+    clock_hz: float = Field(gt=0)
+    flops_per_cycle: dict[DType, float] = Field(
+        description="dense FLOP per cycle per unit for each supported dtype (2 per MAC)"
+    )
+    energy_per_mac_pj: dict[DType, float] = Field(
+        default_factory=dict, description="energy of one MAC including operand delivery"
+    )
+    achievable_fraction: float = Field(
+        default=1.0, gt=0, le=1, description="fraction of peak math rate a large kernel sustains"
+    )
+
+    @field_validator("flops_per_cycle")
+    @classmethod
+    def _some_dtype(cls, value: dict[str, float]) -> dict[str, float]:
+        if not value:
+            raise ValueError("must list at least one dtype")
+        for dtype, rate in value.items():
+            if rate <= 0:
+                raise ValueError(f"{dtype}: must be greater than 0")
+        return value
+
+    @model_validator(mode="after")
+    def _energy_dtypes_supported(self) -> ComputeUnit:
+        extra = set(self.energy_per_mac_pj) - set(self.flops_per_cycle)
+        if extra:
+            raise ValueError(
+                f"energy_per_mac_pj lists {sorted(extra)} which flops_per_cycle does not support"
+            )
+        return self
+
+    def peak_flops_per_s(self, dtype: str) -> float:
+        """Dense peak of all units for ``dtype``, in FLOP/s (0 if unsupported)."""
+        return self.count * self.clock_hz * self.flops_per_cycle.get(dtype, 0.0)  # type: ignore[call-overload]
+
+
+class VectorUnit(_Frozen):
+    """SIMD units for softmax, norms, activations and other element-wise work."""
+
+    count: int = Field(gt=0)
+    flops_per_cycle: float = Field(gt=0, description="element operations per cycle per unit")
+    clock_hz: float = Field(gt=0)
+    energy_per_op_pj: float = Field(default=0.0, ge=0)
+
+    @property
+    def peak_ops_per_s(self) -> float:
+        """Element operations per second over all vector units."""
+        return self.count * self.flops_per_cycle * self.clock_hz
+
+
+class MemoryLevel(_Frozen):
+    """One level of the memory hierarchy.
+
+    ``capacity_bytes`` is per instance: per compute unit when ``scope`` is
+    ``per_unit``, for the whole chip when ``shared``. ``bandwidth_bytes_per_s`` is the
+    aggregate over all instances.
+    """
+
+    capacity_bytes: float = Field(gt=0)
+    bandwidth_bytes_per_s: float = Field(gt=0)
+    latency_s: float = Field(default=0.0, ge=0)
+    read_energy_pj_per_byte: float = Field(default=0.0, ge=0)
+    write_energy_pj_per_byte: float = Field(default=0.0, ge=0)
+    scope: Literal["shared", "per_unit"] = "shared"
+    achievable_fraction: float = Field(
+        default=1.0, gt=0, le=1, description="fraction of bandwidth a streaming kernel sustains"
+    )
+
+
+class SparsityPattern(_Frozen):
+    """An N:M structured pattern the sparsity unit accelerates."""
+
+    speedup: float = Field(gt=0, description="math-rate multiplier on pruned GEMMs")
+    metadata_bits_per_nonzero: float = Field(default=0.0, ge=0)
+
+
+class SparsityUnit(_Frozen):
+    """Structured-sparsity support, keyed by pattern (``"2:4"``)."""
+
+    patterns: dict[str, SparsityPattern]
+
+    @field_validator("patterns")
+    @classmethod
+    def _pattern_names(cls, value: dict[str, SparsityPattern]) -> dict[str, SparsityPattern]:
+        for key, pattern in value.items():
+            parts = key.split(":")
+            if len(parts) != 2 or not all(p.isdigit() for p in parts):
+                raise ValueError(f"pattern {key!r}: expected 'N:M', e.g. '2:4'")
+            n_kept, m_group = int(parts[0]), int(parts[1])
+            if not 0 < n_kept < m_group:
+                raise ValueError(f"pattern {key!r}: need 0 < N < M")
+            if pattern.speedup > m_group / n_kept:
+                raise ValueError(
+                    f"pattern {key!r}: speedup {pattern.speedup} exceeds M/N = {m_group / n_kept:g}"
+                )
+        return value
+
+
+class Chip(_Frozen):
+    """One accelerator chip (GPU, TPU, wafer, LPU or a research array)."""
+
+    version: Literal[1] = 1
+    name: str
+    description: str = ""
+    compute_units: ComputeUnit
+    vector_units: VectorUnit
+    memory: dict[str, MemoryLevel] = Field(description="named levels, innermost first")
+    sparsity: SparsityUnit | None = None
+    idle_power_w: float = Field(ge=0)
+    area_mm2: float = Field(default=0.0, ge=0)
+    kernel_overhead_s: float = Field(default=0.0, ge=0, description="fixed cost per kernel")
+
+    @field_validator("memory")
+    @classmethod
+    def _has_levels(cls, value: dict[str, MemoryLevel]) -> dict[str, MemoryLevel]:
+        if not value:
+            raise ValueError("needs at least one memory level")
+        return value
+
+    @model_validator(mode="after")
+    def _per_unit_inside_shared(self) -> Chip:
+        seen_shared = None
+        for name, level in self.memory.items():
+            if level.scope == "shared":
+                seen_shared = name
+            elif seen_shared is not None:
+                raise ValueError(
+                    f"memory '{name}': a per_unit level must sit inside (before) "
+                    f"the shared level '{seen_shared}'"
+                )
+        return self
+
+    # Derived views used by mapping and cost -------------------------------------------
+    @property
+    def level_names(self) -> tuple[str, ...]:
+        """Memory level names, innermost first."""
+        return tuple(self.memory)
+
+    @property
+    def home_level(self) -> str:
+        """The outermost level, where weights, KV cache and activations live."""
+        return self.level_names[-1]
+
+    def level_capacity_bytes(self, name: str) -> float:
+        """Total capacity of level ``name`` over all its instances, in bytes."""
+        level = self.memory[name]
+        n_inst = self.compute_units.count if level.scope == "per_unit" else 1
+        return level.capacity_bytes * n_inst
+
+    def peak_flops_per_s(self, dtype: str = "bf16") -> float:
+        """Dense matrix peak for ``dtype`` in FLOP/s (0 if unsupported)."""
+        return self.compute_units.peak_flops_per_s(dtype)
+
+    @property
+    def supported_dtypes(self) -> tuple[str, ...]:
+        """Dtypes the matrix units state a throughput for, in canonical order."""
+        return tuple(d for d in DTYPES if d in self.compute_units.flops_per_cycle)

@@ -1,0 +1,131 @@
+"""Operator graphs and workloads.
+
+An :class:`OperatorGraph` is a networkx DAG whose nodes are op names carrying an ``op``
+attribute (a frozen operator from :mod:`hwsim.workload.ops`). A transformer repeats one
+layer many times, so a :class:`Workload` is kept compact: a list of :class:`Pass` es
+(prefill, each decode step, a training step), each a list of :class:`Segment` s, each a
+small graph with a repeat count. :meth:`Workload.to_graph` expands it into the full DAG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from hwsim.workload.ops import Op
+
+
+class OperatorGraph(nx.DiGraph):  # type: ignore[type-arg]
+    """A DAG of operators; node ``name`` has attribute ``op``."""
+
+    def add_op(self, name: str, op: Op, after: tuple[str, ...] | list[str] = ()) -> str:
+        """Add operator ``op`` as node ``name`` depending on the nodes in ``after``."""
+        if name in self:
+            raise ValueError(f"duplicate op name {name!r}")
+        self.add_node(name, op=op)
+        for dep in after:
+            if dep not in self:
+                raise ValueError(f"op {name!r} depends on unknown op {dep!r}")
+            self.add_edge(dep, name)
+        return name
+
+    def ops(self) -> Iterator[tuple[str, Op]]:
+        """(name, op) in a deterministic topological order."""
+        for name in nx.lexicographical_topological_sort(self, key=self._order_key):
+            yield name, self.nodes[name]["op"]
+
+    def _order_key(self, name: str) -> int:
+        return int(self._insertion[name]) if hasattr(self, "_insertion") else 0
+
+    def add_node(self, node_for_adding: Any, **attr: Any) -> None:  # keep insertion order
+        if not hasattr(self, "_insertion"):
+            self._insertion: dict[str, int] = {}
+        self._insertion.setdefault(node_for_adding, len(self._insertion))
+        super().add_node(node_for_adding, **attr)
+
+    @property
+    def sources(self) -> list[str]:
+        return [n for n, _ in self.ops() if self.in_degree(n) == 0]
+
+    @property
+    def sinks(self) -> list[str]:
+        return [n for n, _ in self.ops() if self.out_degree(n) == 0]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A graph executed ``repeat`` times back to back (e.g. one decoder layer x 32)."""
+
+    name: str
+    graph: OperatorGraph
+    repeat: int = 1
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One forward pass, decode step or training step: segments run in order."""
+
+    name: str
+    segments: tuple[Segment, ...]
+    tokens: int = 0
+    """Tokens this pass processes (prefill: B x P, decode: B, train: B x S)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    """A lowered workload: passes run in order, plus what must stay resident in memory.
+
+    Attributes
+    ----------
+    name : str
+        Model or operator name.
+    phase : str
+        ``prefill``, ``decode``, ``request``, ``train`` or ``op``.
+    passes : tuple of Pass
+        Executed in order; a request is a prefill pass then one pass per decode step.
+    resident_bytes : dict
+        Bytes that must stay in the outermost memory (``weights_bytes``,
+        ``kv_cache_bytes``, ``activations_bytes``, ``gradients_bytes``,
+        ``optimizer_state_bytes``).
+    params : dict
+        The parameters it was lowered with (batch, lengths, dtype, n_layers...).
+    """
+
+    name: str
+    phase: str
+    passes: tuple[Pass, ...]
+    resident_bytes: dict[str, float] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_ops(self) -> int:
+        """Operators in the fully expanded workload."""
+        return sum(s.repeat * s.graph.number_of_nodes() for p in self.passes for s in p.segments)
+
+    @property
+    def flops(self) -> float:
+        """Total FLOP of the expanded workload."""
+        return sum(
+            s.repeat * sum(op.flops for _, op in s.graph.ops())
+            for p in self.passes
+            for s in p.segments
+        )
+
+    def to_graph(self) -> OperatorGraph:
+        """Expand every pass and segment repeat into one DAG (names get ``/pass/i``)."""
+        full = OperatorGraph()
+        prev_sinks: list[str] = []
+        for p in self.passes:
+            for seg in p.segments:
+                for i in range(seg.repeat):
+                    prefix = f"{p.name}/{seg.name}" + (f"{i}" if seg.repeat > 1 else "")
+                    for name, op in seg.graph.ops():
+                        preds = [f"{prefix}/{d}" for d in seg.graph.predecessors(name)]
+                        if seg.graph.in_degree(name) == 0:
+                            preds = list(prev_sinks)
+                        full.add_op(f"{prefix}/{name}", op, preds)
+                    prev_sinks = [f"{prefix}/{n}" for n in seg.graph.sinks]
+        return full

@@ -1,0 +1,140 @@
+"""Lowering a model spec to a :class:`Workload` for a phase.
+
+Phases (see ``docs/conventions.md``):
+
+- ``prefill``: ``batch`` prompts of ``prompt_len`` tokens from an empty cache; logits
+  for the last position of each prompt only (encoders stop at the final hidden states).
+- ``decode``: one step producing ``batch`` tokens against a KV cache of
+  ``context_len`` tokens.
+- ``request``: a prefill, then ``new_tokens`` decode steps, the cache growing by one
+  token per step; reports time to first token (the prefill) and time per output token.
+- ``train``: one optimizer step over ``batch`` x ``seq_len`` tokens.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hwsim.dtypes import dtype_bytes, normalize_dtype
+from hwsim.errors import ConfigError
+from hwsim.workload.graph import Pass, Segment, Workload
+from hwsim.workload.layers import embedding_graph, forward_layer, head_graph
+from hwsim.workload.spec import ModelSpec
+from hwsim.workload.train import train_segments
+
+PHASES = ("prefill", "decode", "request", "train")
+
+
+def _forward_pass(
+    spec: ModelSpec, name: str, batch: int, q_len: int, kv_len: int, opts: dict[str, Any]
+) -> Pass:
+    dtype, impl, sparsity = opts["dtype"], opts["attention_impl"], opts["sparsity"]
+    n_tok = batch * q_len
+    segments = [
+        Segment("embed", embedding_graph(spec, n_tok, dtype)),
+        Segment("layer", forward_layer(spec, batch, q_len, kv_len, dtype, impl, sparsity),
+                spec.num_hidden_layers),
+    ]
+    if not spec.encoder_only:
+        # Inference servers compute logits for the last position of each sequence only.
+        segments.append(Segment("head", head_graph(spec, n_tok, batch, dtype)))
+    return Pass(name, tuple(segments), tokens=n_tok)
+
+
+def _kv_cache_bytes(spec: ModelSpec, batch: int, n_tokens: int, dtype: str) -> float:
+    per_token = 2 * spec.n_kv_heads * spec.d_head * dtype_bytes(dtype)
+    return spec.num_hidden_layers * batch * n_tokens * per_token
+
+
+def _check_positive(source: str, **values: int) -> None:
+    bad = [f"{source}: {key}: must be a positive integer, got {val!r}"
+           for key, val in values.items() if not isinstance(val, int) or val <= 0]
+    if bad:
+        raise ConfigError(bad)
+
+
+def lower(
+    spec: ModelSpec,
+    phase: str,
+    *,
+    batch: int = 1,
+    prompt_len: int = 512,
+    context_len: int = 2048,
+    new_tokens: int = 128,
+    seq_len: int = 2048,
+    n_layers: int | None = None,
+    dtype: str = "bf16",
+    attention_impl: str = "flash",
+    sparsity: str | None = None,
+    lm_head: bool = True,
+) -> Workload:
+    """Lower ``spec`` for ``phase`` into a :class:`Workload`.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        The model's hyper-parameters.
+    phase : {"prefill", "decode", "request", "train"}
+    batch : int
+        Sequences processed together.
+    prompt_len, context_len, new_tokens, seq_len : int
+        Prompt tokens (prefill, request), KV-cache tokens (decode), decode steps
+        (request), tokens per sequence (train).
+    n_layers : int, optional
+        Override the number of layers (e.g. to simulate a slice of a large model).
+    dtype : str
+        Weights, activations and KV cache dtype.
+    attention_impl : {"flash", "naive"}
+    sparsity : str, optional
+        N:M pattern the weight GEMMs were pruned to (``"2:4"``).
+    lm_head : bool
+        Training only: compute the LM head and cross-entropy (else loss on hidden states).
+    """
+    source = f"workload {spec.name or '<model>'}"
+    if phase not in PHASES:
+        raise ConfigError([f"{source}: phase: unknown phase {phase!r}; expected one of {', '.join(PHASES)}"])
+    if attention_impl not in ("flash", "naive"):
+        raise ConfigError([f"{source}: attention_impl: expected 'flash' or 'naive', got {attention_impl!r}"])
+    try:
+        dtype = normalize_dtype(dtype)
+    except ValueError as exc:
+        raise ConfigError([f"{source}: dtype: {exc}"]) from None
+    _check_positive(source, batch=batch)
+    if n_layers is not None:
+        _check_positive(source, n_layers=n_layers)
+        spec = spec.model_copy(update={"num_hidden_layers": n_layers})
+    if spec.encoder_only and phase in ("decode", "request"):
+        raise ConfigError([f"{source}: phase: encoder-only model has no {phase} phase"])
+    opts = {"dtype": dtype, "attention_impl": attention_impl, "sparsity": sparsity}
+    weights = spec.param_count() * dtype_bytes(dtype)
+    params: dict[str, Any] = {"batch": batch, "dtype": dtype, "n_layers": spec.num_hidden_layers,
+                              "attention_impl": attention_impl}
+    resident = {"weights_bytes": weights}
+    if phase == "prefill":
+        _check_positive(source, prompt_len=prompt_len)
+        passes: tuple[Pass, ...] = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts),)
+        resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, prompt_len, dtype)
+        params["prompt_len"] = prompt_len
+    elif phase == "decode":
+        _check_positive(source, context_len=context_len)
+        passes = (_forward_pass(spec, "decode", batch, 1, context_len, opts),)
+        resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, context_len + 1, dtype)
+        params["context_len"] = context_len
+    elif phase == "request":
+        _check_positive(source, prompt_len=prompt_len, new_tokens=new_tokens)
+        steps = [_forward_pass(spec, f"decode{i}", batch, 1, prompt_len + i, opts)
+                 for i in range(new_tokens)]
+        passes = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts), *steps)
+        resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, prompt_len + new_tokens, dtype)
+        params |= {"prompt_len": prompt_len, "new_tokens": new_tokens}
+    else:
+        _check_positive(source, seq_len=seq_len)
+        segments, saved = train_segments(spec, batch, seq_len, dtype, attention_impl, lm_head)
+        passes = (Pass("train", segments, tokens=batch * seq_len),)
+        resident |= {
+            "gradients_bytes": weights,
+            "optimizer_state_bytes": spec.param_count() * 2 * dtype_bytes("fp32"),
+            "activations_bytes": saved,
+        }
+        params |= {"seq_len": seq_len, "lm_head": lm_head}
+    return Workload(spec.name, phase, passes, resident, params)

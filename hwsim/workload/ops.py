@@ -1,0 +1,224 @@
+"""Typed operators: the nodes of an :class:`~hwsim.workload.graph.OperatorGraph`.
+
+Operators are frozen, hashable dataclasses holding shapes and dtypes only (no names,
+no results), so identical operators anywhere in a workload share one cost evaluation.
+FLOP and byte counts here are properties of the *operator*; how many bytes each memory
+level sees depends on the mapping and lives in ``hwsim.cost``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwsim.dtypes import accumulator_dtype, dtype_bytes
+
+
+@dataclass(frozen=True)
+class MatMul:
+    """``batch`` independent products of an (m x k) by a (k x n) matrix.
+
+    ``b_is_weight`` marks B as a parameter streamed from memory (a layer's weight);
+    ``b_shared`` means the batch shares one B (so B is read once, not ``batch`` times).
+    ``sparsity`` names an N:M pattern B was pruned to (``"2:4"``) or is ``None``.
+    """
+
+    m: int
+    k: int
+    n: int
+    dtype: str = "bf16"
+    batch: int = 1
+    b_is_weight: bool = True
+    b_shared: bool = False
+    sparsity: str | None = None
+
+    kind = "matmul"
+
+    @property
+    def flops(self) -> float:
+        """Dense FLOP (2 per multiply-accumulate)."""
+        return 2.0 * self.batch * self.m * self.k * self.n
+
+    @property
+    def a_bytes(self) -> float:
+        return self.batch * self.m * self.k * dtype_bytes(self.dtype)
+
+    @property
+    def b_bytes(self) -> float:
+        copies = 1 if self.b_shared else self.batch
+        return copies * self.k * self.n * dtype_bytes(self.dtype)
+
+    @property
+    def c_bytes(self) -> float:
+        return self.batch * self.m * self.n * dtype_bytes(accumulator_dtype(self.dtype))
+
+    @property
+    def min_bytes(self) -> float:
+        """Compulsory traffic: each operand read once, the result written once."""
+        return self.a_bytes + self.b_bytes + self.c_bytes
+
+
+@dataclass(frozen=True)
+class Attention:
+    """Scaled dot-product attention over ``batch`` sequences (grouped-query capable).
+
+    ``impl="flash"`` is a fused, tiled kernel whose off-chip traffic is Q, K, V and O
+    once; ``impl="naive"`` materialises the score matrix in memory. ``backward`` costs
+    the gradient kernel instead of the forward one.
+    """
+
+    batch: int
+    n_heads: int
+    n_kv_heads: int
+    q_len: int
+    kv_len: int
+    head_dim: int
+    is_causal: bool = True
+    dtype: str = "bf16"
+    impl: str = "flash"
+    backward: bool = False
+
+    kind = "attention"
+
+    @property
+    def n_scores(self) -> float:
+        """Query-key pairs actually computed (causal masks skip the future)."""
+        q, kv = self.q_len, self.kv_len
+        if not self.is_causal:
+            return float(q * kv)
+        # Query i (0-based, aligned to the end of the cache) sees kv - q + i + 1 keys.
+        full = max(kv - q, 0) * q
+        return float(full + q * (q + 1) / 2 if q <= kv else kv * (kv + 1) / 2)
+
+    @property
+    def flops(self) -> float:
+        """QK^T and PV, 2 FLOP per MAC each; backward does 2.5x the forward's matmuls."""
+        fwd = 4.0 * self.batch * self.n_heads * self.n_scores * self.head_dim
+        return 2.5 * fwd if self.backward else fwd
+
+    @property
+    def qo_bytes(self) -> float:
+        """Bytes of Q (and equally of O)."""
+        return self.batch * self.n_heads * self.q_len * self.head_dim * dtype_bytes(self.dtype)
+
+    @property
+    def kv_bytes(self) -> float:
+        """Bytes of K and V together (shared across the heads of a group)."""
+        per = self.batch * self.n_kv_heads * self.kv_len * self.head_dim
+        return 2.0 * per * dtype_bytes(self.dtype)
+
+    @property
+    def score_bytes(self) -> float:
+        """Bytes of the score matrix if materialised (naive attention)."""
+        return self.batch * self.n_heads * self.n_scores * dtype_bytes(self.dtype)
+
+    @property
+    def min_bytes(self) -> float:
+        """Fused-kernel traffic: Q, K, V read and O written once (backward: also dO
+        read, dQ, dK, dV written)."""
+        fwd = 2.0 * self.qo_bytes + self.kv_bytes
+        return 2.0 * fwd + self.qo_bytes if self.backward else fwd
+
+
+# kind -> (tensors read, tensors written, operations per element)
+ELEMENTWISE_KINDS: dict[str, tuple[float, float, float]] = {
+    "add": (2, 1, 1),
+    "gelu": (1, 1, 8),
+    "silu_mul": (2, 1, 5),
+    "softmax": (1, 1, 5),
+    "layernorm": (1, 1, 8),
+    "rmsnorm": (1, 1, 5),
+    "cross_entropy": (1, 1, 6),
+    "copy": (1, 1, 0),
+    "gelu_bwd": (2, 1, 10),
+    "silu_mul_bwd": (3, 2, 10),
+    "softmax_bwd": (2, 1, 4),
+    "layernorm_bwd": (2, 1, 12),
+    "rmsnorm_bwd": (2, 1, 8),
+    "add_bwd": (1, 1, 1),
+    "router_topk": (1, 1, 4),
+}
+
+PUBLIC_ELEMENTWISE = ("add", "gelu", "silu_mul", "softmax", "layernorm", "rmsnorm")
+
+
+@dataclass(frozen=True)
+class Elementwise:
+    """A memory-bound operator over a ``rows`` x ``cols`` tensor (norms, activations,
+    softmax, residual adds, loss). For ``silu_mul`` the shape is the output's: two
+    tensors of that shape are read."""
+
+    op_kind: str
+    rows: int
+    cols: int
+    dtype: str = "bf16"
+
+    kind = "elementwise"
+
+    @property
+    def n_elements(self) -> float:
+        return float(self.rows) * self.cols
+
+    @property
+    def flops(self) -> float:
+        return self.n_elements * ELEMENTWISE_KINDS[self.op_kind][2]
+
+    @property
+    def min_bytes(self) -> float:
+        n_read, n_write, _ = ELEMENTWISE_KINDS[self.op_kind]
+        return (n_read + n_write) * self.n_elements * dtype_bytes(self.dtype)
+
+
+@dataclass(frozen=True)
+class Embedding:
+    """Gather ``n_tokens`` rows of a ``vocab`` x ``dim`` table (``backward``: scatter-add
+    the gradient rows into the table's gradient)."""
+
+    n_tokens: int
+    vocab: int
+    dim: int
+    dtype: str = "bf16"
+    backward: bool = False
+
+    kind = "embedding"
+
+    @property
+    def flops(self) -> float:
+        return float(self.n_tokens * self.dim) if self.backward else 0.0
+
+    @property
+    def min_bytes(self) -> float:
+        rows = self.n_tokens * self.dim * dtype_bytes(self.dtype)
+        # Forward reads the rows and writes them out; backward reads the gradient rows
+        # and read-modify-writes the touched table rows.
+        return 3.0 * rows if self.backward else 2.0 * rows
+
+
+@dataclass(frozen=True)
+class Optimizer:
+    """One fused AdamW update over ``n_params`` parameters: reads parameters, gradients
+    and both moments, writes parameters and both moments."""
+
+    n_params: int
+    param_dtype: str = "bf16"
+    grad_dtype: str = "bf16"
+    state_dtype: str = "fp32"
+
+    kind = "optimizer"
+
+    @property
+    def flops(self) -> float:
+        return 12.0 * self.n_params
+
+    @property
+    def min_bytes(self) -> float:
+        p, g, s = (dtype_bytes(d) for d in (self.param_dtype, self.grad_dtype, self.state_dtype))
+        return self.n_params * (2 * p + g + 4 * s)
+
+
+Op = MatMul | Attention | Elementwise | Embedding | Optimizer
+"""Any operator."""
+
+
+def op_label(op: Op) -> str:
+    """A short human label of the operator kind (``matmul``, ``rmsnorm``...)."""
+    return op.op_kind if isinstance(op, Elementwise) else op.kind

@@ -1,0 +1,74 @@
+"""Single operators as workloads: ``gemm``, ``attention``, ``elementwise``, ``embedding``."""
+
+from __future__ import annotations
+
+from hwsim.dtypes import normalize_dtype
+from hwsim.errors import ConfigError
+from hwsim.workload.graph import OperatorGraph, Pass, Segment, Workload
+from hwsim.workload.ops import PUBLIC_ELEMENTWISE, Attention, Elementwise, Embedding, MatMul, Op
+
+
+def _one_op(name: str, op: Op, tokens: int, resident: float, params: dict[str, object]) -> Workload:
+    g = OperatorGraph()
+    g.add_op(name, op)
+    return Workload(name, "op", (Pass("op", (Segment("op", g),), tokens=tokens),),
+                    {"operands_bytes": resident}, params)
+
+
+def _validate(source: str, dtype: str, **dims: int) -> str:
+    problems = [f"{source}: {k}: must be a positive integer, got {v!r}"
+                for k, v in dims.items() if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
+    try:
+        dtype = normalize_dtype(dtype)
+    except ValueError as exc:
+        problems.append(f"{source}: dtype: {exc}")
+    if problems:
+        raise ConfigError(problems)
+    return dtype
+
+
+def gemm(m: int, k: int, n: int, dtype: str = "bf16", sparsity: str | None = None) -> Workload:
+    """One (m x k) @ (k x n) product whose right operand is a weight read from memory."""
+    dtype = _validate("gemm", dtype, m=m, k=k, n=n)
+    op = MatMul(m, k, n, dtype, sparsity=sparsity)
+    return _one_op("gemm", op, m, op.min_bytes, {"m": m, "k": k, "n": n, "dtype": dtype})
+
+
+def attention(
+    batch: int, n_heads: int, n_kv_heads: int, q_len: int, kv_len: int, head_dim: int,
+    is_causal: bool = True, dtype: str = "bf16", impl: str = "flash",
+) -> Workload:
+    """One fused (or ``impl="naive"``) attention kernel; ``n_kv_heads < n_heads`` is GQA."""
+    dtype = _validate("attention", dtype, batch=batch, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                      q_len=q_len, kv_len=kv_len, head_dim=head_dim)
+    if n_heads % n_kv_heads:
+        raise ConfigError([f"attention: n_kv_heads: {n_kv_heads} must divide n_heads ({n_heads})"])
+    if impl not in ("flash", "naive"):
+        raise ConfigError([f"attention: impl: expected 'flash' or 'naive', got {impl!r}"])
+    op = Attention(batch, n_heads, n_kv_heads, q_len, kv_len, head_dim, is_causal, dtype, impl)
+    params = {"batch": batch, "n_heads": n_heads, "n_kv_heads": n_kv_heads, "q_len": q_len,
+              "kv_len": kv_len, "head_dim": head_dim, "is_causal": is_causal, "dtype": dtype}
+    return _one_op("attention", op, batch * q_len, op.min_bytes, params)
+
+
+def elementwise(kind: str, shape: tuple[int, int], dtype: str = "bf16") -> Workload:
+    """A memory-bound operator (``add``, ``gelu``, ``silu_mul``, ``softmax``,
+    ``layernorm``, ``rmsnorm``) over a (rows, cols) tensor."""
+    if kind not in PUBLIC_ELEMENTWISE:
+        raise ConfigError([f"elementwise: kind: unknown kind {kind!r}; expected one of {', '.join(PUBLIC_ELEMENTWISE)}"])
+    if len(tuple(shape)) != 2:
+        raise ConfigError([f"elementwise: shape: expected (rows, cols), got {shape!r}"])
+    rows, cols = (int(x) for x in shape)
+    dtype = _validate("elementwise", dtype, rows=rows, cols=cols)
+    op = Elementwise(kind, rows, cols, dtype)
+    return _one_op(kind, op, rows, op.min_bytes, {"kind": kind, "rows": rows, "cols": cols, "dtype": dtype})
+
+
+def embedding(n_tokens: int, vocab: int, dim: int, dtype: str = "bf16") -> Workload:
+    """Gather ``n_tokens`` rows of a ``vocab`` x ``dim`` embedding table."""
+    dtype = _validate("embedding", dtype, n_tokens=n_tokens, vocab=vocab, dim=dim)
+    op = Embedding(n_tokens, vocab, dim, dtype)
+    from hwsim.dtypes import dtype_bytes
+
+    table = vocab * dim * dtype_bytes(dtype)
+    return _one_op("embedding", op, n_tokens, table, {"n_tokens": n_tokens, "vocab": vocab, "dim": dim})

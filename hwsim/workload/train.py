@@ -1,0 +1,129 @@
+"""Training step: forward over every token with LM head and loss, backward (data and
+weight gradients) layer by layer in reverse, then one fused AdamW update."""
+
+from __future__ import annotations
+
+from hwsim.workload.graph import OperatorGraph, Segment
+from hwsim.workload.layers import embedding_graph, forward_layer
+from hwsim.workload.ops import Attention, Elementwise, Embedding, MatMul, Op, Optimizer
+from hwsim.workload.spec import ModelSpec
+
+_BACKWARD_KIND = {
+    "gelu": "gelu_bwd",
+    "silu_mul": "silu_mul_bwd",
+    "softmax": "softmax_bwd",
+    "layernorm": "layernorm_bwd",
+    "rmsnorm": "rmsnorm_bwd",
+    "add": "add_bwd",
+    "router_topk": "softmax_bwd",
+    "cross_entropy": "copy",
+    "copy": "copy",
+}
+
+
+def backward_ops(name: str, op: Op) -> list[tuple[str, Op]]:
+    """The gradient operators of one forward operator.
+
+    A weight GEMM Y = X W needs dX = dY W^T (m x n by n x k) and dW = X^T dY
+    (k x m by m x n, both operands activations); an activation GEMM needs two data
+    gradients.
+    """
+    if isinstance(op, MatMul):
+        dx = MatMul(op.m, op.n, op.k, op.dtype, op.batch, op.b_is_weight, op.b_shared)
+        dw = MatMul(op.k, op.m, op.n, op.dtype, op.batch, b_is_weight=False)
+        return [(f"{name}_dgrad", dx), (f"{name}_wgrad", dw)]
+    if isinstance(op, Attention):
+        bwd = Attention(
+            op.batch, op.n_heads, op.n_kv_heads, op.q_len, op.kv_len, op.head_dim,
+            op.is_causal, op.dtype, op.impl, backward=True,
+        )
+        return [(f"{name}_bwd", bwd)]
+    if isinstance(op, Elementwise):
+        return [(f"{name}_bwd", Elementwise(_BACKWARD_KIND[op.op_kind], op.rows, op.cols, op.dtype))]
+    if isinstance(op, Embedding):
+        return [(f"{name}_bwd", Embedding(op.n_tokens, op.vocab, op.dim, op.dtype, backward=True))]
+    return []
+
+
+def backward_graph(forward: OperatorGraph) -> OperatorGraph:
+    """A chain of the backward operators of ``forward``, in reverse topological order."""
+    g = OperatorGraph()
+    prev: list[str] = []
+    for name, op in reversed(list(forward.ops())):
+        for bname, bop in backward_ops(name, op):
+            g.add_op(bname, bop, prev)
+            prev = [bname]
+    return g
+
+
+def loss_graph(spec: ModelSpec, n_tokens: int, dtype: str, lm_head: bool) -> OperatorGraph:
+    """Final norm, LM head over every token and cross-entropy (fused forward and
+    gradient of the logits), then the head's backward. Without ``lm_head`` the loss
+    is taken on the hidden states."""
+    g = OperatorGraph()
+    d = spec.hidden_size
+    if spec.encoder_only:
+        g.add_op("final_norm", Elementwise("copy", n_tokens, d, dtype))
+    else:
+        g.add_op("final_norm", Elementwise(spec.norm, n_tokens, d, dtype))
+    if lm_head:
+        g.add_op("lm_head", MatMul(n_tokens, d, spec.vocab_size, dtype), ["final_norm"])
+        g.add_op("cross_entropy", Elementwise("cross_entropy", n_tokens, spec.vocab_size, dtype), ["lm_head"])
+        last = "cross_entropy"
+    else:
+        g.add_op("loss", Elementwise("cross_entropy", n_tokens, d, dtype), ["final_norm"])
+        last = "loss"
+    fwd_part = OperatorGraph()
+    for name, op in g.ops():
+        fwd_part.add_op(name, op, list(g.predecessors(name)))
+    prev = [last]
+    for name, op in reversed(list(fwd_part.ops())):
+        if name in ("cross_entropy", "loss"):
+            continue  # the fused loss kernel already wrote the logits' gradient
+        for bname, bop in backward_ops(name, op):
+            g.add_op(bname, bop, prev)
+            prev = [bname]
+    return g
+
+
+def train_segments(
+    spec: ModelSpec, batch: int, seq_len: int, dtype: str, impl: str, lm_head: bool
+) -> tuple[tuple[Segment, ...], float]:
+    """Segments of one optimizer step and the bytes of activations kept for backward."""
+    n_tok = batch * seq_len
+    layers = spec.num_hidden_layers
+    emb = embedding_graph(spec, n_tok, dtype)
+    fwd = forward_layer(spec, batch, seq_len, seq_len, dtype, impl)
+    head = loss_graph(spec, n_tok, dtype, lm_head)
+    bwd = backward_graph(fwd)
+    emb_bwd = OperatorGraph()
+    prev: list[str] = []
+    for bname, bop in (x for name, op in reversed(list(emb.ops())) for x in backward_ops(name, op)):
+        emb_bwd.add_op(bname, bop, prev)
+        prev = [bname]
+    n_params = spec.param_count()
+    emb_bwd.add_op("adamw", Optimizer(n_params, dtype, dtype), prev)
+    segments = (
+        Segment("embed", emb),
+        Segment("layer", fwd, layers),
+        Segment("loss", head),
+        Segment("layer_bwd", bwd, layers),
+        Segment("embed_bwd_optimizer", emb_bwd),
+    )
+    saved = layers * sum(_output_bytes(op) for _, op in fwd.ops())
+    return segments, saved
+
+
+def _output_bytes(op: Op) -> float:
+    """Bytes of an operator's output: what autograd keeps for the backward pass."""
+    from hwsim.dtypes import dtype_bytes
+
+    if isinstance(op, MatMul):
+        return op.c_bytes
+    if isinstance(op, Attention):
+        return op.qo_bytes
+    if isinstance(op, Elementwise):
+        return op.n_elements * dtype_bytes(op.dtype)
+    if isinstance(op, Embedding):
+        return op.n_tokens * op.dim * dtype_bytes(op.dtype)
+    return 0.0
