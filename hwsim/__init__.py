@@ -1,1 +1,35 @@
-"""hwsim"""
+"""hwsim: a hardware accelerator simulator and design-space explorer for transformers.
+
+>>> import hwsim
+>>> arch = hwsim.load_arch("h100-sxm")
+>>> w = hwsim.load_workload("llama2-7b", phase="decode", batch=8, context_len=2048)
+>>> r = hwsim.simulate(w, arch)
+>>> round(r.latency_s * 1e3) > 0
+True
+"""
+
+from hwsim import ops
+from hwsim.api import CostCache, load_workload, simulate
+from hwsim.arch import Chip, list_archs, load_arch
+from hwsim.errors import ConfigError, HwsimError, MappingError
+from hwsim.result import Result
+from hwsim.workload import Workload, list_models, load_model_spec
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Chip",
+    "ConfigError",
+    "CostCache",
+    "HwsimError",
+    "MappingError",
+    "Result",
+    "Workload",
+    "list_archs",
+    "list_models",
+    "load_arch",
+    "load_model_spec",
+    "load_workload",
+    "ops",
+    "simulate",
+]

@@ -44,6 +44,11 @@ class ComputeUnit(_Frozen):
     achievable_fraction: float = Field(
         default=1.0, gt=0, le=1, description="fraction of peak math rate a large kernel sustains"
     )
+    cluster_size: int = Field(
+        default=1, gt=0,
+        description="units that share one operand fetch from the first shared level "
+        "(Hopper thread-block clusters with TMA multicast: 2)",
+    )
 
     @field_validator("flops_per_cycle")
     @classmethod
@@ -147,15 +152,12 @@ class Chip(_Frozen):
 
     @field_validator("memory")
     @classmethod
-    def _has_levels(cls, value: dict[str, MemoryLevel]) -> dict[str, MemoryLevel]:
+    def _levels_in_order(cls, value: dict[str, MemoryLevel]) -> dict[str, MemoryLevel]:
+        # A field validator (not a model validator) so errors carry the path ``memory``.
         if not value:
             raise ValueError("needs at least one memory level")
-        return value
-
-    @model_validator(mode="after")
-    def _per_unit_inside_shared(self) -> Chip:
         seen_shared = None
-        for name, level in self.memory.items():
+        for name, level in value.items():
             if level.scope == "shared":
                 seen_shared = name
             elif seen_shared is not None:
@@ -163,7 +165,7 @@ class Chip(_Frozen):
                     f"memory '{name}': a per_unit level must sit inside (before) "
                     f"the shared level '{seen_shared}'"
                 )
-        return self
+        return value
 
     # Derived views used by mapping and cost -------------------------------------------
     @property

@@ -1,0 +1,118 @@
+"""Cost of GEMMs and attention on matrix units: cycles from the mapping, bytes at every
+memory level from the tile each level holds."""
+
+from __future__ import annotations
+
+import math
+
+from hwsim.arch.model import Chip
+from hwsim.cost.model import LevelTraffic, OpCost, make_cost
+from hwsim.dtypes import dtype_bytes
+from hwsim.mapping.gemm import fit_tile, map_gemm, operand_bytes, reuse_traffic
+from hwsim.workload.ops import Attention, MatMul
+
+#: Query rows per block of a fused attention kernel (FlashAttention's Br).
+ATTENTION_Q_BLOCK = 128
+
+
+def gemm_traffic(
+    chip: Chip, m: int, k: int, n: int, dtype: str, batch: int, b_shared: bool,
+    tile_m: int, tile_n: int, split_k: int = 1,
+) -> tuple[LevelTraffic, ...]:
+    """Bytes at every level for a GEMM whose compute tile is ``tile_m`` x ``tile_n``.
+
+    The innermost level feeds the units (traffic set by the compute tile); each outer
+    level refills the level inside it, whose capacity sets how large a tile it can hold.
+    Split-K adds partial sums written and read back in fp32 at the innermost shared level.
+    """
+    names = chip.level_names
+    first_shared = next(n for n in names if chip.memory[n].scope == "shared")
+    out = []
+    tile = (tile_m, tile_n)
+    for i, name in enumerate(names):
+        if i > 0:
+            inner = chip.memory[names[i - 1]]
+            if inner.scope == "per_unit":
+                # A cluster of units multicasts one fetch of the shared operand.
+                tile = (min(m, tile_m * chip.compute_units.cluster_size), tile_n)
+            else:
+                cap = inner.capacity_bytes
+                tile = fit_tile(m, k, n, dtype, batch, b_shared, cap)
+        reads, writes = reuse_traffic(m, k, n, dtype, batch, b_shared, *tile)
+        if split_k > 1 and name == first_shared:
+            partial = (split_k - 1) * batch * m * n * 4.0
+            reads, writes = reads + partial, writes + partial
+        out.append(LevelTraffic(name, reads, writes))
+    return tuple(out)
+
+
+def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
+    """Cost of a (batched) GEMM, with 2:4-style sparsity when the chip supports it."""
+    unit = chip.compute_units
+    mapping = map_gemm(chip, op.m, op.k, op.n, op.dtype, op.batch)
+    speedup, b_scale = 1.0, 1.0
+    if op.sparsity and chip.sparsity and op.sparsity in chip.sparsity.patterns:
+        pattern = chip.sparsity.patterns[op.sparsity]
+        n_kept, m_group = (int(x) for x in op.sparsity.split(":"))
+        speedup = pattern.speedup
+        meta = pattern.metadata_bits_per_nonzero / 8 / dtype_bytes(op.dtype)
+        b_scale = n_kept / m_group * (1 + meta)
+    compute_s = mapping.compute_cycles / unit.clock_hz / unit.achievable_fraction / speedup
+    traffic = gemm_traffic(chip, op.m, op.k, op.n, op.dtype, op.batch, op.b_shared,
+                           mapping.tile_m, mapping.tile_n, mapping.split_k)
+    if b_scale != 1.0:
+        _, b, _ = operand_bytes(op.m, op.k, op.n, op.dtype, op.batch, op.b_shared)
+        traffic = tuple(LevelTraffic(t.level, t.read_bytes - b * (1 - b_scale) * (t.read_bytes >= b),
+                                     t.write_bytes) for t in traffic)
+    macs = op.flops / 2
+    energy = macs * unit.energy_per_mac_pj.get(op.dtype, 0.0) * 1e-12 / speedup  # type: ignore[call-overload]
+    weight = op.b_bytes * b_scale if op.b_is_weight else 0.0
+    detail = (f"tile {mapping.tile_m}x{mapping.tile_n}, split_k {mapping.split_k}, "
+              f"{mapping.n_tiles} tiles, {mapping.waves} waves")
+    return make_cost(chip, flops=op.flops, compute_cycles=mapping.compute_cycles / speedup,
+                     compute_s=compute_s, traffic=traffic, n_kernels=1 + (mapping.split_k > 1),
+                     compute_energy_j=energy, prefetchable_bytes=weight, detail=detail)
+
+
+def attention_cost(chip: Chip, op: Attention) -> OpCost:
+    """Cost of fused (flash) or naive attention.
+
+    The two matrix products run on the matrix units, with the query heads of a GQA
+    group packed into one tile's rows (they share K and V); the softmax's exponentials
+    run on the vector units, overlapped. A flash kernel reads Q, K, V and writes O once
+    off chip; inner levels re-read K and V once per query block. The naive kernel
+    writes the score matrix, reads it for the softmax, writes and reads it again.
+    """
+    unit = chip.compute_units
+    group = op.n_heads // op.n_kv_heads
+    q_rows = op.q_len * group
+    keys = max(1, math.ceil(op.n_scores / op.q_len))  # mean keys seen per query
+    batch = op.batch * op.n_kv_heads
+    qk = map_gemm(chip, q_rows, op.head_dim, keys, op.dtype, batch)
+    pv = map_gemm(chip, q_rows, keys, op.head_dim, op.dtype, batch)
+    passes = 2.5 if op.backward else 1.0
+    cycles = (qk.compute_cycles + pv.compute_cycles) * passes
+    mma_s = cycles / unit.clock_hz / unit.achievable_fraction
+    n_scores = op.batch * op.n_heads * op.n_scores * passes
+    vec_s = 4.0 * n_scores / chip.vector_units.peak_ops_per_s
+    compute_s = max(mma_s, vec_s)
+    io = op.min_bytes
+    writes = op.qo_bytes * (3 if op.backward else 1)
+    q_blocks = math.ceil(op.q_len / ATTENTION_Q_BLOCK)
+    inner_reads = io - writes + op.kv_bytes * group * (q_blocks - 1) * passes
+    n_kernels = 1
+    if op.impl == "naive":
+        io += 4 * op.score_bytes * passes
+        inner_reads += 2 * op.score_bytes * passes
+        writes += 2 * op.score_bytes * passes
+        n_kernels = 3
+    traffic = []
+    for i, name in enumerate(chip.level_names):
+        outer = i == len(chip.level_names) - 1
+        reads = (io - writes) if outer else inner_reads
+        traffic.append(LevelTraffic(name, reads, writes))
+    energy = (op.flops / 2 * unit.energy_per_mac_pj.get(op.dtype, 0.0)  # type: ignore[call-overload]
+              + n_scores * 4 * chip.vector_units.energy_per_op_pj) * 1e-12
+    return make_cost(chip, flops=op.flops, compute_cycles=cycles, compute_s=compute_s,
+                     traffic=tuple(traffic), n_kernels=n_kernels, compute_energy_j=energy,
+                     detail=f"{op.impl}, {q_blocks} query blocks x {batch} kv heads")

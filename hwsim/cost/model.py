@@ -1,0 +1,133 @@
+"""The cost record of one operator on one chip, and the arithmetic shared by all ops.
+
+An :class:`OpCost` holds what the engine needs (compute time, bytes and time at each
+memory level, fixed overhead) and what the result reports (FLOP, stall-free cycles,
+bound, energy by component). Times are for the op running alone; the engine decides
+overlap (weight prefetch) and contention.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hwsim.arch.model import Chip
+
+
+@dataclass(frozen=True)
+class LevelTraffic:
+    """Bytes read from and written to one memory level by one op."""
+
+    level: str
+    read_bytes: float
+    write_bytes: float
+
+    @property
+    def bytes(self) -> float:
+        return self.read_bytes + self.write_bytes
+
+
+@dataclass(frozen=True)
+class OpCost:
+    """Cost of one operator on one chip when it runs alone.
+
+    Attributes
+    ----------
+    flops : float
+        Useful FLOP (dense-equivalent).
+    compute_cycles : float
+        Stall-free cycles on the busiest matrix unit (0 for vector-only ops).
+    compute_s : float
+        Time the compute units (matrix or vector) are busy, in s.
+    traffic : tuple of LevelTraffic
+        Bytes at every memory level, innermost first.
+    level_s : tuple of float
+        Time each level needs for its bytes at its achievable bandwidth, in s.
+    overhead_s : float
+        Fixed kernel launch / dispatch time, in s.
+    prefetchable_bytes : float
+        Weight bytes at the home level that may be fetched ahead, during the
+        previous op.
+    compute_energy_j : float
+        MAC and vector-op energy, in J.
+    level_energy_j : tuple of float
+        Energy of each level's traffic, in J.
+    detail : str
+        The mapping chosen (tile, waves, split), for people.
+    """
+
+    flops: float
+    compute_cycles: float
+    compute_s: float
+    traffic: tuple[LevelTraffic, ...]
+    level_s: tuple[float, ...]
+    overhead_s: float
+    prefetchable_bytes: float
+    compute_energy_j: float
+    level_energy_j: tuple[float, ...]
+    detail: str = ""
+
+    @property
+    def latency_s(self) -> float:
+        """Standalone latency: overhead plus the slowest of compute and every level."""
+        return self.overhead_s + max(self.compute_s, *self.level_s)
+
+    @property
+    def bound(self) -> str:
+        """``compute`` or the name of the memory level that limits the op."""
+        slowest = max(range(len(self.level_s)), key=lambda i: self.level_s[i])
+        return "compute" if self.compute_s >= self.level_s[slowest] else self.traffic[slowest].level
+
+    def level_bytes(self, level: str) -> float:
+        for t in self.traffic:
+            if t.level == level:
+                return t.bytes
+        return 0.0
+
+
+def level_time_s(chip: Chip, level: str, n_bytes: float) -> float:
+    """Time to move ``n_bytes`` through ``level`` at its achievable bandwidth, in s."""
+    spec = chip.memory[level]
+    return n_bytes / (spec.bandwidth_bytes_per_s * spec.achievable_fraction)
+
+
+def traffic_energy_j(chip: Chip, traffic: tuple[LevelTraffic, ...]) -> tuple[float, ...]:
+    """Energy of each level's reads and writes, in J."""
+    out = []
+    for t in traffic:
+        spec = chip.memory[t.level]
+        pj = t.read_bytes * spec.read_energy_pj_per_byte + t.write_bytes * spec.write_energy_pj_per_byte
+        out.append(pj * 1e-12)
+    return tuple(out)
+
+
+def make_cost(
+    chip: Chip,
+    *,
+    flops: float,
+    compute_cycles: float,
+    compute_s: float,
+    traffic: tuple[LevelTraffic, ...],
+    n_kernels: float,
+    compute_energy_j: float,
+    prefetchable_bytes: float = 0.0,
+    detail: str = "",
+) -> OpCost:
+    """Assemble an :class:`OpCost`, deriving level times and energies from traffic."""
+    level_s = tuple(level_time_s(chip, t.level, t.bytes) for t in traffic)
+    return OpCost(
+        flops=flops,
+        compute_cycles=compute_cycles,
+        compute_s=compute_s,
+        traffic=traffic,
+        level_s=level_s,
+        overhead_s=n_kernels * chip.kernel_overhead_s,
+        prefetchable_bytes=prefetchable_bytes,
+        compute_energy_j=compute_energy_j,
+        level_energy_j=traffic_energy_j(chip, traffic),
+        detail=detail,
+    )
+
+
+def streaming_traffic(chip: Chip, read_bytes: float, write_bytes: float) -> tuple[LevelTraffic, ...]:
+    """Traffic of an op that streams its operands once through every level."""
+    return tuple(LevelTraffic(name, read_bytes, write_bytes) for name in chip.level_names)

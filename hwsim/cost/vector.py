@@ -1,0 +1,38 @@
+"""Cost of memory-bound operators on the vector units: element-wise kernels, norms,
+softmax, loss, embedding gathers and the optimizer update."""
+
+from __future__ import annotations
+
+from hwsim.arch.model import Chip
+from hwsim.cost.model import OpCost, make_cost, streaming_traffic
+from hwsim.dtypes import dtype_bytes
+from hwsim.workload.ops import ELEMENTWISE_KINDS, Elementwise, Embedding, Optimizer
+
+
+def _vector_cost(chip: Chip, ops: float, read_bytes: float, write_bytes: float, detail: str) -> OpCost:
+    vec = chip.vector_units
+    return make_cost(chip, flops=ops, compute_cycles=0.0, compute_s=ops / vec.peak_ops_per_s,
+                     traffic=streaming_traffic(chip, read_bytes, write_bytes), n_kernels=1,
+                     compute_energy_j=ops * vec.energy_per_op_pj * 1e-12, detail=detail)
+
+
+def elementwise_cost(chip: Chip, op: Elementwise) -> OpCost:
+    """Stream the inputs in and the outputs out once; the ops run on vector units."""
+    n_read, n_write, _ = ELEMENTWISE_KINDS[op.op_kind]
+    size = op.n_elements * dtype_bytes(op.dtype)
+    return _vector_cost(chip, op.flops, n_read * size, n_write * size, op.op_kind)
+
+
+def embedding_cost(chip: Chip, op: Embedding) -> OpCost:
+    """Gather (or scatter-add) only the touched rows of the table."""
+    rows = op.n_tokens * op.dim * dtype_bytes(op.dtype)
+    reads, writes = (2 * rows, rows) if op.backward else (rows, rows)
+    return _vector_cost(chip, op.flops, reads, writes, "scatter-add" if op.backward else "gather")
+
+
+def optimizer_cost(chip: Chip, op: Optimizer) -> OpCost:
+    """A fused AdamW: read parameters, gradients, both moments; write three back."""
+    p, g, s = (dtype_bytes(d) for d in (op.param_dtype, op.grad_dtype, op.state_dtype))
+    reads = op.n_params * (p + g + 2 * s)
+    writes = op.n_params * (p + 2 * s)
+    return _vector_cost(chip, op.flops, reads, writes, "fused AdamW")

@@ -1,0 +1,233 @@
+"""The SimPy schedule of one workload on one chip.
+
+Each operator is a small generator process: it waits for its predecessors, takes the
+compute units (one kernel at a time, as a GPU stream or a TPU core runs them), takes
+the home-memory port for the bytes not already prefetched, and holds the units for the
+longest of its compute time and its per-level transfer times. When an op releases the
+port before it ends (it is compute bound), a prefetch process streams the *next* op's
+weights into the level inside the home level, as far as that buffer has room, until
+the next op starts.
+
+Identical repeated layers are folded: at most three instances of a repeated segment are
+simulated; from the second on the schedule is periodic (same state at every layer
+boundary), so the remaining instances add whole periods. ``fold=False`` simulates all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any
+
+import simpy
+
+from hwsim.arch.model import Chip
+from hwsim.cost.model import OpCost
+from hwsim.workload.graph import Workload
+from hwsim.workload.ops import Op
+
+#: Instances of a repeated segment that are simulated before folding kicks in.
+FOLD_AFTER = 3
+
+
+@dataclass(frozen=True)
+class OpRecord:
+    """One simulated operator instance (plain data; the recorder appends these)."""
+
+    pass_index: int
+    segment_index: int
+    instance: int
+    name: str
+    op: Op
+    cost: OpCost
+    start_s: float
+    end_s: float
+    prefetched_bytes: float
+    bound: str
+
+
+@dataclass(frozen=True)
+class SegmentRun:
+    """How a segment was simulated: instances simulated, repeat and period."""
+
+    pass_index: int
+    segment_index: int
+    repeat: int
+    simulated: int
+    period_s: float
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Output of :func:`run_schedule`: records of simulated instances, folding info and
+    the total latency (simulated time plus folded periods)."""
+
+    records: tuple[OpRecord, ...]
+    segments: tuple[SegmentRun, ...]
+    latency_s: float
+    pass_end_s: tuple[float, ...]
+    pass_names: tuple[str, ...] = ()
+    segment_names: tuple[tuple[str, ...], ...] = ()
+
+    def multiplicity(self, rec: OpRecord) -> int:
+        """How many op instances a record stands for (folded layers count here)."""
+        for r in self.segments:
+            if (r.pass_index, r.segment_index) == (rec.pass_index, rec.segment_index):
+                return 1 + (r.repeat - r.simulated) * (rec.instance == 1 and r.simulated < r.repeat)
+        return 1
+
+
+@dataclass
+class _Node:
+    key: tuple[int, int, int, str]
+    op: Op
+    cost: OpCost
+    preds: list[int]
+
+
+def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[SegmentRun]]:
+    """Flatten passes and segments into simulated op instances in topological order."""
+    nodes: list[_Node] = []
+    runs: list[SegmentRun] = []
+    prev_sinks: list[int] = []
+    for p_i, p in enumerate(workload.passes):
+        for s_i, seg in enumerate(p.segments):
+            n_sim = min(seg.repeat, FOLD_AFTER) if fold else seg.repeat
+            runs.append(SegmentRun(p_i, s_i, seg.repeat, n_sim, 0.0))
+            order = list(seg.graph.ops())
+            for inst in range(n_sim):
+                index = {}
+                for name, op in order:
+                    preds = [index[d] for d in seg.graph.predecessors(name)]
+                    if not preds:
+                        preds = list(prev_sinks)
+                    index[name] = len(nodes)
+                    nodes.append(_Node((p_i, s_i, inst, name), op, None, preds))  # type: ignore[arg-type]
+                prev_sinks = [index[n] for n in seg.graph.sinks]
+    return nodes, runs
+
+
+def run_schedule(
+    workload: Workload, chip: Chip, cost_of: Callable[[Op], OpCost], fold: bool = True
+) -> Schedule:
+    """Simulate ``workload`` on ``chip`` with op costs from ``cost_of``; deterministic."""
+    nodes, runs = _instances(workload, fold)
+    for node in nodes:
+        node.cost = cost_of(node.op)
+    env = simpy.Environment()
+    sim = _Sim(env, chip, nodes)
+    for i in range(len(nodes)):
+        env.process(sim.op_process(i))
+    env.run()
+    return _fold(workload, nodes, runs, sim)
+
+
+class _Sim:
+    """State of one run: resources, completion events and the recorder."""
+
+    def __init__(self, env: simpy.Environment, chip: Chip, nodes: list[_Node]) -> None:
+        self.env = env
+        self.nodes = nodes
+        self.compute = simpy.Resource(env, capacity=1)
+        self.port = simpy.Resource(env, capacity=1)
+        self.done = [env.event() for _ in nodes]
+        self.started = [env.event() for _ in nodes]
+        self.prefetched = [0.0] * len(nodes)
+        home = chip.memory[chip.home_level]
+        self.home_index = len(chip.level_names) - 1
+        self.home_bw = home.bandwidth_bytes_per_s * home.achievable_fraction
+        names = chip.level_names
+        self.buffer_bytes = chip.level_capacity_bytes(names[-2]) if len(names) > 1 else 0.0
+        self.log: list[tuple[int, float, float, float, str]] = []
+
+    def op_process(self, i: int) -> Generator[Any, Any, None]:
+        env, node = self.env, self.nodes[i]
+        if node.preds:
+            yield simpy.AllOf(env, [self.done[p] for p in node.preds])
+        with self.compute.request() as unit:
+            yield unit
+            start = env.now
+            self.started[i].succeed()
+            with self.port.request() as port:
+                yield port  # a prefetch into our buffer yields the port at our start
+                cost = node.cost
+                home_bytes = max(0.0, cost.traffic[-1].bytes - self.prefetched[i])
+                home_s = home_bytes / self.home_bw
+                inner = max(cost.level_s[:-1], default=0.0)
+                busy = max(cost.compute_s, inner, home_s)
+                bound = _bound(cost, home_s, inner)
+                yield env.timeout(cost.overhead_s + home_s)
+            if i + 1 < len(self.nodes) and self.buffer_bytes > 0:
+                env.process(self.prefetch(i + 1, cost))
+            yield env.timeout(max(0.0, busy - home_s))
+            self.log.append((i, start, env.now, self.prefetched[i], bound))
+        self.done[i].succeed()
+
+    def prefetch(self, j: int, running: OpCost) -> Generator[Any, Any, None]:
+        """Stream op ``j``'s weights while the op before it computes."""
+        want = self.nodes[j].cost.prefetchable_bytes
+        room = self.buffer_bytes - min(self.buffer_bytes, running.traffic[-1].bytes)
+        budget = min(want, room)
+        if budget <= 0 or self.started[j].triggered:
+            return
+        with self.port.request() as port:
+            result = yield port | self.started[j]
+            if port not in result:
+                return
+            t0 = self.env.now
+            yield self.env.timeout(budget / self.home_bw) | self.started[j]
+            self.prefetched[j] = min(budget, (self.env.now - t0) * self.home_bw)
+
+
+def _bound(cost: OpCost, home_s: float, inner_s: float) -> str:
+    if cost.compute_s >= max(home_s, inner_s):
+        return "compute"
+    if home_s >= inner_s:
+        return cost.traffic[-1].level
+    worst = max(range(len(cost.level_s) - 1), key=lambda k: cost.level_s[k])
+    return cost.traffic[worst].level
+
+
+def _fold(workload: Workload, nodes: list[_Node], runs: list[SegmentRun], sim: _Sim) -> Schedule:
+    """Records with start times shifted by the folded periods before them."""
+    by_index = {i: (start, end, pre, bound) for i, start, end, pre, bound in sim.log}
+    first_start: dict[tuple[int, int, int], float] = {}
+    for i, node in enumerate(nodes):
+        key = node.key[:3]
+        first_start.setdefault(key, by_index[i][0])
+    periods = {}
+    out_runs = []
+    for r in runs:
+        period = 0.0
+        if r.simulated < r.repeat:
+            period = first_start[(r.pass_index, r.segment_index, 2)] - first_start[
+                (r.pass_index, r.segment_index, 1)]
+        periods[(r.pass_index, r.segment_index)] = period
+        out_runs.append(SegmentRun(r.pass_index, r.segment_index, r.repeat, r.simulated, period))
+    records = []
+    shift = 0.0
+    pass_end: dict[int, float] = {}
+    run_iter = {(r.pass_index, r.segment_index): r for r in out_runs}
+    current = None
+    for i, node in enumerate(nodes):
+        p_i, s_i, inst, name = node.key
+        if current is not None and current != (p_i, s_i):
+            prev = run_iter[current]
+            shift += (prev.repeat - prev.simulated) * prev.period_s
+        current = (p_i, s_i)
+        start, end, pre, bound = by_index[i]
+        # Instances from the last simulated one on stand for the folded ones too;
+        # the last simulated instance is moved to the end of the folded run.
+        run = run_iter[(p_i, s_i)]
+        extra = (run.repeat - run.simulated) * run.period_s if inst == run.simulated - 1 else 0.0
+        records.append(OpRecord(p_i, s_i, inst, name, node.op, node.cost, start + shift + extra,
+                                end + shift + extra, pre, bound))
+        pass_end[p_i] = max(pass_end.get(p_i, 0.0), end + shift + extra)
+    if current is not None:
+        last = run_iter[current]
+        shift += (last.repeat - last.simulated) * last.period_s
+    latency = sim.env.now + shift
+    ends = tuple(pass_end[p] for p in sorted(pass_end))
+    return Schedule(tuple(records), tuple(out_runs), latency, ends,
+                    tuple(p.name for p in workload.passes),
+                    tuple(tuple(s.name for s in p.segments) for p in workload.passes))

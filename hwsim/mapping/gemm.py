@@ -1,0 +1,201 @@
+"""Mapping a (batched) GEMM onto the matrix units of a chip.
+
+Two families, chosen by ``compute_units.kind``:
+
+- ``systolic_array``: the GEMM is cut into folds that fit the rows x cols array for the
+  dataflow; folds are spread over ``count`` arrays; each fold costs fill + stream +
+  drain cycles (SCALE-Sim's analytical form, Samajdar et al. 2020).
+- ``tensor_core``: output tiles (multiples of the MMA granule, sized to fit the per-unit
+  buffer with a multi-stage pipeline) are spread over ``count`` units in waves, with
+  split-K when there are fewer tiles than units.
+
+Everything here is a pure function of (shape, arch); results are small frozen records.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hwsim.arch.model import Chip, ComputeUnit
+from hwsim.dtypes import accumulator_dtype, dtype_bytes
+from hwsim.errors import MappingError
+
+#: Pipeline stages a tensor-core kernel keeps in its per-unit buffer (CUTLASS-style
+#: multistage mainloop), and the K depth of one stage in bytes (one 128 B line).
+PIPELINE_STAGES = 4
+STAGE_K_BYTES = 128
+#: Smallest K slice worth splitting to (split-K below this costs more than it saves).
+MIN_SPLIT_K = 256
+
+
+@dataclass(frozen=True)
+class GemmMapping:
+    """How one GEMM is laid onto the matrix units."""
+
+    tile_m: int
+    tile_n: int
+    split_k: int
+    n_tiles: int
+    waves: int
+    compute_cycles: float
+    """Stall-free cycles on the busiest unit (dtype rate included)."""
+
+
+def dtype_cycle_factor(unit: ComputeUnit, dtype: str, chip_name: str = "") -> float:
+    """Cycles per MAC-slot for ``dtype`` relative to one MAC per PE per cycle."""
+    rate = unit.flops_per_cycle.get(dtype)  # type: ignore[call-overload]
+    if not rate:
+        supported = ", ".join(unit.flops_per_cycle)
+        raise MappingError(
+            f"{chip_name or 'arch'}: compute_units do not support {dtype} (supported: {supported})"
+        )
+    return 2.0 * unit.rows * unit.cols / rate
+
+
+def systolic_fold_cycles(rows: int, cols: int, temporal: int) -> int:
+    """Cycles of one fold: weights (or stationary operand) fill the rows, inputs skew in
+    over rows + cols, ``temporal`` vectors stream, outputs drain: 2R + C + T - 2."""
+    return 2 * rows + cols + temporal - 2
+
+
+def systolic_gemm_cycles(
+    m: int, k: int, n: int, rows: int, cols: int, dataflow: str, n_arrays: int = 1, batch: int = 1
+) -> tuple[int, int]:
+    """Stall-free cycles and fold count of an (m x k) @ (k x n) GEMM on ``n_arrays``
+    rows x cols arrays with the given dataflow (folds spread evenly over arrays).
+
+    Returns
+    -------
+    cycles : int
+        Cycles on the busiest array.
+    folds : int
+        Folds in total (over the batch).
+    """
+    if dataflow == "weight_stationary":
+        spatial_r, spatial_c, temporal = k, n, m
+    elif dataflow == "output_stationary":
+        spatial_r, spatial_c, temporal = m, n, k
+    else:  # input_stationary
+        spatial_r, spatial_c, temporal = k, m, n
+    folds = batch * math.ceil(spatial_r / rows) * math.ceil(spatial_c / cols)
+    per_fold = systolic_fold_cycles(rows, cols, temporal)
+    return math.ceil(folds / n_arrays) * per_fold, folds
+
+
+def _granule_sizes(granule: int, limit: int) -> list[int]:
+    sizes, size = [], granule
+    while size <= max(limit, granule):
+        sizes.append(size)
+        size *= 2
+    return sizes
+
+
+def _tile_candidates(chip: Chip, dtype: str) -> list[tuple[int, int]]:
+    """Output tiles that fit the per-unit buffer with a multi-stage pipeline."""
+    unit = chip.compute_units
+    per_unit = [lvl for lvl in chip.memory.values() if lvl.scope == "per_unit"]
+    cap = per_unit[0].capacity_bytes if per_unit else math.inf
+    elem = dtype_bytes(dtype)
+    k_depth = max(1, STAGE_K_BYTES / elem)
+    tiles = []
+    for tm in _granule_sizes(unit.rows, 256):
+        for tn in _granule_sizes(unit.cols, 256):
+            if PIPELINE_STAGES * (tm + tn) * k_depth * elem <= cap:
+                tiles.append((tm, tn))
+    return tiles or [(unit.rows, unit.cols)]
+
+
+def _feed_bytes_per_cycle(chip: Chip) -> float:
+    """Operand bytes per cycle the innermost buffer delivers to one matrix unit."""
+    unit = chip.compute_units
+    inner = next(iter(chip.memory.values()))
+    return inner.bandwidth_bytes_per_s / unit.count / unit.clock_hz
+
+
+def map_gemm(chip: Chip, m: int, k: int, n: int, dtype: str, batch: int = 1) -> GemmMapping:
+    """Best mapping of a batched GEMM on ``chip`` (fewest compute cycles; ties: fewest
+    operand re-reads)."""
+    unit = chip.compute_units
+    factor = dtype_cycle_factor(unit, dtype, chip.name)
+    if unit.kind == "systolic_array":
+        cycles, folds = systolic_gemm_cycles(m, k, n, unit.rows, unit.cols, unit.dataflow, unit.count, batch)
+        tile_m = min(m, unit.rows if unit.dataflow != "weight_stationary" else m)
+        return GemmMapping(tile_m, min(n, unit.cols), 1, folds, math.ceil(folds / unit.count),
+                           cycles * factor)
+    feed = _feed_bytes_per_cycle(chip)
+    cycle_s = 1.0 / (unit.clock_hz * unit.achievable_fraction)
+    shared = [lvl for lvl in chip.memory.values() if lvl.scope == "shared"]
+    outer_bw = shared[0].bandwidth_bytes_per_s * shared[0].achievable_fraction
+    elem = dtype_bytes(dtype)
+    best: tuple[float, float, GemmMapping] | None = None
+    for tm, tn in _tile_candidates(chip, dtype):
+        n_tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
+        max_split = max(1, min(unit.count // n_tiles, k // MIN_SPLIT_K))
+        split = 1
+        while split <= max_split:
+            waves = math.ceil(n_tiles * split / unit.count)
+            # An MMA computes whole granules: a ragged tile pays for its padding.
+            k_slice = math.ceil(k / split)
+            mac_cycles = tm * tn * k_slice / (unit.rows * unit.cols) * factor
+            # A small tile needs more operand bytes per MAC than the unit's buffer can
+            # feed: its rate is capped by that bandwidth (efficiency of small tiles).
+            feed_cycles = (tm + tn) * k_slice * elem / feed
+            cycles = waves * max(mac_cycles, feed_cycles)
+            outer_tm = tm * unit.cluster_size
+            reread = batch * (m * k * math.ceil(n / tn) + k * n * math.ceil(m / outer_tm)) * elem
+            # Re-reads are served by the first shared level: a tile that saves cycles
+            # but floods that level is not faster.
+            # Split-K needs a second, reduction kernel.
+            fixed = chip.kernel_overhead_s if split > 1 else 0.0
+            key = (max(cycles * cycle_s, reread / outer_bw) + fixed, reread)
+            if best is None or key < best[:2]:
+                best = (*key, GemmMapping(tm, tn, split, n_tiles, waves, cycles))
+            split *= 2
+    assert best is not None
+    return best[2]
+
+
+def operand_bytes(m: int, k: int, n: int, dtype: str, batch: int, b_shared: bool) -> tuple[float, float, float]:
+    """Bytes of A, B and C (C in the accumulator output dtype)."""
+    elem = dtype_bytes(dtype)
+    a = batch * m * k * elem
+    b = (1 if b_shared else batch) * k * n * elem
+    c = batch * m * n * dtype_bytes(accumulator_dtype(dtype))
+    return a, b, c
+
+
+def reuse_traffic(
+    m: int, k: int, n: int, dtype: str, batch: int, b_shared: bool, tile_m: int, tile_n: int
+) -> tuple[float, float]:
+    """(read, write) bytes a buffer holding ``tile_m`` x ``tile_n`` output tiles pulls
+    from the level outside it: A once per column of tiles, B once per row of tiles."""
+    a, b, c = operand_bytes(m, k, n, dtype, batch, b_shared)
+    reads = a * math.ceil(n / tile_n) + b * math.ceil(m / tile_m)
+    return reads, c
+
+
+def fit_tile(m: int, k: int, n: int, dtype: str, batch: int, b_shared: bool, cap_bytes: float) -> tuple[int, int]:
+    """Largest output tile whose operands and accumulators fit ``cap_bytes`` (the
+    whole problem when it fits), chosen to minimise re-reads from outside."""
+    a, b, c = operand_bytes(m, k, n, dtype, batch, b_shared)
+    if a + b + c <= cap_bytes:
+        return m, n
+    elem = dtype_bytes(dtype)
+    k_depth = min(k, 256)
+    best: tuple[float, int, int] | None = None
+    tm = 1
+    while True:
+        tm_eff = min(tm, m)
+        # tn from: tm*tn*4 (accumulators) + 2*(tm + tn)*k_depth*elem <= cap
+        room = cap_bytes - 2 * tm_eff * k_depth * elem
+        tn = int(room // (4 * tm_eff + 2 * k_depth * elem)) if room > 0 else 0
+        tn = min(tn, n)
+        if tn >= 1:
+            reads, _ = reuse_traffic(m, k, n, dtype, batch, b_shared, tm_eff, tn)
+            if best is None or reads < best[0]:
+                best = (reads, tm_eff, tn)
+        if tm >= m:
+            break
+        tm *= 2
+    return (best[1], best[2]) if best else (1, 1)
