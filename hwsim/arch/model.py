@@ -44,6 +44,11 @@ class ComputeUnit(_Frozen):
     achievable_fraction: float = Field(
         default=1.0, gt=0, le=1, description="fraction of peak math rate a large kernel sustains"
     )
+    stationary_double_buffered: bool = Field(
+        default=False,
+        description="systolic arrays: the next fold's stationary operand loads while the "
+        "current fold streams (TPU MXU weight staging), hiding the fill",
+    )
     cluster_size: int = Field(
         default=1, gt=0,
         description="units that share one operand fetch from the first shared level "

@@ -60,10 +60,15 @@ def systolic_fold_cycles(rows: int, cols: int, temporal: int) -> int:
 
 
 def systolic_gemm_cycles(
-    m: int, k: int, n: int, rows: int, cols: int, dataflow: str, n_arrays: int = 1, batch: int = 1
+    m: int, k: int, n: int, rows: int, cols: int, dataflow: str, n_arrays: int = 1, batch: int = 1,
+    double_buffered: bool = False,
 ) -> tuple[int, int]:
     """Stall-free cycles and fold count of an (m x k) @ (k x n) GEMM on ``n_arrays``
     rows x cols arrays with the given dataflow (folds spread evenly over arrays).
+
+    With ``double_buffered`` the stationary operand of the next fold loads while the
+    current fold streams: each fold then costs max(T, R) cycles and the fill and
+    drain (R + C - 2 + R) are paid once.
 
     Returns
     -------
@@ -79,8 +84,10 @@ def systolic_gemm_cycles(
     else:  # input_stationary
         spatial_r, spatial_c, temporal = k, m, n
     folds = batch * math.ceil(spatial_r / rows) * math.ceil(spatial_c / cols)
-    per_fold = systolic_fold_cycles(rows, cols, temporal)
-    return math.ceil(folds / n_arrays) * per_fold, folds
+    per_array = math.ceil(folds / n_arrays)
+    if double_buffered:
+        return per_array * max(temporal, rows) + 2 * rows + cols - 2, folds
+    return per_array * systolic_fold_cycles(rows, cols, temporal), folds
 
 
 def _granule_sizes(granule: int, limit: int) -> list[int]:
@@ -119,7 +126,8 @@ def map_gemm(chip: Chip, m: int, k: int, n: int, dtype: str, batch: int = 1) -> 
     unit = chip.compute_units
     factor = dtype_cycle_factor(unit, dtype, chip.name)
     if unit.kind == "systolic_array":
-        cycles, folds = systolic_gemm_cycles(m, k, n, unit.rows, unit.cols, unit.dataflow, unit.count, batch)
+        cycles, folds = systolic_gemm_cycles(m, k, n, unit.rows, unit.cols, unit.dataflow, unit.count,
+                                             batch, unit.stationary_double_buffered)
         tile_m = min(m, unit.rows if unit.dataflow != "weight_stationary" else m)
         return GemmMapping(tile_m, min(n, unit.cols), 1, folds, math.ceil(folds / unit.count),
                            cycles * factor)
