@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import simpy
@@ -71,10 +72,14 @@ class Schedule:
 
     def multiplicity(self, rec: OpRecord) -> int:
         """How many op instances a record stands for (folded layers count here)."""
-        for r in self.segments:
-            if (r.pass_index, r.segment_index) == (rec.pass_index, rec.segment_index):
-                return 1 + (r.repeat - r.simulated) * (rec.instance == 1 and r.simulated < r.repeat)
-        return 1
+        if rec.instance != 1:
+            return 1
+        r = self._runs[(rec.pass_index, rec.segment_index)]
+        return 1 + (r.repeat - r.simulated)
+
+    @cached_property
+    def _runs(self) -> dict[tuple[int, int], SegmentRun]:
+        return {(r.pass_index, r.segment_index): r for r in self.segments}
 
 
 @dataclass

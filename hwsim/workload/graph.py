@@ -25,6 +25,7 @@ class OperatorGraph(nx.DiGraph):  # type: ignore[type-arg]
         """Add operator ``op`` as node ``name`` depending on the nodes in ``after``."""
         if name in self:
             raise ValueError(f"duplicate op name {name!r}")
+        self._order: list[tuple[str, Op]] | None = None
         self.add_node(name, op=op)
         for dep in after:
             if dep not in self:
@@ -33,9 +34,13 @@ class OperatorGraph(nx.DiGraph):  # type: ignore[type-arg]
         return name
 
     def ops(self) -> Iterator[tuple[str, Op]]:
-        """(name, op) in a deterministic topological order."""
-        for name in nx.lexicographical_topological_sort(self, key=self._order_key):
-            yield name, self.nodes[name]["op"]
+        """(name, op) in a deterministic topological order (insertion order breaks ties)."""
+        order = getattr(self, "_order", None)
+        if order is None:
+            order = [(n, self.nodes[n]["op"])
+                     for n in nx.lexicographical_topological_sort(self, key=self._order_key)]
+            self._order = order
+        return iter(order)
 
     def _order_key(self, name: str) -> int:
         return int(self._insertion[name]) if hasattr(self, "_insertion") else 0
@@ -44,7 +49,12 @@ class OperatorGraph(nx.DiGraph):  # type: ignore[type-arg]
         if not hasattr(self, "_insertion"):
             self._insertion: dict[str, int] = {}
         self._insertion.setdefault(node_for_adding, len(self._insertion))
+        self._order = None
         super().add_node(node_for_adding, **attr)
+
+    def add_edge(self, u_of_edge: Any, v_of_edge: Any, **attr: Any) -> None:
+        self._order = None
+        super().add_edge(u_of_edge, v_of_edge, **attr)
 
     @property
     def sources(self) -> list[str]:

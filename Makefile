@@ -1,0 +1,30 @@
+# Two commands work on a fresh machine with only python3: `make demo` and `make test`.
+# Each creates .venv/ (once) and installs hwsim with its dev extras into it.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench validate clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)  ## compare LLaMA-2-7B decoding on h100-sxm, tpu-v4 and wse2
+	$(BIN)/hwsim compare
+
+lint: $(STAMP)
+	$(BIN)/ruff check hwsim tests bench
+	$(BIN)/mypy
+
+test: $(STAMP) lint  ## lint, type-check, then run the whole test suite
+	$(BIN)/python -m pytest
+
+bench: $(STAMP)  ## simulations per second (see bench/README.md)
+	$(BIN)/python bench/bench_simulate.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
