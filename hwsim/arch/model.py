@@ -153,7 +153,14 @@ class Chip(_Frozen):
     sparsity: SparsityUnit | None = None
     idle_power_w: float = Field(ge=0)
     area_mm2: float = Field(default=0.0, ge=0)
-    kernel_overhead_s: float = Field(default=0.0, ge=0, description="fixed cost per kernel")
+    kernel_overhead_s: float = Field(
+        default=0.0, ge=0, description="fixed device time per kernel (prologue, fill, tail)"
+    )
+    launch_overhead_s: float = Field(
+        default=0.0, ge=0,
+        description="host launch latency paid once per pass (one standalone kernel or one "
+        "CUDA-graph replay); later kernels are enqueued while earlier ones run",
+    )
 
     @field_validator("memory")
     @classmethod

@@ -88,6 +88,7 @@ class _Node:
     op: Op
     cost: OpCost
     preds: list[int]
+    launch_s: float = 0.0
 
 
 def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[SegmentRun]]:
@@ -101,7 +102,7 @@ def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[Segmen
             runs.append(SegmentRun(p_i, s_i, seg.repeat, n_sim, 0.0))
             order = list(seg.graph.ops())
             for inst in range(n_sim):
-                index = {}
+                index: dict[str, int] = {}
                 for name, op in order:
                     preds = [index[d] for d in seg.graph.predecessors(name)]
                     if not preds:
@@ -117,8 +118,12 @@ def run_schedule(
 ) -> Schedule:
     """Simulate ``workload`` on ``chip`` with op costs from ``cost_of``; deterministic."""
     nodes, runs = _instances(workload, fold)
+    first_of_pass: set[int] = set()
     for node in nodes:
         node.cost = cost_of(node.op)
+        if node.key[0] not in first_of_pass:
+            first_of_pass.add(node.key[0])
+            node.launch_s = chip.launch_overhead_s
     env = simpy.Environment()
     sim = _Sim(env, chip, nodes)
     for i in range(len(nodes)):
@@ -161,7 +166,7 @@ class _Sim:
                 inner = max(cost.level_s[:-1], default=0.0)
                 busy = max(cost.compute_s, inner, home_s)
                 bound = _bound(cost, home_s, inner)
-                yield env.timeout(cost.overhead_s + home_s)
+                yield env.timeout(node.launch_s + cost.overhead_s + home_s)
             if i + 1 < len(self.nodes) and self.buffer_bytes > 0:
                 env.process(self.prefetch(i + 1, cost))
             yield env.timeout(max(0.0, busy - home_s))

@@ -149,22 +149,24 @@ def map_gemm(chip: Chip, m: int, k: int, n: int, dtype: str, batch: int = 1) -> 
             # A small tile needs more operand bytes per MAC than the unit's buffer can
             # feed: its rate is capped by that bandwidth (efficiency of small tiles).
             feed_cycles = (tm + tn) * k_slice * elem / feed
-            cycles = waves * max(mac_cycles, feed_cycles)
+            busy = waves * max(mac_cycles, feed_cycles)
             outer_tm = tm * unit.cluster_size
             reread = batch * (m * k * math.ceil(n / tn) + k * n * math.ceil(m / outer_tm)) * elem
             # Re-reads are served by the first shared level: a tile that saves cycles
             # but floods that level is not faster.
             # Split-K needs a second, reduction kernel.
             fixed = chip.kernel_overhead_s if split > 1 else 0.0
-            key = (max(cycles * cycle_s, reread / outer_bw) + fixed, reread)
+            key = (max(busy * cycle_s, reread / outer_bw) + fixed, reread)
             if best is None or key < best[:2]:
-                best = (*key, GemmMapping(tm, tn, split, n_tiles, waves, cycles))
+                best = (*key, GemmMapping(tm, tn, split, n_tiles, waves, busy))
             split *= 2
     assert best is not None
     return best[2]
 
 
-def operand_bytes(m: int, k: int, n: int, dtype: str, batch: int, b_shared: bool) -> tuple[float, float, float]:
+def operand_bytes(
+    m: int, k: int, n: int, dtype: str, batch: int, b_shared: bool
+) -> tuple[float, float, float]:
     """Bytes of A, B and C (C in the accumulator output dtype)."""
     elem = dtype_bytes(dtype)
     a = batch * m * k * elem
@@ -183,7 +185,9 @@ def reuse_traffic(
     return reads, c
 
 
-def fit_tile(m: int, k: int, n: int, dtype: str, batch: int, b_shared: bool, cap_bytes: float) -> tuple[int, int]:
+def fit_tile(
+    m: int, k: int, n: int, dtype: str, batch: int, b_shared: bool, cap_bytes: float
+) -> tuple[int, int]:
     """Largest output tile whose operands and accumulators fit ``cap_bytes`` (the
     whole problem when it fits), chosen to minimise re-reads from outside."""
     a, b, c = operand_bytes(m, k, n, dtype, batch, b_shared)

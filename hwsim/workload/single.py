@@ -55,7 +55,8 @@ def elementwise(kind: str, shape: tuple[int, int], dtype: str = "bf16") -> Workl
     """A memory-bound operator (``add``, ``gelu``, ``silu_mul``, ``softmax``,
     ``layernorm``, ``rmsnorm``) over a (rows, cols) tensor."""
     if kind not in PUBLIC_ELEMENTWISE:
-        raise ConfigError([f"elementwise: kind: unknown kind {kind!r}; expected one of {', '.join(PUBLIC_ELEMENTWISE)}"])
+        known = ", ".join(PUBLIC_ELEMENTWISE)
+        raise ConfigError([f"elementwise: kind: unknown kind {kind!r}; expected one of {known}"])
     if len(tuple(shape)) != 2:
         raise ConfigError([f"elementwise: shape: expected (rows, cols), got {shape!r}"])
     rows, cols = (int(x) for x in shape)
