@@ -73,8 +73,11 @@ class OpCost:
 
     @property
     def bound(self) -> str:
-        """``compute`` or the name of the memory level that limits the op."""
+        """``overhead`` (fixed kernel time exceeds the work), ``compute``, or the name
+        of the memory level that limits the op."""
         slowest = max(range(len(self.level_s)), key=lambda i: self.level_s[i])
+        if self.overhead_s > max(self.compute_s, self.level_s[slowest]):
+            return "overhead"
         return "compute" if self.compute_s >= self.level_s[slowest] else self.traffic[slowest].level
 
     def level_bytes(self, level: str) -> float:

@@ -165,7 +165,7 @@ class _Sim:
                 home_s = home_bytes / self.home_bw
                 inner = max(cost.level_s[:-1], default=0.0)
                 busy = max(cost.compute_s, inner, home_s)
-                bound = _bound(cost, home_s, inner)
+                bound = _bound(cost, home_s, inner, node.launch_s)
                 yield env.timeout(node.launch_s + cost.overhead_s + home_s)
             if i + 1 < len(self.nodes) and self.buffer_bytes > 0:
                 env.process(self.prefetch(i + 1, cost))
@@ -189,7 +189,11 @@ class _Sim:
             self.prefetched[j] = min(budget, (self.env.now - t0) * self.home_bw)
 
 
-def _bound(cost: OpCost, home_s: float, inner_s: float) -> str:
+def _bound(cost: OpCost, home_s: float, inner_s: float, launch_s: float) -> str:
+    """What limits an op: fixed ``overhead`` (launch and per-kernel time exceed the
+    work), ``compute``, or the memory level whose transfer takes longest."""
+    if launch_s + cost.overhead_s > max(cost.compute_s, home_s, inner_s):
+        return "overhead"
     if cost.compute_s >= max(home_s, inner_s):
         return "compute"
     if home_s >= inner_s:
