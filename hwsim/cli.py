@@ -7,6 +7,7 @@ stderr and the command exits with status 2, without a traceback.
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from hwsim.arch.load import list_archs, load_arch
 from hwsim.arch.model import Chip
 from hwsim.errors import HwsimError
 from hwsim.result import Result
-from hwsim.workload.lower import PHASES
+from hwsim.workload.lower import PHASES, lower
 from hwsim.workload.ops import PUBLIC_ELEMENTWISE
 from hwsim.workload.spec import ModelSpec, list_models, load_model_spec
 
@@ -28,6 +29,12 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 EXIT_ERROR = 2
 DEFAULT_COMPARE_ARCHS = ("h100-sxm", "tpu-v4", "wse2")
+_LOWER_DEFAULTS = {k: p.default for k, p in inspect.signature(lower).parameters.items()}
+
+
+def _dflt(key: str) -> str:
+    """`` [default: N]`` from :func:`hwsim.workload.lower`, so help never drifts from it."""
+    return f" [default: {_LOWER_DEFAULTS[key]}]"
 
 
 def _error_lines(exc: HwsimError) -> list[str]:
@@ -69,14 +76,14 @@ def _workload_options(func: F) -> F:
                      help="prefill: prompts; decode: one step; request: prefill + decode steps; "
                           "train: one optimizer step."),
         click.option("--batch", type=int, default=1, show_default=True, help="Sequences processed together."),
-        click.option("--context-len", type=int, help="Decode: KV-cache tokens [default: 2048]."),
-        click.option("--prompt-len", type=int, help="Prefill/request: prompt tokens [default: 512]."),
-        click.option("--new-tokens", type=int, help="Request: decode steps [default: 128]."),
-        click.option("--seq-len", type=int, help="Train: tokens per sequence [default: 2048]."),
+        click.option("--context-len", type=int, help="Decode: KV-cache tokens." + _dflt("context_len")),
+        click.option("--prompt-len", type=int, help="Prefill/request: prompt tokens." + _dflt("prompt_len")),
+        click.option("--new-tokens", type=int, help="Request: decode steps." + _dflt("new_tokens")),
+        click.option("--seq-len", type=int, help="Train: tokens per sequence." + _dflt("seq_len")),
         click.option("--n-layers", type=int, help="Simulate this many layers instead of the model's."),
-        click.option("--dtype", help="Weights/activations dtype, e.g. bf16, fp8, int8 [default: bf16]."),
+        click.option("--dtype", help="Weights/activations dtype, e.g. bf16, fp8, int8." + _dflt("dtype")),
         click.option("--attention", "attention_impl", type=click.Choice(["flash", "naive"]),
-                     help="Attention kernel [default: flash]."),
+                     help="Attention kernel." + _dflt("attention_impl")),
         click.option("--sparsity", callback=_check_sparsity,
                      help="N:M pattern the weight GEMMs are pruned to, e.g. 2:4."),
     ]
@@ -226,7 +233,8 @@ def gemm_cmd(arch: str, dtype: str, as_json: bool, m: int, k: int, n: int, spars
 @_op_common
 @click.option("--batch", type=int, default=1, show_default=True, help="Sequences.")
 @click.option("--n-heads", type=int, required=True, help="Query heads.")
-@click.option("--n-kv-heads", type=int, help="Key/value heads (fewer than --n-heads is GQA) [default: n-heads].")
+@click.option("--n-kv-heads", type=int,
+              help="Key/value heads (fewer than --n-heads is GQA) [default: n-heads].")
 @click.option("--q-len", type=int, required=True, help="Query tokens per sequence.")
 @click.option("--kv-len", type=int, required=True, help="Key/value tokens per sequence.")
 @click.option("--head-dim", type=int, default=128, show_default=True, help="Dimension per head.")

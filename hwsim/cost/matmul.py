@@ -69,6 +69,9 @@ def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
     weight = op.b_bytes * b_scale if op.b_is_weight else 0.0
     detail = (f"tile {mapping.tile_m}x{mapping.tile_n}, split_k {mapping.split_k}, "
               f"{mapping.n_tiles} tiles, {mapping.waves} waves")
+    if op.sparsity and speedup == 1.0:
+        # No sparsity unit for this pattern: the pruned weights run (and are stored) dense.
+        detail += f", {op.sparsity} unsupported: dense"
     return make_cost(chip, flops=op.flops, compute_cycles=mapping.compute_cycles / speedup,
                      compute_s=compute_s, traffic=traffic, n_kernels=1 + (mapping.split_k > 1),
                      compute_energy_j=energy, prefetchable_bytes=weight, detail=detail)

@@ -19,6 +19,7 @@ from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
 from hwsim.workload.graph import Pass, Segment, Workload
 from hwsim.workload.layers import embedding_graph, forward_layer, head_graph
+from hwsim.workload.ops import sparsity_problem
 from hwsim.workload.spec import ModelSpec
 from hwsim.workload.train import train_segments
 
@@ -100,6 +101,9 @@ def lower(
     except ValueError as exc:
         raise ConfigError([f"{source}: dtype: {exc}"]) from None
     _check_positive(source, batch=batch)
+    problem = sparsity_problem(sparsity)
+    if problem:
+        raise ConfigError([f"{source}: sparsity: {problem}"])
     if n_layers is not None:
         _check_positive(source, n_layers=n_layers)
         spec = spec.model_copy(update={"num_hidden_layers": n_layers})

@@ -13,6 +13,19 @@ from dataclasses import dataclass
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
 
 
+def sparsity_problem(pattern: str | None) -> str | None:
+    """Why ``pattern`` is not a valid N:M sparsity pattern (``None`` if it is, or is
+    ``None``)."""
+    if pattern is None:
+        return None
+    parts = str(pattern).split(":")
+    if len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return f"expected an N:M pattern such as '2:4', got {pattern!r}"
+    if not 0 < int(parts[0]) < int(parts[1]):
+        return f"pattern {pattern!r} needs 0 < N < M"
+    return None
+
+
 @dataclass(frozen=True)
 class MatMul:
     """``batch`` independent products of an (m x k) by a (k x n) matrix.

@@ -5,7 +5,15 @@ from __future__ import annotations
 from hwsim.dtypes import normalize_dtype
 from hwsim.errors import ConfigError
 from hwsim.workload.graph import OperatorGraph, Pass, Segment, Workload
-from hwsim.workload.ops import PUBLIC_ELEMENTWISE, Attention, Elementwise, Embedding, MatMul, Op
+from hwsim.workload.ops import (
+    PUBLIC_ELEMENTWISE,
+    Attention,
+    Elementwise,
+    Embedding,
+    MatMul,
+    Op,
+    sparsity_problem,
+)
 
 
 def _one_op(name: str, op: Op, tokens: int, resident: float, params: dict[str, object]) -> Workload:
@@ -30,6 +38,9 @@ def _validate(source: str, dtype: str, **dims: int) -> str:
 def gemm(m: int, k: int, n: int, dtype: str = "bf16", sparsity: str | None = None) -> Workload:
     """One (m x k) @ (k x n) product whose right operand is a weight read from memory."""
     dtype = _validate("gemm", dtype, m=m, k=k, n=n)
+    problem = sparsity_problem(sparsity)
+    if problem:
+        raise ConfigError([f"gemm: sparsity: {problem}"])
     op = MatMul(m, k, n, dtype, sparsity=sparsity)
     return _one_op("gemm", op, m, op.min_bytes, {"m": m, "k": k, "n": n, "dtype": dtype})
 
@@ -72,4 +83,5 @@ def embedding(n_tokens: int, vocab: int, dim: int, dtype: str = "bf16") -> Workl
     from hwsim.dtypes import dtype_bytes
 
     table = vocab * dim * dtype_bytes(dtype)
-    return _one_op("embedding", op, n_tokens, table, {"n_tokens": n_tokens, "vocab": vocab, "dim": dim})
+    return _one_op("embedding", op, n_tokens, table, {"n_tokens": n_tokens, "vocab": vocab, "dim": dim,
+                                                         "dtype": dtype})
