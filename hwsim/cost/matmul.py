@@ -8,7 +8,7 @@ import math
 from hwsim.arch.model import Chip
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost
 from hwsim.dtypes import dtype_bytes
-from hwsim.mapping.gemm import fit_tile, map_gemm, operand_bytes, reuse_traffic
+from hwsim.mapping.gemm import GemmMapping, fit_tile, gemm_candidates, map_gemm, reuse_traffic
 from hwsim.workload.ops import Attention, MatMul
 
 #: Query rows per block of a fused attention kernel (FlashAttention's Br).
@@ -16,65 +16,81 @@ ATTENTION_Q_BLOCK = 128
 
 
 def gemm_traffic(
-    chip: Chip, m: int, k: int, n: int, dtype: str, batch: int, b_shared: bool,
-    tile_m: int, tile_n: int, split_k: int = 1,
+    chip: Chip, op: MatMul, mapping: GemmMapping, outer_tiles: dict[str, tuple[int, int]],
+    b_scale: float = 1.0,
 ) -> tuple[LevelTraffic, ...]:
-    """Bytes at every level for a GEMM whose compute tile is ``tile_m`` x ``tile_n``.
+    """Bytes at every level for a GEMM laid out as ``mapping``.
 
     The innermost level feeds the units (traffic set by the compute tile); each outer
-    level refills the level inside it, whose capacity sets how large a tile it can hold.
-    Split-K adds partial sums written and read back in fp32 at the innermost shared level.
+    level refills the level inside it: a per-unit buffer holds the compute tile (a
+    cluster of units multicasts the shared operand), a shared buffer holds the tile in
+    ``outer_tiles``. Split-K adds fp32 partial sums written and read back at the
+    innermost shared level.
     """
     names = chip.level_names
     first_shared = next(n for n in names if chip.memory[n].scope == "shared")
     out = []
-    tile = (tile_m, tile_n)
+    tile = (mapping.tile_m, mapping.tile_n)
     for i, name in enumerate(names):
         if i > 0:
-            inner = chip.memory[names[i - 1]]
-            if inner.scope == "per_unit":
-                # A cluster of units multicasts one fetch of the shared operand.
-                tile = (min(m, tile_m * chip.compute_units.cluster_size), tile_n)
+            inner = names[i - 1]
+            if chip.memory[inner].scope == "per_unit":
+                tile = (min(op.m, mapping.tile_m * chip.compute_units.cluster_size), mapping.tile_n)
             else:
-                cap = inner.capacity_bytes
-                tile = fit_tile(m, k, n, dtype, batch, b_shared, cap)
-        reads, writes = reuse_traffic(m, k, n, dtype, batch, b_shared, *tile)
-        if split_k > 1 and name == first_shared:
-            partial = (split_k - 1) * batch * m * n * 4.0
+                tile = outer_tiles[inner]
+        reads, writes = reuse_traffic(op.m, op.k, op.n, op.dtype, op.batch, op.b_shared, *tile,
+                                      b_scale=b_scale)
+        if mapping.split_k > 1 and name == first_shared:
+            partial = (mapping.split_k - 1) * op.batch * op.m * op.n * 4.0
             reads, writes = reads + partial, writes + partial
         out.append(LevelTraffic(name, reads, writes))
     return tuple(out)
 
 
+def _sparsity(chip: Chip, op: MatMul) -> tuple[float, float]:
+    """(math speedup, stored fraction of B) for the op's N:M pattern on this chip;
+    (1, 1) when the chip has no unit for it and the pruned weights run dense."""
+    if not (op.sparsity and chip.sparsity and op.sparsity in chip.sparsity.patterns):
+        return 1.0, 1.0
+    pattern = chip.sparsity.patterns[op.sparsity]
+    n_kept, m_group = (int(x) for x in op.sparsity.split(":"))
+    meta = pattern.metadata_bits_per_nonzero / 8 / dtype_bytes(op.dtype)
+    return pattern.speedup, n_kept / m_group * (1 + meta)
+
+
 def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
-    """Cost of a (batched) GEMM, with 2:4-style sparsity when the chip supports it."""
+    """Cost of a (batched) GEMM: every legal mapping is costed in full (compute, bytes
+    at every level, split-K reduction kernel) and the fastest wins (ties: fewer home
+    bytes). 2:4-style sparsity applies where the chip has a unit for the pattern."""
     unit = chip.compute_units
-    mapping = map_gemm(chip, op.m, op.k, op.n, op.dtype, op.batch)
-    speedup, b_scale = 1.0, 1.0
-    if op.sparsity and chip.sparsity and op.sparsity in chip.sparsity.patterns:
-        pattern = chip.sparsity.patterns[op.sparsity]
-        n_kept, m_group = (int(x) for x in op.sparsity.split(":"))
-        speedup = pattern.speedup
-        meta = pattern.metadata_bits_per_nonzero / 8 / dtype_bytes(op.dtype)
-        b_scale = n_kept / m_group * (1 + meta)
-    compute_s = mapping.compute_cycles / unit.clock_hz / unit.achievable_fraction / speedup
-    traffic = gemm_traffic(chip, op.m, op.k, op.n, op.dtype, op.batch, op.b_shared,
-                           mapping.tile_m, mapping.tile_n, mapping.split_k)
-    if b_scale != 1.0:
-        _, b, _ = operand_bytes(op.m, op.k, op.n, op.dtype, op.batch, op.b_shared)
-        traffic = tuple(LevelTraffic(t.level, t.read_bytes - b * (1 - b_scale) * (t.read_bytes >= b),
-                                     t.write_bytes) for t in traffic)
+    speedup, b_scale = _sparsity(chip, op)
+    outer_tiles = {
+        name: fit_tile(op.m, op.k, op.n, op.dtype, op.batch, op.b_shared, level.capacity_bytes)
+        for name, level in chip.memory.items() if level.scope == "shared"
+    }
     macs = op.flops / 2
     energy = macs * unit.energy_per_mac_pj.get(op.dtype, 0.0) * 1e-12 / speedup  # type: ignore[call-overload]
     weight = op.b_bytes * b_scale if op.b_is_weight else 0.0
-    detail = (f"tile {mapping.tile_m}x{mapping.tile_n}, split_k {mapping.split_k}, "
-              f"{mapping.n_tiles} tiles, {mapping.waves} waves")
-    if op.sparsity and speedup == 1.0:
-        # No sparsity unit for this pattern: the pruned weights run (and are stored) dense.
-        detail += f", {op.sparsity} unsupported: dense"
-    return make_cost(chip, flops=op.flops, compute_cycles=mapping.compute_cycles / speedup,
-                     compute_s=compute_s, traffic=traffic, n_kernels=1 + (mapping.split_k > 1),
-                     compute_energy_j=energy, prefetchable_bytes=weight, detail=detail)
+    best: OpCost | None = None
+    for mapping in gemm_candidates(chip, op.m, op.k, op.n, op.dtype, op.batch):
+        detail = (f"tile {mapping.tile_m}x{mapping.tile_n}, split_k {mapping.split_k}, "
+                  f"{mapping.n_tiles} tiles, {mapping.waves} waves")
+        if op.sparsity and speedup == 1.0:
+            # No sparsity unit for this pattern: the pruned weights run (and are stored) dense.
+            detail += f", {op.sparsity} unsupported: dense"
+        cost = make_cost(
+            chip, flops=op.flops, compute_cycles=mapping.compute_cycles / speedup,
+            compute_s=mapping.compute_cycles / unit.clock_hz / unit.achievable_fraction / speedup,
+            traffic=gemm_traffic(chip, op, mapping, outer_tiles, b_scale),
+            n_kernels=1 + (mapping.split_k > 1),  # split-K reduces in a second kernel
+            compute_energy_j=energy, prefetchable_bytes=weight, detail=detail,
+        )
+        if best is None or (cost.latency_s, cost.traffic[-1].bytes) < (
+            best.latency_s, best.traffic[-1].bytes
+        ):
+            best = cost
+    assert best is not None
+    return best
 
 
 def attention_cost(chip: Chip, op: Attention) -> OpCost:

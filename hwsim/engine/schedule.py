@@ -141,7 +141,7 @@ class _Sim:
         self.compute = simpy.Resource(env, capacity=1)
         self.port = simpy.Resource(env, capacity=1)
         self.done = [env.event() for _ in nodes]
-        self.started = [env.event() for _ in nodes]
+        self.any_start = env.event()  # replaced each time an op starts
         self.prefetched = [0.0] * len(nodes)
         home = chip.memory[chip.home_level]
         self.home_index = len(chip.level_names) - 1
@@ -157,7 +157,8 @@ class _Sim:
         with self.compute.request() as unit:
             yield unit
             start = env.now
-            self.started[i].succeed()
+            self.any_start.succeed()
+            self.any_start = env.event()
             with self.port.request() as port:
                 yield port  # a prefetch into our buffer yields the port at our start
                 cost = node.cost
@@ -174,18 +175,21 @@ class _Sim:
         self.done[i].succeed()
 
     def prefetch(self, j: int, running: OpCost) -> Generator[Any, Any, None]:
-        """Stream op ``j``'s weights while the op before it computes."""
+        """Stream op ``j``'s weights while the op before it computes; stop as soon as
+        any op starts (usually ``j``; on a parallel branch possibly another), so the op
+        that runs next never waits for a prefetch."""
         want = self.nodes[j].cost.prefetchable_bytes
         room = self.buffer_bytes - min(self.buffer_bytes, running.traffic[-1].bytes)
         budget = min(want, room)
-        if budget <= 0 or self.started[j].triggered:
+        stop = self.any_start
+        if budget <= 0:
             return
         with self.port.request() as port:
-            result = yield port | self.started[j]
+            result = yield port | stop
             if port not in result:
                 return
             t0 = self.env.now
-            yield self.env.timeout(budget / self.home_bw) | self.started[j]
+            yield self.env.timeout(budget / self.home_bw) | stop
             self.prefetched[j] = min(budget, (self.env.now - t0) * self.home_bw)
 
 

@@ -67,8 +67,8 @@ def systolic_gemm_cycles(
     rows x cols arrays with the given dataflow (folds spread evenly over arrays).
 
     With ``double_buffered`` the stationary operand of the next fold loads while the
-    current fold streams: each fold then costs max(T, R) cycles and the fill and
-    drain (R + C - 2 + R) are paid once.
+    current fold streams: every fold but the last costs max(T, R) cycles, and the
+    last one the full 2R + C + T - 2 (the first fill and the last drain are exposed).
 
     Returns
     -------
@@ -86,7 +86,8 @@ def systolic_gemm_cycles(
     folds = batch * math.ceil(spatial_r / rows) * math.ceil(spatial_c / cols)
     per_array = math.ceil(folds / n_arrays)
     if double_buffered:
-        return per_array * max(temporal, rows) + 2 * rows + cols - 2, folds
+        last = systolic_fold_cycles(rows, cols, temporal)
+        return (per_array - 1) * max(temporal, rows) + last, folds
     return per_array * systolic_fold_cycles(rows, cols, temporal), folds
 
 
@@ -113,30 +114,30 @@ def _tile_candidates(chip: Chip, dtype: str) -> list[tuple[int, int]]:
     return tiles or [(unit.rows, unit.cols)]
 
 
-def _feed_bytes_per_cycle(chip: Chip) -> float:
-    """Operand bytes per cycle the innermost buffer delivers to one matrix unit."""
+def _feed_bytes_per_cycle(chip: Chip, active_units: int) -> float:
+    """Operand bytes per cycle the innermost buffer delivers to one busy matrix unit
+    (a shared buffer splits its bandwidth over the units actually working)."""
     unit = chip.compute_units
     inner = next(iter(chip.memory.values()))
-    return inner.bandwidth_bytes_per_s / unit.count / unit.clock_hz
+    sharers = unit.count if inner.scope == "per_unit" else max(1, min(unit.count, active_units))
+    return inner.bandwidth_bytes_per_s / sharers / unit.clock_hz
 
 
-def map_gemm(chip: Chip, m: int, k: int, n: int, dtype: str, batch: int = 1) -> GemmMapping:
-    """Best mapping of a batched GEMM on ``chip`` (fewest compute cycles; ties: fewest
-    operand re-reads)."""
+def gemm_candidates(
+    chip: Chip, m: int, k: int, n: int, dtype: str, batch: int = 1
+) -> list[GemmMapping]:
+    """Every legal mapping of a batched GEMM: for systolic arrays the one fold
+    schedule; for tensor cores each buffer-fitting tile with each useful split-K."""
     unit = chip.compute_units
     factor = dtype_cycle_factor(unit, dtype, chip.name)
     if unit.kind == "systolic_array":
         cycles, folds = systolic_gemm_cycles(m, k, n, unit.rows, unit.cols, unit.dataflow, unit.count,
                                              batch, unit.stationary_double_buffered)
         tile_m = min(m, unit.rows if unit.dataflow != "weight_stationary" else m)
-        return GemmMapping(tile_m, min(n, unit.cols), 1, folds, math.ceil(folds / unit.count),
-                           cycles * factor)
-    feed = _feed_bytes_per_cycle(chip)
-    cycle_s = 1.0 / (unit.clock_hz * unit.achievable_fraction)
-    shared = [lvl for lvl in chip.memory.values() if lvl.scope == "shared"]
-    outer_bw = shared[0].bandwidth_bytes_per_s * shared[0].achievable_fraction
+        return [GemmMapping(tile_m, min(n, unit.cols), 1, folds, math.ceil(folds / unit.count),
+                            cycles * factor)]
     elem = dtype_bytes(dtype)
-    best: tuple[float, float, GemmMapping] | None = None
+    out = []
     for tm, tn in _tile_candidates(chip, dtype):
         n_tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
         max_split = max(1, min(unit.count // n_tiles, k // MIN_SPLIT_K))
@@ -148,20 +149,21 @@ def map_gemm(chip: Chip, m: int, k: int, n: int, dtype: str, batch: int = 1) -> 
             mac_cycles = tm * tn * k_slice / (unit.rows * unit.cols) * factor
             # A small tile needs more operand bytes per MAC than the unit's buffer can
             # feed: its rate is capped by that bandwidth (efficiency of small tiles).
+            feed = _feed_bytes_per_cycle(chip, n_tiles * split)
             feed_cycles = (tm + tn) * k_slice * elem / feed
-            busy = waves * max(mac_cycles, feed_cycles)
-            outer_tm = tm * unit.cluster_size
-            reread = batch * (m * k * math.ceil(n / tn) + k * n * math.ceil(m / outer_tm)) * elem
-            # Re-reads are served by the first shared level: a tile that saves cycles
-            # but floods that level is not faster.
-            # Split-K needs a second, reduction kernel.
-            fixed = chip.kernel_overhead_s if split > 1 else 0.0
-            key = (max(busy * cycle_s, reread / outer_bw) + fixed, reread)
-            if best is None or key < best[:2]:
-                best = (*key, GemmMapping(tm, tn, split, n_tiles, waves, busy))
+            out.append(GemmMapping(tm, tn, split, n_tiles, waves, waves * max(mac_cycles, feed_cycles)))
             split *= 2
-    assert best is not None
-    return best[2]
+    return out
+
+
+def map_gemm(chip: Chip, m: int, k: int, n: int, dtype: str, batch: int = 1) -> GemmMapping:
+    """The mapping with the fewest compute cycles (ties: fewest operand re-reads). Used
+    inside fused kernels (attention), where traffic is set by the kernel, not the tile;
+    a stand-alone GEMM ranks candidates by their full cost (``hwsim.cost``)."""
+    def key(g: GemmMapping) -> tuple[float, float]:
+        return g.compute_cycles, m * k * math.ceil(n / g.tile_n) + k * n * math.ceil(m / g.tile_m)
+
+    return min(gemm_candidates(chip, m, k, n, dtype, batch), key=key)
 
 
 def operand_bytes(
@@ -176,12 +178,14 @@ def operand_bytes(
 
 
 def reuse_traffic(
-    m: int, k: int, n: int, dtype: str, batch: int, b_shared: bool, tile_m: int, tile_n: int
+    m: int, k: int, n: int, dtype: str, batch: int, b_shared: bool, tile_m: int, tile_n: int,
+    b_scale: float = 1.0,
 ) -> tuple[float, float]:
     """(read, write) bytes a buffer holding ``tile_m`` x ``tile_n`` output tiles pulls
-    from the level outside it: A once per column of tiles, B once per row of tiles."""
+    from the level outside it: A once per column of tiles, B once per row of tiles
+    (B scaled by ``b_scale`` when it is stored compressed, e.g. 2:4 sparse)."""
     a, b, c = operand_bytes(m, k, n, dtype, batch, b_shared)
-    reads = a * math.ceil(n / tile_n) + b * math.ceil(m / tile_m)
+    reads = a * math.ceil(n / tile_n) + b * b_scale * math.ceil(m / tile_m)
     return reads, c
 
 

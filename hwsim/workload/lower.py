@@ -49,7 +49,8 @@ def _kv_cache_bytes(spec: ModelSpec, batch: int, n_tokens: int, dtype: str) -> f
 
 def _check_positive(source: str, **values: int) -> None:
     bad = [f"{source}: {key}: must be a positive integer, got {val!r}"
-           for key, val in values.items() if not isinstance(val, int) or val <= 0]
+           for key, val in values.items()
+           if not isinstance(val, int) or isinstance(val, bool) or val <= 0]
     if bad:
         raise ConfigError(bad)
 
@@ -121,12 +122,13 @@ def lower(
         params["prompt_len"] = prompt_len
     elif phase == "decode":
         _check_positive(source, context_len=context_len)
-        passes = (_forward_pass(spec, "decode", batch, 1, context_len, opts),)
+        # The new token attends to the C cached tokens and to itself.
+        passes = (_forward_pass(spec, "decode", batch, 1, context_len + 1, opts),)
         resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, context_len + 1, dtype)
         params["context_len"] = context_len
     elif phase == "request":
         _check_positive(source, prompt_len=prompt_len, new_tokens=new_tokens)
-        steps = [_forward_pass(spec, f"decode{i}", batch, 1, prompt_len + i, opts)
+        steps = [_forward_pass(spec, f"decode{i}", batch, 1, prompt_len + i + 1, opts)
                  for i in range(new_tokens)]
         passes = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts), *steps)
         resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, prompt_len + new_tokens, dtype)

@@ -70,7 +70,7 @@ def elementwise(kind: str, shape: tuple[int, int], dtype: str = "bf16") -> Workl
         raise ConfigError([f"elementwise: kind: unknown kind {kind!r}; expected one of {known}"])
     if len(tuple(shape)) != 2:
         raise ConfigError([f"elementwise: shape: expected (rows, cols), got {shape!r}"])
-    rows, cols = (int(x) for x in shape)
+    rows, cols = tuple(shape)
     dtype = _validate("elementwise", dtype, rows=rows, cols=cols)
     op = Elementwise(kind, rows, cols, dtype)
     return _one_op(kind, op, rows, op.min_bytes, {"kind": kind, "rows": rows, "cols": cols, "dtype": dtype})

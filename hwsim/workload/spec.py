@@ -43,7 +43,7 @@ class ModelSpec(BaseModel):
     )
     num_local_experts: int = Field(default=0, ge=0)
     num_experts_per_tok: int = Field(default=0, ge=0)
-    tie_word_embeddings: bool = False
+    tie_word_embeddings: bool = True  # the HF default; saved configs omit default values
     rms_norm_eps: float | None = None
     is_encoder: bool | None = None
 
