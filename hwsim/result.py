@@ -82,10 +82,13 @@ class Result:
     @property
     def bound(self) -> str:
         """What limits the run: the bound that accounts for most of the op time."""
-        frame = self.to_frame()
-        if frame.empty:
+        if self.schedule is None or not self.schedule.records:
             return "compute"
-        return str(frame.groupby("bound")["latency_s"].sum().idxmax())
+        time_by_bound: dict[str, float] = {}
+        for rec in self.schedule.records:
+            weight = self.schedule.multiplicity(rec) * (rec.end_s - rec.start_s)
+            time_by_bound[rec.bound] = time_by_bound.get(rec.bound, 0.0) + weight
+        return max(time_by_bound, key=lambda b: time_by_bound[b])
 
     def summary(self) -> dict[str, Any]:
         """Totals as a flat dict with units in every key."""
