@@ -86,6 +86,16 @@ class VectorUnit(_Frozen):
     flops_per_cycle: float = Field(gt=0, description="element operations per cycle per unit")
     clock_hz: float = Field(gt=0)
     energy_per_op_pj: float = Field(default=0.0, ge=0)
+    exp_per_cycle: float | None = Field(
+        default=None, gt=0,
+        description="exponentials per cycle per unit (special-function units); "
+        "default: flops_per_cycle",
+    )
+    attention_exp_overlap: float = Field(
+        default=0.0, ge=0, le=1,
+        description="share of a fused attention kernel's exponentials hidden under its "
+        "matrix products (FlashAttention-3 overlaps softmax and MMA; FlashAttention-2 does not)",
+    )
 
     @property
     def peak_ops_per_s(self) -> float:
@@ -109,6 +119,34 @@ class MemoryLevel(_Frozen):
     scope: Literal["shared", "per_unit"] = "shared"
     achievable_fraction: float = Field(
         default=1.0, gt=0, le=1, description="fraction of bandwidth a streaming kernel sustains"
+    )
+    ramp_s: float = Field(
+        default=0.0, ge=0,
+        description="extra time a long stream pays while the level ramps up to full "
+        "bandwidth (request queues filling, banks and pages opening)",
+    )
+    ramp_bytes: float = Field(
+        default=1.0, gt=0, description="transfer size over which the ramp builds up"
+    )
+
+
+class VectorKernel(_Frozen):
+    """How the chip's kernel library implements one element-wise kind: how many
+    kernels it launches and how many tensor-sized passes over memory they make in all
+    (e.g. an unfused ``silu(a) * b`` is 2 kernels and 5 passes: read a, write t,
+    read t, read b, write the output)."""
+
+    kernels: int = Field(ge=1)
+    passes: float = Field(gt=0, description="tensor-sized reads plus writes of all its kernels")
+    writes: float | None = Field(
+        default=None, gt=0,
+        description="of those passes, the writes (default: one per output); intermediates "
+        "written by one kernel and read by the next count here",
+    )
+    ops_per_element: float | None = Field(
+        default=None, gt=0,
+        description="vector-lane operations per element, where the library's kernel is "
+        "instruction bound rather than memory bound",
     )
 
 
@@ -151,6 +189,10 @@ class Chip(_Frozen):
     vector_units: VectorUnit
     memory: dict[str, MemoryLevel] = Field(description="named levels, innermost first")
     sparsity: SparsityUnit | None = None
+    vector_kernels: dict[str, VectorKernel] = Field(
+        default_factory=dict,
+        description="element-wise kinds whose kernels differ from one ideal fused pass",
+    )
     idle_power_w: float = Field(ge=0)
     area_mm2: float = Field(default=0.0, ge=0)
     kernel_overhead_s: float = Field(

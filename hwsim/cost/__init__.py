@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from hwsim.arch.model import Chip
-from hwsim.cost.matmul import attention_cost, matmul_cost
+from hwsim.cost.attention import attention_cost
+from hwsim.cost.matmul import matmul_cost
 from hwsim.cost.model import LevelTraffic, OpCost
 from hwsim.cost.vector import elementwise_cost, embedding_cost, optimizer_cost
 from hwsim.workload.ops import Attention, Elementwise, Embedding, MatMul, Op, Optimizer

@@ -1,18 +1,13 @@
-"""Cost of GEMMs and attention on matrix units: cycles from the mapping, bytes at every
-memory level from the tile each level holds."""
+"""Cost of GEMMs on matrix units: cycles from the mapping, bytes at every memory level
+from the tile each level holds."""
 
 from __future__ import annotations
-
-import math
 
 from hwsim.arch.model import Chip
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost
 from hwsim.dtypes import dtype_bytes
-from hwsim.mapping.gemm import GemmMapping, fit_tile, gemm_candidates, map_gemm, reuse_traffic
-from hwsim.workload.ops import Attention, MatMul
-
-#: Query rows per block of a fused attention kernel (FlashAttention's Br).
-ATTENTION_Q_BLOCK = 128
+from hwsim.mapping.gemm import GemmMapping, fit_tile, gemm_candidates, reuse_traffic
+from hwsim.workload.ops import MatMul
 
 
 def gemm_traffic(
@@ -84,6 +79,7 @@ def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
             traffic=gemm_traffic(chip, op, mapping, outer_tiles, b_scale),
             n_kernels=1 + (mapping.split_k > 1),  # split-K reduces in a second kernel
             compute_energy_j=energy, prefetchable_bytes=weight, detail=detail,
+            footprint_bytes=op.min_bytes,
         )
         if best is None or (cost.latency_s, cost.traffic[-1].bytes) < (
             best.latency_s, best.traffic[-1].bytes
@@ -91,47 +87,3 @@ def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
             best = cost
     assert best is not None
     return best
-
-
-def attention_cost(chip: Chip, op: Attention) -> OpCost:
-    """Cost of fused (flash) or naive attention.
-
-    The two matrix products run on the matrix units, with the query heads of a GQA
-    group packed into one tile's rows (they share K and V); the softmax's exponentials
-    run on the vector units, overlapped. A flash kernel reads Q, K, V and writes O once
-    off chip; inner levels re-read K and V once per query block. The naive kernel
-    writes the score matrix, reads it for the softmax, writes and reads it again.
-    """
-    unit = chip.compute_units
-    group = op.n_heads // op.n_kv_heads
-    q_rows = op.q_len * group
-    keys = max(1, math.ceil(op.n_scores / op.q_len))  # mean keys seen per query
-    batch = op.batch * op.n_kv_heads
-    qk = map_gemm(chip, q_rows, op.head_dim, keys, op.dtype, batch)
-    pv = map_gemm(chip, q_rows, keys, op.head_dim, op.dtype, batch)
-    passes = 2.5 if op.backward else 1.0
-    cycles = (qk.compute_cycles + pv.compute_cycles) * passes
-    mma_s = cycles / unit.clock_hz / unit.achievable_fraction
-    n_scores = op.batch * op.n_heads * op.n_scores * passes
-    vec_s = 4.0 * n_scores / chip.vector_units.peak_ops_per_s
-    compute_s = max(mma_s, vec_s)
-    io = op.min_bytes
-    writes = op.qo_bytes * (3 if op.backward else 1)
-    q_blocks = math.ceil(op.q_len / ATTENTION_Q_BLOCK)
-    inner_reads = io - writes + op.kv_bytes * group * (q_blocks - 1) * passes
-    n_kernels = 1
-    if op.impl == "naive":
-        io += 4 * op.score_bytes * passes
-        inner_reads += 2 * op.score_bytes * passes
-        writes += 2 * op.score_bytes * passes
-        n_kernels = 3
-    traffic = []
-    for i, name in enumerate(chip.level_names):
-        outer = i == len(chip.level_names) - 1
-        reads = (io - writes) if outer else inner_reads
-        traffic.append(LevelTraffic(name, reads, writes))
-    energy = (op.flops / 2 * unit.energy_per_mac_pj.get(op.dtype, 0.0)  # type: ignore[call-overload]
-              + n_scores * 4 * chip.vector_units.energy_per_op_pj) * 1e-12
-    return make_cost(chip, flops=op.flops, compute_cycles=cycles, compute_s=compute_s,
-                     traffic=tuple(traffic), n_kernels=n_kernels, compute_energy_j=energy,
-                     detail=f"{op.impl}, {q_blocks} query blocks x {batch} kv heads")

@@ -8,9 +8,10 @@ overlap (weight prefetch) and contention.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from hwsim.arch.model import Chip
+from hwsim.arch.model import Chip, MemoryLevel
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,9 @@ class OpCost:
     compute_energy_j: float
     level_energy_j: tuple[float, ...]
     detail: str = ""
+    footprint_bytes: float = 0.0
+    """Bytes the op keeps live in the level inside home while it runs (what a prefetch
+    of the next op's weights must leave room for)."""
 
     @property
     def latency_s(self) -> float:
@@ -87,10 +91,19 @@ class OpCost:
         return 0.0
 
 
+def transfer_time_s(spec: MemoryLevel, n_bytes: float) -> float:
+    """Time to stream ``n_bytes`` through a level, in s: the bytes at the achievable
+    bandwidth plus the ramp-up, which grows with the transfer and saturates at
+    ``ramp_s`` (achieved bandwidth rises with transfer size)."""
+    steady = n_bytes / (spec.bandwidth_bytes_per_s * spec.achievable_fraction)
+    if spec.ramp_s <= 0 or n_bytes <= 0:
+        return steady
+    return steady + spec.ramp_s * -math.expm1(-n_bytes / spec.ramp_bytes)
+
+
 def level_time_s(chip: Chip, level: str, n_bytes: float) -> float:
-    """Time to move ``n_bytes`` through ``level`` at its achievable bandwidth, in s."""
-    spec = chip.memory[level]
-    return n_bytes / (spec.bandwidth_bytes_per_s * spec.achievable_fraction)
+    """Time to move ``n_bytes`` through ``level``, in s (see :func:`transfer_time_s`)."""
+    return transfer_time_s(chip.memory[level], n_bytes)
 
 
 def traffic_energy_j(chip: Chip, traffic: tuple[LevelTraffic, ...]) -> tuple[float, ...]:
@@ -114,6 +127,7 @@ def make_cost(
     compute_energy_j: float,
     prefetchable_bytes: float = 0.0,
     detail: str = "",
+    footprint_bytes: float = 0.0,
 ) -> OpCost:
     """Assemble an :class:`OpCost`, deriving level times and energies from traffic."""
     level_s = tuple(level_time_s(chip, t.level, t.bytes) for t in traffic)
@@ -128,6 +142,7 @@ def make_cost(
         compute_energy_j=compute_energy_j,
         level_energy_j=traffic_energy_j(chip, traffic),
         detail=detail,
+        footprint_bytes=footprint_bytes,
     )
 
 

@@ -4,23 +4,47 @@ softmax, loss, embedding gathers and the optimizer update."""
 from __future__ import annotations
 
 from hwsim.arch.model import Chip
-from hwsim.cost.model import OpCost, make_cost, streaming_traffic
+from hwsim.cost.model import LevelTraffic, OpCost, make_cost, streaming_traffic
 from hwsim.dtypes import dtype_bytes
 from hwsim.workload.ops import ELEMENTWISE_KINDS, Elementwise, Embedding, Optimizer
 
 
-def _vector_cost(chip: Chip, ops: float, read_bytes: float, write_bytes: float, detail: str) -> OpCost:
+def _vector_cost(
+    chip: Chip, ops: float, read_bytes: float, write_bytes: float, detail: str, n_kernels: int = 1
+) -> OpCost:
     vec = chip.vector_units
     return make_cost(chip, flops=ops, compute_cycles=0.0, compute_s=ops / vec.peak_ops_per_s,
-                     traffic=streaming_traffic(chip, read_bytes, write_bytes), n_kernels=1,
+                     traffic=streaming_traffic(chip, read_bytes, write_bytes), n_kernels=n_kernels,
                      compute_energy_j=ops * vec.energy_per_op_pj * 1e-12, detail=detail)
 
 
 def elementwise_cost(chip: Chip, op: Elementwise) -> OpCost:
-    """Stream the inputs in and the outputs out once; the ops run on vector units."""
+    """Stream the inputs in and the outputs out; the ops run on vector units. An ideal
+    kernel makes one pass per tensor; the chip's ``vector_kernels`` may say its library
+    uses more kernels and passes (unfused eager implementations)."""
     n_read, n_write, _ = ELEMENTWISE_KINDS[op.op_kind]
     size = op.n_elements * dtype_bytes(op.dtype)
-    return _vector_cost(chip, op.flops, n_read * size, n_write * size, op.op_kind)
+    impl = chip.vector_kernels.get(op.op_kind)
+    if impl is None:
+        return _vector_cost(chip, op.flops, n_read * size, n_write * size, op.op_kind)
+    ops = op.flops if impl.ops_per_element is None else impl.ops_per_element * op.n_elements
+    writes = n_write if impl.writes is None else impl.writes
+    reads = max(impl.passes - writes, 0.0)
+    # Reads beyond one per input re-read a tensor (or an intermediate just written): the
+    # level inside home serves them when the tensor fits there. Writes all reach home
+    # (dirty lines are written back).
+    names = chip.level_names
+    fits = len(names) > 1 and size <= chip.level_capacity_bytes(names[-2])
+    home_reads = min(reads, n_read) if fits else reads
+    traffic = tuple(
+        LevelTraffic(name, (home_reads if name == names[-1] else reads) * size, writes * size)
+        for name in names
+    )
+    vec = chip.vector_units
+    detail = f"{op.op_kind}: {impl.kernels} kernels, {impl.passes:g} passes"
+    return make_cost(chip, flops=op.flops, compute_cycles=0.0, compute_s=ops / vec.peak_ops_per_s,
+                     traffic=traffic, n_kernels=impl.kernels,
+                     compute_energy_j=ops * vec.energy_per_op_pj * 1e-12, detail=detail)
 
 
 def embedding_cost(chip: Chip, op: Embedding) -> OpCost:

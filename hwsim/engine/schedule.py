@@ -23,7 +23,7 @@ from typing import Any
 import simpy
 
 from hwsim.arch.model import Chip
-from hwsim.cost.model import OpCost
+from hwsim.cost.model import OpCost, transfer_time_s
 from hwsim.workload.graph import Workload
 from hwsim.workload.ops import Op
 
@@ -144,7 +144,7 @@ class _Sim:
         self.any_start = env.event()  # replaced each time an op starts
         self.prefetched = [0.0] * len(nodes)
         home = chip.memory[chip.home_level]
-        self.home_index = len(chip.level_names) - 1
+        self.home = home
         self.home_bw = home.bandwidth_bytes_per_s * home.achievable_fraction
         names = chip.level_names
         self.buffer_bytes = chip.level_capacity_bytes(names[-2]) if len(names) > 1 else 0.0
@@ -162,8 +162,9 @@ class _Sim:
             with self.port.request() as port:
                 yield port  # a prefetch into our buffer yields the port at our start
                 cost = node.cost
-                home_bytes = max(0.0, cost.traffic[-1].bytes - self.prefetched[i])
-                home_s = home_bytes / self.home_bw
+                # Prefetched bytes came in at full bandwidth; the op still pays the ramp.
+                full_s = transfer_time_s(self.home, cost.traffic[-1].bytes)
+                home_s = max(0.0, full_s - self.prefetched[i] / self.home_bw)
                 inner = max(cost.level_s[:-1], default=0.0)
                 busy = max(cost.compute_s, inner, home_s)
                 bound = _bound(cost, home_s, inner, node.launch_s)
@@ -179,7 +180,7 @@ class _Sim:
         any op starts (usually ``j``; on a parallel branch possibly another), so the op
         that runs next never waits for a prefetch."""
         want = self.nodes[j].cost.prefetchable_bytes
-        room = self.buffer_bytes - min(self.buffer_bytes, running.traffic[-1].bytes)
+        room = self.buffer_bytes - min(self.buffer_bytes, running.footprint_bytes)
         budget = min(want, room)
         stop = self.any_start
         if budget <= 0:

@@ -44,10 +44,10 @@ def forward_layer(
     )
     g.add_op("attention", attn, ["qkv_proj"])
     g.add_op("o_proj", MatMul(n_tok, n_h * hd, d, dtype, sparsity=sparsity), ["attention"])
-    g.add_op("attn_residual", Elementwise("add", n_tok, d, dtype), ["o_proj"])
+    g.add_op("attn_residual", Elementwise("residual_add", n_tok, d, dtype), ["o_proj"])
     g.add_op("ffn_norm", Elementwise(norm, n_tok, d, dtype), ["attn_residual"])
     last = _ffn(g, spec, n_tok, dtype, sparsity)
-    g.add_op("ffn_residual", Elementwise("add", n_tok, d, dtype), [last, "attn_residual"])
+    g.add_op("ffn_residual", Elementwise("residual_add", n_tok, d, dtype), [last, "attn_residual"])
     return g
 
 
@@ -71,7 +71,7 @@ def _ffn(g: OperatorGraph, spec: ModelSpec, n_tok: int, dtype: str, sparsity: st
     g.add_op("activation", Elementwise(act, n_tok * top_k, ff, dtype), ["expert_up_proj"])
     down = MatMul(per_expert, ff, d, dtype, batch=touched, sparsity=sparsity)
     g.add_op("expert_down_proj", down, ["activation"])
-    g.add_op("expert_combine", Elementwise("add", n_tok * top_k, d, dtype), ["expert_down_proj"])
+    g.add_op("expert_combine", Elementwise("residual_add", n_tok * top_k, d, dtype), ["expert_down_proj"])
     return "expert_combine"
 
 

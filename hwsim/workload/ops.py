@@ -132,9 +132,13 @@ class Attention:
         return 2.0 * fwd + self.qo_bytes if self.backward else fwd
 
 
-# kind -> (tensors read, tensors written, operations per element)
+# kind -> (tensors read, tensors written, operations per element) of an ideal fused
+# kernel; a chip may state how its kernel library really implements a kind
+# (``Chip.vector_kernels``). ``add`` adds a broadcast operand (bias or scalar) to one
+# tensor; ``residual_add`` sums two full tensors.
 ELEMENTWISE_KINDS: dict[str, tuple[float, float, float]] = {
-    "add": (2, 1, 1),
+    "add": (1, 1, 1),
+    "residual_add": (2, 1, 1),
     "gelu": (1, 1, 8),
     "silu_mul": (2, 1, 5),
     "softmax": (1, 1, 5),
@@ -148,6 +152,7 @@ ELEMENTWISE_KINDS: dict[str, tuple[float, float, float]] = {
     "layernorm_bwd": (2, 1, 12),
     "rmsnorm_bwd": (2, 1, 8),
     "add_bwd": (1, 1, 1),
+    "residual_add_bwd": (1, 1, 1),
     "router_topk": (1, 1, 4),
 }
 

@@ -64,7 +64,8 @@ def attention(
 
 def elementwise(kind: str, shape: tuple[int, int], dtype: str = "bf16") -> Workload:
     """A memory-bound operator (``add``, ``gelu``, ``silu_mul``, ``softmax``,
-    ``layernorm``, ``rmsnorm``) over a (rows, cols) tensor."""
+    ``layernorm``, ``rmsnorm``) over a (rows, cols) tensor. ``add`` adds a broadcast
+    operand (bias or scalar); ``silu_mul`` multiplies silu(gate) by up, both (rows, cols)."""
     if kind not in PUBLIC_ELEMENTWISE:
         known = ", ".join(PUBLIC_ELEMENTWISE)
         raise ConfigError([f"elementwise: kind: unknown kind {kind!r}; expected one of {known}"])

@@ -15,6 +15,7 @@ _BACKWARD_KIND = {
     "layernorm": "layernorm_bwd",
     "rmsnorm": "rmsnorm_bwd",
     "add": "add_bwd",
+    "residual_add": "residual_add_bwd",
     "router_topk": "softmax_bwd",
     "cross_entropy": "copy",
     "copy": "copy",

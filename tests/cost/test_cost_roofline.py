@@ -4,6 +4,8 @@ never slower."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 import hwsim
@@ -89,7 +91,7 @@ def test_gemm_moves_at_least_its_operands_through_every_level(name: str) -> None
 
 @pytest.mark.parametrize("name", PRESETS)
 def test_latency_is_overhead_plus_slowest_resource(name: str) -> None:
-    """latency = overhead + max(compute, each level's bytes / its achievable bandwidth)."""
+    """latency = overhead + max(compute, each level's bytes / its achievable bandwidth + ramp)."""
     chip = hwsim.load_arch(name)
     for op in MIXED_OPS:
         cost = _cost_or_none(op, chip)
@@ -100,7 +102,8 @@ def test_latency_is_overhead_plus_slowest_resource(name: str) -> None:
         for t, secs in zip(cost.traffic, cost.level_s, strict=True):
             lvl = chip.memory[t.level]
             bandwidth = lvl.bandwidth_bytes_per_s * lvl.achievable_fraction
-            assert secs == pytest.approx(t.bytes / bandwidth, rel=1e-12)
+            ramp = lvl.ramp_s * -math.expm1(-t.bytes / lvl.ramp_bytes) if t.bytes > 0 else 0.0
+            assert secs == pytest.approx(t.bytes / bandwidth + ramp, rel=1e-12)
         assert cost.overhead_s >= chip.kernel_overhead_s
 
 
@@ -109,9 +112,10 @@ def test_latency_is_overhead_plus_slowest_resource(name: str) -> None:
 
 
 def test_elementwise_at_bandwidth_roof() -> None:
-    """A large add on h100 is HBM-bound: latency = overhead + 3 x 8192^2 x 2 B / (bw x achievable)."""
+    """A large residual add on h100 is HBM-bound: latency = overhead + 3 x 8192^2 x 2 B /
+    (bw x achievable) + the saturated ramp (268 MB >> ramp_bytes)."""
     chip = hwsim.load_arch("h100-sxm")
-    op = Elementwise("add", 8192, 8192)
+    op = Elementwise("residual_add", 8192, 8192)
     cost = cost_op(op, chip)
     hbm = chip.memory["hbm"]
     n_bytes = 3 * 8192 * 8192 * 2
@@ -119,18 +123,33 @@ def test_elementwise_at_bandwidth_roof() -> None:
     assert cost.bound == "hbm"
     assert cost.overhead_s == chip.kernel_overhead_s
     expected = chip.kernel_overhead_s + n_bytes / (hbm.bandwidth_bytes_per_s * hbm.achievable_fraction)
-    assert cost.latency_s == pytest.approx(expected, rel=1e-12)
+    assert cost.latency_s == pytest.approx(expected + hbm.ramp_s, rel=1e-9)
 
 
 @pytest.mark.parametrize("kind", sorted(ELEMENTWISE_KINDS))
 def test_elementwise_streams_its_tensors_once(kind: str) -> None:
-    """Every element-wise kind moves exactly its compulsory bytes at every level."""
-    chip = hwsim.load_arch("h100-sxm")
+    """With ideal fused kernels every element-wise kind moves exactly its compulsory bytes
+    at every level."""
+    chip = with_overrides(hwsim.load_arch("h100-sxm"), {"vector_kernels": {}})
     op = Elementwise(kind, 1024, 4096)
     cost = cost_op(op, chip)
     assert all(t.bytes == op.min_bytes for t in cost.traffic)
     assert cost.compute_cycles == 0.0
     assert cost.compute_s == pytest.approx(op.flops / chip.vector_units.peak_ops_per_s, rel=1e-12)
+
+
+def test_unfused_kernel_passes_and_cache_reuse() -> None:
+    """An unfused silu_mul (2 kernels, 5 passes) moves 5 tensors through L2 but only 4 at
+    HBM when its intermediate fits L2, and all 5 when it does not."""
+    chip = hwsim.load_arch("h100-sxm")
+    assert chip.vector_kernels["silu_mul"].passes == 5
+    small, large = Elementwise("silu_mul", 1024, 4096), Elementwise("silu_mul", 8192, 8192)
+    for op, hbm_passes in ((small, 4), (large, 5)):
+        cost = cost_op(op, chip)
+        size = op.n_elements * 2
+        assert cost.level_bytes("l2") == pytest.approx(5 * size)
+        assert cost.level_bytes("hbm") == pytest.approx(hbm_passes * size)
+        assert cost.overhead_s == pytest.approx(2 * chip.kernel_overhead_s)
 
 
 def test_embedding_gathers_only_touched_rows() -> None:

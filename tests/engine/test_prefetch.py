@@ -54,7 +54,7 @@ def _run(arch: str, model: str, kw: dict[str, object]) -> tuple[Chip, hwsim.Resu
 def test_prefill_prefetches_after_a_compute_bound_op() -> None:
     """A llama2-7b prefill on h100-sxm prefetches some weight GEMM while the op before it
     leaves the HBM port idle."""
-    _, result = _run("h100-sxm", "llama2-7b", dict(phase="prefill", batch=1, prompt_len=512, n_layers=5))
+    _, result = _run("h100-sxm", "llama2-7b", dict(phase="prefill", batch=1, prompt_len=2048, n_layers=5))
     frame = result.to_frame()
     rows = frame.index[frame["prefetched_bytes"] > 0]
     assert len(rows) > 0

@@ -90,10 +90,12 @@ def test_elementwise_flops_and_bytes(kind: str) -> None:
     assert op.min_bytes == (n_read + n_write) * rows * cols * 2
 
 
-def test_add_reads_two_writes_one() -> None:
-    """A residual add reads two tensors and writes one: 3 x elements x width bytes."""
+def test_add_reads_one_writes_one() -> None:
+    """``add`` adds a broadcast operand (bias or scalar): 2 x elements x width bytes; the
+    residual add inside models reads two full tensors."""
     op = _only_op(hwsim.ops.elementwise("add", (1024, 1024), dtype="fp32"))
-    assert op.min_bytes == 3 * 1024 * 1024 * 4
+    assert op.min_bytes == 2 * 1024 * 1024 * 4
+    assert Elementwise("residual_add", 1024, 1024, "fp32").min_bytes == 3 * 1024 * 1024 * 4
 
 
 def test_embedding_is_a_gather() -> None:

@@ -1,0 +1,107 @@
+"""The shipped validation cases, read from ``hwsim/validation/data`` (copies of the
+project's calibration measurements, with their README)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import hwsim
+from hwsim.arch.model import Chip
+from hwsim.workload.graph import OperatorGraph, Pass, Segment, Workload
+from hwsim.workload.ops import Elementwise
+
+DATA = Path(__file__).resolve().parent / "data"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measured figure: ``predict(chip)`` returns hwsim's value in ``unit``."""
+
+    group: str
+    name: str
+    arch: str
+    measured: float
+    unit: str
+    predict: Callable[[Chip], float]
+    source: str
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _ms(workload: Workload) -> Callable[[Chip], float]:
+    return lambda chip: hwsim.simulate(workload, chip).latency_s * 1e3
+
+
+def _copy_workload(n_bytes: int) -> Workload:
+    """A device-to-device copy of ``n_bytes`` (bf16 elements), as one kernel."""
+    g = OperatorGraph()
+    g.add_op("copy", Elementwise("copy", n_bytes // 2 // 1024, 1024, "bf16"))
+    return Workload("copy", "op", (Pass("op", (Segment("op", g),)),), {}, {"dtype": "bf16"})
+
+
+def _joules(workload: Workload) -> Callable[[Chip], float]:
+    return lambda chip: hwsim.simulate(workload, chip).energy_j
+
+
+def h100_cases() -> Iterator[Case]:
+    """Cases from ``data/h100`` (see its README for how each was measured)."""
+    folder, arch = DATA / "h100", "h100-sxm"
+    src = "shared/calibration/h100"
+    for r in _rows(folder / "gemm.csv"):
+        m, k, n = int(r["M"]), int(r["K"]), int(r["N"])
+        yield Case("h100 gemm bf16", f"{r['label']} {m}x{k}x{n}", arch, float(r["ms"]), "ms",
+                   _ms(hwsim.ops.gemm(m, k, n, "bf16")), f"{src}/gemm.csv")
+    for r in _rows(folder / "gemm_lowp.csv"):
+        m, k, n = int(r["M"]), int(r["K"]), int(r["N"])
+        dtype = "fp8" if r["dtype"].startswith("fp8") else "fp16"
+        yield Case("h100 gemm fp8/fp16", f"{r['label']} {dtype} {m}x{k}x{n}", arch, float(r["ms"]),
+                   "ms", _ms(hwsim.ops.gemm(m, k, n, dtype)), f"{src}/gemm_lowp.csv")
+    for r in _rows(folder / "attention.csv"):
+        causal = r["causal"] == "True"
+        w = hwsim.ops.attention(int(r["B"]), int(r["H"]), int(r["KVH"]), int(r["q_len"]),
+                                int(r["kv_len"]), int(r["head_dim"]), causal, "bf16")
+        name = f"B{r['B']} H{r['H']}/{r['KVH']} {r['q_len']}x{r['kv_len']}{' causal' if causal else ''}"
+        yield Case("h100 attention", name, arch, float(r["ms"]), "ms", _ms(w), f"{src}/attention.csv")
+    for r in _rows(folder / "eltwise.csv"):
+        t, d = int(r["T"]), int(r["D"])
+        w = (hwsim.ops.embedding(t, 32000, d) if r["op"] == "embedding"
+             else hwsim.ops.elementwise(r["op"], (t, d)))
+        yield Case("h100 elementwise", f"{r['op']} {t}x{d}", arch, float(r["ms"]), "ms", _ms(w),
+                   f"{src}/eltwise.csv")
+    for r in _rows(folder / "model.csv"):
+        b = int(r["B"])
+        if r["phase"] == "prefill":
+            w = hwsim.load_workload(r["model"], phase="prefill", batch=b, prompt_len=int(r["prompt"]))
+            name = f"{r['model']} prefill B{b} P{r['prompt']}"
+        else:
+            w = hwsim.load_workload(r["model"], phase="decode", batch=b, context_len=int(r["ctx"]))
+            name = f"{r['model']} decode B{b} C{r['ctx']}"
+        yield Case(f"h100 model {r['phase']}", name, arch, float(r["ms"]), "ms", _ms(w),
+                   f"{src}/model.csv")
+    for r in _rows(folder / "training.csv"):
+        w = hwsim.load_workload(r["model"], phase="train", batch=int(r["B"]), seq_len=int(r["seq"]),
+                                lm_head=False)  # "loss on hidden states"
+        yield Case("h100 training", f"{r['model']} B{r['B']} S{r['seq']}", arch, float(r["ms"]), "ms",
+                   _ms(w), f"{src}/training.csv")
+    for r in _rows(folder / "energy.csv"):
+        if r["what"] == "gemm_8192_bf16":
+            w = hwsim.ops.gemm(8192, 8192, 8192, "bf16")
+        elif r["what"] == "d2d_copy_1GiB":
+            w = _copy_workload(1 << 30)
+        else:
+            yield Case("h100 energy", "idle power", arch, float(r["avg_w"]), "W",
+                       lambda chip: chip.idle_power_w, f"{src}/energy.csv")
+            continue
+        yield Case("h100 energy", f"{r['what']} per call", arch, float(r["joules_per_call"]), "J",
+                   _joules(w), f"{src}/energy.csv")
+
+
+def all_cases() -> list[Case]:
+    """Every validation case the package ships."""
+    return list(h100_cases())
