@@ -118,4 +118,5 @@ def attention_cost(chip: Chip, op: Attention) -> OpCost:
               + n_scores * 4 * chip.vector_units.energy_per_op_pj) * 1e-12
     return make_cost(chip, flops=op.flops, compute_cycles=cycles, compute_s=compute_s,
                      traffic=traffic, n_kernels=n_kernels, compute_energy_j=energy,
-                     footprint_bytes=op.kv_bytes, detail=f"{op.impl}, {q_blocks} query blocks x {op.batch * op.n_kv_heads} kv heads")
+                     footprint_bytes=op.kv_bytes,
+                     detail=f"{op.impl}, {q_blocks} query blocks x {op.batch * op.n_kv_heads} kv heads")

@@ -24,7 +24,9 @@ THRESHOLDS: dict[str, dict[str, float]] = {
 }
 
 
-def run_validation(cases: Iterable[Case] | None = None, archs: dict[str, Chip] | None = None) -> pd.DataFrame:
+def run_validation(
+    cases: Iterable[Case] | None = None, archs: dict[str, Chip] | None = None
+) -> pd.DataFrame:
     """Predict every case; one row per case with ``error_pct`` = predicted/measured - 1."""
     archs = dict(archs or {})
     rows: list[dict[str, Any]] = []
@@ -43,12 +45,14 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """Per group: rows, MAPE, worst |error|, its case, thresholds and whether they hold."""
     out = []
     for group, g in frame.groupby("group", sort=False):
-        err = g["error_pct"].abs()
-        worst = g.loc[err.idxmax()]
+        err = g["error_pct"].abs().reset_index(drop=True)
+        worst = g.reset_index(drop=True).iloc[int(err.to_numpy().argmax())]
         limits = THRESHOLDS.get(str(group), {})
         mape, max_err = float(err.mean()), float(err.max())
-        ok = mape <= limits.get("mape_pct", float("inf")) and max_err <= limits.get("max_pct", float("inf"))
-        out.append({"group": group, "n_cases": len(g), "mape_pct": mape, "max_abs_error_pct": max_err,
-                    "worst_case": worst["case"], "mape_limit_pct": limits.get("mape_pct"),
-                    "max_limit_pct": limits.get("max_pct"), "passes": ok})
+        inf = float("inf")
+        ok = mape <= limits.get("mape_pct", inf) and max_err <= limits.get("max_pct", inf)
+        out.append({"group": group, "n_cases": len(g), "mape_pct": mape,
+                    "max_abs_error_pct": max_err, "worst_case": worst["case"],
+                    "mape_limit_pct": limits.get("mape_pct"), "max_limit_pct": limits.get("max_pct"),
+                    "passes": ok})
     return pd.DataFrame(out)
