@@ -42,7 +42,10 @@ def forward_layer(
         batch, n_h, n_kv, q_len, kv_len, hd, is_causal=not spec.encoder_only, dtype=dtype,
         impl=attention_impl,
     )
-    g.add_op("attention", attn, ["qkv_proj"])
+    if not spec.encoder_only:
+        # Decoders append the new tokens' K and V to the cache (one copy kernel).
+        g.add_op("kv_cache_write", Elementwise("copy", n_tok, 2 * n_kv * hd, dtype), ["qkv_proj"])
+    g.add_op("attention", attn, ["kv_cache_write" if not spec.encoder_only else "qkv_proj"])
     g.add_op("o_proj", MatMul(n_tok, n_h * hd, d, dtype, sparsity=sparsity), ["attention"])
     g.add_op("attn_residual", Elementwise("residual_add", n_tok, d, dtype), ["o_proj"])
     g.add_op("ffn_norm", Elementwise(norm, n_tok, d, dtype), ["attn_residual"])

@@ -45,17 +45,17 @@ def _embedding_params(name: str) -> int:
 
 
 def test_decode_structure_llama2_7b() -> None:
-    """Decode of llama2-7b is embedding, 32 layers of 10 ops, final norm and LM head."""
+    """Decode of llama2-7b is embedding, 32 layers of 11 ops, final norm and LM head."""
     w = hwsim.load_workload("llama2-7b", phase="decode", batch=1, context_len=128)
     assert w.phase == "decode" and len(w.passes) == 1
     segs = w.passes[0].segments
     assert [(s.name, s.repeat) for s in segs] == [("embed", 1), ("layer", 32), ("head", 1)]
     layer = _segment(w, "layer")
     assert list(layer) == [
-        "attn_norm", "qkv_proj", "attention", "o_proj", "attn_residual",
+        "attn_norm", "qkv_proj", "kv_cache_write", "attention", "o_proj", "attn_residual",
         "ffn_norm", "up_proj", "activation", "down_proj", "ffn_residual",
     ]
-    assert w.n_ops == 32 * 10 + 1 + 2
+    assert w.n_ops == 32 * 11 + 1 + 2
     assert isinstance(_segment(w, "embed")["embedding"], Embedding)
     assert list(_segment(w, "head")) == ["final_norm", "lm_head"]
 
@@ -312,7 +312,7 @@ def test_n_layers_override() -> None:
     """n_layers sets the layer repeat, the op count and the resident weights."""
     full = hwsim.load_model_spec("llama2-7b")
     w = hwsim.load_workload("llama2-7b", phase="decode", n_layers=4, context_len=32)
-    assert w.n_ops == 4 * 10 + 3
+    assert w.n_ops == 4 * 11 + 3
     assert w.params["n_layers"] == 4
     expected = full.param_count() - 28 * full.layer_param_count()
     assert w.resident_bytes["weights_bytes"] == expected * 2

@@ -189,7 +189,7 @@ def test_gpt2_style_keys_load(tmp_path: Path) -> None:
     assert spec.ffn_size == 4 * 768  # n_inner absent: 4 x n_embd
     assert not spec.is_gated and spec.norm == "layernorm" and not spec.encoder_only
     w = hwsim.load_workload(path, phase="decode", context_len=16)
-    assert w.n_ops == 12 * 10 + 1 + 2
+    assert w.n_ops == 12 * 11 + 1 + 2  # decoder layers include the KV-cache write
 
 
 def test_real_gpt2_config_has_published_param_count(tmp_path: Path) -> None:
