@@ -269,5 +269,14 @@ def embedding_cmd(arch: str, dtype: str, as_json: bool, n_tokens: int, vocab: in
     _show_op(ops.embedding(n_tokens, vocab, dim, dtype=dtype), arch, as_json)
 
 
+def _register_validate() -> None:
+    from hwsim.cli_validate import validate
+
+    main.add_command(validate)
+
+
+_register_validate()
+
 if __name__ == "__main__":  # pragma: no cover
     main()
+

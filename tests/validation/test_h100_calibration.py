@@ -15,9 +15,9 @@ TOLERANCE = 0.25
 #: GEMMs with fewer rows are launch-latency dominated and not held to the tolerance.
 MIN_GEMM_M = 256
 
-DATA = Path(__file__).resolve().parent / "data" / "h100"
+DATA = Path(__file__).resolve().parents[2] / "hwsim" / "validation" / "data" / "h100"
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "calibration" / "h100"
-CSV_FILES = ("model.csv", "gemm.csv")
+CSV_FILES = tuple(sorted(p.name for p in DATA.glob("*.csv")))
 
 
 def _rows(name: str) -> list[dict[str, str]]:
