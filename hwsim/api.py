@@ -8,6 +8,7 @@ from typing import Any
 from hwsim.arch.load import load_arch
 from hwsim.arch.model import Chip
 from hwsim.cost import OpCost, cost_op
+from hwsim.engine.power import apply_power_limit
 from hwsim.engine.schedule import run_schedule
 from hwsim.mapping.fit import check_fit
 from hwsim.result import Result
@@ -60,7 +61,7 @@ def simulate(
     check_fit(workload, chip)
     if cache is None or cache.chip is not chip:
         cache = CostCache(chip)
-    schedule = run_schedule(workload, chip, cache, fold=fold)
+    schedule = apply_power_limit(run_schedule(workload, chip, cache, fold=fold), chip)
     levels = chip.level_names
     flops = 0.0
     level_bytes = dict.fromkeys(levels, 0.0)

@@ -9,6 +9,7 @@ from hwsim.arch.model import (
     SparsityUnit,
     VectorUnit,
 )
+from hwsim.arch.single import single_array
 
 __all__ = [
     "Chip",
@@ -20,5 +21,6 @@ __all__ = [
     "arch_from_dict",
     "list_archs",
     "load_arch",
+    "single_array",
     "with_overrides",
 ]

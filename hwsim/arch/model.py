@@ -128,6 +128,26 @@ class MemoryLevel(_Frozen):
     ramp_bytes: float = Field(
         default=1.0, gt=0, description="transfer size over which the ramp builds up"
     )
+    buffer_split: tuple[float, float, float] | None = Field(
+        default=None,
+        description="SCALE-Sim style scratchpads: fractions of capacity_bytes held by separate "
+        "ifmap (A), filter (B) and ofmap (C) buffers. Set on the innermost level of a "
+        "systolic-array chip, GEMM bytes are SCALE-Sim's (operands refetched once they outgrow "
+        "half their buffer, every fold's outputs written through to the next level; "
+        "hwsim.mapping.systolic). Unset: one buffer, GEMM bytes from the reuse of tiles",
+    )
+
+    @field_validator("buffer_split")
+    @classmethod
+    def _split_fractions(
+        cls, value: tuple[float, float, float] | None
+    ) -> tuple[float, float, float] | None:
+        if value is not None:
+            if any(f <= 0 for f in value):
+                raise ValueError("fractions must be greater than 0")
+            if sum(value) > 1 + 1e-9:
+                raise ValueError(f"fractions sum to {sum(value):g}, more than 1")
+        return value
 
 
 class VectorKernel(_Frozen):
@@ -194,9 +214,21 @@ class Chip(_Frozen):
         description="element-wise kinds whose kernels differ from one ideal fused pass",
     )
     idle_power_w: float = Field(ge=0)
+    power_limit_w: float | None = Field(
+        default=None, gt=0, description="sustained board power the chip is held to (None: no cap)"
+    )
+    burst_energy_j: float = Field(
+        default=0.0, ge=0,
+        description="energy a pass may draw above the limit before clocks drop",
+    )
     area_mm2: float = Field(default=0.0, ge=0)
     kernel_overhead_s: float = Field(
         default=0.0, ge=0, description="fixed device time per kernel (prologue, fill, tail)"
+    )
+    host_dispatch_s: float = Field(
+        default=0.0, ge=0,
+        description="host time to issue one kernel when a pass runs eagerly (framework "
+        "dispatch and launch); graph-captured passes pay launch_overhead_s once instead",
     )
     launch_overhead_s: float = Field(
         default=0.0, ge=0,

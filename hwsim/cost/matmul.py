@@ -4,9 +4,10 @@ from the tile each level holds."""
 from __future__ import annotations
 
 from hwsim.arch.model import Chip
-from hwsim.cost.model import LevelTraffic, OpCost, make_cost
+from hwsim.cost.model import LevelTraffic, OpCost, make_cost, power_limited_s
 from hwsim.dtypes import dtype_bytes
 from hwsim.mapping.gemm import GemmMapping, fit_tile, gemm_candidates, reuse_traffic
+from hwsim.mapping.systolic import systolic_level_bytes
 from hwsim.workload.ops import MatMul
 
 
@@ -20,8 +21,13 @@ def gemm_traffic(
     level refills the level inside it: a per-unit buffer holds the compute tile (a
     cluster of units multicasts the shared operand), a shared buffer holds the tile in
     ``outer_tiles``. Split-K adds fp32 partial sums written and read back at the
-    innermost shared level.
+    innermost shared level. Systolic arrays whose innermost level is split into
+    SCALE-Sim style scratchpads (``buffer_split``) move what SCALE-Sim counts
+    (:func:`hwsim.mapping.systolic.systolic_level_bytes`).
     """
+    if chip.compute_units.kind == "systolic_array" and chip.memory[chip.level_names[0]].buffer_split:
+        return tuple(LevelTraffic(name, reads, writes) for name, reads, writes in systolic_level_bytes(
+            chip, op.m, op.k, op.n, op.dtype, op.batch, op.b_shared, b_scale))
     names = chip.level_names
     first_shared = next(n for n in names if chip.memory[n].scope == "shared")
     out = []
@@ -67,6 +73,7 @@ def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
     energy = macs * unit.energy_per_mac_pj.get(op.dtype, 0.0) * 1e-12 / speedup  # type: ignore[call-overload]
     weight = op.b_bytes * b_scale if op.b_is_weight else 0.0
     best: OpCost | None = None
+    best_key: tuple[float, float] | None = None
     for mapping in gemm_candidates(chip, op.m, op.k, op.n, op.dtype, op.batch):
         detail = (f"tile {mapping.tile_m}x{mapping.tile_n}, split_k {mapping.split_k}, "
                   f"{mapping.n_tiles} tiles, {mapping.waves} waves")
@@ -81,9 +88,9 @@ def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
             compute_energy_j=energy, prefetchable_bytes=weight, detail=detail,
             footprint_bytes=op.min_bytes,
         )
-        if best is None or (cost.latency_s, cost.traffic[-1].bytes) < (
-            best.latency_s, best.traffic[-1].bytes
-        ):
-            best = cost
+        # A mapping that burns more energy is slower on a power-limited chip.
+        key = (power_limited_s(chip, cost), cost.traffic[-1].bytes)
+        if best_key is None or key < best_key:
+            best, best_key = cost, key
     assert best is not None
     return best

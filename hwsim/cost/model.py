@@ -66,6 +66,8 @@ class OpCost:
     compute_energy_j: float
     level_energy_j: tuple[float, ...]
     detail: str = ""
+    n_kernels: int = 1
+    """Kernels the op launches."""
     footprint_bytes: float = 0.0
     """Bytes the op keeps live in the level inside home while it runs (what a prefetch
     of the next op's weights must leave room for)."""
@@ -142,6 +144,7 @@ def make_cost(
         compute_energy_j=compute_energy_j,
         level_energy_j=traffic_energy_j(chip, traffic),
         detail=detail,
+        n_kernels=int(n_kernels),
         footprint_bytes=footprint_bytes,
     )
 
@@ -149,3 +152,12 @@ def make_cost(
 def streaming_traffic(chip: Chip, read_bytes: float, write_bytes: float) -> tuple[LevelTraffic, ...]:
     """Traffic of an op that streams its operands once through every level."""
     return tuple(LevelTraffic(name, read_bytes, write_bytes) for name in chip.level_names)
+
+
+def power_limited_s(chip: Chip, cost: OpCost) -> float:
+    """The op's standalone latency, or longer if its energy above idle exceeds what the
+    chip's power limit (plus burst) allows in that time."""
+    if chip.power_limit_w is None or chip.power_limit_w <= chip.idle_power_w:
+        return cost.latency_s
+    dynamic = cost.compute_energy_j + sum(cost.level_energy_j) - chip.burst_energy_j
+    return max(cost.latency_s, dynamic / (chip.power_limit_w - chip.idle_power_w))

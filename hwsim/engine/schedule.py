@@ -89,6 +89,7 @@ class _Node:
     cost: OpCost
     preds: list[int]
     launch_s: float = 0.0
+    issue_s: float = 0.0
 
 
 def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[SegmentRun]]:
@@ -119,11 +120,15 @@ def run_schedule(
     """Simulate ``workload`` on ``chip`` with op costs from ``cost_of``; deterministic."""
     nodes, runs = _instances(workload, fold)
     first_of_pass: set[int] = set()
+    host_s = 0.0  # when the host has issued everything so far (eager passes)
     for node in nodes:
         node.cost = cost_of(node.op)
-        if node.key[0] not in first_of_pass:
-            first_of_pass.add(node.key[0])
+        if workload.passes[node.key[0]].eager:
+            host_s += chip.host_dispatch_s * node.cost.n_kernels
+            node.issue_s = host_s
+        elif node.key[0] not in first_of_pass:
             node.launch_s = chip.launch_overhead_s
+        first_of_pass.add(node.key[0])
     env = simpy.Environment()
     sim = _Sim(env, chip, nodes)
     for i in range(len(nodes)):
@@ -154,6 +159,8 @@ class _Sim:
         env, node = self.env, self.nodes[i]
         if node.preds:
             yield simpy.AllOf(env, [self.done[p] for p in node.preds])
+        if node.issue_s > env.now:  # eager: the host has not issued this kernel yet
+            yield env.timeout(node.issue_s - env.now)
         with self.compute.request() as unit:
             yield unit
             start = env.now

@@ -4,7 +4,7 @@ Two families, chosen by ``compute_units.kind``:
 
 - ``systolic_array``: the GEMM is cut into folds that fit the rows x cols array for the
   dataflow; folds are spread over ``count`` arrays; each fold costs fill + stream +
-  drain cycles (SCALE-Sim's analytical form, Samajdar et al. 2020).
+  drain cycles exactly as SCALE-Sim counts them (:mod:`hwsim.mapping.systolic`).
 - ``tensor_core``: output tiles (multiples of the MMA granule, sized to fit the per-unit
   buffer with a multi-stage pipeline) are spread over ``count`` units in waves, with
   split-K when there are fewer tiles than units.
@@ -20,6 +20,12 @@ from dataclasses import dataclass
 from hwsim.arch.model import Chip, ComputeUnit
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
 from hwsim.errors import MappingError
+from hwsim.mapping.systolic import systolic_fold_cycles, systolic_gemm_cycles
+
+__all__ = [
+    "GemmMapping", "dtype_cycle_factor", "fit_tile", "gemm_candidates", "map_gemm", "operand_bytes",
+    "reuse_traffic", "systolic_fold_cycles", "systolic_gemm_cycles",
+]
 
 #: Pipeline stages a tensor-core kernel keeps in its per-unit buffer (CUTLASS-style
 #: multistage mainloop), and the K depth of one stage in bytes (one 128 B line).
@@ -51,44 +57,6 @@ def dtype_cycle_factor(unit: ComputeUnit, dtype: str, chip_name: str = "") -> fl
             f"{chip_name or 'arch'}: compute_units do not support {dtype} (supported: {supported})"
         )
     return 2.0 * unit.rows * unit.cols / rate
-
-
-def systolic_fold_cycles(rows: int, cols: int, temporal: int) -> int:
-    """Cycles of one fold: weights (or stationary operand) fill the rows, inputs skew in
-    over rows + cols, ``temporal`` vectors stream, outputs drain: 2R + C + T - 2."""
-    return 2 * rows + cols + temporal - 2
-
-
-def systolic_gemm_cycles(
-    m: int, k: int, n: int, rows: int, cols: int, dataflow: str, n_arrays: int = 1, batch: int = 1,
-    double_buffered: bool = False,
-) -> tuple[int, int]:
-    """Stall-free cycles and fold count of an (m x k) @ (k x n) GEMM on ``n_arrays``
-    rows x cols arrays with the given dataflow (folds spread evenly over arrays).
-
-    With ``double_buffered`` the stationary operand of the next fold loads while the
-    current fold streams: every fold but the last costs max(T, R) cycles, and the
-    last one the full 2R + C + T - 2 (the first fill and the last drain are exposed).
-
-    Returns
-    -------
-    cycles : int
-        Cycles on the busiest array.
-    folds : int
-        Folds in total (over the batch).
-    """
-    if dataflow == "weight_stationary":
-        spatial_r, spatial_c, temporal = k, n, m
-    elif dataflow == "output_stationary":
-        spatial_r, spatial_c, temporal = m, n, k
-    else:  # input_stationary
-        spatial_r, spatial_c, temporal = k, m, n
-    folds = batch * math.ceil(spatial_r / rows) * math.ceil(spatial_c / cols)
-    per_array = math.ceil(folds / n_arrays)
-    if double_buffered:
-        last = systolic_fold_cycles(rows, cols, temporal)
-        return (per_array - 1) * max(temporal, rows) + last, folds
-    return per_array * systolic_fold_cycles(rows, cols, temporal), folds
 
 
 def _granule_sizes(granule: int, limit: int) -> list[int]:

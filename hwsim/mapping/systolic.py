@@ -67,6 +67,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from hwsim.arch.model import Chip
+from hwsim.dtypes import accumulator_dtype, dtype_bytes
+
 WS, OS, IS = "weight_stationary", "output_stationary", "input_stationary"
 
 #: SCALE-Sim's read buffers hold 100 sets, half of them active (``active_buf_frac = 0.5``).
@@ -245,3 +248,48 @@ def systolic_gemm_traffic(
         ofmap_sram_writes=sram[2] * batch, ifmap_dram_reads=ifmap_dram,
         filter_dram_reads=filter_dram, ofmap_dram_writes=ofmap_dram,
     )
+
+
+def systolic_level_bytes(
+    chip: Chip, m: int, k: int, n: int, dtype: str, batch: int = 1, b_shared: bool = False,
+    b_scale: float = 1.0,
+) -> tuple[tuple[str, float, float], ...]:
+    """(level, read bytes, write bytes) at every memory level, innermost first, for a
+    GEMM on the chip's systolic arrays, counted as SCALE-Sim counts them.
+
+    The innermost level is SCALE-Sim's SRAM: the arrays read A and B from it and write
+    C (every fold's outputs, partial sums included) to it. Each outer level is the
+    DRAM of the level inside it: it supplies the words that level's ifmap and filter
+    scratchpads fetch, and takes every word its ofmap scratchpad writes when that level
+    has SCALE-Sim scratchpads (``buffer_split``), else only the finished outputs (the
+    level accumulates them). A level's scratchpads split its capacity as its
+    ``buffer_split`` says (thirds when unset), counted in words of the operand they
+    hold. A and B move in ``dtype``, B scaled by ``b_scale`` when it is stored
+    compressed; C in the accumulator dtype. Folds spread over several arrays move the
+    same words in all.
+    """
+    unit = chip.compute_units
+    elem = dtype_bytes(dtype)
+    b_elem = elem * b_scale
+    c_elem = dtype_bytes(accumulator_dtype(dtype))
+
+    def traffic(level: str) -> SystolicTraffic:
+        spec = chip.memory[level]
+        cap = chip.level_capacity_bytes(level)
+        f_i, f_f, f_o = spec.buffer_split or (1 / 3, 1 / 3, 1 / 3)
+        return systolic_gemm_traffic(
+            m, k, n, unit.rows, unit.cols, unit.dataflow, ifmap_words=cap * f_i / elem,
+            filter_words=cap * f_f / b_elem, ofmap_words=cap * f_o / c_elem, batch=batch,
+            b_shared=b_shared,
+        )
+
+    names = chip.level_names
+    inner = traffic(names[0])
+    out = [(names[0], inner.ifmap_sram_reads * elem + inner.filter_sram_reads * b_elem,
+            inner.ofmap_sram_writes * c_elem)]
+    for i in range(1, len(names)):
+        t = inner if i == 1 else traffic(names[i - 1])
+        writes = t.ofmap_dram_writes if chip.memory[names[i - 1]].buffer_split else batch * m * n
+        out.append((names[i], t.ifmap_dram_reads * elem + t.filter_dram_reads * b_elem,
+                    writes * c_elem))
+    return tuple(out)

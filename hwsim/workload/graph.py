@@ -82,6 +82,9 @@ class Pass:
     segments: tuple[Segment, ...]
     tokens: int = 0
     """Tokens this pass processes (prefill: B x P, decode: B, train: B x S)."""
+    eager: bool = False
+    """Kernels are issued one by one by the host (no graph capture), so none starts
+    before the host has issued it (see ``Chip.host_dispatch_s``)."""
 
 
 @dataclass(frozen=True)

@@ -136,7 +136,8 @@ def lower(
     else:
         _check_positive(source, seq_len=seq_len)
         segments, saved = train_segments(spec, batch, seq_len, dtype, attention_impl, lm_head)
-        passes = (Pass("train", segments, tokens=batch * seq_len),)
+        # Training steps run eagerly (autograd issues every kernel from the host).
+        passes = (Pass("train", segments, tokens=batch * seq_len, eager=True),)
         resident |= {
             "gradients_bytes": weights,
             "optimizer_state_bytes": spec.param_count() * 2 * dtype_bytes("fp32"),

@@ -18,8 +18,10 @@ from hwsim.workload import MatMul
 WS, OS, IS = "weight_stationary", "output_stationary", "input_stationary"
 
 
-def _fold(rows: int, cols: int, temporal: int) -> int:
-    return 2 * rows + cols + temporal - 2
+def _fold(rows: int, cols: int, temporal: int, dataflow: str = WS) -> int:
+    """SCALE-Sim's cycles per fold: WS/IS load the stationary operand (2R + C + T - 2),
+    OS has nothing to preload (R + C + T - 2)."""
+    return (rows if dataflow == OS else 2 * rows) + cols + temporal - 2
 
 
 def _systolic_128():
@@ -63,10 +65,10 @@ def test_one_fold_on_systolic_128() -> None:
     ],
 )
 def test_systolic_fold_closed_form(m: int, k: int, n: int, dataflow: str, folds: int, temporal: int) -> None:
-    """Cycles are folds x (2R + C + T - 2), partial folds rounding up, per dataflow."""
+    """Cycles are folds x (2R + C + T - 2) (OS: R + C + T - 2), partial folds rounding up."""
     cycles, n_folds = systolic_gemm_cycles(m, k, n, 128, 128, dataflow)
     assert n_folds == folds
-    assert cycles == folds * _fold(128, 128, temporal)
+    assert cycles == folds * _fold(128, 128, temporal, dataflow)
 
 
 def test_systolic_folds_spread_over_arrays() -> None:

@@ -1,0 +1,79 @@
+"""One systolic array with a scratchpad and DRAM: the machine SCALE-Sim simulates.
+
+``single_array(rows=32, cols=32, dataflow="output_stationary", sram_bytes=(64 << 10,) * 3,
+dram_bytes_per_s=10e9)`` is the counterpart of a SCALE-Sim config with a 32 x 32 OS
+array and 64 kB ifmap / filter / ofmap SRAMs: on it hwsim's GEMM cycles and SRAM / DRAM
+bytes are SCALE-Sim's (``hwsim.mapping.systolic``; SCALE-Sim's words are one byte, so
+give int8 GEMMs, or scale the sizes by the dtype's width).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from hwsim.arch.model import Chip, ComputeUnit, Dataflow, MemoryLevel, VectorUnit
+from hwsim.dtypes import DTYPES
+
+_SHORT = {"weight_stationary": "ws", "output_stationary": "os", "input_stationary": "is"}
+
+
+def single_array(
+    rows: int = 128,
+    cols: int = 128,
+    dataflow: Dataflow = "weight_stationary",
+    sram_bytes: float | Sequence[float] = 3 * 2**20,
+    dram_bytes_per_s: float = 1e11,
+    clock_hz: float = 1e9,
+    *,
+    sram_bytes_per_s: float | None = None,
+    dram_bytes: float = 2.0**34,
+    double_buffered: bool = False,
+    name: str | None = None,
+) -> Chip:
+    """A chip with one ``rows`` x ``cols`` systolic array, one shared ``sram`` level
+    and one ``dram`` level.
+
+    Parameters
+    ----------
+    sram_bytes
+        Total scratchpad bytes, split evenly over the ifmap (A), filter (B) and ofmap
+        (C) buffers, or three sizes ``(ifmap, filter, ofmap)``.
+    dram_bytes_per_s
+        DRAM bandwidth.
+    sram_bytes_per_s
+        Scratchpad bandwidth; by default wide enough never to stall the array (four
+        bytes per word of a row, a column and an output column each cycle), as
+        SCALE-Sim assumes.
+    double_buffered
+        Stage the next fold's stationary operand while the current one streams (TPU
+        style); SCALE-Sim does not (False).
+
+    Every dtype runs at one MAC per PE per cycle; energies, idle power and area are
+    zero (set them with :func:`hwsim.arch.with_overrides`).
+    """
+    if isinstance(sram_bytes, (int, float)):
+        capacity = float(sram_bytes)
+        split = (1 / 3, 1 / 3, 1 / 3)
+    else:
+        sizes = tuple(float(b) for b in sram_bytes)
+        if len(sizes) != 3 or min(sizes) <= 0:
+            raise ValueError(f"sram_bytes: expected one size or three positive sizes, got {sram_bytes!r}")
+        capacity = sum(sizes)
+        split = (sizes[0] / capacity, sizes[1] / capacity, sizes[2] / capacity)
+    feed = sram_bytes_per_s or 4.0 * (rows + 2 * cols) * clock_hz
+    macs = rows * cols
+    return Chip(
+        name=name or f"single-{rows}x{cols}-{_SHORT[dataflow]}",
+        description=f"One {rows}x{cols} {dataflow.replace('_', ' ')} systolic array (SCALE-Sim style)",
+        compute_units=ComputeUnit(
+            kind="systolic_array", rows=rows, cols=cols, count=1, dataflow=dataflow,
+            clock_hz=clock_hz, flops_per_cycle={d: 2.0 * macs for d in DTYPES},  # type: ignore[misc]
+            stationary_double_buffered=double_buffered,
+        ),
+        vector_units=VectorUnit(count=1, flops_per_cycle=cols, clock_hz=clock_hz),
+        memory={
+            "sram": MemoryLevel(capacity_bytes=capacity, bandwidth_bytes_per_s=feed, buffer_split=split),
+            "dram": MemoryLevel(capacity_bytes=dram_bytes, bandwidth_bytes_per_s=dram_bytes_per_s),
+        },
+        idle_power_w=0.0,
+    )
