@@ -67,7 +67,7 @@ def single_array(
         description=f"One {rows}x{cols} {dataflow.replace('_', ' ')} systolic array (SCALE-Sim style)",
         compute_units=ComputeUnit(
             kind="systolic_array", rows=rows, cols=cols, count=1, dataflow=dataflow,
-            clock_hz=clock_hz, flops_per_cycle={d: 2.0 * macs for d in DTYPES},  # type: ignore[misc]
+            clock_hz=clock_hz, flops_per_cycle={d: 2.0 * macs for d in DTYPES},
             stationary_double_buffered=double_buffered,
         ),
         vector_units=VectorUnit(count=1, flops_per_cycle=cols, clock_hz=clock_hz),
