@@ -5,7 +5,8 @@ head, each streaming its head's K and V in ``K_BLOCK``-key blocks. On tensor cor
 unit's time is its key blocks x (the two block products + the softmax exponentials not
 hidden under them) plus a pipeline fill (the first Q and K/V tiles arrive after two
 memory latencies); units are spread over the matrix units longest first, so causal
-masks leave the imbalance they really leave. Decode-sized queries pack the heads of a
+masks leave the imbalance they really leave. With fewer units than matrix units each
+unit's keys are split over several (split-KV, as FlashDecoding does). Decode-sized queries pack the heads of a
 GQA group into one block's rows (they share K and V). Systolic arrays run the two
 products as batched GEMMs. Off-chip traffic is Q, K, V and O once; inner levels
 re-read K and V once per query block. The naive kernel writes the score matrix, reads
@@ -62,14 +63,22 @@ def _tensor_core_compute_s(chip: Chip, op: Attention) -> float:
     keys, rows = _unit_keys(op)
     rows_padded = math.ceil(rows / unit.rows) * unit.rows
     mma_fac, exp_fac = (BACKWARD_MMA, BACKWARD_EXP) if op.backward else (1.0, 1.0)
-    # Two block products of rows x K_BLOCK x head_dim MACs each, at the sustained rate.
-    mma = 2 * rows_padded * K_BLOCK * op.head_dim / (unit.rows * unit.cols) * factor
-    mma /= unit.achievable_fraction
     exp_rate = vec.exp_per_cycle or vec.flops_per_cycle
-    exposed_exp = rows * K_BLOCK / exp_rate * (1 - vec.attention_exp_overlap)
+    n_units = len(keys) * op.batch * op.n_kv_heads
+    # Fewer units than matrix units: split each unit's keys over several (split-KV, as
+    # FlashDecoding does); the partial results are combined in a cheap epilogue. A key
+    # block is K_BLOCK keys, or the whole slice when a unit gets fewer.
+    split = max(1, min(unit.count // n_units, max(keys)))
+    chunk = math.ceil(max(keys) / split)
+    block_keys = min(K_BLOCK, chunk)
+    # Two block products of rows x block_keys x head_dim MACs each, at the sustained rate.
+    mma = 2 * rows_padded * block_keys * op.head_dim / (unit.rows * unit.cols) * factor
+    mma /= unit.achievable_fraction
+    exposed_exp = rows * block_keys / exp_rate * (1 - vec.attention_exp_overlap)
     block_s = (mma * mma_fac + exposed_exp * exp_fac) / unit.clock_hz
     fill_s = 2 * chip.memory[chip.home_level].latency_s
-    durations = [fill_s + math.ceil(k / K_BLOCK) * block_s for k in keys] * op.batch * op.n_kv_heads
+    durations = [fill_s + math.ceil(math.ceil(k / split) / block_keys) * block_s
+                 for k in keys] * (op.batch * op.n_kv_heads * split)
     return _makespan(durations, unit.count)
 
 
