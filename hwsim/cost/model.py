@@ -154,10 +154,15 @@ def streaming_traffic(chip: Chip, read_bytes: float, write_bytes: float) -> tupl
     return tuple(LevelTraffic(name, read_bytes, write_bytes) for name in chip.level_names)
 
 
-def power_limited_s(chip: Chip, cost: OpCost) -> float:
-    """The op's standalone latency, or longer if its energy above idle exceeds what the
-    chip's power limit (plus burst) allows in that time."""
+def power_limited_time_s(chip: Chip, time_s: float, dynamic_j: float) -> float:
+    """How long work taking ``time_s`` and ``dynamic_j`` above idle really takes: longer
+    when that energy, less the burst allowance, exceeds what the sustained power limit
+    admits in ``time_s`` (clocks drop until it fits)."""
     if chip.power_limit_w is None or chip.power_limit_w <= chip.idle_power_w:
-        return cost.latency_s
-    dynamic = cost.compute_energy_j + sum(cost.level_energy_j) - chip.burst_energy_j
-    return max(cost.latency_s, dynamic / (chip.power_limit_w - chip.idle_power_w))
+        return time_s
+    return max(time_s, (dynamic_j - chip.burst_energy_j) / (chip.power_limit_w - chip.idle_power_w))
+
+
+def power_limited_s(chip: Chip, cost: OpCost) -> float:
+    """The op's standalone latency under the chip's power limit."""
+    return power_limited_time_s(chip, cost.latency_s, cost.compute_energy_j + sum(cost.level_energy_j))

@@ -11,29 +11,24 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hwsim.arch.model import Chip
+from hwsim.cost.model import power_limited_time_s
 from hwsim.engine.schedule import Schedule
 
 
 def pass_stretch(schedule: Schedule, chip: Chip) -> list[float]:
     """Per pass, the factor (>= 1) by which the power limit stretches its duration."""
-    limit = chip.power_limit_w
     n_pass = len(schedule.pass_end_s)
-    if limit is None or limit <= chip.idle_power_w:
-        return [1.0] * n_pass
     dynamic = [0.0] * n_pass
     for rec in schedule.records:
         cost = rec.cost
         dynamic[rec.pass_index] += schedule.multiplicity(rec) * (
             cost.compute_energy_j + sum(cost.level_energy_j))
+    starts = [0.0, *schedule.pass_end_s[:-1]]
     factors = []
-    start = 0.0
     for p in range(n_pass):
-        duration = schedule.pass_end_s[p] - start
-        start = schedule.pass_end_s[p]
-        allowed = (limit - chip.idle_power_w) * duration + chip.burst_energy_j
-        factors.append(max(1.0, (dynamic[p] - chip.burst_energy_j) / ((limit - chip.idle_power_w)
-                                                                       * duration))
-                       if dynamic[p] > allowed and duration > 0 else 1.0)
+        duration = schedule.pass_end_s[p] - starts[p]
+        limited = power_limited_time_s(chip, duration, dynamic[p])
+        factors.append(limited / duration if duration > 0 else 1.0)
     return factors
 
 
