@@ -19,6 +19,7 @@ from hwsim import ops, report
 from hwsim.api import load_workload, simulate
 from hwsim.arch.load import list_archs, load_arch
 from hwsim.arch.model import Chip
+from hwsim.cli_validate import validate
 from hwsim.errors import HwsimError
 from hwsim.result import Result
 from hwsim.workload.lower import PHASES, lower
@@ -269,13 +270,7 @@ def embedding_cmd(arch: str, dtype: str, as_json: bool, n_tokens: int, vocab: in
     _show_op(ops.embedding(n_tokens, vocab, dim, dtype=dtype), arch, as_json)
 
 
-def _register_validate() -> None:
-    from hwsim.cli_validate import validate
-
-    main.add_command(validate)
-
-
-_register_validate()
+main.add_command(validate)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

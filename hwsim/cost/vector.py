@@ -10,11 +10,14 @@ from hwsim.workload.ops import ELEMENTWISE_KINDS, Elementwise, Embedding, Optimi
 
 
 def _vector_cost(
-    chip: Chip, ops: float, read_bytes: float, write_bytes: float, detail: str, n_kernels: int = 1
+    chip: Chip, flops: float, traffic: tuple[LevelTraffic, ...], detail: str,
+    n_kernels: int = 1, lane_ops: float | None = None,
 ) -> OpCost:
+    """A vector-unit op: time and energy from its lane operations (default: its FLOP)."""
     vec = chip.vector_units
-    return make_cost(chip, flops=ops, compute_cycles=0.0, compute_s=ops / vec.peak_ops_per_s,
-                     traffic=streaming_traffic(chip, read_bytes, write_bytes), n_kernels=n_kernels,
+    ops = flops if lane_ops is None else lane_ops
+    return make_cost(chip, flops=flops, compute_cycles=0.0, compute_s=ops / vec.peak_ops_per_s,
+                     traffic=traffic, n_kernels=n_kernels,
                      compute_energy_j=ops * vec.energy_per_op_pj * 1e-12, detail=detail)
 
 
@@ -26,8 +29,9 @@ def elementwise_cost(chip: Chip, op: Elementwise) -> OpCost:
     size = op.n_elements * dtype_bytes(op.dtype)
     impl = chip.vector_kernels.get(op.op_kind)
     if impl is None:
-        return _vector_cost(chip, op.flops, n_read * size, n_write * size, op.op_kind)
-    ops = op.flops if impl.ops_per_element is None else impl.ops_per_element * op.n_elements
+        return _vector_cost(chip, op.flops, streaming_traffic(chip, n_read * size, n_write * size),
+                            op.op_kind)
+    lane_ops = None if impl.ops_per_element is None else impl.ops_per_element * op.n_elements
     writes = n_write if impl.writes is None else impl.writes
     reads = max(impl.passes - writes, 0.0)
     # Reads beyond one per input re-read a tensor (or an intermediate just written): the
@@ -40,18 +44,16 @@ def elementwise_cost(chip: Chip, op: Elementwise) -> OpCost:
         LevelTraffic(name, (home_reads if name == names[-1] else reads) * size, writes * size)
         for name in names
     )
-    vec = chip.vector_units
     detail = f"{op.op_kind}: {impl.kernels} kernels, {impl.passes:g} passes"
-    return make_cost(chip, flops=op.flops, compute_cycles=0.0, compute_s=ops / vec.peak_ops_per_s,
-                     traffic=traffic, n_kernels=impl.kernels,
-                     compute_energy_j=ops * vec.energy_per_op_pj * 1e-12, detail=detail)
+    return _vector_cost(chip, op.flops, traffic, detail, impl.kernels, lane_ops)
 
 
 def embedding_cost(chip: Chip, op: Embedding) -> OpCost:
     """Gather (or scatter-add) only the touched rows of the table."""
     rows = op.n_tokens * op.dim * dtype_bytes(op.dtype)
     reads, writes = (2 * rows, rows) if op.backward else (rows, rows)
-    return _vector_cost(chip, op.flops, reads, writes, "scatter-add" if op.backward else "gather")
+    return _vector_cost(chip, op.flops, streaming_traffic(chip, reads, writes),
+                        "scatter-add" if op.backward else "gather")
 
 
 def optimizer_cost(chip: Chip, op: Optimizer) -> OpCost:
@@ -59,4 +61,4 @@ def optimizer_cost(chip: Chip, op: Optimizer) -> OpCost:
     p, g, s = (dtype_bytes(d) for d in (op.param_dtype, op.grad_dtype, op.state_dtype))
     reads = op.n_params * (p + g + 2 * s)
     writes = op.n_params * (p + 2 * s)
-    return _vector_cost(chip, op.flops, reads, writes, "fused AdamW")
+    return _vector_cost(chip, op.flops, streaming_traffic(chip, reads, writes), "fused AdamW")
