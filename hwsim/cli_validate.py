@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from hwsim.report import format_table
-from hwsim.validation import run_validation, summarize
+from hwsim.validation import all_cases, run_validation, summarize
 from hwsim.validation.report import validation_markdown, worst_rows
 
 
@@ -21,9 +21,8 @@ from hwsim.validation.report import validation_markdown, worst_rows
 def validate(group_filter: str | None, show_all: bool, as_json: bool, markdown_path: Path | None,
              strict: bool) -> None:
     """Compare hwsim with measured and published figures: case, measured, predicted, error."""
-    frame = run_validation()
-    if group_filter:
-        frame = frame[frame["group"].str.contains(group_filter, regex=False)]
+    cases = [c for c in all_cases() if not group_filter or group_filter in c.group]
+    frame = run_validation(cases)
     summary = summarize(frame)
     if markdown_path is not None:
         markdown_path.write_text(validation_markdown(frame), encoding="utf-8")
