@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from hwsim.errors import ConfigError
 from hwsim.report import format_table
 from hwsim.validation import all_cases, run_validation, summarize
 from hwsim.validation.report import validation_markdown, worst_rows
@@ -21,7 +22,11 @@ from hwsim.validation.report import validation_markdown, worst_rows
 def validate(group_filter: str | None, show_all: bool, as_json: bool, markdown_path: Path | None,
              strict: bool) -> None:
     """Compare hwsim with measured and published figures: case, measured, predicted, error."""
-    cases = [c for c in all_cases() if not group_filter or group_filter in c.group]
+    every = all_cases()
+    cases = [c for c in every if not group_filter or group_filter in c.group]
+    if not cases:
+        groups = ", ".join(dict.fromkeys(c.group for c in every))
+        raise ConfigError([f"--group: no validation group contains {group_filter!r} (groups: {groups})"])
     frame = run_validation(cases)
     summary = summarize(frame)
     if markdown_path is not None:

@@ -347,3 +347,15 @@ def test_fmt_formats_cells() -> None:
     """Table cells: about four significant digits, scientific outside [1e-3, 1e6), '-' for None."""
     assert [report.fmt(x) for x in (0.0, 3.36, 901.68, 2.5e-5, 2.2e10, 7, None, True)] == [
         "0", "3.360", "901.7", "2.500e-05", "2.200e+10", "7", "-", "true"]
+
+
+def test_validate_group_filter_and_unknown_group() -> None:
+    """`hwsim validate --group` runs only matching cases; a group that matches nothing
+    exits 2 naming the known groups, with no traceback."""
+    runner = CliRunner()
+    ok = runner.invoke(main, ["validate", "--group", "training"])
+    assert ok.exit_code == 0, ok.output
+    assert "h100 training" in ok.output and "h100 gemm" not in ok.output
+    bad = runner.invoke(main, ["validate", "--group", "nothing"])
+    assert bad.exit_code == 2
+    assert "no validation group" in bad.output and "Traceback" not in bad.output
