@@ -44,6 +44,11 @@ class ComputeUnit(_Frozen):
     achievable_fraction: float = Field(
         default=1.0, gt=0, le=1, description="fraction of peak math rate a large kernel sustains"
     )
+    achievable_fraction_by_dtype: dict[DType, float] = Field(
+        default_factory=dict,
+        description="per-dtype overrides of achievable_fraction (the achieved peak of each "
+        "dtype's instructions: fp8 kernels reach a smaller share of their doubled peak)",
+    )
     stationary_double_buffered: bool = Field(
         default=False,
         description="systolic arrays: the next fold's stationary operand loads while the "
@@ -67,12 +72,18 @@ class ComputeUnit(_Frozen):
 
     @model_validator(mode="after")
     def _energy_dtypes_supported(self) -> ComputeUnit:
-        extra = set(self.energy_per_mac_pj) - set(self.flops_per_cycle)
-        if extra:
-            raise ValueError(
-                f"energy_per_mac_pj lists {sorted(extra)} which flops_per_cycle does not support"
-            )
+        for field in ("energy_per_mac_pj", "achievable_fraction_by_dtype"):
+            extra = set(getattr(self, field)) - set(self.flops_per_cycle)
+            if extra:
+                raise ValueError(f"{field} lists {sorted(extra)} which flops_per_cycle does not support")
+        for dtype, frac in self.achievable_fraction_by_dtype.items():
+            if not 0 < frac <= 1:
+                raise ValueError(f"achievable_fraction_by_dtype.{dtype}: must be in (0, 1]")
         return self
+
+    def fraction(self, dtype: str) -> float:
+        """Fraction of the ``dtype`` peak a large kernel sustains."""
+        return self.achievable_fraction_by_dtype.get(dtype, self.achievable_fraction)  # type: ignore[call-overload]
 
     def peak_flops_per_s(self, dtype: str) -> float:
         """Dense peak of all units for ``dtype``, in FLOP/s (0 if unsupported)."""

@@ -73,7 +73,7 @@ def _tensor_core_compute_s(chip: Chip, op: Attention) -> float:
     block_keys = min(K_BLOCK, chunk)
     # Two block products of rows x block_keys x head_dim MACs each, at the sustained rate.
     mma = 2 * rows_padded * block_keys * op.head_dim / (unit.rows * unit.cols) * factor
-    mma /= unit.achievable_fraction
+    mma /= unit.fraction(op.dtype)
     exposed_exp = rows * block_keys / exp_rate * (1 - vec.attention_exp_overlap)
     block_s = (mma * mma_fac + exposed_exp * exp_fac) / unit.clock_hz
     fill_s = 2 * chip.memory[chip.home_level].latency_s
@@ -90,7 +90,7 @@ def _systolic_compute_s(chip: Chip, op: Attention) -> float:
     qk = map_gemm(chip, op.q_len * group, op.head_dim, keys, op.dtype, batch)
     pv = map_gemm(chip, op.q_len * group, keys, op.head_dim, op.dtype, batch)
     passes = BACKWARD_MMA if op.backward else 1.0
-    mma_s = (qk.compute_cycles + pv.compute_cycles) * passes / unit.clock_hz / unit.achievable_fraction
+    mma_s = (qk.compute_cycles + pv.compute_cycles) * passes / unit.clock_hz / unit.fraction(op.dtype)
     vec_s = 4.0 * op.batch * op.n_heads * op.n_scores * passes / chip.vector_units.peak_ops_per_s
     return max(mma_s, vec_s)
 
@@ -104,7 +104,7 @@ def attention_cost(chip: Chip, op: Attention) -> OpCost:
     else:
         compute_s = _systolic_compute_s(chip, op)
     passes = BACKWARD_MMA if op.backward else 1.0
-    cycles = compute_s * unit.clock_hz * unit.achievable_fraction
+    cycles = compute_s * unit.clock_hz * unit.fraction(op.dtype)
     io = op.min_bytes
     writes = op.qo_bytes * (3 if op.backward else 1)
     q_blocks = math.ceil(op.q_len / Q_BLOCK)

@@ -82,7 +82,7 @@ def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
             detail += f", {op.sparsity} unsupported: dense"
         cost = make_cost(
             chip, flops=op.flops, compute_cycles=mapping.compute_cycles / speedup,
-            compute_s=mapping.compute_cycles / unit.clock_hz / unit.achievable_fraction / speedup,
+            compute_s=mapping.compute_cycles / unit.clock_hz / unit.fraction(op.dtype) / speedup,
             traffic=gemm_traffic(chip, op, mapping, outer_tiles, b_scale),
             n_kernels=1 + (mapping.split_k > 1),  # split-K reduces in a second kernel
             compute_energy_j=energy, prefetchable_bytes=weight, detail=detail,

@@ -1,55 +1,143 @@
-"""Sustained power limit: a pass that would draw more than the board may sustain runs
-longer, at the limit (clocks drop), as a power-capped GPU does.
+"""Sustained power limit: ops that would draw more than the board may sustain run longer,
+at the limit (clocks drop), as a power-capped GPU does.
 
-The board may exceed ``power_limit_w`` by at most ``burst_energy_j`` before its power
-controller lowers the clocks, so a lone kernel runs at full speed while a whole model
-forward, back to back for tens of milliseconds, is held to the limit.
+The power controller is modelled as an energy bucket of ``burst_energy_j``: an op drawing
+more than ``power_limit_w`` spends from it and, once it is empty, is slowed until it
+draws exactly the limit; an op drawing less (memory-bound kernels, gaps between kernels)
+refills it at the difference. So a lone kernel runs at full speed, a whole model forward
+is held to the limit in its matrix products, and its memory-bound kernels cannot lend
+the products their spare power beyond what the bucket holds.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from hwsim.arch.model import Chip
-from hwsim.cost.model import power_limited_time_s
-from hwsim.engine.schedule import Schedule
+from hwsim.engine.schedule import OpRecord, Schedule, SegmentRun
 
 
-def pass_stretch(schedule: Schedule, chip: Chip) -> list[float]:
-    """Per pass, the factor (>= 1) by which the power limit stretches its duration."""
-    n_pass = len(schedule.pass_end_s)
-    dynamic = [0.0] * n_pass
-    for rec in schedule.records:
-        cost = rec.cost
-        dynamic[rec.pass_index] += schedule.multiplicity(rec) * (
-            cost.compute_energy_j + sum(cost.level_energy_j))
-    starts = [0.0, *schedule.pass_end_s[:-1]]
-    factors = []
-    for p in range(n_pass):
-        duration = schedule.pass_end_s[p] - starts[p]
-        limited = power_limited_time_s(chip, duration, dynamic[p])
-        factors.append(limited / duration if duration > 0 else 1.0)
-    return factors
+@dataclass
+class _Bucket:
+    """The controller's spare energy (J) and the rate it refills below the limit (W)."""
+
+    capacity_j: float
+    headroom_w: float
+    level_j: float
+
+    def run(self, duration_s: float, dynamic_j: float) -> float:
+        """Spend or refill for work lasting ``duration_s`` with ``dynamic_j`` above idle;
+        return the time (s) the power limit adds to it."""
+        over_j = dynamic_j - self.headroom_w * duration_s
+        if over_j <= 0.0:  # clocks, once lowered, stay low while kernels keep coming
+            return 0.0
+        used = min(self.level_j, over_j)
+        self.level_j -= used
+        return (over_j - used) / self.headroom_w
+
+    def idle(self, gap_s: float) -> None:
+        """Refill during ``gap_s`` with nothing running."""
+        if gap_s > 0.0:
+            self.level_j = min(self.capacity_j, self.level_j + self.headroom_w * gap_s)
+
+
+def _dynamic_j(rec: OpRecord) -> float:
+    return rec.cost.compute_energy_j + sum(rec.cost.level_energy_j)
+
+
+def power_extras(schedule: Schedule, chip: Chip) -> list[tuple[float, float, float]]:
+    """Intervals ``(start_s, end_s, added_s)`` of the unstretched schedule over which the
+    power limit adds ``added_s``; folded layers appear as one interval covering them."""
+    if chip.power_limit_w is None or chip.power_limit_w <= chip.idle_power_w:
+        return []
+    bucket = _Bucket(chip.burst_energy_j, chip.power_limit_w - chip.idle_power_w, chip.burst_energy_j)
+    runs = {(r.pass_index, r.segment_index): r for r in schedule.segments}
+    records = sorted(schedule.records, key=lambda r: r.start_s)
+    out: list[tuple[float, float, float]] = []
+    now = 0.0
+    i = 0
+    while i < len(records):
+        rec = records[i]
+        run = runs[(rec.pass_index, rec.segment_index)]
+        group = [rec]
+        if rec.instance == 1 and run.repeat > run.simulated:
+            while i + len(group) < len(records) and _same_instance(records[i + len(group)], rec):
+                group.append(records[i + len(group)])
+        for r in group:
+            bucket.idle(r.start_s - now)
+            out.append((r.start_s, r.end_s, bucket.run(r.end_s - r.start_s, _dynamic_j(r))))
+            now = r.end_s
+        copies = run.repeat - run.simulated
+        if rec.instance == 1 and copies > 0:
+            out.append(_folded(group, bucket, run.period_s, copies))
+            now = group[-1].end_s + copies * run.period_s
+        i += len(group)
+    return out
+
+
+def _same_instance(a: OpRecord, b: OpRecord) -> bool:
+    return (a.pass_index, a.segment_index, a.instance) == (b.pass_index, b.segment_index, b.instance)
+
+
+def _folded(
+    group: list[OpRecord], bucket: _Bucket, period_s: float, copies: int
+) -> tuple[float, float, float]:
+    """The added time of ``copies`` periodic repeats of ``group``, walked until the bucket
+    is the same after a copy as before it (from then on every copy adds the same)."""
+    added = 0.0
+    for k in range(copies):
+        before = bucket.level_j
+        now = group[-1].end_s - period_s  # the previous copy's end, relative to this copy
+        last = 0.0
+        for r in group:
+            bucket.idle(r.start_s - now)
+            last += bucket.run(r.end_s - r.start_s, _dynamic_j(r))
+            now = r.end_s
+        added += last
+        if abs(bucket.level_j - before) <= 1e-12 * max(1.0, bucket.capacity_j):
+            added += (copies - k - 1) * last
+            break
+    start = group[-1].end_s
+    return (start, start + copies * period_s, added)
+
+
+def _time_map(extras: list[tuple[float, float, float]], times: np.ndarray) -> np.ndarray:
+    """Times after the stretch: each interval adds its time linearly across itself."""
+    if not extras:
+        return times
+    arr = np.asarray(extras, dtype=float)
+    s, e, x = arr[:, 0], arr[:, 1], arr[:, 2]
+    width = np.where(e > s, e - s, 1.0)
+    frac = np.clip((times[:, None] - s) / width, 0.0, 1.0)
+    frac = np.where(e > s, frac, (times[:, None] >= s).astype(float))
+    return times + frac @ x
 
 
 def apply_power_limit(schedule: Schedule, chip: Chip) -> Schedule:
-    """The schedule with every over-limit pass stretched in time (uniformly within it)."""
-    factors = pass_stretch(schedule, chip)
-    if all(f == 1.0 for f in factors):
+    """The schedule with every over-limit op stretched in time (the ops after it moved)."""
+    extras = [x for x in power_extras(schedule, chip) if x[2] > 0.0]
+    if not extras:
         return schedule
-    old_start = [0.0, *schedule.pass_end_s[:-1]]
-    new_end: list[float] = []
-    t = 0.0
-    for p, f in enumerate(factors):
-        t += (schedule.pass_end_s[p] - old_start[p]) * f
-        new_end.append(t)
-    new_start = [0.0, *new_end[:-1]]
+    n = len(schedule.records)
+    times = np.array([r.start_s for r in schedule.records] + [r.end_s for r in schedule.records]
+                     + list(schedule.pass_end_s) + [schedule.latency_s])
+    moved = _time_map(extras, times)
+    records = tuple(replace(r, start_s=float(moved[k]), end_s=float(moved[n + k]))
+                    for k, r in enumerate(schedule.records))
+    segments = tuple(replace(s, period_s=_stretched_period(s, schedule, extras)) for s in schedule.segments)
+    ends = tuple(float(t) for t in moved[2 * n:-1])
+    return replace(schedule, records=records, segments=segments, latency_s=float(moved[-1]), pass_end_s=ends)
 
-    def moved(p: int, time_s: float) -> float:
-        return new_start[p] + (time_s - old_start[p]) * factors[p]
 
-    records = tuple(replace(r, start_s=moved(r.pass_index, r.start_s), end_s=moved(r.pass_index, r.end_s))
-                    for r in schedule.records)
-    segments = tuple(replace(s, period_s=s.period_s * factors[s.pass_index]) for s in schedule.segments)
-    return replace(schedule, records=records, segments=segments, latency_s=new_end[-1],
-                   pass_end_s=tuple(new_end))
+def _stretched_period(seg: SegmentRun, schedule: Schedule, extras: list[tuple[float, float, float]]) -> float:
+    """A folded segment's period with its steady-state power stretch added."""
+    copies = seg.repeat - seg.simulated
+    if copies <= 0:
+        return float(seg.period_s)
+    last = [r for r in schedule.records if (r.pass_index, r.segment_index, r.instance)
+            == (seg.pass_index, seg.segment_index, 1)]
+    start = max(r.end_s for r in last)
+    added = sum(x for s, e, x in extras if s == start and np.isclose(e, start + copies * seg.period_s))
+    return float(seg.period_s + added / copies)

@@ -20,6 +20,7 @@ INVALID = {
     "no_memory": ("memory", "at least one memory level"),
     "per_unit_outside": ("memory", "per_unit level must sit inside"),
     "energy_dtype": ("compute_units", "['fp8']"),
+    "fraction_dtype": ("compute_units", "achievable_fraction_by_dtype.bf16: must be in (0, 1]"),
     "unknown_dtype": ("compute_units.flops_per_cycle.bf17", "Input should be"),
     "not_a_number": ("compute_units.clock_hz", "valid number"),
     "wrong_version": ("version", "Input should be 1"),
