@@ -233,10 +233,59 @@ class Optimizer:
         return self.n_params * (2 * p + g + 4 * s)
 
 
-Op = MatMul | Attention | Elementwise | Embedding | Optimizer
+COLLECTIVE_KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
+"""Collective communication operations."""
+
+PARALLEL_GROUPS = ("tp", "dp", "pp", "ep", "cp")
+"""Parallelism groups a collective runs over (tensor, data, pipeline, expert, context)."""
+
+
+@dataclass(frozen=True)
+class Collective:
+    """A collective over the ``group_size`` chips of one parallelism ``group``.
+
+    ``n_bytes`` is the buffer each participant holds: the all-reduce buffer, the
+    all-gather *output*, the reduce-scatter *input*, everything one chip sends in an
+    all-to-all (to all peers together), or one send/recv message. ``overlap`` marks a
+    collective that may run while later compute proceeds (bucketed gradient all-reduce):
+    only the ops that name it as a predecessor wait for it.
+    """
+
+    op_kind: str
+    n_bytes: float
+    group: str
+    group_size: int
+    dtype: str = "bf16"
+    overlap: bool = False
+
+    kind = "collective"
+
+    def __post_init__(self) -> None:
+        if self.op_kind not in COLLECTIVE_KINDS:
+            raise ValueError(f"unknown collective {self.op_kind!r}; expected one of {COLLECTIVE_KINDS}")
+        if self.group not in PARALLEL_GROUPS:
+            raise ValueError(f"unknown parallel group {self.group!r}; expected one of {PARALLEL_GROUPS}")
+        if self.group_size < 1:
+            raise ValueError("group_size must be at least 1")
+
+    @property
+    def flops(self) -> float:
+        """Reductions add one element per received element (reduce-scatter phase)."""
+        if self.op_kind not in ("all_reduce", "reduce_scatter"):
+            return 0.0
+        p = self.group_size
+        return (p - 1) / p * self.n_bytes / dtype_bytes(self.dtype)
+
+    @property
+    def min_bytes(self) -> float:
+        """Bytes the op reads and writes in each chip's own memory (buffer in and out)."""
+        return 2.0 * self.n_bytes
+
+
+Op = MatMul | Attention | Elementwise | Embedding | Optimizer | Collective
 """Any operator."""
 
 
 def op_label(op: Op) -> str:
     """A short human label of the operator kind (``matmul``, ``rmsnorm``...)."""
-    return op.op_kind if isinstance(op, Elementwise) else op.kind
+    return op.op_kind if isinstance(op, Elementwise | Collective) else op.kind
