@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from hwsim.arch.model import Chip
 from hwsim.cost.attention import attention_cost
 from hwsim.cost.matmul import matmul_cost
-from hwsim.cost.model import LevelTraffic, OpCost
+from hwsim.cost.model import LevelTraffic, OpCost, make_cost, streaming_traffic
 from hwsim.cost.vector import elementwise_cost, embedding_cost, optimizer_cost
-from hwsim.workload.ops import Attention, Elementwise, Embedding, MatMul, Op, Optimizer
+
+if TYPE_CHECKING:
+    from hwsim.arch.system import System
+from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer
 
 
 def cost_op(op: Op, chip: Chip) -> OpCost:
@@ -31,4 +36,19 @@ def cost_op(op: Op, chip: Chip) -> OpCost:
     raise TypeError(f"no cost model for {type(op).__name__}")
 
 
-__all__ = ["LevelTraffic", "OpCost", "cost_op"]
+def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCost:  # noqa: F821
+    """One chip's view of a collective: its network time (as the busy time), its own
+    buffer read and written at every level, and its share of the link energy."""
+    from dataclasses import replace
+
+    from hwsim.cost.collective import collective_cost
+
+    chip = system.chip
+    net = collective_cost(system, op, stride)
+    cost = make_cost(chip, flops=op.flops, compute_cycles=0.0, compute_s=net.latency_s,
+                     traffic=streaming_traffic(chip, op.n_bytes, op.n_bytes), n_kernels=1,
+                     compute_energy_j=0.0, detail=f"{net.algorithm} over {net.fabric}")
+    return replace(cost, link_energy_j=net.energy_j / max(1, op.group_size))
+
+
+__all__ = ["LevelTraffic", "OpCost", "collective_op_cost", "cost_op"]

@@ -71,6 +71,8 @@ class OpCost:
     footprint_bytes: float = 0.0
     """Bytes the op keeps live in the level inside home while it runs (what a prefetch
     of the next op's weights must leave room for)."""
+    link_energy_j: float = 0.0
+    """Energy of the bytes a collective moves over the interconnect, per chip, in J."""
 
     @property
     def latency_s(self) -> float:

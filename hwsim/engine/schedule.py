@@ -8,6 +8,11 @@ port before it ends (it is compute bound), a prefetch process streams the *next*
 weights into the level inside the home level, as far as that buffer has room, until
 the next op starts.
 
+Collectives (multi-chip plans) take their parallel group's network instead of the
+compute units, so communication overlaps compute wherever the graph allows; a
+collective marked ``overlap`` (bucketed gradient all-reduce) does not hold up the
+layers after it, only the segment that follows the repeated ones (the optimizer).
+
 Identical repeated layers are folded: at most three instances of a repeated segment are
 simulated; from the second on the schedule is periodic (same state at every layer
 boundary), so the remaining instances add whole periods. ``fold=False`` simulates all.
@@ -25,7 +30,7 @@ import simpy
 from hwsim.arch.model import Chip
 from hwsim.cost.model import OpCost, transfer_time_s
 from hwsim.workload.graph import Workload
-from hwsim.workload.ops import Op
+from hwsim.workload.ops import Collective, Op
 
 #: Instances of a repeated segment that are simulated before folding kicks in.
 FOLD_AFTER = 3
@@ -97,21 +102,33 @@ def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[Segmen
     nodes: list[_Node] = []
     runs: list[SegmentRun] = []
     prev_sinks: list[int] = []
+    pending: list[int] = []  # overlapped collectives not yet waited for
     for p_i, p in enumerate(workload.passes):
         for s_i, seg in enumerate(p.segments):
             n_sim = min(seg.repeat, FOLD_AFTER) if fold else seg.repeat
             runs.append(SegmentRun(p_i, s_i, seg.repeat, n_sim, 0.0))
             order = list(seg.graph.ops())
+            joins = pending if seg.repeat == 1 else []
             for inst in range(n_sim):
                 index: dict[str, int] = {}
                 for name, op in order:
                     preds = [index[d] for d in seg.graph.predecessors(name)]
                     if not preds:
-                        preds = list(prev_sinks)
+                        preds = list(prev_sinks) + joins
                     index[name] = len(nodes)
                     nodes.append(_Node((p_i, s_i, inst, name), op, None, preds))  # type: ignore[arg-type]
-                prev_sinks = [index[n] for n in seg.graph.sinks]
+                sinks = [n for n in seg.graph.sinks]
+                overlapped = [index[n] for n in sinks if _overlapped(seg.graph.nodes[n]["op"])]
+                pending = [] if joins else pending
+                pending += overlapped
+                prev_sinks = [index[n] for n in sinks if not _overlapped(seg.graph.nodes[n]["op"])]
+                if not prev_sinks:  # a segment of only overlapped collectives still orders what follows
+                    prev_sinks = overlapped
     return nodes, runs
+
+
+def _overlapped(op: Op) -> bool:
+    return isinstance(op, Collective) and op.overlap
 
 
 def run_schedule(
@@ -145,6 +162,7 @@ class _Sim:
         self.nodes = nodes
         self.compute = simpy.Resource(env, capacity=1)
         self.port = simpy.Resource(env, capacity=1)
+        self.links: dict[str, simpy.Resource] = {}  # one network per parallel group
         self.done = [env.event() for _ in nodes]
         self.any_start = env.event()  # replaced each time an op starts
         self.prefetched = [0.0] * len(nodes)
@@ -161,6 +179,9 @@ class _Sim:
             yield simpy.AllOf(env, [self.done[p] for p in node.preds])
         if node.issue_s > env.now:  # eager: the host has not issued this kernel yet
             yield env.timeout(node.issue_s - env.now)
+        if isinstance(node.op, Collective):
+            yield from self._communicate(i)
+            return
         with self.compute.request() as unit:
             yield unit
             start = env.now
@@ -180,6 +201,18 @@ class _Sim:
                 env.process(self.prefetch(i + 1, cost))
             yield env.timeout(max(0.0, busy - home_s))
             self.log.append((i, start, env.now, self.prefetched[i], bound))
+        self.done[i].succeed()
+
+    def _communicate(self, i: int) -> Generator[Any, Any, None]:
+        """A collective holds its group's network (not the compute units) for its time."""
+        env, node = self.env, self.nodes[i]
+        group = node.op.group  # type: ignore[union-attr]
+        link = self.links.setdefault(group, simpy.Resource(env, capacity=1))
+        with link.request() as req:
+            yield req
+            start = env.now
+            yield env.timeout(node.launch_s + node.cost.latency_s)
+            self.log.append((i, start, env.now, 0.0, "network"))
         self.done[i].succeed()
 
     def prefetch(self, j: int, running: OpCost) -> Generator[Any, Any, None]:

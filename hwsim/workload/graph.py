@@ -105,6 +105,12 @@ class Workload:
         ``optimizer_state_bytes``).
     params : dict
         The parameters it was lowered with (batch, lengths, dtype, n_layers...).
+    spec, lower_args : optional
+        The model spec and keyword arguments it was lowered from, so that it can be
+        lowered again under another parallelism plan.
+    plan : Plan, optional
+        The parallelism plan: the passes are then what *one chip* runs (one pipeline
+        stage's layers for one micro-batch when ``plan.pp > 1``).
     """
 
     name: str
@@ -112,6 +118,9 @@ class Workload:
     passes: tuple[Pass, ...]
     resident_bytes: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    spec: Any = None
+    lower_args: dict[str, Any] = field(default_factory=dict)
+    plan: Any = None
 
     @property
     def n_ops(self) -> int:

@@ -13,32 +13,48 @@ Phases (see ``docs/conventions.md``):
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
 from hwsim.workload.graph import Pass, Segment, Workload
 from hwsim.workload.layers import embedding_graph, forward_layer, head_graph
+from hwsim.workload.memory import memory_per_chip
 from hwsim.workload.ops import sparsity_problem
+from hwsim.workload.parallel import sharded_embedding, sharded_head, sharded_layer
+from hwsim.workload.plan import PHASES, Plan
+from hwsim.workload.plans import plan_problems
 from hwsim.workload.spec import ModelSpec
 from hwsim.workload.train import train_segments
-
-PHASES = ("prefill", "decode", "request", "train")
 
 
 def _forward_pass(
     spec: ModelSpec, name: str, batch: int, q_len: int, kv_len: int, opts: dict[str, Any]
 ) -> Pass:
     dtype, impl, sparsity = opts["dtype"], opts["attention_impl"], opts["sparsity"]
+    plan: Plan | None = opts.get("plan")
     n_tok = batch * q_len
+    if plan is None:
+        segments = [
+            Segment("embed", embedding_graph(spec, n_tok, dtype)),
+            Segment("layer", forward_layer(spec, batch, q_len, kv_len, dtype, impl, sparsity),
+                    spec.num_hidden_layers),
+        ]
+        if not spec.encoder_only:
+            # Inference servers compute logits for the last position of each sequence only.
+            segments.append(Segment("head", head_graph(spec, n_tok, batch, dtype)))
+        return Pass(name, tuple(segments), tokens=n_tok)
+    # One chip: its replica's micro-batch, its share of each layer, its stage's layers.
+    mb = batch // (plan.dp * plan.microbatches)
+    local_tok = mb * -(-q_len // plan.cp)
     segments = [
-        Segment("embed", embedding_graph(spec, n_tok, dtype)),
-        Segment("layer", forward_layer(spec, batch, q_len, kv_len, dtype, impl, sparsity),
-                spec.num_hidden_layers),
+        Segment("embed", sharded_embedding(spec, plan, local_tok, dtype)),
+        Segment("layer", sharded_layer(spec, plan, mb, q_len, kv_len, dtype, impl, sparsity),
+                spec.num_hidden_layers // plan.pp),
     ]
     if not spec.encoder_only:
-        # Inference servers compute logits for the last position of each sequence only.
-        segments.append(Segment("head", head_graph(spec, n_tok, batch, dtype)))
+        segments.append(Segment("head", sharded_head(spec, plan, local_tok, mb, dtype)))
     return Pass(name, tuple(segments), tokens=n_tok)
 
 
@@ -69,6 +85,7 @@ def lower(
     attention_impl: str = "flash",
     sparsity: str | None = None,
     lm_head: bool = True,
+    plan: Plan | None = None,
 ) -> Workload:
     """Lower ``spec`` for ``phase`` into a :class:`Workload`.
 
@@ -91,7 +108,29 @@ def lower(
         N:M pattern the weight GEMMs were pruned to (``"2:4"``).
     lm_head : bool
         Training only: compute the LM head and cross-entropy (else loss on hidden states).
+    plan : Plan, optional
+        Parallelism plan: the workload is then what one chip runs (see
+        :mod:`hwsim.workload.parallel`); with ``plan.pp > 1`` one pipeline stage's
+        layers for one micro-batch, which the engine plays out over the pipeline.
     """
+    args: dict[str, Any] = {"batch": batch, "prompt_len": prompt_len, "context_len": context_len,
+            "new_tokens": new_tokens, "seq_len": seq_len, "n_layers": n_layers, "dtype": dtype,
+            "attention_impl": attention_impl, "sparsity": sparsity, "lm_head": lm_head}
+    workload = _lower(spec, phase, plan, **args)
+    if plan is not None:
+        # What one chip holds: its shares of weights, cache, activations and state.
+        sliced = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})
+        mem = memory_per_chip(sliced, phase, plan, batch=batch, prompt_len=prompt_len,
+                              context_len=context_len, new_tokens=new_tokens, seq_len=seq_len,
+                              dtype=workload.params["dtype"], attention_impl=attention_impl)
+        resident = {k: v for k, v in mem.as_dict().items() if k not in ("total_bytes", "offloaded_bytes")}
+        workload = replace(workload, resident_bytes=resident)
+    return replace(workload, spec=spec, lower_args=args, plan=plan)
+
+
+def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt_len: int,
+           context_len: int, new_tokens: int, seq_len: int, n_layers: int | None, dtype: str,
+           attention_impl: str, sparsity: str | None, lm_head: bool) -> Workload:
     source = f"workload {spec.name or '<model>'}"
     if phase not in PHASES:
         raise ConfigError([f"{source}: phase: unknown phase {phase!r}; expected one of {', '.join(PHASES)}"])
@@ -110,7 +149,12 @@ def lower(
         spec = spec.model_copy(update={"num_hidden_layers": n_layers})
     if spec.encoder_only and phase in ("decode", "request"):
         raise ConfigError([f"{source}: phase: encoder-only model has no {phase} phase"])
-    opts = {"dtype": dtype, "attention_impl": attention_impl, "sparsity": sparsity}
+    if plan is not None:
+        shape = {"prompt_len": prompt_len, "context_len": context_len, "seq_len": seq_len}
+        problems = plan_problems(spec, phase, plan, batch=batch, **shape)
+        if problems:
+            raise ConfigError([f"{source}: plan ({plan.label()}): {p}" for p in problems])
+    opts = {"dtype": dtype, "attention_impl": attention_impl, "sparsity": sparsity, "plan": plan}
     weights = spec.param_count() * dtype_bytes(dtype)
     params: dict[str, Any] = {"batch": batch, "dtype": dtype, "n_layers": spec.num_hidden_layers,
                               "attention_impl": attention_impl}
@@ -135,7 +179,8 @@ def lower(
         params |= {"prompt_len": prompt_len, "new_tokens": new_tokens}
     else:
         _check_positive(source, seq_len=seq_len)
-        segments, saved = train_segments(spec, batch, seq_len, dtype, attention_impl, lm_head)
+        mb = batch // ((plan.dp * plan.microbatches) if plan else 1)
+        segments, saved = train_segments(spec, mb, seq_len, dtype, attention_impl, lm_head, plan)
         # Training steps run eagerly (autograd issues every kernel from the host).
         passes = (Pass("train", segments, tokens=batch * seq_len, eager=True),)
         resident |= {

@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 OffloadTarget = Literal["weights", "optimizer", "kv_cache"]
 
+PHASES = ("prefill", "decode", "request", "train")
+"""Phases a model is lowered for (see :func:`hwsim.workload.lower`)."""
+
 
 class Plan(BaseModel):
     """A parallelism plan.

@@ -3,10 +3,17 @@ weight gradients) layer by layer in reverse, then one fused AdamW update."""
 
 from __future__ import annotations
 
+from hwsim.dtypes import dtype_bytes
 from hwsim.workload.graph import OperatorGraph, Segment
-from hwsim.workload.layers import embedding_graph, forward_layer
-from hwsim.workload.ops import Attention, Elementwise, Embedding, MatMul, Op, Optimizer
+from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer
+from hwsim.workload.parallel import layer_param_bytes, sharded_embedding, sharded_layer
+from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec
+
+#: The backward of a collective moves the same bytes the other way round.
+_BACKWARD_COLLECTIVE = {"all_reduce": "all_reduce", "all_gather": "reduce_scatter",
+                        "reduce_scatter": "all_gather", "all_to_all": "all_to_all",
+                        "send_recv": "send_recv"}
 
 _BACKWARD_KIND = {
     "gelu": "gelu_bwd",
@@ -43,6 +50,11 @@ def backward_ops(name: str, op: Op) -> list[tuple[str, Op]]:
         return [(f"{name}_bwd", Elementwise(_BACKWARD_KIND[op.op_kind], op.rows, op.cols, op.dtype))]
     if isinstance(op, Embedding):
         return [(f"{name}_bwd", Embedding(op.n_tokens, op.vocab, op.dim, op.dtype, backward=True))]
+    if isinstance(op, Collective) and op.group != "cp":
+        kind = _BACKWARD_COLLECTIVE[op.op_kind]
+        return [(f"{name}_bwd", Collective(kind, op.n_bytes, op.group, op.group_size, op.dtype))]
+    if isinstance(op, Collective):  # context parallel: K/V gradients are reduce-scattered back
+        return [(f"{name}_bwd", Collective("reduce_scatter", op.n_bytes, "cp", op.group_size, op.dtype))]
     return []
 
 
@@ -88,22 +100,36 @@ def loss_graph(spec: ModelSpec, n_tokens: int, dtype: str, lm_head: bool) -> Ope
 
 
 def train_segments(
-    spec: ModelSpec, batch: int, seq_len: int, dtype: str, impl: str, lm_head: bool
+    spec: ModelSpec, batch: int, seq_len: int, dtype: str, impl: str, lm_head: bool,
+    plan: Plan | None = None,
 ) -> tuple[tuple[Segment, ...], float]:
-    """Segments of one optimizer step and the bytes of activations kept for backward."""
-    n_tok = batch * seq_len
-    layers = spec.num_hidden_layers
-    emb = embedding_graph(spec, n_tok, dtype)
-    fwd = forward_layer(spec, batch, seq_len, seq_len, dtype, impl)
-    head = loss_graph(spec, n_tok, dtype, lm_head)
-    bwd = backward_graph(fwd)
+    """Segments of one optimizer step (one chip's share of it under ``plan``; with
+    pipeline parallelism, one stage's layers for one micro-batch) and the bytes of
+    activations kept for backward."""
+    plan = plan or Plan()
+    n_tok = batch * -(-seq_len // plan.cp)
+    layers = spec.num_hidden_layers // plan.pp
+    emb = sharded_embedding(spec, plan, n_tok, dtype)
+    fwd = sharded_layer(spec, plan, batch, seq_len, seq_len, dtype, impl)
+    head = loss_graph(spec.model_copy(update={"vocab_size": -(-spec.vocab_size // plan.tp)}),
+                      n_tok, dtype, lm_head)
+    bwd = _layer_backward(spec, plan, fwd, dtype)
+    if plan.zero_stage == 3 and plan.dp > 1:
+        fwd = _prepend(fwd, "weight_gather", Collective("all_gather", layer_param_bytes(spec, plan, dtype),
+                                                        "dp", plan.dp, dtype))
     emb_bwd = OperatorGraph()
     prev: list[str] = []
     for bname, bop in (x for name, op in reversed(list(emb.ops())) for x in backward_ops(name, op)):
         emb_bwd.add_op(bname, bop, prev)
         prev = [bname]
-    n_params = spec.param_count()
+    n_params = spec.param_count() // (plan.tp * plan.pp)
+    if plan.zero_stage >= 1:
+        n_params //= plan.dp
     emb_bwd.add_op("adamw", Optimizer(n_params, dtype, dtype), prev)
+    if plan.zero_stage in (1, 2) and plan.dp > 1:
+        # The updated shards are gathered back into every replica's weights.
+        full = n_params * plan.dp * dtype_bytes(dtype)
+        emb_bwd.add_op("param_gather", Collective("all_gather", full, "dp", plan.dp, dtype), ["adamw"])
     segments = (
         Segment("embed", emb),
         Segment("layer", fwd, layers),
@@ -111,14 +137,48 @@ def train_segments(
         Segment("layer_bwd", bwd, layers),
         Segment("embed_bwd_optimizer", emb_bwd),
     )
-    saved = layers * sum(_output_bytes(op) for _, op in fwd.ops())
-    return segments, saved
+    per_layer = sum(_output_bytes(op) for _, op in fwd.ops())
+    if plan.recompute:
+        per_layer = n_tok * spec.hidden_size * dtype_bytes(dtype)  # only the layer input
+    return segments, layers * per_layer
+
+
+def _prepend(g: OperatorGraph, name: str, op: Op) -> OperatorGraph:
+    """``g`` with ``op`` run before its sources."""
+    out = OperatorGraph()
+    out.add_op(name, op)
+    for n, o in g.ops():
+        out.add_op(n, o, list(g.predecessors(n)) or [name])
+    return out
+
+
+def _layer_backward(spec: ModelSpec, plan: Plan, fwd: OperatorGraph, dtype: str) -> OperatorGraph:
+    """One layer's backward: optional recompute of its forward, the gradient operators
+    in reverse, and the data-parallel gradient reduction of its bucket, which overlaps
+    the layers' backward still to come."""
+    g = OperatorGraph()
+    prev: list[str] = []
+    if plan.zero_stage == 3 and plan.dp > 1:
+        g.add_op("weight_gather", Collective("all_gather", layer_param_bytes(spec, plan, dtype), "dp",
+                                             plan.dp, dtype))
+        prev = ["weight_gather"]
+    if plan.recompute:
+        for name, op in fwd.ops():
+            g.add_op(f"recompute_{name}", op, prev)
+            prev = [f"recompute_{name}"]
+    for name, op in reversed(list(fwd.ops())):
+        for bname, bop in backward_ops(name, op):
+            g.add_op(bname, bop, prev)
+            prev = [bname]
+    if plan.dp > 1:
+        kind = "reduce_scatter" if plan.zero_stage >= 2 else "all_reduce"
+        sync = Collective(kind, layer_param_bytes(spec, plan, dtype), "dp", plan.dp, dtype, overlap=True)
+        g.add_op("grad_sync", sync, prev)
+    return g
 
 
 def _output_bytes(op: Op) -> float:
     """Bytes of an operator's output: what autograd keeps for the backward pass."""
-    from hwsim.dtypes import dtype_bytes
-
     if isinstance(op, MatMul):
         return op.c_bytes
     if isinstance(op, Attention):

@@ -1,0 +1,286 @@
+"""Memory per chip under a parallelism :class:`Plan`, and what does not fit where.
+
+The rules (Megatron-LM conventions: Shoeybi et al. 2019, Narayanan et al. 2021,
+Korthikanti et al. 2022; ZeRO: Rajbhandari et al. 2020), for the *busiest* chip. Pipeline
+stage 0 holds the embedding and the most micro-batches in flight, the last stage the LM
+head (a replica of the embedding when it is tied and ``pp > 1``, as Megatron keeps one)
+and the logits; both are evaluated and the larger on-chip total is reported.
+
+- **weights**: a layer's dense parameters split over tp (Q, O and FFN by heads and
+  width; K/V by KV heads, replicated once tp exceeds them, so at least one KV head per
+  chip; norms and the MoE router replicated); expert parameters over ``tp * ep``;
+  ``layers / pp`` layers per stage; the vocab-parallel embedding (and head) over tp.
+  ZeRO-3 divides them by dp (experts by ``dp / ep``, the ranks that replicate them) and
+  adds one layer's gathered shard to the workspace.
+- **KV cache** (inference): ``layers/pp * batch/dp * tokens/cp * 2 * kv_heads_per_chip
+  * d_head * bytes``; tokens are ``prompt_len`` (prefill), ``context_len + 1`` (decode,
+  as :func:`hwsim.workload.lower` counts the new token) or ``prompt_len + new_tokens``
+  (request). Encoders keep no cache.
+- **activations**, inference: the largest live tensors of one layer (residual, norm
+  output and the wider of the attention or FFN intermediates; the score matrix too with
+  naive attention) or the fp32 logits of the last positions, for one micro-batch.
+  Training: Korthikanti et al. (2022, section 4.1) per layer and micro-batch of ``b``
+  sequences of ``s`` tokens, in bytes at 16 bits: ``s*b*h*(34 + 5*a*s/h)``; flash
+  attention keeps no score matrix (``5*a*s/h`` dropped). Of the 34, 10 (norm inputs,
+  block inputs, dropout masks) are replicated over tp without sequence parallelism:
+  ``sbh*(10 + 24/tp)``; with it everything is split: ``sbh*34/tp``. For MoE the 16 FFN
+  intermediates scale with top-k. (Derived for GPT: MHA, 4h GeLU FFN, dropout; LLaMA-2-70B's
+  GQA and 3.5h SwiGLU without dropout give 33.5, close enough to use it for all.) A 1F1B
+  stage ``i`` keeps ``min(pp - i, microbatches)`` micro-batches, GPipe all of them.
+  Recompute keeps only each layer's input (``2*s*b*h``, /tp with sequence parallelism)
+  plus one layer's full activations being recomputed. The last stage also keeps one
+  micro-batch's fp32 logits, ``4*s*b*V/tp``.
+- **gradients** (train): the weight shard in the weight dtype; ZeRO-2/3 divide by dp.
+- **optimizer state** (train, mixed-precision AdamW): fp32 master weights and two fp32
+  moments, 12 bytes per parameter of the shard (the ZeRO paper's K = 12); ZeRO-1+
+  divide by dp.
+- **workspace**: a fixed allowance, default 1 GiB: cuBLAS workspaces (32 MiB per handle
+  on Hopper), NCCL channel buffers (several MiB per channel and peer, for each
+  communicator of tp, pp and dp) and allocator fragmentation; serving stacks leave as
+  much (vLLM's default ``gpu_memory_utilization=0.9`` keeps 8 GiB of an 80 GiB part).
+- **offload** moves weights, optimizer state or KV cache to ``offloaded_bytes`` (host);
+  streamed weights and KV cache keep a double buffer of two layers in the workspace.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from hwsim.dtypes import dtype_bytes, normalize_dtype
+from hwsim.errors import ConfigError
+from hwsim.workload.plan import PHASES, Plan
+from hwsim.workload.spec import ModelSpec
+
+GIB = 2**30
+DEFAULT_WORKSPACE_BYTES = 1.0 * GIB
+ADAMW_BYTES_PER_PARAM = 12.0  # fp32 master weights + two fp32 moments
+
+_ITEMS = {"weights_bytes": "weights", "kv_cache_bytes": "KV cache", "activations_bytes": "activations",
+          "gradients_bytes": "gradients", "optimizer_state_bytes": "optimizer state",
+          "workspace_bytes": "workspace"}
+
+
+@dataclass(frozen=True)
+class ChipMemory:
+    """Bytes one chip holds, by item; ``offloaded_bytes`` lie in host memory instead."""
+
+    weights_bytes: float = 0.0
+    kv_cache_bytes: float = 0.0
+    activations_bytes: float = 0.0
+    gradients_bytes: float = 0.0
+    optimizer_state_bytes: float = 0.0
+    workspace_bytes: float = 0.0
+    offloaded_bytes: float = 0.0
+
+    @property
+    def total_bytes(self) -> float:
+        """On-chip bytes (everything but ``offloaded_bytes``)."""
+        return sum(getattr(self, key) for key in _ITEMS)
+
+    def as_dict(self) -> dict[str, float]:
+        """Every field and ``total_bytes``, in bytes."""
+        return asdict(self) | {"total_bytes": self.total_bytes}
+
+
+def _split(n: int, parts: int) -> int:
+    """The busiest part when ``n`` things are split into ``parts``."""
+    return math.ceil(n / parts)
+
+
+def _layer_params(spec: ModelSpec, tp: int, ep: int) -> tuple[float, float]:
+    """(dense, expert) parameters of one layer on one chip."""
+    d, hd = spec.hidden_size, spec.d_head
+    q_heads, kv_heads = _split(spec.num_attention_heads, tp), _split(spec.n_kv_heads, tp)
+    dense = d * hd * (2 * q_heads + 2 * kv_heads) + 2 * d + d * spec.num_local_experts
+    ffn = d * _split(spec.ffn_size, tp) * (3 if spec.is_gated else 2)
+    if spec.is_moe:
+        return dense, ffn * _split(spec.num_local_experts, ep)
+    return dense + ffn, 0.0
+
+
+def _stage_params(spec: ModelSpec, plan: Plan, stage: int) -> tuple[float, float]:
+    """(dense, expert) parameters on a chip of pipeline ``stage`` (embeddings count as dense)."""
+    dense, expert = _layer_params(spec, plan.tp, plan.ep)
+    layers = _split(spec.num_hidden_layers, plan.pp)
+    dense, expert = dense * layers, expert * layers
+    vocab_shard = _split(spec.vocab_size, plan.tp) * spec.hidden_size
+    if stage == 0:
+        dense += vocab_shard
+    if stage == plan.pp - 1:
+        dense += spec.hidden_size  # final norm
+        has_head = not spec.encoder_only and (not spec.tie_word_embeddings or plan.pp > 1)
+        dense += vocab_shard if has_head else 0
+    return dense, expert
+
+
+def _kv_tokens(phase: str, prompt_len: int, context_len: int, new_tokens: int) -> int:
+    return {"prefill": prompt_len, "decode": context_len + 1, "request": prompt_len + new_tokens}[phase]
+
+
+def _train_layer_bytes(spec: ModelSpec, plan: Plan, s: int, b: int, flash: bool, width: float) -> float:
+    """Korthikanti et al. (2022) activations of one layer for one micro-batch (bytes)."""
+    h, a = spec.hidden_size, spec.num_attention_heads
+    sbh = s * b * h * width / 2  # the paper counts bytes at 16 bits
+    sharded = 8 + 16 * max(spec.num_experts_per_tok, 1)
+    score = 0.0 if flash else 5 * a * s / h
+    if plan.sequence_parallel:
+        return sbh * (10 + sharded + score) / plan.tp
+    return sbh * (10 + (sharded + score) / plan.tp)
+
+
+def _inference_layer_bytes(spec: ModelSpec, plan: Plan, b: int, q_len: int, kv_len: int, flash: bool,
+                           width: float) -> float:
+    """Largest live tensors of one layer, or the last positions' fp32 logits (bytes)."""
+    tp, d, hd = plan.tp, spec.hidden_size, spec.d_head
+    tokens = b * _split(q_len, plan.cp)
+    q_heads, kv_heads = _split(spec.num_attention_heads, tp), _split(spec.n_kv_heads, tp)
+    attn = hd * (2 * q_heads + 2 * kv_heads)  # q, k, v and the attention output
+    ffn = _split(spec.ffn_size, tp) * (3 if spec.is_gated else 2) * max(spec.num_experts_per_tok, 1)
+    layer = tokens * width * (2 * d + max(attn, ffn))  # + residual stream and norm output
+    if not flash:
+        layer += 2 * b * q_heads * _split(q_len, plan.cp) * kv_len * width  # scores, probabilities
+    logits = 0.0 if spec.encoder_only else b * _split(spec.vocab_size, tp) * 4.0
+    return max(layer, logits)
+
+
+def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: dict, width: float,
+                  workspace_bytes: float) -> ChipMemory:
+    dp, tp, pp = plan.dp, plan.tp, plan.pp
+    flash = shape["attention_impl"] == "flash"
+    dense, expert = _stage_params(spec, plan, stage)
+    layer_dense, layer_expert = _layer_params(spec, tp, plan.ep)
+    expert_dp = max(dp // plan.ep, 1)  # ranks replicating each expert
+    sharded = dense / dp + expert / expert_dp  # the parameters once divided over dp
+    layers = _split(spec.num_hidden_layers, pp)
+    replica_batch = _split(shape["batch"], dp)
+    micro = _split(replica_batch, plan.microbatches)
+    weights = (sharded if plan.zero_stage == 3 else dense + expert) * width
+    layer_weights = (layer_dense + layer_expert) * width
+    workspace = workspace_bytes + (layer_weights if plan.zero_stage == 3 and dp > 1 else 0.0)
+    kv = grads = optim = 0.0
+    if phase == "train":
+        s = _split(shape["seq_len"], plan.cp)
+        one_layer = _train_layer_bytes(spec, plan, s, micro, flash, width)
+        in_flight = plan.microbatches if plan.pipeline_schedule == "gpipe" else min(pp - stage,
+                                                                                     plan.microbatches)
+        if plan.recompute:
+            kept = s * micro * spec.hidden_size * width / (tp if plan.sequence_parallel else 1)
+            acts = layers * in_flight * kept + one_layer
+        else:
+            acts = layers * in_flight * one_layer
+        if stage == pp - 1 and not spec.encoder_only:
+            acts += s * micro * _split(spec.vocab_size, tp) * 4.0  # fp32 logits for the loss
+        grads = (sharded if plan.zero_stage >= 2 else dense + expert) * width
+        optim = (sharded if plan.zero_stage >= 1 else dense + expert) * ADAMW_BYTES_PER_PARAM
+    else:
+        q_len = 1 if phase == "decode" else shape["prompt_len"]
+        tokens = _kv_tokens(phase, shape["prompt_len"], shape["context_len"], shape["new_tokens"])
+        if not spec.encoder_only:
+            per_layer = 2 * _split(spec.n_kv_heads, tp) * spec.d_head * width
+            kv = layers * replica_batch * _split(tokens, plan.cp) * per_layer
+        acts = _inference_layer_bytes(spec, plan, micro, q_len, tokens, flash, width)
+    offloaded = 0.0
+    if "weights" in plan.offload:
+        offloaded += weights
+        weights, workspace = 0.0, workspace + 2 * layer_weights
+    if "optimizer" in plan.offload:
+        offloaded, optim = offloaded + optim, 0.0
+    if "kv_cache" in plan.offload and kv:
+        offloaded += kv
+        workspace += 2 * kv / layers
+        kv = 0.0
+    return ChipMemory(weights, kv, acts, grads, optim, workspace, offloaded)
+
+
+def memory_per_chip(
+    spec: ModelSpec,
+    phase: str,
+    plan: Plan,
+    *,
+    batch: int,
+    prompt_len: int = 512,
+    context_len: int = 2048,
+    new_tokens: int = 128,
+    seq_len: int = 2048,
+    dtype: str = "bf16",
+    attention_impl: str = "flash",
+    workspace_bytes: float = DEFAULT_WORKSPACE_BYTES,
+) -> ChipMemory:
+    """Bytes the busiest chip holds when ``plan`` runs ``phase`` (rules: module docstring).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    phase : {"prefill", "decode", "request", "train"}
+    plan : Plan
+    batch : int
+        Global batch (sequences), split over dp and then into ``plan.microbatches``.
+    prompt_len, context_len, new_tokens, seq_len : int
+        As for :func:`hwsim.workload.lower`.
+    dtype : str
+        Weights, gradients, activations and KV cache dtype.
+    attention_impl : {"flash", "naive"}
+        Naive attention keeps the score matrix.
+    workspace_bytes : float
+        The fixed allowance for library buffers (B); see the module docstring.
+    """
+    source = f"memory {spec.name or '<model>'}"
+    if phase not in PHASES:
+        raise ConfigError([f"{source}: phase: unknown phase {phase!r}; expected one of {', '.join(PHASES)}"])
+    if attention_impl not in ("flash", "naive"):
+        raise ConfigError([f"{source}: attention_impl: expected 'flash' or 'naive', got {attention_impl!r}"])
+    try:
+        width = dtype_bytes(normalize_dtype(dtype))
+    except ValueError as exc:
+        raise ConfigError([f"{source}: dtype: {exc}"]) from None
+    values = {"batch": batch, "prompt_len": prompt_len, "context_len": context_len,
+              "new_tokens": new_tokens, "seq_len": seq_len}
+    bad = [f"{source}: {k}: must be a positive integer, got {v!r}" for k, v in values.items()
+           if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
+    if bad:
+        raise ConfigError(bad)
+    shape = values | {"attention_impl": attention_impl}
+    stages = sorted({0, plan.pp - 1})
+    mems = [_stage_memory(spec, phase, plan, i, shape, width, workspace_bytes) for i in stages]
+    return max(mems, key=lambda m: m.total_bytes)  # ties keep stage 0
+
+
+def _gib(n_bytes: float) -> str:
+    return f"{n_bytes / GIB:.1f} GiB"
+
+
+def _listing(parts: list[str]) -> str:
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
+def fit_problems(mem: ChipMemory, capacity_bytes: float, level: str, plan: Plan) -> list[str]:
+    """Why ``mem`` does not fit a memory level of ``capacity_bytes`` (empty if it fits).
+
+    The message names the plan, the largest item, the level and what the other items
+    take from it, in GiB, and the overflow, e.g. ``tp2: 64.2 GiB of weights per chip
+    exceeds hbm 80.0 GiB minus 20.0 GiB of KV cache and 1.0 GiB of workspace; short by
+    5.3 GiB``.
+    """
+    over = mem.total_bytes - capacity_bytes
+    if over <= 0:
+        return []
+    sizes = {name: getattr(mem, key) for key, name in _ITEMS.items()}
+    dominant = max(sizes, key=lambda name: sizes[name])
+    others = [f"{_gib(size)} of {name}" for name, size in sizes.items()
+              if name != dominant and size >= 0.05 * GIB]
+    minus = f" minus {_listing(others)}" if others else ""
+    return [f"{plan.label()}: {_gib(sizes[dominant])} of {dominant} per chip exceeds {level} "
+            f"{_gib(capacity_bytes)}{minus}; short by {_gib(over)}"]
+
+
+def host_fit_problems(mem: ChipMemory, host_capacity_bytes: float, plan: Plan | None = None,
+                      level: str = "host memory") -> list[str]:
+    """Why the offloaded bytes do not fit the host memory one chip may use (empty if
+    they do); pass the host's capacity divided by the chips that share it."""
+    over = mem.offloaded_bytes - host_capacity_bytes
+    if over <= 0:
+        return []
+    prefix = f"{plan.label()}: " if plan is not None else ""
+    return [f"{prefix}{_gib(mem.offloaded_bytes)} offloaded per chip exceeds {level} "
+            f"{_gib(host_capacity_bytes)}; short by {_gib(over)}"]
