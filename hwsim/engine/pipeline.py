@@ -63,22 +63,29 @@ def play_pipeline(times: StageTimes, pp: int, microbatches: int, send_s: float, 
     done = {(d, s, i): env.event() for d in "fb" for s in range(pp) for i in range(microbatches)}
     busy = [0.0] * pp
     ends = [0.0] * pp
+    finished: dict[tuple[str, int, int], float] = {}
+
+    def arrive(key: tuple[str, int, int]) -> Generator[Any, Any, None]:
+        """Wait for ``key`` to finish upstream and its send to land (sends overlap work)."""
+        yield done[key]
+        wait = finished[key] + send_s - env.now
+        if wait > 0:
+            yield env.timeout(wait)
 
     def stage_proc(s: int) -> Generator[Any, Any, None]:
         for direction, i in _order(schedule, s, pp, microbatches, train):
             if direction == "f":
                 if s > 0:
-                    yield done[("f", s - 1, i)]
-                    yield env.timeout(send_s)
+                    yield from arrive(("f", s - 1, i))
                 dur = times.forward_s(s, pp)
             else:
                 yield done[("f", s, i)]
                 if s < pp - 1:
-                    yield done[("b", s + 1, i)]
-                    yield env.timeout(send_s)
+                    yield from arrive(("b", s + 1, i))
                 dur = times.backward_s(s, pp)
             yield env.timeout(dur)
             busy[s] += dur
+            finished[(direction, s, i)] = env.now
             done[(direction, s, i)].succeed()
         if train:
             yield env.timeout(times.optimizer_s)
