@@ -11,13 +11,19 @@ True
 from hwsim import ops
 from hwsim.api import CostCache, load_workload, simulate
 from hwsim.arch import Chip, list_archs, load_arch
+from hwsim.arch.system import System, list_systems, load_system
 from hwsim.errors import ConfigError, HwsimError, MappingError
 from hwsim.result import Result
 from hwsim.workload import Workload, list_models, load_model_spec
+from hwsim.workload.plan import Plan
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Plan",
+    "System",
+    "list_systems",
+    "load_system",
     "Chip",
     "ConfigError",
     "CostCache",

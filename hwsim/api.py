@@ -1,20 +1,23 @@
-"""The public entry points: load a workload, simulate it on an architecture."""
+"""The public entry points: load a workload, simulate it on a chip or a system."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from hwsim.arch.load import load_arch
 from hwsim.arch.model import Chip
-from hwsim.cost import OpCost, cost_op
+from hwsim.arch.system import System, load_system, single_chip_system
+from hwsim.cost import OpCost, collective_op_cost, cost_op
+from hwsim.engine.pipeline import StageTimes, play_pipeline
 from hwsim.engine.power import apply_power_limit
-from hwsim.engine.schedule import run_schedule
+from hwsim.engine.schedule import Schedule, run_schedule
+from hwsim.errors import ConfigError
 from hwsim.mapping.fit import check_fit
 from hwsim.result import Result
 from hwsim.workload.graph import Workload
 from hwsim.workload.lower import lower
-from hwsim.workload.ops import Op
+from hwsim.workload.ops import Collective, Op
+from hwsim.workload.plan import Plan
 from hwsim.workload.spec import load_model_spec
 
 
@@ -22,61 +25,147 @@ def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: 
     """Load a model (shipped name, HF ``config.json`` or YAML) and lower it for ``phase``.
 
     Keyword overrides: ``batch``, ``prompt_len``, ``context_len``, ``new_tokens``,
-    ``seq_len``, ``n_layers``, ``dtype``, ``attention_impl``, ``sparsity``, ``lm_head``
-    (see :func:`hwsim.workload.lower`).
+    ``seq_len``, ``n_layers``, ``dtype``, ``attention_impl``, ``sparsity``, ``lm_head``,
+    ``plan`` (see :func:`hwsim.workload.lower`).
     """
     return lower(load_model_spec(name_or_path), phase, **overrides)
 
 
 class CostCache:
-    """Memoised op costs for one chip; share it across simulations of the same chip."""
+    """Memoised op costs for one chip (and, for collectives, one system and plan);
+    share it across simulations of the same chip."""
 
-    def __init__(self, chip: Chip) -> None:
+    def __init__(self, chip: Chip, system: System | None = None, plan: Plan | None = None) -> None:
         self.chip = chip
+        self.system = system
+        self.plan = plan
         self._costs: dict[Op, OpCost] = {}
 
     def __call__(self, op: Op) -> OpCost:
         cost = self._costs.get(op)
         if cost is None:
-            cost = self._costs[op] = cost_op(op, self.chip)
+            if isinstance(op, Collective):
+                system = self.system or single_chip_system(self.chip)
+                stride = (self.plan or Plan()).strides[op.group]
+                cost = collective_op_cost(system, op, stride)
+            else:
+                cost = cost_op(op, self.chip)
+            self._costs[op] = cost
         return cost
 
     def __len__(self) -> int:
         return len(self._costs)
 
 
+def _as_system(arch: Chip | System | str | Path) -> System:
+    if isinstance(arch, System):
+        return arch
+    if isinstance(arch, Chip):
+        return single_chip_system(arch)
+    return load_system(arch)
+
+
+def _with_plan(workload: Workload, plan: Plan | None, system: System) -> Workload:
+    if plan is not None and plan != workload.plan:
+        if workload.spec is None:
+            raise ConfigError([f"plan: {workload.name} is a single operator; a plan needs a model workload"])
+        workload = lower(workload.spec, workload.phase, **{**workload.lower_args, "plan": plan})
+    used = workload.plan.n_chips if workload.plan else 1
+    if used > system.n_chips:
+        raise ConfigError([f"{system.name}: plan: {workload.plan.label()} needs {used} chips; "
+                           f"the system has {system.n_chips}"])
+    return workload
+
+
 def simulate(
-    workload: Workload, arch: Chip | str | Path, *, fold: bool = True, cache: CostCache | None = None
+    workload: Workload, arch: Chip | System | str | Path, *, plan: Plan | None = None,
+    fold: bool = True, cache: CostCache | None = None,
 ) -> Result:
-    """Simulate ``workload`` on ``arch`` (a :class:`Chip`, preset name or YAML path).
+    """Simulate ``workload`` on ``arch`` (a :class:`Chip`, a :class:`System`, or a preset
+    name or YAML path of either), optionally split over the system by ``plan``.
+
+    With a plan the result covers the whole system: latency of the step, energy of
+    every chip used plus the interconnect, tokens of the global batch.
 
     Raises
     ------
     ConfigError
-        If the architecture cannot be loaded.
+        If the architecture cannot be loaded or the plan does not fit the system/model.
     MappingError
-        If the workload does not fit the chip's memory or uses an unsupported dtype.
+        If the workload does not fit a chip's memory or uses an unsupported dtype.
     """
-    chip = arch if isinstance(arch, Chip) else load_arch(arch)
+    system = _as_system(arch)
+    workload = _with_plan(workload, plan, system)
+    plan = workload.plan
+    chip = system.chip
     check_fit(workload, chip)
-    if cache is None or cache.chip is not chip:
-        cache = CostCache(chip)
+    # Collectives (plans only) depend on the system and plan; other ops on the chip alone.
+    reusable = cache is not None and cache.chip is chip and cache.plan == plan and (
+        plan is None or cache.system is system)
+    if not reusable:
+        cache = CostCache(chip, system, plan)
+    assert cache is not None
     schedule = apply_power_limit(run_schedule(workload, chip, cache, fold=fold), chip)
-    levels = chip.level_names
-    flops = 0.0
+    return _result(workload, system, schedule)
+
+
+def _totals(schedule: Schedule, levels: tuple[str, ...]) -> tuple[float, float, float, dict, dict]:
+    flops = compute_j = link_j = 0.0
     level_bytes = dict.fromkeys(levels, 0.0)
     level_j = dict.fromkeys(levels, 0.0)
-    compute_j = 0.0
     for rec in schedule.records:
         mult = schedule.multiplicity(rec)
         flops += mult * rec.cost.flops
         compute_j += mult * rec.cost.compute_energy_j
+        link_j += mult * rec.cost.link_energy_j
         for t, e in zip(rec.cost.traffic, rec.cost.level_energy_j, strict=True):
             level_bytes[t.level] += mult * t.bytes
             level_j[t.level] += mult * e
+    return flops, compute_j, link_j, level_bytes, level_j
+
+
+def _segment_time_s(schedule: Schedule, name: str) -> float:
+    """Wall time of the named segments of the (first) pass, in s."""
+    idx = [i for i, n in enumerate(schedule.segment_names[0]) if n == name]
+    recs = [r for r in schedule.records if r.segment_index in idx and r.pass_index == 0]
+    return max((r.end_s for r in recs), default=0.0) - min((r.start_s for r in recs), default=0.0)
+
+
+def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule) -> float:
+    plan = workload.plan
+    train = workload.phase == "train"
+    t = {n: _segment_time_s(schedule, n) for n in ("embed", "layer", "head", "loss", "layer_bwd",
+                                                   "embed_bwd_optimizer")}
+    times = StageTimes(embed_s=t["embed"], layers_fwd_s=t["layer"], head_s=t["head"] + t["loss"],
+                       layers_bwd_s=t["layer_bwd"], optimizer_s=t["embed_bwd_optimizer"])
+    spec = workload.spec
+    mb_tokens = workload.passes[0].tokens // (plan.dp * plan.microbatches)
+    send = Collective("send_recv", mb_tokens * spec.hidden_size * 2.0, "pp", plan.pp)
+    send_s = collective_op_cost(system, send, plan.strides["pp"]).latency_s
+    makespan, _ = play_pipeline(times, plan.pp, plan.microbatches, send_s, plan.pipeline_schedule, train)
+    return makespan
+
+
+def _result(workload: Workload, system: System, schedule: Schedule) -> Result:
+    chip, plan = system.chip, workload.plan
+    levels = chip.level_names
+    flops, compute_j, link_j, level_bytes, level_j = _totals(schedule, levels)
     latency = schedule.latency_s
-    breakdown = {"compute_j": compute_j, **{f"{k}_j": v for k, v in level_j.items()},
-                 "idle_j": chip.idle_power_w * latency}
+    n_chips = plan.n_chips if plan else 1
+    # One chip's schedule is one micro-batch of one replica (one stage with pp):
+    # scale its work to the whole step over every chip.
+    share = n_chips * (plan.microbatches if plan else 1) / (plan.pp if plan else 1)
+    if plan and (plan.microbatches > 1 or plan.pp > 1):
+        if plan.pp > 1:
+            latency = _pipeline_latency_s(workload, system, schedule)
+        else:
+            per_mb = latency - (_segment_time_s(schedule, "embed_bwd_optimizer")
+                                if workload.phase == "train" else 0.0)
+            latency = latency + (plan.microbatches - 1) * per_mb
+    breakdown = {"compute_j": compute_j * share, **{f"{k}_j": v * share for k, v in level_j.items()},
+                 "interconnect_j": link_j * share, "idle_j": chip.idle_power_w * latency * n_chips}
+    if not plan:
+        breakdown.pop("interconnect_j")
     ttft = tpot = None
     tokens = sum(p.tokens for p in workload.passes)
     if workload.phase == "request":
@@ -85,10 +174,13 @@ def simulate(
         tpot = (schedule.pass_end_s[-1] - ttft) / n_steps
         tokens = sum(p.tokens for p in workload.passes[1:])
     dtype = str(workload.params.get("dtype", "bf16"))
+    params = dict(workload.params)
+    if plan:
+        params |= {"plan": plan.label(), "n_chips": n_chips}
     return Result(
-        arch=chip.name, workload=workload.name, phase=workload.phase, latency_s=latency,
-        energy_j=sum(breakdown.values()), energy_breakdown_j=breakdown,
-        bytes_by_level={f"{k}_bytes": v for k, v in level_bytes.items()}, flops=flops,
-        tokens=tokens, peak_flops_per_s=chip.peak_flops_per_s(dtype), params=dict(workload.params),
+        arch=system.name if plan else chip.name, workload=workload.name, phase=workload.phase,
+        latency_s=latency, energy_j=sum(breakdown.values()), energy_breakdown_j=breakdown,
+        bytes_by_level={f"{k}_bytes": v * share for k, v in level_bytes.items()}, flops=flops * share,
+        tokens=tokens, peak_flops_per_s=chip.peak_flops_per_s(dtype) * n_chips, params=params,
         ttft_s=ttft, tpot_s=tpot, schedule=schedule, level_names=levels,
     )

@@ -19,11 +19,13 @@ from hwsim import ops, report
 from hwsim.api import load_workload, simulate
 from hwsim.arch.load import list_archs, load_arch
 from hwsim.arch.model import Chip
+from hwsim.arch.system import list_systems, load_system
 from hwsim.cli_validate import validate
-from hwsim.errors import HwsimError
+from hwsim.errors import ConfigError, HwsimError
 from hwsim.result import Result
 from hwsim.workload.lower import PHASES, lower
 from hwsim.workload.ops import PUBLIC_ELEMENTWISE
+from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec, list_models, load_model_spec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -115,21 +117,52 @@ def main() -> None:
     Examples:
       hwsim compare
       hwsim simulate --arch h100-sxm --model llama2-7b --phase decode --batch 8
+      hwsim simulate --arch dgx-h100 --model llama2-70b --phase decode --batch 64 --tp 8
       hwsim op gemm --arch tpu-v4 --m 2048 --k 4096 --n 4096
       hwsim list archs
     """
 
 
+def _plan_options(func: F) -> F:
+    for name, text in (("pp", "Pipeline-parallel stages."), ("dp", "Data-parallel replicas."),
+                       ("ep", "Expert-parallel group (MoE)."), ("microbatches", "Micro-batches."),
+                       ("tp", "Tensor-parallel group size.")):
+        func = click.option(f"--{name}", type=click.IntRange(min=1), default=None, help=text)(func)
+    func = click.option("--sequence-parallel", is_flag=True, help="Megatron sequence parallelism.")(func)
+    return click.option("--zero", "zero_stage", type=click.IntRange(0, 3), default=None,
+                        help="ZeRO stage.")(click.option("--recompute", is_flag=True,
+                                                         help="Activation checkpointing.")(func))
+
+
+def _plan(opts: dict[str, Any]) -> Plan | None:
+    keys = ("tp", "pp", "dp", "ep", "microbatches", "zero_stage")
+    given = {k: opts.pop(k) for k in keys if opts.get(k) is not None}
+    for k in keys:
+        opts.pop(k, None)
+    flags = {k: True for k in ("sequence_parallel", "recompute") if opts.pop(k, False)}
+    if not given and not flags:
+        return None
+    try:
+        return Plan(**given, **flags)
+    except ValueError as exc:
+        raise ConfigError([f"plan: {e['msg']}" for e in getattr(exc, "errors", lambda: [])()]
+                          or [f"plan: {exc}"]) from None
+
+
 @main.command("simulate")
 @click.option("--arch", default="h100-sxm", show_default=True,
-              help="Architecture preset (see `hwsim list archs`) or a YAML path.")
+              help="Architecture or system preset (see `hwsim list archs`, `hwsim list systems`) "
+                   "or a YAML path.")
 @_workload_options
+@_plan_options
 @click.option("--ops", "show_ops", is_flag=True, help="Also show time per op (summed over layers).")
 @_json_option
 def simulate_cmd(arch: str, model: str, phase: str, show_ops: bool, as_json: bool, **opts: Any) -> None:
-    """Simulate one model workload on one architecture and print its totals."""
+    """Simulate one model workload on one architecture (or a system, split by a
+    parallelism plan: --tp, --pp, --dp, ...) and print its totals."""
+    plan = _plan(opts)
     workload = _build_workload(model, phase, opts)
-    result = simulate(workload, arch)
+    result = simulate(workload, arch, plan=plan)
     if as_json:
         click.echo(result.to_json(include_ops=show_ops))
         return
@@ -173,11 +206,20 @@ def compare_cmd(archs: tuple[str, ...], model: str, phase: str, as_json: bool, *
 
 
 @main.command("list")
-@click.argument("what", type=click.Choice(["archs", "models"]))
+@click.argument("what", type=click.Choice(["archs", "systems", "models"]))
 @_json_option
 def list_cmd(what: str, as_json: bool) -> None:
-    """List the shipped architecture or model presets."""
-    if what == "archs":
+    """List the shipped architecture, system or model presets."""
+    columns: Any
+    rows: Any
+    if what == "systems":
+        columns, rows = ("name", "chip", "n_chips", "fabrics"), []
+        for name in list_systems():
+            system = load_system(name)
+            fabrics = " + ".join(f"{f.name} ({f.topology} {'x'.join(map(str, f.dims))})"
+                                 for f in system.fabrics)
+            rows.append((name, system.chip.name, system.n_chips, fabrics or "none"))
+    elif what == "archs":
         chips: list[tuple[str, Chip | str]] = [(n, _try(load_arch, n)) for n in list_archs()]
         columns, rows = report.ARCH_COLUMNS, report.arch_rows(chips)
     else:

@@ -36,7 +36,7 @@ def cost_op(op: Op, chip: Chip) -> OpCost:
     raise TypeError(f"no cost model for {type(op).__name__}")
 
 
-def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCost:  # noqa: F821
+def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCost:
     """One chip's view of a collective: its network time (as the busy time), its own
     buffer read and written at every level, and its share of the link energy."""
     from dataclasses import replace
