@@ -19,7 +19,6 @@ from typing import Any
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
 from hwsim.workload.graph import Pass, Segment, Workload
-from hwsim.workload.layers import embedding_graph, forward_layer, head_graph
 from hwsim.workload.memory import memory_per_chip
 from hwsim.workload.ops import sparsity_problem
 from hwsim.workload.parallel import sharded_embedding, sharded_head, sharded_layer
@@ -32,20 +31,10 @@ from hwsim.workload.train import train_segments
 def _forward_pass(
     spec: ModelSpec, name: str, batch: int, q_len: int, kv_len: int, opts: dict[str, Any]
 ) -> Pass:
+    """One forward pass: what one chip runs (its replica's micro-batch, its share of each
+    layer, its stage's layers); without a plan, the whole model on one chip."""
     dtype, impl, sparsity = opts["dtype"], opts["attention_impl"], opts["sparsity"]
-    plan: Plan | None = opts.get("plan")
-    n_tok = batch * q_len
-    if plan is None:
-        segments = [
-            Segment("embed", embedding_graph(spec, n_tok, dtype)),
-            Segment("layer", forward_layer(spec, batch, q_len, kv_len, dtype, impl, sparsity),
-                    spec.num_hidden_layers),
-        ]
-        if not spec.encoder_only:
-            # Inference servers compute logits for the last position of each sequence only.
-            segments.append(Segment("head", head_graph(spec, n_tok, batch, dtype)))
-        return Pass(name, tuple(segments), tokens=n_tok)
-    # One chip: its replica's micro-batch, its share of each layer, its stage's layers.
+    plan: Plan = opts["plan"] or Plan()
     mb = batch // (plan.dp * plan.microbatches)
     local_tok = mb * -(-q_len // plan.cp)
     segments = [
@@ -54,8 +43,9 @@ def _forward_pass(
                 spec.num_hidden_layers // plan.pp),
     ]
     if not spec.encoder_only:
+        # Inference servers compute logits for the last position of each sequence only.
         segments.append(Segment("head", sharded_head(spec, plan, local_tok, mb, dtype)))
-    return Pass(name, tuple(segments), tokens=n_tok)
+    return Pass(name, tuple(segments), tokens=batch * q_len)
 
 
 def _kv_cache_bytes(spec: ModelSpec, batch: int, n_tokens: int, dtype: str) -> float:

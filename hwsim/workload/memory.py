@@ -88,8 +88,8 @@ def _split(n: int, parts: int) -> int:
     return math.ceil(n / parts)
 
 
-def _layer_params(spec: ModelSpec, tp: int, ep: int) -> tuple[float, float]:
-    """(dense, expert) parameters of one layer on one chip."""
+def layer_params(spec: ModelSpec, tp: int, ep: int) -> tuple[float, float]:
+    """(dense, expert) parameters of one layer on one chip (its tensor and expert share)."""
     d, hd = spec.hidden_size, spec.d_head
     q_heads, kv_heads = _split(spec.num_attention_heads, tp), _split(spec.n_kv_heads, tp)
     dense = d * hd * (2 * q_heads + 2 * kv_heads) + 2 * d + d * spec.num_local_experts
@@ -101,7 +101,7 @@ def _layer_params(spec: ModelSpec, tp: int, ep: int) -> tuple[float, float]:
 
 def _stage_params(spec: ModelSpec, plan: Plan, stage: int) -> tuple[float, float]:
     """(dense, expert) parameters on a chip of pipeline ``stage`` (embeddings count as dense)."""
-    dense, expert = _layer_params(spec, plan.tp, plan.ep)
+    dense, expert = layer_params(spec, plan.tp, plan.ep)
     layers = _split(spec.num_hidden_layers, plan.pp)
     dense, expert = dense * layers, expert * layers
     vocab_shard = _split(spec.vocab_size, plan.tp) * spec.hidden_size
@@ -149,7 +149,7 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
     dp, tp, pp = plan.dp, plan.tp, plan.pp
     flash = shape["attention_impl"] == "flash"
     dense, expert = _stage_params(spec, plan, stage)
-    layer_dense, layer_expert = _layer_params(spec, tp, plan.ep)
+    layer_dense, layer_expert = layer_params(spec, tp, plan.ep)
     expert_dp = max(dp // plan.ep, 1)  # ranks replicating each expert
     sharded = dense / dp + expert / expert_dp  # the parameters once divided over dp
     layers = _split(spec.num_hidden_layers, pp)

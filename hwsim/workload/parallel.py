@@ -1,4 +1,5 @@
-"""One chip's share of a transformer under a parallelism :class:`Plan`.
+"""Operator graphs of a transformer's layers, embedding and head, as one chip runs them
+under a parallelism :class:`Plan` (``Plan()``: the whole model on one chip).
 
 Megatron-LM splits (Shoeybi et al. 2019; Korthikanti et al. 2022):
 
@@ -22,10 +23,17 @@ import math
 
 from hwsim.dtypes import dtype_bytes
 from hwsim.workload.graph import OperatorGraph
-from hwsim.workload.layers import experts_touched
+from hwsim.workload.memory import layer_params
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec
+
+
+def experts_touched(n_tokens: int, n_experts: int, top_k: int) -> int:
+    """Expected number of distinct experts that ``n_tokens`` tokens route to, each
+    choosing ``top_k`` of ``n_experts`` uniformly: E (1 - (1 - k/E)^T), at least k."""
+    expected = n_experts * (1.0 - (1.0 - top_k / n_experts) ** n_tokens)
+    return max(top_k, min(n_experts, round(expected)))
 
 
 def local_kv_heads(spec: ModelSpec, tp: int) -> int:
@@ -156,10 +164,4 @@ def sharded_head(spec: ModelSpec, plan: Plan, n_tokens: int, n_logits: int, dtyp
 
 def layer_param_bytes(spec: ModelSpec, plan: Plan, dtype: str) -> float:
     """Bytes of one layer's parameters on one chip (its tensor and expert share)."""
-    d, hd = spec.hidden_size, spec.d_head
-    attn = d * (spec.num_attention_heads + 2 * spec.n_kv_heads) * hd + spec.num_attention_heads * hd * d
-    n_mat = 3 if spec.is_gated else 2
-    ffn: float = n_mat * d * spec.ffn_size
-    if spec.is_moe:
-        ffn = ffn * spec.num_local_experts / plan.ep + d * spec.num_local_experts * plan.tp
-    return (attn + ffn) / plan.tp * dtype_bytes(dtype)
+    return sum(layer_params(spec, plan.tp, plan.ep)) * dtype_bytes(dtype)

@@ -10,8 +10,8 @@ import hwsim
 from hwsim.dtypes import dtype_bytes
 from hwsim.errors import ConfigError
 from hwsim.workload import Attention, Elementwise, Embedding, MatMul, Optimizer, Workload, lower
-from hwsim.workload.layers import experts_touched
 from hwsim.workload.ops import Op
+from hwsim.workload.parallel import experts_touched
 
 
 def _segment(w: Workload, name: str, pass_index: int = 0) -> dict[str, Op]:
