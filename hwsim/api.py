@@ -8,6 +8,7 @@ from typing import Any
 from hwsim.arch.model import Chip
 from hwsim.arch.system import System, load_system, single_chip_system
 from hwsim.cost import OpCost, collective_op_cost, cost_op
+from hwsim.dtypes import dtype_bytes
 from hwsim.engine.pipeline import StageTimes, play_pipeline
 from hwsim.engine.power import apply_power_limit
 from hwsim.engine.schedule import Schedule, run_schedule
@@ -16,7 +17,7 @@ from hwsim.mapping.fit import check_fit
 from hwsim.result import Result
 from hwsim.workload.graph import Workload
 from hwsim.workload.lower import lower
-from hwsim.workload.ops import Collective, Op
+from hwsim.workload.ops import Collective, Embedding, Op, Optimizer
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import load_model_spec
 
@@ -109,12 +110,27 @@ def simulate(
     return _result(workload, system, schedule)
 
 
-def _totals(schedule: Schedule, levels: tuple[str, ...]) -> tuple[float, float, float, dict, dict]:
+def _chips_running(workload: Workload, segment: str, op: Op) -> float:
+    """How many times the whole step runs a record of one chip's schedule: every chip
+    runs its layers for every micro-batch; only the first (last) pipeline stage embeds
+    (runs the head and loss); the optimizer runs once per chip per step."""
+    plan = workload.plan or Plan()
+    if isinstance(op, Optimizer) or (isinstance(op, Collective) and op.group == "dp" and not op.overlap
+                                      and segment == "embed_bwd_optimizer"):
+        return plan.n_chips
+    per_stage = segment in ("embed", "head", "loss") or isinstance(op, Embedding)
+    return plan.n_chips * plan.microbatches / (plan.pp if per_stage else 1)
+
+
+def _totals(workload: Workload, schedule: Schedule, levels: tuple[str, ...]
+            ) -> tuple[float, float, float, dict, dict]:
+    """FLOP, compute, link and per-level energy and bytes of the whole step (all chips)."""
     flops = compute_j = link_j = 0.0
     level_bytes = dict.fromkeys(levels, 0.0)
     level_j = dict.fromkeys(levels, 0.0)
     for rec in schedule.records:
-        mult = schedule.multiplicity(rec)
+        segment = schedule.segment_names[rec.pass_index][rec.segment_index]
+        mult = schedule.multiplicity(rec) * _chips_running(workload, segment, rec.op)
         flops += mult * rec.cost.flops
         compute_j += mult * rec.cost.compute_energy_j
         link_j += mult * rec.cost.link_energy_j
@@ -138,9 +154,10 @@ def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule) 
                                                    "embed_bwd_optimizer")}
     times = StageTimes(embed_s=t["embed"], layers_fwd_s=t["layer"], head_s=t["head"] + t["loss"],
                        layers_bwd_s=t["layer_bwd"], optimizer_s=t["embed_bwd_optimizer"])
-    spec = workload.spec
     mb_tokens = workload.passes[0].tokens // (plan.dp * plan.microbatches)
-    send = Collective("send_recv", mb_tokens * spec.hidden_size * 2.0, "pp", plan.pp)
+    dtype = str(workload.params.get("dtype", "bf16"))
+    send = Collective("send_recv", mb_tokens * workload.spec.hidden_size * dtype_bytes(dtype), "pp", plan.pp,
+                      dtype)
     send_s = collective_op_cost(system, send, plan.strides["pp"]).latency_s
     makespan, _ = play_pipeline(times, plan.pp, plan.microbatches, send_s, plan.pipeline_schedule, train)
     return makespan
@@ -149,12 +166,11 @@ def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule) 
 def _result(workload: Workload, system: System, schedule: Schedule) -> Result:
     chip, plan = system.chip, workload.plan
     levels = chip.level_names
-    flops, compute_j, link_j, level_bytes, level_j = _totals(schedule, levels)
+    # One chip's schedule is one micro-batch of one replica (one stage with pp): the
+    # totals scale its work to the whole step over every chip.
+    flops, compute_j, link_j, level_bytes, level_j = _totals(workload, schedule, levels)
     latency = schedule.latency_s
     n_chips = plan.n_chips if plan else 1
-    # One chip's schedule is one micro-batch of one replica (one stage with pp):
-    # scale its work to the whole step over every chip.
-    share = n_chips * (plan.microbatches if plan else 1) / (plan.pp if plan else 1)
     if plan and (plan.microbatches > 1 or plan.pp > 1):
         if plan.pp > 1:
             latency = _pipeline_latency_s(workload, system, schedule)
@@ -162,8 +178,8 @@ def _result(workload: Workload, system: System, schedule: Schedule) -> Result:
             per_mb = latency - (_segment_time_s(schedule, "embed_bwd_optimizer")
                                 if workload.phase == "train" else 0.0)
             latency = latency + (plan.microbatches - 1) * per_mb
-    breakdown = {"compute_j": compute_j * share, **{f"{k}_j": v * share for k, v in level_j.items()},
-                 "interconnect_j": link_j * share, "idle_j": chip.idle_power_w * latency * n_chips}
+    breakdown = {"compute_j": compute_j, **{f"{k}_j": v for k, v in level_j.items()},
+                 "interconnect_j": link_j, "idle_j": chip.idle_power_w * latency * n_chips}
     if not plan:
         breakdown.pop("interconnect_j")
     ttft = tpot = None
@@ -180,7 +196,7 @@ def _result(workload: Workload, system: System, schedule: Schedule) -> Result:
     return Result(
         arch=system.name if plan else chip.name, workload=workload.name, phase=workload.phase,
         latency_s=latency, energy_j=sum(breakdown.values()), energy_breakdown_j=breakdown,
-        bytes_by_level={f"{k}_bytes": v * share for k, v in level_bytes.items()}, flops=flops * share,
+        bytes_by_level={f"{k}_bytes": v for k, v in level_bytes.items()}, flops=flops,
         tokens=tokens, peak_flops_per_s=chip.peak_flops_per_s(dtype) * n_chips, params=params,
         ttft_s=ttft, tpot_s=tpot, schedule=schedule, level_names=levels,
     )

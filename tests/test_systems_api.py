@@ -70,3 +70,16 @@ def test_cli_simulate_with_tp() -> None:
     assert '"plan": "tp4"' in out.output
     bad = CliRunner().invoke(main, ["simulate", "--arch", "dgx-h100", "--model", "llama2-7b", "--tp", "3"])
     assert bad.exit_code == 2 and "does not divide" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.parametrize("plan", [
+    hwsim.Plan(dp=8), hwsim.Plan(tp=8), hwsim.Plan(tp=2, dp=4),
+    hwsim.Plan(pp=4, dp=2, microbatches=8), hwsim.Plan(pp=2, tp=4, microbatches=2),
+])
+def test_a_plan_conserves_the_steps_flops(plan: hwsim.Plan) -> None:
+    """All chips together do the step's work once (collective reductions add < 1 %)."""
+    w = hwsim.load_workload("llama2-13b", phase="train", batch=16, seq_len=256, n_layers=8)
+    one = hwsim.simulate(w, "dgx-h100")
+    split = hwsim.simulate(w, "dgx-h100", plan=plan)
+    assert split.flops == pytest.approx(one.flops, rel=0.01)
+    assert split.flops >= one.flops * (1 - 1e-9)
