@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hwsim.arch.model import Chip
-from hwsim.engine.schedule import OpRecord, Schedule, SegmentRun
+from hwsim.engine.schedule import OpRecord, Schedule
 
 
 @dataclass
@@ -47,43 +47,51 @@ def _dynamic_j(rec: OpRecord) -> float:
     return rec.cost.compute_energy_j + sum(rec.cost.level_energy_j)
 
 
-def power_extras(schedule: Schedule, chip: Chip) -> list[tuple[float, float, float]]:
-    """Intervals ``(start_s, end_s, added_s)`` of the unstretched schedule over which the
-    power limit adds ``added_s``; folded layers appear as one interval covering them."""
+Interval = tuple[float, float, float]
+"""``(start_s, end_s, added_s)``: the power limit adds ``added_s`` over that span."""
+
+
+def power_extras(schedule: Schedule, chip: Chip) -> tuple[list[Interval], dict[tuple[int, int], float]]:
+    """Walk the unstretched schedule's ops in time order through the bucket.
+
+    Returns the intervals over which the limit adds time (folded layers appear as one
+    interval covering them) and, per folded segment ``(pass, segment)``, the time added
+    to each of its periodic copies.
+    """
     if chip.power_limit_w is None or chip.power_limit_w <= chip.idle_power_w:
-        return []
+        return [], {}
     bucket = _Bucket(chip.burst_energy_j, chip.power_limit_w - chip.idle_power_w, chip.burst_energy_j)
     runs = {(r.pass_index, r.segment_index): r for r in schedule.segments}
     records = sorted(schedule.records, key=lambda r: r.start_s)
-    out: list[tuple[float, float, float]] = []
+    out: list[Interval] = []
+    per_copy: dict[tuple[int, int], float] = {}
     now = 0.0
     i = 0
     while i < len(records):
         rec = records[i]
         run = runs[(rec.pass_index, rec.segment_index)]
+        copies = run.repeat - run.simulated if rec.instance == 1 else 0
         group = [rec]
-        if rec.instance == 1 and run.repeat > run.simulated:
-            while i + len(group) < len(records) and _same_instance(records[i + len(group)], rec):
-                group.append(records[i + len(group)])
+        while copies > 0 and i + len(group) < len(records) and _same_instance(records[i + len(group)], rec):
+            group.append(records[i + len(group)])
         for r in group:
             bucket.idle(r.start_s - now)
             out.append((r.start_s, r.end_s, bucket.run(r.end_s - r.start_s, _dynamic_j(r))))
-            now = r.end_s
-        copies = run.repeat - run.simulated
-        if rec.instance == 1 and copies > 0:
-            out.append(_folded(group, bucket, run.period_s, copies))
+            now = max(now, r.end_s)  # collectives overlap compute: time never runs back
+        if copies > 0:
+            added = _folded(group, bucket, run.period_s, copies)
+            out.append((group[-1].end_s, group[-1].end_s + copies * run.period_s, added))
+            per_copy[(run.pass_index, run.segment_index)] = added / copies
             now = group[-1].end_s + copies * run.period_s
         i += len(group)
-    return out
+    return out, per_copy
 
 
 def _same_instance(a: OpRecord, b: OpRecord) -> bool:
     return (a.pass_index, a.segment_index, a.instance) == (b.pass_index, b.segment_index, b.instance)
 
 
-def _folded(
-    group: list[OpRecord], bucket: _Bucket, period_s: float, copies: int
-) -> tuple[float, float, float]:
+def _folded(group: list[OpRecord], bucket: _Bucket, period_s: float, copies: int) -> float:
     """The added time of ``copies`` periodic repeats of ``group``, walked until the bucket
     is the same after a copy as before it (from then on every copy adds the same)."""
     added = 0.0
@@ -94,13 +102,11 @@ def _folded(
         for r in group:
             bucket.idle(r.start_s - now)
             last += bucket.run(r.end_s - r.start_s, _dynamic_j(r))
-            now = r.end_s
+            now = max(now, r.end_s)
         added += last
         if abs(bucket.level_j - before) <= 1e-12 * max(1.0, bucket.capacity_j):
-            added += (copies - k - 1) * last
-            break
-    start = group[-1].end_s
-    return (start, start + copies * period_s, added)
+            return added + (copies - k - 1) * last
+    return added
 
 
 def _time_map(extras: list[tuple[float, float, float]], times: np.ndarray) -> np.ndarray:
@@ -124,7 +130,8 @@ def _time_map(extras: list[tuple[float, float, float]], times: np.ndarray) -> np
 
 def apply_power_limit(schedule: Schedule, chip: Chip) -> Schedule:
     """The schedule with every over-limit op stretched in time (the ops after it moved)."""
-    extras = [x for x in power_extras(schedule, chip) if x[2] > 0.0]
+    intervals, per_copy = power_extras(schedule, chip)
+    extras = [x for x in intervals if x[2] > 0.0]
     if not extras:
         return schedule
     n = len(schedule.records)
@@ -133,18 +140,7 @@ def apply_power_limit(schedule: Schedule, chip: Chip) -> Schedule:
     moved = _time_map(extras, times)
     records = tuple(replace(r, start_s=float(moved[k]), end_s=float(moved[n + k]))
                     for k, r in enumerate(schedule.records))
-    segments = tuple(replace(s, period_s=_stretched_period(s, schedule, extras)) for s in schedule.segments)
+    segments = tuple(replace(s, period_s=s.period_s + per_copy.get((s.pass_index, s.segment_index), 0.0))
+                     for s in schedule.segments)
     ends = tuple(float(t) for t in moved[2 * n:-1])
     return replace(schedule, records=records, segments=segments, latency_s=float(moved[-1]), pass_end_s=ends)
-
-
-def _stretched_period(seg: SegmentRun, schedule: Schedule, extras: list[tuple[float, float, float]]) -> float:
-    """A folded segment's period with its steady-state power stretch added."""
-    copies = seg.repeat - seg.simulated
-    if copies <= 0:
-        return float(seg.period_s)
-    last = [r for r in schedule.records if (r.pass_index, r.segment_index, r.instance)
-            == (seg.pass_index, seg.segment_index, 1)]
-    start = max(r.end_s for r in last)
-    added = sum(x for s, e, x in extras if s == start and np.isclose(e, start + copies * seg.period_s))
-    return float(seg.period_s + added / copies)
