@@ -108,7 +108,9 @@ def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[Segmen
             n_sim = min(seg.repeat, FOLD_AFTER) if fold else seg.repeat
             runs.append(SegmentRun(p_i, s_i, seg.repeat, n_sim, 0.0))
             order = list(seg.graph.ops())
-            joins = pending if seg.repeat == 1 else []
+            # A segment run once (the optimizer after the layers) waits for the
+            # overlapped collectives still in flight; repeated layers do not.
+            joins, pending = (pending, []) if seg.repeat == 1 else ([], pending)
             for inst in range(n_sim):
                 index: dict[str, int] = {}
                 for name, op in order:
@@ -117,13 +119,12 @@ def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[Segmen
                         preds = list(prev_sinks) + joins
                     index[name] = len(nodes)
                     nodes.append(_Node((p_i, s_i, inst, name), op, None, preds))  # type: ignore[arg-type]
-                sinks = [n for n in seg.graph.sinks]
+                sinks = seg.graph.sinks
                 overlapped = [index[n] for n in sinks if _overlapped(seg.graph.nodes[n]["op"])]
-                pending = [] if joins else pending
                 pending += overlapped
-                prev_sinks = [index[n] for n in sinks if not _overlapped(seg.graph.nodes[n]["op"])]
-                if not prev_sinks:  # a segment of only overlapped collectives still orders what follows
-                    prev_sinks = overlapped
+                # A segment of only overlapped collectives still orders what follows.
+                chained = [index[n] for n in sinks if not _overlapped(seg.graph.nodes[n]["op"])]
+                prev_sinks = chained or overlapped
     return nodes, runs
 
 
