@@ -83,3 +83,29 @@ def test_a_plan_conserves_the_steps_flops(plan: hwsim.Plan) -> None:
     split = hwsim.simulate(w, "dgx-h100", plan=plan)
     assert split.flops == pytest.approx(one.flops, rel=0.01)
     assert split.flops >= one.flops * (1 - 1e-9)
+
+
+def test_overlapped_gradient_reduction_hides_under_later_layers() -> None:
+    """Layers of [GEMM -> overlapped all-reduce] then an optimizer: every reduction but the
+    last hides under the next layer's GEMM (the GEMM outlasts it); the optimizer waits
+    for the last one. Without overlap each reduction adds its full time."""
+    from hwsim.workload.graph import OperatorGraph, Pass, Segment, Workload
+    from hwsim.workload.ops import Collective, MatMul, Optimizer
+
+    def workload(overlap: bool) -> Workload:
+        layer = OperatorGraph()
+        layer.add_op("gemm", MatMul(4096, 4096, 4096))
+        layer.add_op("sync", Collective("all_reduce", 32e6, "dp", 8, overlap=overlap), ["gemm"])
+        opt = OperatorGraph()
+        opt.add_op("adamw", Optimizer(1000))
+        passes = (Pass("train", (Segment("layer", layer, 6), Segment("opt", opt))),)
+        return Workload("t", "op", passes, {}, {"dtype": "bf16"})
+
+    system = hwsim.load_system("dgx-h100")
+    cache = hwsim.CostCache(system.chip, system)
+    gemm = cache(MatMul(4096, 4096, 4096)).latency_s
+    sync = cache(Collective("all_reduce", 32e6, "dp", 8)).latency_s
+    assert sync < gemm
+    hidden = hwsim.simulate(workload(True), system, fold=False).latency_s
+    exposed = hwsim.simulate(workload(False), system, fold=False).latency_s
+    assert exposed - hidden == pytest.approx(5 * sync, rel=0.05)

@@ -15,7 +15,8 @@ layers after it, only the segment that follows the repeated ones (the optimizer)
 
 Identical repeated layers are folded: at most three instances of a repeated segment are
 simulated; from the second on the schedule is periodic (same state at every layer
-boundary), so the remaining instances add whole periods. ``fold=False`` simulates all.
+boundary), so the remaining instances add whole periods. ``fold=False`` simulates all;
+so does a segment with overlapped collectives, whose network backlog is not periodic.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import simpy
 
 from hwsim.arch.model import Chip
 from hwsim.cost.model import OpCost, transfer_time_s
-from hwsim.workload.graph import Workload
+from hwsim.workload.graph import OperatorGraph, Workload
 from hwsim.workload.ops import Collective, Op
 
 #: Instances of a repeated segment that are simulated before folding kicks in.
@@ -105,9 +106,13 @@ def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[Segmen
     pending: list[int] = []  # overlapped collectives not yet waited for
     for p_i, p in enumerate(workload.passes):
         for s_i, seg in enumerate(p.segments):
-            n_sim = min(seg.repeat, FOLD_AFTER) if fold else seg.repeat
-            runs.append(SegmentRun(p_i, s_i, seg.repeat, n_sim, 0.0))
             order = list(seg.graph.ops())
+            overlapped = [n for n, op in order if _overlapped(op)]
+            chained = _sinks_without(seg.graph, set(overlapped))
+            # Overlapped collectives may queue up on their network from layer to layer,
+            # so a segment with them is not periodic: simulate every repeat.
+            n_sim = min(seg.repeat, FOLD_AFTER) if fold and not overlapped else seg.repeat
+            runs.append(SegmentRun(p_i, s_i, seg.repeat, n_sim, 0.0))
             # A segment run once (the optimizer after the layers) waits for the
             # overlapped collectives still in flight; repeated layers do not.
             joins, pending = (pending, []) if seg.repeat == 1 else ([], pending)
@@ -119,17 +124,20 @@ def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[Segmen
                         preds = list(prev_sinks) + joins
                     index[name] = len(nodes)
                     nodes.append(_Node((p_i, s_i, inst, name), op, None, preds))  # type: ignore[arg-type]
-                sinks = seg.graph.sinks
-                overlapped = [index[n] for n in sinks if _overlapped(seg.graph.nodes[n]["op"])]
-                pending += overlapped
-                # A segment of only overlapped collectives still orders what follows.
-                chained = [index[n] for n in sinks if not _overlapped(seg.graph.nodes[n]["op"])]
-                prev_sinks = chained or overlapped
+                pending += [index[n] for n in overlapped]
+                # What follows waits for the last ops that are not overlapped collectives
+                # (or, for a segment of only those, for them).
+                prev_sinks = [index[n] for n in chained] or [index[n] for n in overlapped]
     return nodes, runs
 
 
 def _overlapped(op: Op) -> bool:
     return isinstance(op, Collective) and op.overlap
+
+
+def _sinks_without(graph: OperatorGraph, skip: set[str]) -> list[str]:
+    """Sinks of ``graph`` once the nodes in ``skip`` are removed."""
+    return [n for n, _ in graph.ops() if n not in skip and all(m in skip for m in graph.successors(n))]
 
 
 def run_schedule(
