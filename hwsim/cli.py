@@ -14,8 +14,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from pydantic import ValidationError
 
 from hwsim import ops, report
+from hwsim._yaml import validation_problems
 from hwsim.api import load_workload, simulate
 from hwsim.arch.load import list_archs, load_arch
 from hwsim.arch.model import Chip
@@ -135,18 +137,16 @@ def _plan_options(func: F) -> F:
 
 
 def _plan(opts: dict[str, Any]) -> Plan | None:
-    keys = ("tp", "pp", "dp", "ep", "microbatches", "zero_stage")
-    given = {k: opts.pop(k) for k in keys if opts.get(k) is not None}
-    for k in keys:
-        opts.pop(k, None)
-    flags = {k: True for k in ("sequence_parallel", "recompute") if opts.pop(k, False)}
-    if not given and not flags:
+    """Take the plan options out of ``opts``; None when none was given."""
+    values = {k: opts.pop(k) for k in ("tp", "pp", "dp", "ep", "microbatches", "zero_stage",
+                                       "sequence_parallel", "recompute")}
+    given = {k: v for k, v in values.items() if v not in (None, False)}
+    if not given:
         return None
     try:
-        return Plan(**given, **flags)
-    except ValueError as exc:
-        raise ConfigError([f"plan: {e['msg']}" for e in getattr(exc, "errors", lambda: [])()]
-                          or [f"plan: {exc}"]) from None
+        return Plan(**given)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems("plan", exc)) from None
 
 
 @main.command("simulate")

@@ -70,6 +70,9 @@ def test_cli_simulate_with_tp() -> None:
     assert '"plan": "tp4"' in out.output
     bad = CliRunner().invoke(main, ["simulate", "--arch", "dgx-h100", "--model", "llama2-7b", "--tp", "3"])
     assert bad.exit_code == 2 and "does not divide" in bad.output and "Traceback" not in bad.output
+    invalid = CliRunner().invoke(main, ["simulate", "--arch", "tpu-v4-64", "--model", "mixtral-8x7b",
+                                        "--dp", "3", "--ep", "2"])
+    assert invalid.exit_code == 2 and "plan: <root>: ep=2 must divide dp=3" in invalid.output
 
 
 @pytest.mark.parametrize("plan", [
