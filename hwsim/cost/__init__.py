@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 from hwsim.arch.model import Chip
+from hwsim.arch.system import System
 from hwsim.cost.attention import attention_cost
+from hwsim.cost.collective import collective_cost
 from hwsim.cost.matmul import matmul_cost
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost, streaming_traffic
 from hwsim.cost.vector import elementwise_cost, embedding_cost, optimizer_cost
-
-if TYPE_CHECKING:
-    from hwsim.arch.system import System
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer
 
 
@@ -39,10 +38,6 @@ def cost_op(op: Op, chip: Chip) -> OpCost:
 def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCost:
     """One chip's view of a collective: its network time (as the busy time), its own
     buffer read and written at every level, and its share of the link energy."""
-    from dataclasses import replace
-
-    from hwsim.cost.collective import collective_cost
-
     chip = system.chip
     net = collective_cost(system, op, stride)
     cost = make_cost(chip, flops=op.flops, compute_cycles=0.0, compute_s=net.latency_s,
