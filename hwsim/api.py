@@ -58,14 +58,6 @@ class CostCache:
         return len(self._costs)
 
 
-def _as_system(arch: Chip | System | str | Path) -> System:
-    if isinstance(arch, System):
-        return arch
-    if isinstance(arch, Chip):
-        return single_chip_system(arch)
-    return load_system(arch)
-
-
 def _with_plan(workload: Workload, plan: Plan | None, system: System) -> Workload:
     if plan is not None and plan != workload.plan:
         if workload.spec is None:
@@ -95,7 +87,7 @@ def simulate(
     MappingError
         If the workload does not fit a chip's memory or uses an unsupported dtype.
     """
-    system = _as_system(arch)
+    system = load_system(arch)
     workload = _with_plan(workload, plan, system)
     plan = workload.plan
     chip = system.chip
