@@ -230,7 +230,8 @@ class Chip(_Frozen):
     )
     burst_energy_j: float = Field(
         default=0.0, ge=0,
-        description="energy a pass may draw above the limit before clocks drop",
+        description="energy the board may draw above the limit before clocks drop; only idle "
+        "time repays it (see hwsim.engine.power)",
     )
     area_mm2: float = Field(default=0.0, ge=0)
     kernel_overhead_s: float = Field(
