@@ -47,7 +47,7 @@ class CostCache:
         if cost is None:
             if isinstance(op, Collective):
                 system = self.system or single_chip_system(self.chip)
-                stride = (self.plan or Plan()).strides[op.group]
+                stride = (self.plan or Plan()).strides.get(op.group, 1)
                 cost = collective_op_cost(system, op, stride)
             else:
                 cost = cost_op(op, self.chip)
@@ -64,6 +64,9 @@ def _with_plan(workload: Workload, plan: Plan | None, system: System) -> Workloa
             raise ConfigError([f"plan: {workload.name} is a single operator; a plan needs a model workload"])
         workload = lower(workload.spec, workload.phase, **{**workload.lower_args, "plan": plan})
     used = workload.plan.n_chips if workload.plan else 1
+    if workload.plan and workload.plan.offload and system.host is None and system.external_memory is None:
+        raise ConfigError([f"{system.name}: plan: {workload.plan.label()} offloads "
+                           f"{', '.join(workload.plan.offload)}, but the system has no host or external memory"])
     if used > system.n_chips:
         raise ConfigError([f"{system.name}: plan: {workload.plan.label()} needs {used} chips; "
                            f"the system has {system.n_chips}"])

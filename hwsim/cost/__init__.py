@@ -40,8 +40,11 @@ def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCos
     buffer read and written at every level, and its share of the link energy."""
     chip = system.chip
     net = collective_cost(system, op, stride)
+    # A host read only lands in the chip's memory; a host write only leaves it.
+    read_b = 0.0 if op.op_kind == "host_read" else op.n_bytes
+    write_b = 0.0 if op.op_kind == "host_write" else op.n_bytes
     cost = make_cost(chip, flops=op.flops, compute_cycles=0.0, compute_s=net.latency_s,
-                     traffic=streaming_traffic(chip, op.n_bytes, op.n_bytes), n_kernels=1,
+                     traffic=streaming_traffic(chip, read_b, write_b), n_kernels=1,
                      compute_energy_j=0.0, detail=f"{net.algorithm} over {net.fabric}")
     return replace(cost, link_energy_j=net.energy_j / max(1, op.group_size))
 

@@ -11,7 +11,9 @@ the next op starts.
 Collectives (multi-chip plans) take their parallel group's network instead of the
 compute units, so communication overlaps compute wherever the graph allows; a
 collective marked ``overlap`` (bucketed gradient all-reduce) does not hold up the
-layers after it, only the segment that follows the repeated ones (the optimizer).
+layers after it, only the segment that follows the repeated ones (the optimizer). A
+transfer marked ``prefetch`` (weights streamed from host or external memory) starts with
+its segment instance and the *next* instance waits for it: a double buffer.
 
 Identical repeated layers are folded: at most three instances of a repeated segment are
 simulated; from the second on the schedule is periodic (same state at every layer
@@ -108,7 +110,8 @@ def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[Segmen
         for s_i, seg in enumerate(p.segments):
             order = list(seg.graph.ops())
             overlapped = [n for n, op in order if _overlapped(op)]
-            chained = _sinks_without(seg.graph, set(overlapped))
+            prefetched = [n for n, op in order if _prefetched(op)]
+            chained = _sinks_without(seg.graph, set(overlapped) | set(prefetched))
             # Overlapped collectives may queue up on their network from layer to layer,
             # so a segment with them is not periodic: simulate every repeat.
             n_sim = min(seg.repeat, FOLD_AFTER) if fold and not overlapped else seg.repeat
@@ -126,13 +129,19 @@ def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[Segmen
                     nodes.append(_Node((p_i, s_i, inst, name), op, None, preds))  # type: ignore[arg-type]
                 pending += [index[n] for n in overlapped]
                 # What follows waits for the last ops that are not overlapped collectives
-                # (or, for a segment of only those, for them).
-                prev_sinks = [index[n] for n in chained] or [index[n] for n in overlapped]
+                # (or, for a segment of only those, for them), and for the prefetches
+                # this instance started for it.
+                prev_sinks = ([index[n] for n in chained] or [index[n] for n in overlapped]) + [
+                    index[n] for n in prefetched]
     return nodes, runs
 
 
 def _overlapped(op: Op) -> bool:
     return isinstance(op, Collective) and op.overlap
+
+
+def _prefetched(op: Op) -> bool:
+    return isinstance(op, Collective) and op.prefetch
 
 
 def _sinks_without(graph: OperatorGraph, skip: set[str]) -> list[str]:
@@ -215,8 +224,11 @@ class _Sim:
     def _communicate(self, i: int) -> Generator[Any, Any, None]:
         """A collective holds its group's network (not the compute units) for its time."""
         env, node = self.env, self.nodes[i]
-        group = node.op.group  # type: ignore[union-attr]
-        link = self.links.setdefault(group, simpy.Resource(env, capacity=1))
+        op = node.op
+        assert isinstance(op, Collective)
+        # Links are full duplex: host reads and writes each have their own direction.
+        lane = op.op_kind if op.group == "host" else op.group
+        link = self.links.setdefault(lane, simpy.Resource(env, capacity=1))
         with link.request() as req:
             yield req
             start = env.now

@@ -38,8 +38,9 @@ and the logits; both are evaluated and the larger on-chip total is reported.
   on Hopper), NCCL channel buffers (several MiB per channel and peer, for each
   communicator of tp, pp and dp) and allocator fragmentation; serving stacks leave as
   much (vLLM's default ``gpu_memory_utilization=0.9`` keeps 8 GiB of an 80 GiB part).
-- **offload** moves weights, optimizer state or KV cache to ``offloaded_bytes`` (host);
-  streamed weights and KV cache keep a double buffer of two layers in the workspace.
+- **offload** moves weights (and, training, their gradients), optimizer state or KV
+  cache to ``offloaded_bytes`` (host or external memory); streamed weights, gradients
+  and KV cache keep a double buffer of two layers each in the workspace.
 """
 
 from __future__ import annotations
@@ -182,8 +183,10 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
         acts = _inference_layer_bytes(spec, plan, micro, q_len, tokens, flash, width)
     offloaded = 0.0
     if "weights" in plan.offload:
-        offloaded += weights
-        weights, workspace = 0.0, workspace + 2 * layer_weights
+        # Streamed weights' gradients stream out as each layer's backward ends.
+        offloaded += weights + grads
+        weights, workspace = 0.0, workspace + 2 * layer_weights * (2 if grads else 1)
+        grads = 0.0
     if "optimizer" in plan.offload:
         offloaded, optim = offloaded + optim, 0.0
     if "kv_cache" in plan.offload and kv:

@@ -233,11 +233,14 @@ class Optimizer:
         return self.n_params * (2 * p + g + 4 * s)
 
 
-COLLECTIVE_KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv")
-"""Collective communication operations."""
+COLLECTIVE_KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv",
+                    "host_read", "host_write")
+"""Collective communication operations; ``host_read``/``host_write`` move one chip's
+bytes from/to the memory outside the chips (host DRAM, a weight-streaming appliance)."""
 
-PARALLEL_GROUPS = ("tp", "dp", "pp", "ep", "cp")
-"""Parallelism groups a collective runs over (tensor, data, pipeline, expert, context)."""
+PARALLEL_GROUPS = ("tp", "dp", "pp", "ep", "cp", "host")
+"""Parallelism groups a collective runs over (tensor, data, pipeline, expert, context),
+and ``host``: each chip's own link to the memory outside the chips."""
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,10 @@ class Collective:
     all-gather *output*, the reduce-scatter *input*, everything one chip sends in an
     all-to-all (to all peers together), or one send/recv message. ``overlap`` marks a
     collective that may run while later compute proceeds (bucketed gradient all-reduce):
-    only the ops that name it as a predecessor wait for it.
+    only the ops that name it as a predecessor wait for it. ``prefetch`` marks a
+    transfer for the *next* repeat of its segment (double buffering: the next layer's
+    weights stream in while this layer computes): it starts with its segment and the
+    next repeat (or segment) waits for it.
     """
 
     op_kind: str
@@ -257,6 +263,7 @@ class Collective:
     group_size: int
     dtype: str = "bf16"
     overlap: bool = False
+    prefetch: bool = False
 
     kind = "collective"
 
@@ -267,6 +274,9 @@ class Collective:
             raise ValueError(f"unknown parallel group {self.group!r}; expected one of {PARALLEL_GROUPS}")
         if self.group_size < 1:
             raise ValueError("group_size must be at least 1")
+        if (self.group == "host") != self.op_kind.startswith("host_"):
+            raise ValueError(f"{self.op_kind} over group {self.group!r}: host transfers, and only they, "
+                             "use the 'host' group")
 
     @property
     def flops(self) -> float:

@@ -15,6 +15,11 @@ Megatron-LM splits (Shoeybi et al. 2019; Korthikanti et al. 2022):
   same bytes, overlapped with compute).
 - vocab parallel embedding and LM head, joined by an all-reduce (embedding) and an
   all-gather of the logits (inference).
+- offload (``plan.offload``): offloaded weights stream in from host or external memory
+  one layer ahead (double buffering: each layer starts the transfer of the next one's
+  weights, so the first layer's transfer is counted at the end, and every layer's
+  bytes once); an offloaded KV cache streams in the same way, and the new tokens' keys
+  and values are written back.
 """
 
 from __future__ import annotations
@@ -94,7 +99,23 @@ def sharded_layer(
     last = _sharded_ffn(g, spec, plan, x, n_tok, dtype, sparsity)
     x = _block_sum(g, "ffn_allreduce", last, n_tok, d, dtype, plan)
     g.add_op("ffn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x, "attn_residual"])
+    _host_streams(g, spec, plan, batch, q_len, kv_len, dtype)
     return g
+
+
+def _host_streams(g: OperatorGraph, spec: ModelSpec, plan: Plan, batch: int, q_len: int, kv_len: int,
+                  dtype: str) -> None:
+    """Add the layer's transfers from and to host/external memory that ``plan.offload`` asks for."""
+    if "weights" in plan.offload:
+        g.add_op("weights_stream", Collective("host_read", layer_param_bytes(spec, plan, dtype), "host", 1,
+                                              dtype, prefetch=True))
+    if "kv_cache" in plan.offload and not spec.encoder_only:
+        per_token = 2 * local_kv_heads(spec, plan.tp) * spec.d_head * dtype_bytes(dtype)
+        cached = batch * math.ceil(max(0, kv_len - q_len) / plan.cp) * per_token
+        if cached:
+            g.add_op("kv_stream", Collective("host_read", cached, "host", 1, dtype, prefetch=True))
+        new = batch * math.ceil(q_len / plan.cp) * per_token
+        g.add_op("kv_writeback", Collective("host_write", new, "host", 1, dtype, prefetch=True))
 
 
 def _sharded_ffn(

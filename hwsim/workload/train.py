@@ -50,6 +50,8 @@ def backward_ops(name: str, op: Op) -> list[tuple[str, Op]]:
         return [(f"{name}_bwd", Elementwise(_BACKWARD_KIND[op.op_kind], op.rows, op.cols, op.dtype))]
     if isinstance(op, Embedding):
         return [(f"{name}_bwd", Embedding(op.n_tokens, op.vocab, op.dim, op.dtype, backward=True))]
+    if isinstance(op, Collective) and op.group == "host":
+        return []  # streams of the backward pass are added by the layer's backward
     if isinstance(op, Collective) and op.group != "cp":
         kind = _BACKWARD_COLLECTIVE[op.op_kind]
         return [(f"{name}_bwd", Collective(kind, op.n_bytes, op.group, op.group_size, op.dtype))]
@@ -125,11 +127,15 @@ def train_segments(
     n_params = spec.param_count() // (plan.tp * plan.pp)
     if plan.zero_stage >= 1:
         n_params //= plan.dp
-    emb_bwd.add_op("adamw", Optimizer(n_params, dtype, dtype), prev)
+    if "optimizer" in plan.offload:
+        _offloaded_update(emb_bwd, plan, n_params * dtype_bytes(dtype), dtype, prev)
+    else:
+        emb_bwd.add_op("adamw", Optimizer(n_params, dtype, dtype), prev)
     if plan.zero_stage in (1, 2) and plan.dp > 1:
         # The updated shards are gathered back into every replica's weights.
         full = n_params * plan.dp * dtype_bytes(dtype)
-        emb_bwd.add_op("param_gather", Collective("all_gather", full, "dp", plan.dp, dtype), ["adamw"])
+        last = [n for n, _ in emb_bwd.ops() if not list(emb_bwd.successors(n))]
+        emb_bwd.add_op("param_gather", Collective("all_gather", full, "dp", plan.dp, dtype), last)
     segments = (
         Segment("embed", emb),
         Segment("layer", fwd, layers),
@@ -141,6 +147,17 @@ def train_segments(
     if plan.recompute:
         per_layer = n_tok * spec.hidden_size * dtype_bytes(dtype)  # only the layer input
     return segments, layers * per_layer
+
+
+def _offloaded_update(g: OperatorGraph, plan: Plan, shard_bytes: float, dtype: str, prev: list[str]) -> None:
+    """The optimizer runs where its state lies (ZeRO-Offload's CPU Adam, MemoryX): the
+    gradients go out and the updated weights come back, unless the weights stream
+    anyway. The off-chip update itself is not timed: both systems overlap it with the
+    next step (ZeRO-Offload's delayed parameter update; MemoryX updates while streaming)."""
+    if "weights" in plan.offload:
+        return
+    g.add_op("grads_out", Collective("host_write", shard_bytes, "host", 1, dtype), prev)
+    g.add_op("weights_in", Collective("host_read", shard_bytes, "host", 1, dtype), ["grads_out"])
 
 
 def _prepend(g: OperatorGraph, name: str, op: Op) -> OperatorGraph:
@@ -162,8 +179,15 @@ def _layer_backward(spec: ModelSpec, plan: Plan, fwd: OperatorGraph, dtype: str)
         g.add_op("weight_gather", Collective("all_gather", layer_param_bytes(spec, plan, dtype), "dp",
                                              plan.dp, dtype))
         prev = ["weight_gather"]
+    if "weights" in plan.offload:
+        # The weights stream in again for the backward, and the gradients stream out.
+        size = layer_param_bytes(spec, plan, dtype)
+        g.add_op("weights_stream", Collective("host_read", size, "host", 1, dtype, prefetch=True))
+        g.add_op("grads_stream", Collective("host_write", size, "host", 1, dtype, prefetch=True))
     if plan.recompute:
         for name, op in fwd.ops():
+            if isinstance(op, Collective) and op.group == "host":
+                continue
             g.add_op(f"recompute_{name}", op, prev)
             prev = [f"recompute_{name}"]
     for name, op in reversed(list(fwd.ops())):
