@@ -66,7 +66,8 @@ def _with_plan(workload: Workload, plan: Plan | None, system: System) -> Workloa
     used = workload.plan.n_chips if workload.plan else 1
     if workload.plan and workload.plan.offload and system.host is None and system.external_memory is None:
         raise ConfigError([f"{system.name}: plan: {workload.plan.label()} offloads "
-                           f"{', '.join(workload.plan.offload)}, but the system has no host or external memory"])
+                           f"{', '.join(workload.plan.offload)}, but the system has no host or "
+                           "external memory"])
     if used > system.n_chips:
         raise ConfigError([f"{system.name}: plan: {workload.plan.label()} needs {used} chips; "
                            f"the system has {system.n_chips}"])

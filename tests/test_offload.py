@@ -27,7 +27,8 @@ def test_weight_streaming_decode_is_the_stream_time() -> None:
     spec = w.spec
     ext = system.external_memory
     layers = spec.num_hidden_layers
-    stream_s = layers * (ext.latency_s + layer_param_bytes(spec, hwsim.Plan(), "bf16") / ext.bandwidth_bytes_per_s)
+    layer_b = layer_param_bytes(spec, hwsim.Plan(), "bf16")
+    stream_s = layers * (ext.latency_s + layer_b / ext.bandwidth_bytes_per_s)
     assert r.latency_s == pytest.approx(stream_s, rel=0.03)
     assert r.latency_s >= stream_s
     # Link energy: every layer's bytes once at the appliance's energy per byte.
