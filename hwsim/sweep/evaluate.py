@@ -1,0 +1,213 @@
+"""Evaluating sweep points: one row per (point, workload), run in any worker process.
+
+Each process keeps a small context per spec: the base chip, the lowered workloads (a
+workload does not depend on the architecture, so it is lowered once per (model, phase,
+options)), and one :class:`~hwsim.CostCache` per distinct chip (keyed by the chip's
+canonical dict), so op costs are memoised across points that share a chip. A failure
+(a constraint, a model that does not fit, an invalid combination of values) becomes a
+row with its reason in ``error``; the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any
+
+from hwsim.errors import HwsimError
+from hwsim.sweep.check import CompiledSpec, Constraint, compile_spec
+from hwsim.sweep.spec import METRICS, WORKLOAD_PREFIX, SweepSpec
+
+#: (point_id, parameter values by path, index into spec.workloads)
+Task = tuple[int, dict[str, Any], int]
+MAX_CHIPS = 512
+MAX_WORKLOADS = 64
+
+
+def param_column(path: str) -> str:
+    """Result column of a parameter: ``param_`` + its dotted path."""
+    return f"param_{path}"
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass
+class _ChipEntry:
+    chip: Any
+    cache: Any
+    area: dict[str, float | None] = field(default_factory=dict)
+
+
+class _Context:
+    """Per-process state for one spec: base chip and memoised chips, caches, workloads."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        from hwsim.arch import load_arch
+
+        self.compiled: CompiledSpec = compile_spec(spec)
+        self.spec = spec
+        self.base = load_arch(spec.arch)
+        self.chips: OrderedDict[str, _ChipEntry] = OrderedDict()
+        self.by_overrides: OrderedDict[str, str] = OrderedDict()
+        self.workloads: OrderedDict[str, Any] = OrderedDict()
+
+    def chip(self, overrides: dict[str, Any]) -> _ChipEntry:
+        from hwsim.api import CostCache
+        from hwsim.arch import with_overrides
+
+        okey = _canonical(overrides)
+        ckey = self.by_overrides.get(okey)
+        if ckey is None:
+            chip = with_overrides(self.base, overrides) if overrides else self.base
+            ckey = _canonical(chip.model_dump(mode="json"))
+            _remember(self.by_overrides, okey, ckey, MAX_CHIPS)
+        entry = self.chips.get(ckey)
+        if entry is None:
+            entry = _ChipEntry(chip, CostCache(chip))
+            _remember(self.chips, ckey, entry, MAX_CHIPS)
+        else:
+            self.chips.move_to_end(ckey)
+        return entry
+
+    def workload(self, index: int, options: dict[str, Any]) -> Any:
+        from hwsim.api import load_workload
+
+        w = self.spec.workloads[index]
+        merged = {**w.options(), **options}
+        key = _canonical([w.model, w.phase, merged])
+        wl = self.workloads.get(key)
+        if wl is None:
+            wl = load_workload(w.model, phase=w.phase, **merged)
+            _remember(self.workloads, key, wl, MAX_WORKLOADS)
+        return wl
+
+
+def _remember(cache: OrderedDict, key: str, value: Any, limit: int) -> None:
+    cache[key] = value
+    if len(cache) > limit:
+        cache.popitem(last=False)
+
+
+_CONTEXTS: OrderedDict[str, _Context] = OrderedDict()
+
+
+def _context(payload: dict[str, Any]) -> _Context:
+    key = _canonical(payload)
+    ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        ctx = _Context(SweepSpec.model_validate(payload))
+        _remember(_CONTEXTS, key, ctx, 4)
+    return ctx
+
+
+def _area(ctx: _Context, entry: _ChipEntry) -> dict[str, float | None]:
+    """Area and die cost of a chip (None when the area model is not available)."""
+    if not entry.area:
+        try:
+            from hwsim.cost.area import chip_area, chip_cost_usd
+        except ImportError:
+            entry.area = {"area_mm2": None, "chip_cost_usd": None}
+        else:
+            node = ctx.spec.cost.node_nm
+            entry.area = {"area_mm2": float(chip_area(entry.chip, node_nm=node).total_mm2),
+                          "chip_cost_usd": float(chip_cost_usd(entry.chip, node_nm=node))}
+    return entry.area
+
+
+def _violated(c: Constraint, env: dict[str, Any]) -> str | None:
+    """Why ``c`` rejects the point, or None if it holds (a missing metric cannot hold)."""
+    assert c.expr is not None
+    missing = sorted(n for n in c.expr.names if env.get(n) is None)
+    if missing:
+        return f"constraint {c.text}: {', '.join(missing)} unknown"
+    if c.expr.evaluate(env):
+        return None
+    sides = ", ".join(f"{n} = {env[n]:.6g}" if isinstance(env[n], float) else f"{n} = {env[n]}"
+                      for n in sorted(c.expr.names))
+    return f"constraint {c.text} violated ({sides})"
+
+
+def _cost_per_mtok(ctx: _Context, chip_cost: float | None, power_w: float, tokens_per_s: float
+                   ) -> float | None:
+    if chip_cost is None or not tokens_per_s:
+        return None
+    from hwsim.cost.area import cost_per_million_tokens_usd
+
+    c = ctx.spec.cost
+    return float(cost_per_million_tokens_usd(chip_cost, power_w, tokens_per_s,
+                                             lifetime_years=c.lifetime_years,
+                                             utilization=c.utilization, usd_per_kwh=c.usd_per_kwh))
+
+
+def _simulate_metrics(ctx: _Context, entry: _ChipEntry, workload: Any, metrics: dict[str, Any]) -> None:
+    from hwsim.api import simulate
+
+    result = simulate(workload, entry.chip, cache=entry.cache)
+    power_w = result.energy_j / result.latency_s if result.latency_s else 0.0
+    metrics.update(latency_s=result.latency_s, energy_j=result.energy_j,
+                   energy_per_token_j=result.energy_per_token_j, tokens_per_s=result.tokens_per_s,
+                   power_w=power_w, compute_utilization=result.compute_utilization, bound=result.bound)
+    metrics["cost_per_mtok_usd"] = _cost_per_mtok(ctx, metrics["chip_cost_usd"], power_w, result.tokens_per_s)
+
+
+def _evaluate(ctx: _Context, point: dict[str, Any], workload_index: int,
+              metrics: dict[str, Any]) -> str | None:
+    """Fill ``metrics`` for one point and workload; return why it was rejected or failed."""
+    from hwsim.mapping.fit import check_fit
+
+    if point.get("__error__"):
+        return str(point["__error__"])
+    arch = {p: v for p, v in point.items() if not p.startswith((WORKLOAD_PREFIX, "__"))}
+    options = {p.removeprefix(WORKLOAD_PREFIX): v for p, v in point.items() if p.startswith(WORKLOAD_PREFIX)}
+    entry = ctx.chip(arch)
+    metrics.update(_area(ctx, entry))
+    env = {**point, **metrics}
+    for c in ctx.compiled.constraints:
+        if c.pre and (why := _violated(c, env)):
+            return why
+    workload = ctx.workload(workload_index, options)
+    if any(c.is_fits for c in ctx.compiled.constraints):
+        try:
+            check_fit(workload, entry.chip)
+        except HwsimError as exc:
+            return f"constraint fits: {exc}"
+    _simulate_metrics(ctx, entry, workload, metrics)
+    env = {**point, **metrics}
+    for c in ctx.compiled.constraints:
+        if not c.pre and not c.is_fits and (why := _violated(c, env)):
+            return why
+    return None
+
+
+def evaluate_row(ctx: _Context, point_id: int, point: dict[str, Any], workload_index: int) -> dict[str, Any]:
+    """The result row of one point on one workload (never raises for a bad point)."""
+    metrics: dict[str, Any] = dict.fromkeys(METRICS)
+    metrics["bound"] = None
+    try:
+        error = _evaluate(ctx, point, workload_index, metrics)
+    except HwsimError as exc:
+        error = " ".join(str(exc).split("\n"))
+    except Exception as exc:  # noqa: BLE001 - one bad point must not end a long sweep
+        error = f"{type(exc).__name__}: {exc}"
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            metrics[key] = None
+    row: dict[str, Any] = {"point_id": point_id, "workload": ctx.spec.workloads[workload_index].name}
+    row.update({param_column(p): point.get(p) for p in ctx.spec.param_paths})
+    row.update(metrics)
+    row["error"] = error
+    return row
+
+
+def evaluate_tasks(payload: dict[str, Any], tasks: list[Task]) -> list[dict[str, Any]]:
+    """Rows of ``tasks`` under the spec ``payload`` (``SweepSpec.model_dump(mode="json")``).
+
+    A module-level function of plain data, so any executor (a process pool, a Dask
+    worker) can run it; its caches live in the worker process.
+    """
+    ctx = _context(payload)
+    return [evaluate_row(ctx, pid, point, wi) for pid, point, wi in tasks]

@@ -1,0 +1,93 @@
+"""The result of a sweep: the rows, with the spec that made them, and analysis helpers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from hwsim.sweep import analysis
+from hwsim.sweep.spec import SweepSpec
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """Every row of a sweep (one per point and workload) and the spec behind them.
+
+    Attributes
+    ----------
+    frame : pandas.DataFrame
+        ``point_id``, ``workload``, ``param_<dotted.path>`` per parameter, the metrics
+        (``latency_s``, ``energy_j``, ``energy_per_token_j``, ``tokens_per_s``,
+        ``power_w``, ``compute_utilization``, ``area_mm2``, ``chip_cost_usd``,
+        ``cost_per_mtok_usd``), ``bound`` and ``error`` (None, or why the point was
+        rejected or failed).
+    spec : SweepSpec
+    sweep_id : str
+        Identity of the sweep (hash of the canonical spec and mode).
+    directory : Path or None
+        Where the rows are persisted.
+    """
+
+    frame: pd.DataFrame
+    spec: SweepSpec
+    sweep_id: str
+    directory: Path | None = None
+
+    @classmethod
+    def load(cls, directory: str | Path) -> SweepResult:
+        """Read a persisted sweep (complete or not) from its results directory."""
+        from hwsim.sweep.store import read_manifest, read_results
+
+        manifest = read_manifest(directory)
+        spec = SweepSpec.model_validate(manifest["spec"])
+        return cls(read_results(directory), spec, str(manifest["sweep_id"]), Path(directory))
+
+    @property
+    def objectives(self) -> dict[str, str]:
+        """The spec's objectives, name -> ``"min"`` or ``"max"``."""
+        return dict(self.spec.objectives)
+
+    def to_frame(self) -> pd.DataFrame:
+        """A copy of every row, sorted by ``point_id`` and ``workload``."""
+        return self.frame.copy()
+
+    def feasible(self) -> pd.DataFrame:
+        """Rows without an error."""
+        return analysis.feasible(self.frame).copy()
+
+    def _senses(self, objectives: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
+        if objectives is None:
+            return self.objectives
+        if isinstance(objectives, Mapping):
+            return dict(objectives)
+        return {o: self.objectives.get(o, "min") for o in objectives}
+
+    def pareto(self, objectives: Sequence[str] | Mapping[str, str] | None = None) -> pd.DataFrame:
+        """Pareto-optimal feasible rows (per workload) over ``objectives`` (default: the
+        spec's; a list takes each objective's sense from the spec, else ``min``)."""
+        return analysis.pareto_front(self.frame, self._senses(objectives))
+
+    def best(self, objective: str | None = None, where: Sequence[str] = (), sense: str | None = None
+             ) -> pd.Series:
+        """The feasible row with the best ``objective`` (default: the spec's first) among
+        rows meeting every comparison in ``where`` (e.g. ``["area_mm2 <= 100"]``)."""
+        objective = objective or next(iter(self.objectives))
+        sense = sense or self.objectives.get(objective, "min")
+        return analysis.best_point(self.frame, objective, sense, where)
+
+    def best_per_objective(self, where: Sequence[str] = ()) -> pd.DataFrame:
+        """One row per objective: the feasible point best in it (column ``best_for``)."""
+        rows = []
+        for obj, sense in self.objectives.items():
+            row = analysis.best_point(self.frame, obj, sense, where).copy()
+            row["best_for"] = obj
+            rows.append(row)
+        return pd.DataFrame(rows).reset_index(drop=True)
+
+    def sensitivity(self, objectives: Sequence[str] | None = None) -> pd.DataFrame:
+        """Sensitivity of each objective to each parameter (see
+        :func:`hwsim.sweep.analysis.sensitivity`)."""
+        return analysis.sensitivity(self.frame, self.spec.param_paths, list(objectives or self.objectives))

@@ -1,0 +1,268 @@
+"""Sweep specifications: what to vary, how to sample it, what to keep and what to optimise.
+
+A :class:`SweepSpec` is written in YAML (keys = field names) or built in Python::
+
+    name: tpu-like
+    arch: systolic-128
+    workloads: [{model: llama2-7b, phase: decode}]
+    parameters:
+      compute_units.rows: [64, 128, 256]                 # a list: these values
+      memory.dram.bandwidth_bytes_per_s: {low: 5.0e+10, high: 8.0e+11, log: true, num: 5}
+    derived:
+      compute_units.flops_per_cycle.bf16: "2 * compute_units.rows * compute_units.cols"
+    sampler: {method: grid}                              # grid | random | lhs | sobol
+    constraints: ["area_mm2 <= 400", fits]
+    objectives: {latency_s: min, energy_per_token_j: min, area_mm2: min}
+
+Parameter paths are dotted paths into the architecture (``memory.sram.capacity_bytes``)
+or, prefixed ``workload.``, workload options applied to every workload
+(``workload.batch``). Structural problems are found here; problems that need the base
+architecture (unknown paths, values that fail validation) by :mod:`hwsim.sweep.check`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hwsim._yaml import read_yaml, validation_problems
+from hwsim.errors import ConfigError
+
+SPEC_VERSION = 1
+WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers", "dtype",
+                 "attention_impl", "sparsity")
+WORKLOAD_PREFIX = "workload."
+#: Every metric a row carries, usable in objectives and constraints.
+METRICS = ("latency_s", "energy_j", "energy_per_token_j", "tokens_per_s", "power_w", "compute_utilization",
+           "area_mm2", "chip_cost_usd", "cost_per_mtok_usd")
+#: Metrics that need the area/cost model (:mod:`hwsim.cost.area`).
+AREA_METRICS = ("area_mm2", "chip_cost_usd", "cost_per_mtok_usd")
+Value = bool | int | float | str
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ParamSpec(_Frozen):
+    """One swept parameter: a list of ``values``, or a range ``low``..``high``.
+
+    A range is sampled uniformly (``log: true``: uniformly in its logarithm), rounded
+    when ``integer``; grid sampling takes ``num`` points along it (both ends included).
+    """
+
+    values: list[Value] | None = None
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    integer: bool = False
+    num: int | None = Field(default=None, ge=2, description="grid points along a range")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_shorthand(cls, data: Any) -> Any:
+        return {"values": data} if isinstance(data, list) else data
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ParamSpec:
+        is_range = self.low is not None or self.high is not None
+        if self.values is not None:
+            if is_range or self.log or self.integer or self.num is not None:
+                raise ValueError("give either values or a range (low, high, log, integer, num), not both")
+            if not self.values:
+                raise ValueError("values is empty: nothing to sweep")
+            return self
+        if self.low is None or self.high is None:
+            raise ValueError("give values: [...] or both low and high")
+        if not self.low < self.high:
+            raise ValueError(f"empty range: low ({self.low:g}) must be less than high ({self.high:g})")
+        if self.log and self.low <= 0:
+            raise ValueError("a log range needs low > 0")
+        if self.integer and math.ceil(self.low) > math.floor(self.high):
+            raise ValueError("the range holds no integer")
+        return self
+
+    @property
+    def is_range(self) -> bool:
+        """True for a ``low``..``high`` range, False for a list of values."""
+        return self.values is None
+
+    def bounds(self) -> list[Value]:
+        """The extreme values this parameter can take (checked against the architecture)."""
+        if self.values is not None:
+            return list(self.values)
+        assert self.low is not None and self.high is not None
+        if self.integer:
+            return [math.ceil(self.low), math.floor(self.high)]
+        return [self.low, self.high]
+
+
+class WorkloadSpec(_Frozen):
+    """A workload evaluated at every point (see :func:`hwsim.load_workload`)."""
+
+    model: str
+    phase: Literal["prefill", "decode", "request", "train"] = "decode"
+    label: str | None = Field(default=None, description="name in the results' workload column")
+    batch: int | None = Field(default=None, gt=0)
+    context_len: int | None = Field(default=None, gt=0)
+    prompt_len: int | None = Field(default=None, gt=0)
+    new_tokens: int | None = Field(default=None, gt=0)
+    seq_len: int | None = Field(default=None, gt=0)
+    n_layers: int | None = Field(default=None, gt=0)
+    dtype: str | None = None
+    attention_impl: Literal["flash", "naive"] | None = None
+    sparsity: str | None = None
+
+    def options(self) -> dict[str, Any]:
+        """The lowering options this workload sets (None left out)."""
+        return {k: getattr(self, k) for k in WORKLOAD_KEYS if getattr(self, k) is not None}
+
+    @property
+    def name(self) -> str:
+        """``label``, or model, phase and options, e.g. ``llama2-7b decode batch=8``."""
+        if self.label:
+            return self.label
+        return " ".join([self.model, self.phase, *(f"{k}={v}" for k, v in self.options().items())])
+
+
+class SamplerSpec(_Frozen):
+    """How to draw points: every combination (grid) or ``n_points`` samples."""
+
+    method: Literal["grid", "random", "lhs", "sobol"] = "grid"
+    n_points: int | None = Field(default=None, gt=0)
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _n_points(self) -> SamplerSpec:
+        if self.method == "grid" and self.n_points is not None:
+            raise ValueError("grid sampling takes every combination; n_points conflicts with it "
+                             "(use random, lhs or sobol to draw n_points)")
+        if self.method != "grid" and self.n_points is None:
+            raise ValueError(f"{self.method} sampling needs n_points")
+        return self
+
+
+class SearchSpec(_Frozen):
+    """Multi-objective search with Optuna instead of sampling."""
+
+    method: Literal["nsga2", "tpe"] = "nsga2"
+    n_trials: int = Field(default=100, gt=0)
+    seed: int = 0
+    batch_size: int = Field(default=8, gt=0, description="trials asked, evaluated in parallel, then told")
+    population_size: int | None = Field(default=None, ge=2, description="NSGA-II population")
+
+
+class CostOptions(_Frozen):
+    """Options of the cost-per-token model (:func:`hwsim.cost.area.cost_per_million_tokens_usd`)."""
+
+    node_nm: float | None = Field(default=None, gt=0, description="technology node; None: the model's")
+    lifetime_years: float = Field(default=4.0, gt=0)
+    utilization: float = Field(default=1.0, gt=0, le=1)
+    usd_per_kwh: float = Field(default=0.10, ge=0)
+
+
+class SweepSpec(_Frozen):
+    """A whole sweep: base architecture, workloads, parameters, sampling, constraints,
+    objectives (see the module docstring for the YAML form)."""
+
+    version: int = SPEC_VERSION
+    name: str = "sweep"
+    description: str = ""
+    arch: str = Field(description="base architecture: preset name or YAML path")
+    workloads: list[WorkloadSpec] = Field(min_length=1)
+    parameters: dict[str, ParamSpec]
+    derived: dict[str, str] = Field(default_factory=dict)
+    sampler: SamplerSpec = SamplerSpec()
+    search: SearchSpec | None = None
+    constraints: list[str] = Field(default_factory=list)
+    objectives: dict[str, Literal["min", "max"]] = Field(min_length=1)
+    cost: CostOptions = CostOptions()
+
+    @field_validator("version")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value != SPEC_VERSION:
+            raise ValueError(f"unsupported version {value}; this hwsim reads version {SPEC_VERSION}")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _some_parameters(cls, value: dict[str, ParamSpec]) -> dict[str, ParamSpec]:
+        if not value:
+            raise ValueError("no parameters: the space is empty")
+        return value
+
+    @field_validator("objectives")
+    @classmethod
+    def _known_objectives(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = [k for k in value if k not in METRICS]
+        if unknown:
+            raise ValueError(f"unknown objective {', '.join(unknown)}; known: {', '.join(METRICS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> SweepSpec:
+        both = sorted(set(self.parameters) & set(self.derived))
+        if both:
+            raise ValueError(f"{', '.join(both)} both sampled (parameters) and derived; choose one")
+        names = [w.name for w in self.workloads]
+        if len(set(names)) != len(names):
+            raise ValueError("two workloads share a name; give them distinct labels")
+        if self.sampler.method != "grid":
+            nums = [p for p, s in self.parameters.items() if s.num is not None]
+            if nums:
+                raise ValueError(f"num ({', '.join(nums)}) is for grid sampling only; "
+                                 f"{self.sampler.method} draws n_points")
+        return self
+
+    @property
+    def param_paths(self) -> list[str]:
+        """Sampled then derived parameter paths, in spec order."""
+        return [*self.parameters, *self.derived]
+
+    def sweep_id(self, mode: str = "sample") -> str:
+        """Identity of the sweep: a hash of the canonical spec and what decides its points
+        (the sampler for ``mode="sample"``, the search for ``mode="search"``)."""
+        data = self.model_dump(mode="json")
+        data.pop("search" if mode == "sample" else "sampler")
+        data["mode"] = mode
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def spec_from_dict(data: Any, source: str = "<dict>") -> SweepSpec:
+    """Validate a mapping (as read from YAML) into a :class:`SweepSpec`.
+
+    Raises
+    ------
+    ConfigError
+        One line per problem, ``source: dotted.path: message``.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError([f"{source}: <root>: expected a mapping of sweep fields"])
+    try:
+        return SweepSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems(source, exc)) from None
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read a sweep spec from YAML and check it against its base architecture.
+
+    Raises
+    ------
+    ConfigError
+        For a malformed file, an invalid field, an unknown parameter path, a value the
+        architecture rejects, an empty space or conflicting options (all before any work).
+    """
+    from hwsim.sweep.check import check_spec
+
+    path = Path(path)
+    spec = spec_from_dict(read_yaml(path), str(path))
+    check_spec(spec, str(path))
+    return spec
