@@ -15,14 +15,15 @@ a figure without timestamps (the CLI uses it).
 >>> display.figure_.savefig("roofline.png")         # doctest: +SKIP
 """
 
-from hwsim.plot._common import save_figure
-from hwsim.plot.compare import ComparisonDisplay, metric_label
+from hwsim.plot._common import new_figure, save_figure
+from hwsim.plot.compare import DEFAULT_METRICS, ComparisonDisplay, metric_label
 from hwsim.plot.energy import EnergyDisplay, energy_frame
 from hwsim.plot.pareto import HeatmapDisplay, ParetoDisplay, pareto_front
 from hwsim.plot.roofline import RooflineDisplay, roofline_ceilings, roofline_points
 from hwsim.plot.timeline import TimelineDisplay
 
 __all__ = [
+    "DEFAULT_METRICS",
     "ComparisonDisplay",
     "EnergyDisplay",
     "HeatmapDisplay",
@@ -31,6 +32,7 @@ __all__ = [
     "TimelineDisplay",
     "energy_frame",
     "metric_label",
+    "new_figure",
     "pareto_front",
     "roofline_ceilings",
     "roofline_points",
