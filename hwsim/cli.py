@@ -313,6 +313,7 @@ def embedding_cmd(arch: str, dtype: str, as_json: bool, n_tokens: int, vocab: in
 
 
 main.add_command(validate)
+import hwsim.cli_plot  # noqa: E402, F401  (registers `plot` and `trace`; it imports the helpers above)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
