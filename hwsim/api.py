@@ -36,26 +36,31 @@ class CostCache:
     """Memoised op costs for one chip (and, for collectives, one system and plan);
     share it across simulations of the same chip."""
 
-    def __init__(self, chip: Chip, system: System | None = None, plan: Plan | None = None) -> None:
+    def __init__(self, chip: Chip, system: System | None = None, plan: Plan | None = None,
+                 chip_costs: dict[Op, OpCost] | None = None) -> None:
         self.chip = chip
         self.system = system
         self.plan = plan
-        self._costs: dict[Op, OpCost] = {}
+        # Costs of ops other than collectives depend on the chip alone: ``chip_costs``
+        # may be shared by caches of the same chip under different plans.
+        self._chip_costs: dict[Op, OpCost] = {} if chip_costs is None else chip_costs
+        self._net_costs: dict[Op, OpCost] = {}
 
     def __call__(self, op: Op) -> OpCost:
-        cost = self._costs.get(op)
-        if cost is None:
-            if isinstance(op, Collective):
+        if isinstance(op, Collective):
+            cost = self._net_costs.get(op)
+            if cost is None:
                 system = self.system or single_chip_system(self.chip)
                 stride = (self.plan or Plan()).strides.get(op.group, 1)
-                cost = collective_op_cost(system, op, stride)
-            else:
-                cost = cost_op(op, self.chip)
-            self._costs[op] = cost
+                cost = self._net_costs[op] = collective_op_cost(system, op, stride)
+            return cost
+        cost = self._chip_costs.get(op)
+        if cost is None:
+            cost = self._chip_costs[op] = cost_op(op, self.chip)
         return cost
 
     def __len__(self) -> int:
-        return len(self._costs)
+        return len(self._chip_costs) + len(self._net_costs)
 
 
 def _with_plan(workload: Workload, plan: Plan | None, system: System) -> Workload:

@@ -22,8 +22,10 @@ from hwsim.api import load_workload, simulate
 from hwsim.arch.load import list_archs, load_arch
 from hwsim.arch.model import Chip
 from hwsim.arch.system import list_systems, load_system
+from hwsim.cli_sweep import sweep_cmd
 from hwsim.cli_validate import validate
 from hwsim.errors import ConfigError, HwsimError
+from hwsim.planner import rank_plans
 from hwsim.result import Result
 from hwsim.workload.lower import PHASES, lower
 from hwsim.workload.ops import PUBLIC_ELEMENTWISE
@@ -177,20 +179,22 @@ def simulate_cmd(arch: str, model: str, phase: str, show_ops: bool, as_json: boo
               help="Architecture preset or YAML path; repeat for each "
                    f"[default: {', '.join(DEFAULT_COMPARE_ARCHS)}].")
 @_workload_options
+@click.option("--offload", is_flag=True, help="Systems: also try plans that offload to host memory.")
 @_json_option
-def compare_cmd(archs: tuple[str, ...], model: str, phase: str, as_json: bool, **opts: Any) -> None:
+def compare_cmd(archs: tuple[str, ...], model: str, phase: str, offload: bool, as_json: bool,
+                **opts: Any) -> None:
     """Simulate one workload on several architectures, one row each.
 
-    An architecture that cannot run the workload (it does not fit, a dtype is not
-    supported, its file is invalid) gets a row saying why; the exit status is 2 only if
-    none could run it.
+    A multi-chip system (`hwsim list systems`) runs the workload with its best plan,
+    found as `hwsim plan` finds it. An architecture that cannot run the workload (it
+    does not fit, a dtype is not supported, its file is invalid) gets a row saying why;
+    the exit status is 2 only if none could run it.
     """
     workload = _build_workload(model, phase, opts)
     outcomes: list[tuple[str, Result | str]] = []
     for name in archs or DEFAULT_COMPARE_ARCHS:
         try:
-            chip = load_arch(name)
-            outcomes.append((chip.name, simulate(workload, chip)))
+            outcomes.append(_compare_one(workload, name, offload))
         except HwsimError as exc:
             outcomes.append((name, "; ".join(_error_lines(exc))))
     if as_json:
@@ -203,6 +207,17 @@ def compare_cmd(archs: tuple[str, ...], model: str, phase: str, as_json: bool, *
         click.echo(report.format_compare(outcomes, request=phase == "request"))
     if not any(isinstance(r, Result) for _, r in outcomes):
         raise click.exceptions.Exit(EXIT_ERROR)
+
+
+def _compare_one(workload: Any, name: str, offload: bool) -> tuple[str, Result]:
+    """Simulate on one chip, or on a system with its best plan (lowest latency)."""
+    system = load_system(name)
+    if system.n_chips == 1 and system.external_memory is None:
+        chip = load_arch(name) if isinstance(name, str) else system.chip
+        return chip.name, simulate(workload, chip)
+    best = rank_plans(workload, system, offload=offload).best
+    assert best.result is not None
+    return system.name, best.result
 
 
 @main.command("list")
@@ -313,8 +328,14 @@ def embedding_cmd(arch: str, dtype: str, as_json: bool, n_tokens: int, vocab: in
 
 
 main.add_command(validate)
+main.add_command(sweep_cmd)
 import hwsim.cli_plot  # noqa: E402, F401  (registers `plot` and `trace`; it imports the helpers above)
 
 if __name__ == "__main__":  # pragma: no cover
     main()
 
+
+# Imported last: these command modules reuse the option helpers defined above.
+from hwsim.cli_plan import plan_cmd  # noqa: E402
+
+main.add_command(plan_cmd)

@@ -220,8 +220,12 @@ def compare_row(result: Result, request: bool) -> list[Any]:
 
 
 def format_compare(rows: Sequence[tuple[str, Result | str]], request: bool) -> str:
-    """``rows`` are ``(arch, result)`` or ``(arch, reason it could not run)``."""
+    """``rows`` are ``(arch, result)`` or ``(arch, reason it could not run)``; results
+    of multi-chip systems add the ``chips`` and ``plan`` columns."""
     columns = compare_columns(request)
+    plans = any(not isinstance(r, str) and "plan" in r.params for _, r in rows)
+    if plans:
+        columns[1:1] = ["chips", "plan"]
     failed = any(isinstance(r, str) for _, r in rows)
     if failed:
         columns = [*columns, "note"]
@@ -229,8 +233,11 @@ def format_compare(rows: Sequence[tuple[str, Result | str]], request: bool) -> s
     for arch, outcome in rows:
         if isinstance(outcome, str):
             table.append([arch, *([MISSING] * (len(columns) - 2)), outcome])
-        else:
-            table.append(compare_row(outcome, request) + ([""] if failed else []))
+            continue
+        row = compare_row(outcome, request)
+        if plans:
+            row[1:1] = [outcome.params.get("n_chips", 1), outcome.params.get("plan", "")]
+        table.append(row + ([""] if failed else []))
     return format_table(columns, table)
 
 

@@ -1,0 +1,223 @@
+"""Automatic parallelism plans: enumerate, check, simulate and rank.
+
+:func:`rank_plans` takes a model workload and a system, enumerates every plan that fills
+the system (:func:`hwsim.workload.plans.enumerate_plans`), rejects those that cannot
+split the model or do not fit a chip's memory (each with its reason), simulates the rest
+and ranks them by an objective. Plans that only add work to a plan that already fits
+(activation recompute when the same plan fits without it) are listed as dominated
+rather than simulated: recompute never makes a step faster.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from hwsim.api import CostCache, simulate
+from hwsim.arch.model import Chip
+from hwsim.arch.system import System, load_system
+from hwsim.cost import OpCost
+from hwsim.errors import ConfigError, HwsimError
+from hwsim.result import Result
+from hwsim.workload.graph import Workload
+from hwsim.workload.memory import ChipMemory, memory_per_chip
+from hwsim.workload.ops import Op
+from hwsim.workload.plan import OffloadTarget, Plan
+from hwsim.workload.plans import PlanChoice, enumerate_plans, memory_rejections
+
+OBJECTIVES = {"latency_s": 1.0, "tokens_per_s": -1.0, "energy_per_token_j": 1.0}
+"""Objectives plans are ranked by, and their sense (1: smaller is better)."""
+
+_SHAPE_KEYS = ("prompt_len", "context_len", "new_tokens", "seq_len", "dtype", "attention_impl")
+
+
+@dataclass(frozen=True)
+class RankedPlan:
+    """One plan and what became of it.
+
+    Attributes
+    ----------
+    plan : Plan
+    result : Result or None
+        The simulated step (None when rejected).
+    reason : str or None
+        Why the plan was rejected (None when it ran).
+    memory : ChipMemory or None
+        Bytes on the busiest chip (None when the plan cannot split the model).
+    """
+
+    plan: Plan
+    result: Result | None
+    reason: str | None
+    memory: ChipMemory | None
+
+    def row(self) -> dict[str, Any]:
+        """A flat record with units in the keys."""
+        out: dict[str, Any] = {"plan": self.plan.label(), "n_chips": self.plan.n_chips}
+        out["memory_per_chip_bytes"] = self.memory.total_bytes if self.memory else None
+        if self.result is not None:
+            r = self.result
+            out |= {"latency_s": r.latency_s, "tokens_per_s": r.tokens_per_s,
+                    "energy_per_token_j": r.energy_per_token_j,
+                    "compute_utilization": r.compute_utilization, "bound": r.bound}
+        out["rejected_because"] = self.reason
+        return out
+
+
+@dataclass(frozen=True)
+class PlanSearch:
+    """Ranked plans for one workload on one system.
+
+    Attributes
+    ----------
+    system, workload, phase, objective : str
+    ranked : tuple of RankedPlan
+        Plans that ran, best first.
+    rejected : tuple of RankedPlan
+        Plans that did not, each with its reason, in enumeration order.
+    """
+
+    system: str
+    workload: str
+    phase: str
+    objective: str
+    ranked: tuple[RankedPlan, ...]
+    rejected: tuple[RankedPlan, ...]
+
+    @property
+    def best(self) -> RankedPlan:
+        """The best plan.
+
+        Raises
+        ------
+        ConfigError
+            If no plan could run, listing the most common reasons.
+        """
+        if not self.ranked:
+            raise ConfigError([f"{self.system}: no plan runs {self.workload} {self.phase}; "
+                               f"{len(self.rejected)} rejected, for example:", *self.reasons(5)])
+        return self.ranked[0]
+
+    def reasons(self, limit: int | None = None) -> list[str]:
+        """The kinds of rejection, most frequent first: a count and one example each
+        (reasons that differ only in their numbers are one kind)."""
+        kinds: dict[str, list[str]] = {}
+        for r in self.rejected:
+            text = _generic(r.reason or "")
+            kinds.setdefault(re.sub(r"\d+(\.\d+)?", "#", text), []).append(text)
+        ordered = sorted(kinds.values(), key=lambda texts: -len(texts))[:limit]
+        return [f"{len(texts)} x {texts[0]}" if len(texts) == 1 else f"{len(texts)} x like: {texts[0]}"
+                for texts in ordered]
+
+    def to_frame(self) -> pd.DataFrame:
+        """Every plan, ranked ones first (``rank`` 1, 2, ...), then rejected (``rank`` NaN)."""
+        rows = [{"rank": i + 1, **p.row()} for i, p in enumerate(self.ranked)]
+        rows += [{"rank": None, **p.row()} for p in self.rejected]
+        return pd.DataFrame(rows)
+
+
+def _generic(reason: str) -> str:
+    """A reason with its plan prefix removed, so equal causes group together."""
+    head, sep, tail = reason.partition(": ")
+    return tail if sep and (" " not in head or head.startswith(("tp", "pp", "dp"))) else reason
+
+
+def _offload_options(system: System, phase: str, offload: bool) -> tuple[tuple[OffloadTarget, ...], ...]:
+    """Offload choices to try: weight streaming (and, for inference, the KV cache) where
+    the system has external memory; with ``offload``, host offload as ZeRO-Offload and
+    ZeRO-Infinity do it (optimizer state, then weights too; inference: KV cache, weights)."""
+    train = phase == "train"
+    options: list[tuple[OffloadTarget, ...]] = [()]
+    if system.external_memory is not None:
+        options += [("weights",), ("weights", "optimizer") if train else ("weights", "kv_cache")]
+    elif offload and system.host is not None:
+        options += [("optimizer",), ("weights", "optimizer")] if train else [("kv_cache",), ("weights",)]
+    return tuple(options)
+
+
+def _choices(workload: Workload, system: System, offload: bool, options: dict[str, Any]
+             ) -> list[tuple[PlanChoice, ChipMemory | None]]:
+    spec = workload.spec
+    assert spec is not None
+    args = workload.lower_args
+    if args.get("n_layers"):
+        spec = spec.model_copy(update={"num_hidden_layers": args["n_layers"]})
+    shape = {k: args[k] for k in _SHAPE_KEYS if k in args}
+    opts = {"offload_options": _offload_options(system, workload.phase, offload)} | options
+    plans = enumerate_plans(spec, workload.phase, system.n_chips, batch=args["batch"], **opts, **shape)
+    chip = system.chip
+    ext = system.external_memory or system.host
+    checked = memory_rejections(plans, spec, workload.phase, chip.level_capacity_bytes(chip.home_level),
+                                chip.home_level, batch=args["batch"],
+                                host_capacity_bytes=ext.capacity_bytes if ext else None, **shape)
+    out = []
+    for plan, reason in checked:
+        structural = reason is not None and dict(plans).get(plan) is not None
+        mem = None if structural else memory_per_chip(spec, workload.phase, plan, batch=args["batch"],
+                                                      **shape)
+        out.append(((plan, reason), mem))
+    return out
+
+
+def rank_plans(
+    workload: Workload, arch: System | Chip | str | Path, *, objective: str = "latency_s",
+    offload: bool = False, **options: Any,
+) -> PlanSearch:
+    """Simulate every legal plan of ``workload`` on the system ``arch`` and rank them.
+
+    Parameters
+    ----------
+    workload : Workload
+        A model workload (from :func:`hwsim.load_workload`); its batch and lengths are
+        the global ones the plans split.
+    arch : System, Chip or str
+        The system (a preset name, YAML path, or a chip for a one-chip system).
+    objective : {"latency_s", "tokens_per_s", "energy_per_token_j"}
+        What to rank by (latency and energy ascending, throughput descending).
+    offload : bool
+        Also try host offload (training: optimizer state, then weights too; inference:
+        KV cache or weights). Weight streaming is always tried on systems with external
+        memory.
+    **options
+        Passed to :func:`hwsim.workload.plans.enumerate_plans` (``microbatch_options``,
+        ``zero_options``, ``recompute_options``, ``schedule_options``, ...).
+
+    Returns
+    -------
+    PlanSearch
+
+    Raises
+    ------
+    ConfigError
+        For an unknown objective, a single-operator workload or an unknown system.
+    """
+    if objective not in OBJECTIVES:
+        raise ConfigError([f"plan: objective: unknown {objective!r}; "
+                           f"expected one of {', '.join(OBJECTIVES)}"])
+    if workload.spec is None:
+        raise ConfigError([f"plan: {workload.name} is a single operator; plans split model workloads"])
+    system = load_system(arch)
+    choices = _choices(workload, system, offload, options)
+    fitting = {plan for (plan, reason), _ in choices if reason is None}
+    shared: dict[Op, OpCost] = {}
+    ranked: list[RankedPlan] = []
+    rejected: list[RankedPlan] = []
+    for (plan, reason), mem in choices:
+        if reason is None and plan.recompute and plan.model_copy(update={"recompute": False}) in fitting:
+            reason = f"dominated: {plan.model_copy(update={'recompute': False}).label()} fits without " \
+                     "recompute, which is never slower"
+        result = None
+        if reason is None:
+            try:
+                result = simulate(workload, system, plan=plan,
+                                  cache=CostCache(system.chip, system, plan, chip_costs=shared))
+            except HwsimError as exc:
+                reason = "; ".join(getattr(exc, "problems", None) or [str(exc)])
+        (rejected if result is None else ranked).append(RankedPlan(plan, result, reason, mem))
+    sense = OBJECTIVES[objective]
+    ranked.sort(key=lambda p: sense * float(getattr(p.result, objective)))
+    return PlanSearch(system.name, workload.name, workload.phase, objective, tuple(ranked), tuple(rejected))
