@@ -14,6 +14,8 @@ from hwsim.arch import Chip, list_archs, load_arch
 from hwsim.arch.system import System, list_systems, load_system
 from hwsim.errors import ConfigError, HwsimError, MappingError
 from hwsim.result import Result
+from hwsim.sweep import SweepResult, SweepSpec, sweep
+from hwsim.sweep.spec import load_spec as load_sweep_spec
 from hwsim.workload import Workload, list_models, load_model_spec
 from hwsim.workload.plan import Plan
 
@@ -38,4 +40,8 @@ __all__ = [
     "load_workload",
     "ops",
     "simulate",
+    "SweepResult",
+    "SweepSpec",
+    "load_sweep_spec",
+    "sweep",
 ]
