@@ -77,7 +77,8 @@ def test_several_architectures_on_one_chart(h100_result, tpu_result, ax):
     assert set(d.scatters_) == {"h100-sxm", "tpu-v4"}
     markers = {tuple(map(tuple, s.get_paths()[0].vertices)) for s in d.scatters_.values()}
     assert len(markers) == 2
-    assert d.ceilings_["tpu-v4 hbm bandwidth"] == hwsim.load_arch("tpu-v4").memory["hbm"].bandwidth_bytes_per_s
+    tpu_hbm = hwsim.load_arch("tpu-v4").memory["hbm"]
+    assert d.ceilings_["tpu-v4 hbm bandwidth"] == tpu_hbm.bandwidth_bytes_per_s
     assert len(d.points_) == _op_count(h100_result) + _op_count(tpu_result)
 
 
