@@ -1,0 +1,374 @@
+"""Silicon area, die cost and cost per token of a chip: pure functions of (chip, node).
+
+The model, structure by structure (constants and their sources in
+``hwsim/cost/data/technology.yaml``; table in ``docs/area_cost.md``):
+
+- **compute**: for each dtype the chip supports, ``count x flops_per_cycle / 2`` MACs per
+  cycle, each a processing element (PE) of ``mult + accumulate + register bits x overhead``
+  at 45 nm (Horowitz's ISSCC 2014 areas; the per-bit overhead derived from the TPU v1
+  PE), scaled to the node (Stillmaker & Baas, via Accelergy). The array is sized by its
+  most expensive dtype; every other dtype adds a fraction of its own arithmetic.
+- **vector**: ``count x flops_per_cycle`` fp32 FMA lanes with their registers.
+  Compute and vector are multiplied by a per-kind core overhead (a GPU SM is much more
+  than its tensor cores).
+- **sram**: every on-die memory level (a level is off-chip when its name starts with
+  ``hbm``, ``dram``, ``ddr``, ``lpddr``, ``gddr``, ``host``, ...; a ``per_unit`` level
+  counts once per compute unit) at the node's bitcell area over a product-level array
+  efficiency.
+- **phy**: HBM stacks (from bandwidth and capacity at the chip's HBM generation), DDR /
+  LPDDR / GDDR channels, and SerDes lanes (NVLink, ICI, PCIe).
+- **other**: a fixed share of the die (control, NoC, clocking, pads).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+from hwsim._yaml import read_yaml
+from hwsim.arch.model import Chip, MemoryLevel
+from hwsim.errors import ConfigError
+
+_DATA = Path(__file__).resolve().parent / "data" / "technology.yaml"
+_MIB_BITS = 8 * 2**20
+_YIELD_MODELS = ("murphy", "poisson", "negative_binomial")
+
+
+@lru_cache(maxsize=1)
+def technology() -> dict[str, Any]:
+    """The technology constants (``hwsim/cost/data/technology.yaml``), read once."""
+    data = read_yaml(_DATA)
+    required = ("logic_area_scale_vs_45nm", "pe_calibration", "mac_dtypes", "sram_bitcell_um2",
+                "wafer_cost_usd", "phy_mm2", "presets", "core_overhead_factor")
+    missing = [key for key in required if not isinstance(data, dict) or key not in data]
+    if missing:
+        raise ConfigError([f"{_DATA}: {key}: missing" for key in missing])
+    return data  # type: ignore[no-any-return]
+
+
+def _value(key: str) -> Any:
+    entry = technology()[key]
+    return entry["value"] if isinstance(entry, dict) and "value" in entry else entry
+
+
+def _interp_node(table: dict[Any, float], node_nm: float) -> float:
+    """Piecewise-linear in node between the table's nodes, clamped at both ends."""
+    points = sorted((float(n), float(v)) for n, v in table.items())
+    if node_nm <= points[0][0]:
+        return points[0][1]
+    if node_nm >= points[-1][0]:
+        return points[-1][1]
+    for (n0, v0), (n1, v1) in pairwise(points):
+        if n0 <= node_nm <= n1:
+            return v0 + (v1 - v0) * (node_nm - n0) / (n1 - n0)
+    raise AssertionError("unreachable")
+
+
+def _check_node(node_nm: float) -> float:
+    if not (isinstance(node_nm, (int, float)) and math.isfinite(node_nm) and node_nm > 0):
+        raise ConfigError([f"node_nm: must be a positive number of nanometres, got {node_nm!r}"])
+    return float(node_nm)
+
+
+def logic_area_scale(node_nm: float) -> float:
+    """Area of the same logic at ``node_nm`` relative to 45 nm (1.0 at 45 nm)."""
+    node_nm = _check_node(node_nm)
+    table = _value("logic_area_scale_vs_45nm")
+    smallest = min(float(n) for n in table)
+    if node_nm < smallest:  # IRDS: area scales with the node below the table
+        return float(table[min(table, key=float)]) * node_nm / smallest
+    return _interp_node(table, node_nm)
+
+
+def sram_mm2_per_mib(node_nm: float) -> float:
+    """Product-level on-die SRAM area per MiB at ``node_nm``, in mm2."""
+    bitcell_um2 = _interp_node(_value("sram_bitcell_um2"), _check_node(node_nm))
+    return _MIB_BITS * bitcell_um2 * 1e-6 / float(_value("sram_array_efficiency"))
+
+
+def _arith_um2(spec: dict[str, Any]) -> float:
+    return float(spec["mult_um2"]) + float(spec["accumulate_um2"])
+
+
+@lru_cache(maxsize=1)
+def _overhead_um2_per_bit() -> float:
+    """Register and wiring area per stored bit of a PE at 45 nm, from the TPU v1 PE."""
+    cal = technology()["pe_calibration"]
+    pe_um2 = cal["die_mm2"] * cal["array_fraction_of_die"] / cal["n_pe"] * 1e6
+    pe_45_um2 = pe_um2 / logic_area_scale(cal["node_nm"])
+    spec = technology()["mac_dtypes"][cal["dtype"]]
+    bits = 3 * spec["operand_bits"] + spec["accumulator_bits"]
+    return (pe_45_um2 - _arith_um2(spec)) / bits
+
+
+def mac_area_um2(dtype: str, node_nm: float) -> float:
+    """Area of one MAC processing element for ``dtype`` at ``node_nm``, in um2."""
+    specs = technology()["mac_dtypes"]
+    if dtype not in specs:
+        raise ConfigError([f"{_DATA}: mac_dtypes.{dtype}: no MAC area for this dtype"])
+    spec = specs[dtype]
+    bits = 3 * spec["operand_bits"] + spec["accumulator_bits"]
+    return (_arith_um2(spec) + bits * _overhead_um2_per_bit()) * logic_area_scale(node_nm)
+
+
+def _compute_mm2(chip: Chip, node_nm: float) -> float:
+    cu = chip.compute_units
+    scale = logic_area_scale(node_nm)
+    specs = technology()["mac_dtypes"]
+    macs = {d: cu.count * rate / 2 for d, rate in cu.flops_per_cycle.items()}
+    array_um2 = {d: n * mac_area_um2(d, node_nm) for d, n in macs.items()}
+    widest = max(array_um2, key=lambda d: array_um2[d])
+    extra = float(_value("extra_dtype_fraction"))
+    extras_um2 = sum(extra * macs[d] * _arith_um2(specs[d]) * scale for d in macs if d != widest)
+    return (array_um2[widest] + extras_um2) * 1e-6
+
+
+def _vector_mm2(chip: Chip, node_nm: float) -> float:
+    lane = technology()["vector_lane"]
+    lane_45_um2 = _arith_um2(lane) + lane["register_bits"] * _overhead_um2_per_bit()
+    lane_um2 = lane_45_um2 * logic_area_scale(node_nm)
+    vu = chip.vector_units
+    return vu.count * vu.flops_per_cycle * lane_um2 * 1e-6
+
+
+def is_off_chip(level_name: str) -> bool:
+    """Whether a memory level is off the die (HBM, DRAM, host...), by its name."""
+    name = level_name.lower()
+    return any(name.startswith(p) for p in technology()["off_chip_prefixes"])
+
+
+def _sram_mm2(chip: Chip, node_nm: float) -> float:
+    total_bytes = 0.0
+    for name, level in chip.memory.items():
+        if not is_off_chip(name):
+            copies = chip.compute_units.count if level.scope == "per_unit" else 1
+            total_bytes += level.capacity_bytes * copies
+    return total_bytes / 2**20 * sram_mm2_per_mib(node_nm)
+
+
+def hbm_stacks(level: MemoryLevel, generation: str) -> int:
+    """HBM stacks needed for ``level``'s bandwidth and capacity at ``generation``."""
+    gens = technology()["hbm_generations"]
+    if generation not in gens:
+        known = ", ".join(k for k in gens if k != "source")
+        raise ConfigError([f"hbm_generation: unknown {generation!r}; expected one of {known}"])
+    gen = gens[generation]
+    need = max(level.bandwidth_bytes_per_s / gen["bandwidth_bytes_per_s"],
+               level.capacity_bytes / gen["capacity_bytes"])
+    return max(1, math.ceil(need - 1e-9))
+
+
+def _phy_mm2(chip: Chip, node_nm: float, hbm_generation: str, serdes_lanes: int) -> float:
+    phy = technology()["phy_mm2"]
+    channel_bw = technology()["channel_bandwidth_bytes_per_s"]
+    area = serdes_lanes * phy["serdes_lane"]
+    for name, level in chip.memory.items():
+        lower = name.lower()
+        if lower.startswith("hbm"):
+            area += hbm_stacks(level, hbm_generation) * phy["hbm_stack"]
+            continue
+        kind = next((k for p, k in (("lpddr", "lpddr_channel"), ("gddr", "gddr_device"),
+                                    ("ddr", "ddr_channel"), ("dram", "ddr_channel"))
+                     if lower.startswith(p)), None)
+        if kind is not None:
+            area += math.ceil(level.bandwidth_bytes_per_s / channel_bw[kind] - 1e-9) * phy[kind]
+    return area
+
+
+def _preset(chip: Chip) -> dict[str, Any]:
+    return technology()["presets"].get(chip.name, {})  # type: ignore[no-any-return]
+
+
+def chip_node_nm(chip: Chip) -> float:
+    """The process node of a shipped preset (by name); ``default_node_nm`` otherwise."""
+    return float(_preset(chip).get("node_nm", technology()["default_node_nm"]))
+
+
+def _hbm_generation(chip: Chip, node_nm: float) -> str:
+    if "hbm_generation" in _preset(chip):
+        return str(_preset(chip)["hbm_generation"])
+    by_node = _value("hbm_generation_by_node")
+    fits = [float(n) for n in by_node if float(n) <= node_nm] or [min(float(n) for n in by_node)]
+    return str(next(v for n, v in by_node.items() if float(n) == max(fits)))
+
+
+@dataclass(frozen=True)
+class AreaBreakdown:
+    """Die area of a chip by structure, in mm2."""
+
+    compute_mm2: float
+    sram_mm2: float
+    vector_mm2: float
+    phy_mm2: float
+    other_mm2: float
+
+    @property
+    def total_mm2(self) -> float:
+        """Die area, in mm2."""
+        return self.compute_mm2 + self.sram_mm2 + self.vector_mm2 + self.phy_mm2 + self.other_mm2
+
+    def as_dict(self) -> dict[str, float]:
+        """Every part and the total, keyed with their ``_mm2`` names."""
+        return {"compute_mm2": self.compute_mm2, "sram_mm2": self.sram_mm2,
+                "vector_mm2": self.vector_mm2, "phy_mm2": self.phy_mm2,
+                "other_mm2": self.other_mm2, "total_mm2": self.total_mm2}
+
+
+def chip_area(chip: Chip, node_nm: float | None = None, *, serdes_lanes: int | None = None,
+              hbm_generation: str | None = None) -> AreaBreakdown:
+    """Modelled die area of ``chip`` at ``node_nm`` (see the module docstring).
+
+    Parameters
+    ----------
+    node_nm
+        Process node; default: the preset's node (``presets`` in the data file), else 7.
+    serdes_lanes
+        Off-chip SerDes lanes (NVLink, ICI, PCIe); default: the preset's, else 16.
+    hbm_generation
+        ``hbm2``, ``hbm2e``, ``hbm3`` or ``hbm3e`` for sizing HBM PHYs; default: the
+        preset's, else the newest generation shipped at that node.
+    """
+    node = _check_node(node_nm) if node_nm is not None else chip_node_nm(chip)
+    lanes = serdes_lanes if serdes_lanes is not None else int(
+        _preset(chip).get("serdes_lanes", _value("default_serdes_lanes")))
+    if lanes < 0:
+        raise ConfigError([f"serdes_lanes: must be >= 0, got {lanes}"])
+    factor = float(technology()["core_overhead_factor"][chip.compute_units.kind])
+    compute = _compute_mm2(chip, node) * factor
+    vector = _vector_mm2(chip, node) * factor
+    sram = _sram_mm2(chip, node)
+    phy = _phy_mm2(chip, node, hbm_generation or _hbm_generation(chip, node), lanes)
+    share = float(_value("other_fraction"))
+    other = share / (1 - share) * (compute + vector + sram + phy)
+    return AreaBreakdown(compute, sram, vector, phy, other)
+
+
+# --- yield and cost --------------------------------------------------------------------
+
+
+def die_yield(area_mm2: float, defect_density_per_cm2: float | None = None, model: str = "murphy",
+              alpha: float | None = None) -> float:
+    """Fraction of dies with no killer defect.
+
+    With ``AD = area x D0`` (area in cm2): Poisson ``exp(-AD)``; Murphy
+    ``((1 - exp(-AD)) / AD)^2``; negative binomial ``(1 + AD / alpha)^-alpha``. All give
+    1 at zero area and fall with area and defect density.
+
+    Parameters
+    ----------
+    defect_density_per_cm2
+        Killer defects per cm2; default the data file's (0.1, TSMC N7/N5 after ramp).
+    alpha
+        Clustering of the negative-binomial model; default the data file's (3).
+    """
+    d0 = float(_value("defect_density_per_cm2")) if defect_density_per_cm2 is None else defect_density_per_cm2
+    a = float(_value("negative_binomial_alpha")) if alpha is None else alpha
+    problems = []
+    if not area_mm2 >= 0:
+        problems.append(f"area_mm2: must be >= 0, got {area_mm2!r}")
+    if not d0 >= 0:
+        problems.append(f"defect_density_per_cm2: must be >= 0, got {d0!r}")
+    if not a > 0:
+        problems.append(f"alpha: must be > 0, got {a!r}")
+    if model not in _YIELD_MODELS:
+        problems.append(f"model: unknown {model!r}; expected one of {', '.join(_YIELD_MODELS)}")
+    if problems:
+        raise ConfigError(problems)
+    ad = area_mm2 / 100.0 * d0
+    if ad == 0:
+        return 1.0
+    if model == "poisson":
+        return math.exp(-ad)
+    if model == "murphy":
+        return (-math.expm1(-ad) / ad) ** 2
+    return (1 + ad / a) ** -a
+
+
+def dies_per_wafer(area_mm2: float, wafer_diameter_mm: float = 300.0) -> float:
+    """Gross dies per wafer, ``pi (d/2)^2 / A - pi d / sqrt(2 A)`` (edge loss), >= 0.
+
+    A continuous estimate (not floored), so sweeps see a smooth cost.
+    """
+    if not area_mm2 > 0 or not wafer_diameter_mm > 0:
+        raise ConfigError([f"area_mm2, wafer_diameter_mm: must be > 0, "
+                           f"got {area_mm2!r}, {wafer_diameter_mm!r}"])
+    d = wafer_diameter_mm
+    return max(0.0, math.pi * (d / 2) ** 2 / area_mm2 - math.pi * d / math.sqrt(2 * area_mm2))
+
+
+def wafer_cost_usd(node_nm: float) -> float:
+    """Foundry price of one 300 mm wafer at ``node_nm`` (interpolated, clamped), in USD."""
+    return _interp_node(_value("wafer_cost_usd"), _check_node(node_nm))
+
+
+def die_cost_usd(area_mm2: float, node_nm: float) -> float:
+    """Cost of one good die: wafer cost / (dies per wafer x yield), in USD.
+
+    A part too large for one die per wafer is taken as wafer-scale (WSE): it costs one
+    wafer, its defects absorbed by redundant cores (yield 1, an assumption).
+    """
+    wafer = wafer_cost_usd(node_nm)
+    diameter = float(technology()["wafer_diameter_mm"])
+    dpw = dies_per_wafer(area_mm2, diameter)
+    if dpw < 1.0:
+        return wafer
+    return wafer / (dpw * die_yield(area_mm2))
+
+
+def chip_cost_usd(chip: Chip, node_nm: float | None = None) -> float:
+    """Manufacturing cost of one packaged chip: die (modelled area) + off-chip memory +
+    packaging, in USD.
+
+    Memory is HBM capacity at ``hbm_usd_per_gb`` and DDR/GDDR/LPDDR at ``dram_usd_per_gb``
+    (GB = 1e9 B); host memory is not counted. A chip with HBM pays a 2.5D interposer
+    package, others an organic flip-chip. Test and assembly are not included.
+    """
+    node = _check_node(node_nm) if node_nm is not None else chip_node_nm(chip)
+    die = die_cost_usd(chip_area(chip, node).total_mm2, node)
+    memory = 0.0
+    has_hbm = False
+    for name, level in chip.memory.items():
+        lower = name.lower()
+        if lower.startswith("hbm"):
+            has_hbm = True
+            memory += level.capacity_bytes / 1e9 * float(_value("hbm_usd_per_gb"))
+        elif lower.startswith(("dram", "ddr", "lpddr", "gddr")):
+            memory += level.capacity_bytes / 1e9 * float(_value("dram_usd_per_gb"))
+    package = technology()["packaging_usd"]["interposer_2p5d" if has_hbm else "organic_flip_chip"]
+    return die + memory + float(package)
+
+
+def cost_per_million_tokens_usd(chip_cost_usd: float, power_w: float, tokens_per_s: float, *,
+                                lifetime_years: float = 4.0, utilization: float = 1.0,
+                                usd_per_kwh: float = 0.10, n_chips: int = 1) -> float:
+    """Capital amortised plus energy, per million tokens, in USD.
+
+    ``chip_cost_usd`` and ``power_w`` are per chip; ``tokens_per_s`` is the throughput of
+    all ``n_chips`` together while serving::
+
+        capital_usd_per_s = n_chips x chip_cost_usd / (lifetime_years x 365.25 x 86400 x utilization)
+        energy_usd_per_s  = n_chips x power_w / 3.6e6 x usd_per_kwh
+        cost = 1e6 / tokens_per_s x (capital_usd_per_s + energy_usd_per_s)
+
+    ``utilization`` is the share of the lifetime spent serving: the capital is spread over
+    the busy seconds only; energy is counted while serving (idle energy is not modelled).
+    Linear in ``1 / tokens_per_s``. No PUE, cooling, host or network cost.
+    """
+    problems = [f"{name}: must be > 0, got {value!r}" for name, value in (
+        ("tokens_per_s", tokens_per_s), ("lifetime_years", lifetime_years),
+        ("utilization", utilization), ("n_chips", n_chips)) if not value > 0]
+    problems += [f"{name}: must be >= 0, got {value!r}" for name, value in (
+        ("chip_cost_usd", chip_cost_usd), ("power_w", power_w), ("usd_per_kwh", usd_per_kwh))
+        if not value >= 0]
+    if utilization > 1:
+        problems.append(f"utilization: must be <= 1, got {utilization!r}")
+    if problems:
+        raise ConfigError(problems)
+    busy_s = lifetime_years * 365.25 * 86400 * utilization
+    capital_usd_per_s = n_chips * chip_cost_usd / busy_s
+    energy_usd_per_s = n_chips * power_w / 3.6e6 * usd_per_kwh
+    return 1e6 / tokens_per_s * (capital_usd_per_s + energy_usd_per_s)
