@@ -6,6 +6,15 @@ from dataclasses import replace
 
 from hwsim.arch.model import Chip
 from hwsim.arch.system import System
+from hwsim.cost.area import (
+    AreaBreakdown,
+    chip_area,
+    chip_cost_usd,
+    cost_per_million_tokens_usd,
+    die_cost_usd,
+    die_yield,
+    dies_per_wafer,
+)
 from hwsim.cost.attention import attention_cost
 from hwsim.cost.collective import collective_cost
 from hwsim.cost.matmul import matmul_cost
@@ -49,4 +58,16 @@ def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCos
     return replace(cost, link_energy_j=net.energy_j / max(1, op.group_size))
 
 
-__all__ = ["LevelTraffic", "OpCost", "collective_op_cost", "cost_op"]
+__all__ = [
+    "AreaBreakdown",
+    "LevelTraffic",
+    "OpCost",
+    "chip_area",
+    "chip_cost_usd",
+    "collective_op_cost",
+    "cost_op",
+    "cost_per_million_tokens_usd",
+    "die_cost_usd",
+    "die_yield",
+    "dies_per_wafer",
+]
