@@ -242,12 +242,12 @@ class RooflineDisplay:
             (line,) = ax.plot([x_lo, top / bw], [bw * x_lo, top], color=color, lw=1.0, ls="--")
             self.lines_[f"{label} {level} bandwidth"] = line
             # Label the slanted line below the lowest peak, rotated to its slope on screen.
-            y_text = low / 4
+            y_text = low / 4 / 10 ** (1.2 * index)  # each arch's labels a step further down
             ends = [(y_text / bw, y_text), (y_text * 10 / bw, y_text * 10)]
             (x0, y0), (x1, y1) = ax.transData.transform(ends)
             ax.text(y_text / bw, y_text, f"{name}{level} {bw / 1e12:.3g} TB/s ", color=color, fontsize=7,
                     rotation=np.degrees(np.arctan2(y1 - y0, x1 - x0)), rotation_mode="anchor",
-                    ha="right", va="bottom")
+                    ha="right", va="bottom", bbox={"fc": "white", "ec": "none", "alpha": 0.7, "pad": 0.3})
         ridge = [v for k, v in self.ridges_.items() if k.startswith(f"{label} ")]
         ax.plot([i for i, _ in ridge], [p for _, p in ridge], ls="none", marker="o", ms=4,
                 mfc="white", mec=color, zorder=3)
