@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench validate clean
+.PHONY: demo test lint bench validate clean figures
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ test: $(STAMP) lint  ## lint, type-check, then run the whole test suite
 
 bench: $(STAMP)  ## simulations per second (see bench/README.md)
 	$(BIN)/python bench/bench_simulate.py
+
+figures: $(STAMP)  ## regenerate the README charts in docs/images/ with the CLI
+	$(BIN)/hwsim plot roofline --arch h100-sxm --arch tpu-v4 --peak-dtype bf16 --peak-dtype fp8 \
+		--model llama2-7b --phase decode --batch 8 --context-len 1024 -o docs/images/roofline.png
+	$(BIN)/hwsim plot energy --arch h100-sxm --arch tpu-v4 --arch wse2 --per-token \
+		--model llama2-7b --phase decode --batch 8 --context-len 1024 -o docs/images/energy.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
