@@ -215,9 +215,12 @@ def _compare_one(workload: Any, name: str, offload: bool) -> tuple[str, Result]:
     if system.n_chips == 1 and system.external_memory is None:
         chip = load_arch(name) if isinstance(name, str) else system.chip
         return chip.name, simulate(workload, chip)
-    best = rank_plans(workload, system, offload=offload).best
-    assert best.result is not None
-    return system.name, best.result
+    search = rank_plans(workload, system, offload=offload)
+    if not search.ranked:  # one reason is enough for a table cell; `hwsim plan` lists them all
+        raise ConfigError([f"no plan fits ({len(search.rejected)} tried; see `hwsim plan`), "
+                           f"most often: {search.reasons(1)[0]}"])
+    assert search.best.result is not None
+    return system.name, search.best.result
 
 
 @main.command("list")

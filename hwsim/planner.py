@@ -98,8 +98,8 @@ class PlanSearch:
             If no plan could run, listing the most common reasons.
         """
         if not self.ranked:
-            raise ConfigError([f"{self.system}: no plan runs {self.workload} {self.phase}; "
-                               f"{len(self.rejected)} rejected, for example:", *self.reasons(5)])
+            raise ConfigError([f"{self.system}: no plan runs {self.workload} {self.phase} "
+                               f"({len(self.rejected)} rejected); most frequent reasons:", *self.reasons(5)])
         return self.ranked[0]
 
     def reasons(self, limit: int | None = None) -> list[str]:
