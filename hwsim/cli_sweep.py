@@ -85,9 +85,12 @@ def _summary(result: SweepResult, seconds: float, n_new: int) -> list[str]:
 @click.option("--trials", "n_trials", type=int, help="Search trials in all [default: the spec's, or 100].")
 @click.option("--top", type=click.IntRange(min=1), default=20, show_default=True,
               help="Pareto rows to print.")
+@click.option("--flush-rows", type=click.IntRange(min=1), default=256, show_default=True,
+              help="Rows per Parquet part file (fewer: less to redo after a crash).")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def sweep_cmd(spec: Path, out_dir: Path, executor: str | None, scheduler: str | None, workers: int | None,
-              resume: bool, search: str | None, n_trials: int | None, top: int, no_progress: bool) -> None:
+              resume: bool, search: str | None, n_trials: int | None, top: int, flush_rows: int,
+              no_progress: bool) -> None:
     """Sweep (or search) the design space a SPEC file describes and print its Pareto front.
 
     \b
@@ -108,7 +111,7 @@ def sweep_cmd(spec: Path, out_dir: Path, executor: str | None, scheduler: str | 
     try:
         result = sweep(spec, out_dir, executor=executor or ("dask" if scheduler else "process"),
                        workers=workers, scheduler=scheduler, resume=resume, search=search, n_trials=n_trials,
-                       progress=progress)
+                       flush_rows=flush_rows, progress=progress)
     finally:
         bar.close()
     for line in _summary(result, time.perf_counter() - start, counted["n"]):

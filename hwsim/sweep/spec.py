@@ -231,6 +231,9 @@ class SweepSpec(_Frozen):
         data = self.model_dump(mode="json")
         data.pop("search" if mode == "sample" else "sampler")
         data["mode"] = mode
+        # Point ids follow the order of parameters (grid order, sample dimensions), which
+        # sorted keys would hide.
+        data["order"] = [list(self.parameters), list(self.derived)]
         text = json.dumps(data, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 

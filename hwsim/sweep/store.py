@@ -177,17 +177,12 @@ class ResultStore:
 
     def frame(self) -> pd.DataFrame:
         """Every stored row (this run's and earlier runs'), sorted by point and workload."""
-        if self.directory is None:
-            frame = pd.DataFrame(self._memory, columns=list(self.columns))
-            return _tidy(frame, self.columns)
+        if self.directory is None:  # through the same typed table as the files
+            return _tidy(self._table(self._memory).to_pandas())
         return read_results(self.directory)
 
 
-def _tidy(frame: pd.DataFrame, columns: dict[str, str] | None = None) -> pd.DataFrame:
-    if columns:
-        for name, kind in columns.items():
-            if kind == "float":
-                frame[name] = frame[name].astype("float64")
+def _tidy(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame.drop_duplicates(["point_id", "workload"], keep="first")
     return frame.sort_values(["point_id", "workload"], kind="stable").reset_index(drop=True)
 
