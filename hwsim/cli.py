@@ -217,8 +217,9 @@ def _compare_one(workload: Any, name: str, offload: bool) -> tuple[str, Result]:
         return chip.name, simulate(workload, chip)
     search = rank_plans(workload, system, offload=offload)
     if not search.ranked:  # one reason is enough for a table cell; `hwsim plan` lists them all
-        raise ConfigError([f"no plan fits ({len(search.rejected)} tried; see `hwsim plan`), "
-                           f"most often: {search.reasons(1)[0]}"])
+        near = search.closest()
+        why = f"closest: {near.reason}" if near else search.reasons(1)[0]
+        raise ConfigError([f"no plan fits ({len(search.rejected)} tried; see `hwsim plan`); {why}"])
     assert search.best.result is not None
     return system.name, search.best.result
 

@@ -63,4 +63,7 @@ def plan_cmd(arch: str, model: str, phase: str, objective: str, offload: bool, t
         for line in search.reasons(8):
             click.echo(f"  {line}")
     if not search.ranked:
+        near = search.closest()
+        if near is not None:
+            click.echo(f"closest to fitting: {near.plan.label() or 'single chip'}: {near.reason}")
         raise click.exceptions.Exit(2)

@@ -113,11 +113,24 @@ class PlanSearch:
         return [f"{len(texts)} x {texts[0]}" if len(texts) == 1 else f"{len(texts)} x like: {texts[0]}"
                 for texts in ordered]
 
+    def closest(self) -> RankedPlan | None:
+        """The rejected plan that misses memory by the fewest bytes (None if no plan was
+        rejected for memory): what to change to make the workload fit."""
+        short = {id(p): _short_gib(p.reason or "") for p in self.rejected}
+        misses = [p for p in self.rejected if short[id(p)] is not None]
+        return min(misses, key=lambda p: short[id(p)] or 0.0, default=None)
+
     def to_frame(self) -> pd.DataFrame:
         """Every plan, ranked ones first (``rank`` 1, 2, ...), then rejected (``rank`` NaN)."""
         rows = [{"rank": i + 1, **p.row()} for i, p in enumerate(self.ranked)]
         rows += [{"rank": None, **p.row()} for p in self.rejected]
         return pd.DataFrame(rows)
+
+
+def _short_gib(reason: str) -> float | None:
+    """Total GiB a memory rejection says the plan is short by (None if it says none)."""
+    found = re.findall(r"short by ([0-9.]+) GiB", reason)
+    return sum(float(x) for x in found) if found else None
 
 
 def _generic(reason: str) -> str:
