@@ -8,11 +8,12 @@
 True
 """
 
-from hwsim import ops
+from hwsim import ops, planner
 from hwsim.api import CostCache, load_workload, simulate
 from hwsim.arch import Chip, list_archs, load_arch
 from hwsim.arch.system import System, list_systems, load_system
 from hwsim.errors import ConfigError, HwsimError, MappingError
+from hwsim.planner import rank_plans
 from hwsim.result import Result
 from hwsim.sweep import SweepResult, SweepSpec, sweep
 from hwsim.sweep.spec import load_spec as load_sweep_spec
@@ -23,6 +24,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Plan",
+    "planner",
+    "rank_plans",
     "System",
     "list_systems",
     "load_system",
