@@ -93,13 +93,14 @@ def _eval(node: ast.AST, env: Mapping[str, Any]) -> Any:
     if isinstance(node, ast.UnaryOp):
         return _UNARY[type(node.op)](_eval(node.operand, env))
     if isinstance(node, ast.Compare):
-        left = _eval(node.left, env)
+        # ``&`` rather than ``and`` so that columns (numpy arrays) compare element-wise.
+        left, out = _eval(node.left, env), None
         for op, comp in zip(node.ops, node.comparators, strict=True):
             right = _eval(comp, env)
-            if not _COMPARE[type(op)](left, right):
-                return False
+            holds = _COMPARE[type(op)](left, right)
+            out = holds if out is None else out & holds
             left = right
-        return True
+        return out
     assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
     return FUNCTIONS[node.func.id](*(_eval(a, env) for a in node.args))
 

@@ -129,10 +129,10 @@ def sweep(
         n_rows = len(points) * len(spec.workloads)
     manifest = {"name": spec.name, "mode": mode, "n_rows": n_rows, "spec": spec.model_dump(mode="json")}
     store = ResultStore(out_dir, sweep_id, result_columns(spec), manifest, flush_rows=flush_rows)
-    done = store.open(resume)
     owned = not isinstance(executor, Executor)
     runner = make_executor(executor, workers, scheduler, client) if isinstance(executor, str) else executor
     try:
+        done = store.open(resume)
         if search_spec:
             from hwsim.sweep.search import run_search
 
