@@ -8,14 +8,14 @@
 True
 """
 
-from hwsim import ops, planner
+from hwsim import ops, planner, sweep  # sweep: a callable module, hwsim.sweep(spec) runs a sweep
 from hwsim.api import CostCache, load_workload, simulate
 from hwsim.arch import Chip, list_archs, load_arch
 from hwsim.arch.system import System, list_systems, load_system
 from hwsim.errors import ConfigError, HwsimError, MappingError
 from hwsim.planner import rank_plans
 from hwsim.result import Result
-from hwsim.sweep import SweepResult, SweepSpec, sweep
+from hwsim.sweep import SweepResult, SweepSpec
 from hwsim.sweep.spec import load_spec as load_sweep_spec
 from hwsim.workload import Workload, list_models, load_model_spec
 from hwsim.workload.plan import Plan

@@ -13,9 +13,25 @@ resumes where it stopped. Heavy dependencies (pyarrow, optuna, dask, scipy) are
 imported only when used.
 """
 
+import sys
+import types
+from typing import Any
+
 from hwsim.sweep.analysis import pareto_mask
 from hwsim.sweep.result import SweepResult
 from hwsim.sweep.run import sweep
 from hwsim.sweep.spec import SweepSpec, load_spec, spec_from_dict
 
 __all__ = ["SweepResult", "SweepSpec", "load_spec", "pareto_mask", "spec_from_dict", "sweep"]
+
+
+class _CallableModule(types.ModuleType):
+    """``hwsim.sweep`` is this package *and* callable as :func:`sweep`, so
+    ``hwsim.sweep(spec)`` works without shadowing the package (``import
+    hwsim.sweep.store`` keeps working)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> SweepResult:
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
