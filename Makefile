@@ -25,6 +25,7 @@ test: $(STAMP) lint  ## lint, type-check, then run the whole test suite
 
 bench: $(STAMP)  ## simulations per second (see bench/README.md)
 	$(BIN)/python bench/bench_simulate.py
+	$(BIN)/python bench/bench_sweep.py
 
 figures: $(STAMP)  ## regenerate the README charts in docs/images/ with the CLI
 	$(BIN)/hwsim plot roofline --arch h100-sxm --arch tpu-v4 --peak-dtype bf16 --peak-dtype fp8 \
