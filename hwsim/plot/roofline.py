@@ -198,7 +198,11 @@ class RooflineDisplay:
         arch_colors = color_map(list(self.chips))
         single = len(self.chips) == 1
         self.lines_: dict[str, Any] = {}
+        drawn: list[Chip] = []  # results on the same chip share one set of ceilings
         for i, (label, chip) in enumerate(self.chips.items()):
+            if chip in drawn:
+                continue
+            drawn.append(chip)
             color = "0.25" if single else arch_colors[label]
             self._draw_ceilings(ax, i, label, chip, color, x_hi)
         self._draw_points(ax, arch_colors)

@@ -112,3 +112,17 @@ def test_unknown_dtype_is_a_config_error(h100_result):
     with pytest.raises(hwsim.ConfigError, match="fp4"):
         RooflineDisplay(roofline_points(h100_result.to_frame(), hwsim.load_arch("h100-sxm")),
                         {"h100-sxm": hwsim.load_arch("h100-sxm")}, dtypes=["fp4"])
+
+
+def test_results_on_one_chip_share_one_set_of_ceilings(ax):
+    """Prefill and decode on the same chip: both sets of points, the chip's ceilings once."""
+    runs = [hwsim.simulate(hwsim.load_workload("llama2-7b", phase=p, batch=1, n_layers=2), "h100-sxm")
+            for p in ("prefill", "decode")]
+    one = RooflineDisplay.from_results(runs[:1], dtypes=["bf16"])
+    d = RooflineDisplay.from_results(runs, dtypes=["bf16"], ax=ax)
+    assert len(d.scatters_) == 2
+    peaks = [k for k in d.lines_ if k.endswith("bf16 peak")]
+    assert len(peaks) == 1
+    assert len(ax.get_lines()) == len(one.ax_.get_lines())
+    plt = pytest.importorskip("matplotlib.pyplot")
+    plt.close(one.figure_)
