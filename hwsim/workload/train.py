@@ -134,8 +134,7 @@ def train_segments(
     if plan.zero_stage in (1, 2) and plan.dp > 1:
         # The updated shards are gathered back into every replica's weights.
         full = n_params * plan.dp * dtype_bytes(dtype)
-        last = [n for n, _ in emb_bwd.ops() if not list(emb_bwd.successors(n))]
-        emb_bwd.add_op("param_gather", Collective("all_gather", full, "dp", plan.dp, dtype), last)
+        emb_bwd.add_op("param_gather", Collective("all_gather", full, "dp", plan.dp, dtype), emb_bwd.sinks)
     segments = (
         Segment("embed", emb),
         Segment("layer", fwd, layers),
