@@ -11,31 +11,30 @@ import pandas as pd
 from hwsim.errors import ConfigError
 from hwsim.plot._common import get_axes
 from hwsim.plot.compare import metric_label
+from hwsim.sweep.analysis import pareto_mask
 
 
 def pareto_front(values: Any, minimize: Sequence[bool] | bool = True) -> np.ndarray:
     """Which rows of ``values`` (n points x k objectives) no other row dominates.
 
     A row dominates another when it is at least as good in every objective and better in
-    one. ``minimize`` says per objective whether smaller is better. Rows with a NaN are
-    never on the front; duplicate points are all on it.
+    one. ``minimize`` says per objective (or for all) whether smaller is better. Rows with
+    a NaN are never on the front; duplicate points are all on it. A wrapper of
+    :func:`hwsim.sweep.analysis.pareto_mask` that reports bad input as ``ConfigError``.
 
     Returns
     -------
     ndarray of bool, shape (n,)
     """
     pts = np.asarray(values, dtype=float)
-    if pts.ndim != 2:
-        raise ConfigError([f"values: expected an (n points x k objectives) array, got shape {pts.shape}"])
-    signs = np.where(np.broadcast_to(np.asarray(minimize, dtype=bool), (pts.shape[1],)), 1.0, -1.0)
-    cost = pts * signs  # every objective now minimised
-    valid = ~np.isnan(cost).any(axis=1)
-    on_front = valid.copy()
-    for i in np.flatnonzero(valid):
-        others = cost[valid]
-        dominated = (others <= cost[i]).all(axis=1) & (others < cost[i]).any(axis=1)
-        on_front[i] = not dominated.any()
-    return on_front
+    k = pts.shape[1] if pts.ndim == 2 else 0
+    flags = np.asarray(minimize, dtype=bool)
+    if flags.ndim == 0:
+        flags = np.full(k, flags)
+    try:
+        return pareto_mask(pts, ["min" if m else "max" for m in flags])
+    except ValueError as exc:
+        raise ConfigError([f"values: {exc} (got shape {pts.shape})"]) from exc
 
 
 def _check_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
