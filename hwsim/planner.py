@@ -11,7 +11,7 @@ rather than simulated: recompute never makes a step faster.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,10 @@ from hwsim.workload.graph import Workload
 from hwsim.workload.memory import ChipMemory, memory_per_chip
 from hwsim.workload.ops import Op
 from hwsim.workload.plan import OffloadTarget, Plan
-from hwsim.workload.plans import PlanChoice, enumerate_plans, memory_rejections
+from hwsim.workload.plans import SHAPE_KEYS, enumerate_plans, memory_reason
 
 OBJECTIVES = {"latency_s": 1.0, "tokens_per_s": -1.0, "energy_per_token_j": 1.0}
 """Objectives plans are ranked by, and their sense (1: smaller is better)."""
-
-_SHAPE_KEYS = ("prompt_len", "context_len", "new_tokens", "seq_len", "dtype", "attention_impl")
 
 
 @dataclass(frozen=True)
@@ -48,12 +46,16 @@ class RankedPlan:
         Why the plan was rejected (None when it ran).
     memory : ChipMemory or None
         Bytes on the busiest chip (None when the plan cannot split the model).
+    short_bytes : float
+        By how much the plan misses the chip's and the host's memory together (0 when
+        it fits or fails for another reason).
     """
 
     plan: Plan
     result: Result | None
     reason: str | None
     memory: ChipMemory | None
+    short_bytes: float = 0.0
 
     def row(self) -> dict[str, Any]:
         """A flat record with units in the keys."""
@@ -107,7 +109,7 @@ class PlanSearch:
         (reasons that differ only in their numbers are one kind)."""
         kinds: dict[str, list[str]] = {}
         for r in self.rejected:
-            text = _generic(r.reason or "")
+            text = _generic(r)
             kinds.setdefault(re.sub(r"\d+(\.\d+)?", "#", text), []).append(text)
         ordered = sorted(kinds.values(), key=lambda texts: -len(texts))[:limit]
         return [f"{len(texts)} x {texts[0]}" if len(texts) == 1 else f"{len(texts)} x like: {texts[0]}"
@@ -116,9 +118,8 @@ class PlanSearch:
     def closest(self) -> RankedPlan | None:
         """The rejected plan that misses memory by the fewest bytes (None if no plan was
         rejected for memory): what to change to make the workload fit."""
-        short = {id(p): _short_gib(p.reason or "") for p in self.rejected}
-        misses = [p for p in self.rejected if short[id(p)] is not None]
-        return min(misses, key=lambda p: short[id(p)] or 0.0, default=None)
+        misses = [p for p in self.rejected if p.short_bytes > 0]
+        return min(misses, key=lambda p: p.short_bytes, default=None)
 
     def to_frame(self) -> pd.DataFrame:
         """Every plan, ranked ones first (``rank`` 1, 2, ...), then rejected (``rank`` NaN)."""
@@ -127,16 +128,9 @@ class PlanSearch:
         return pd.DataFrame(rows)
 
 
-def _short_gib(reason: str) -> float | None:
-    """Total GiB a memory rejection says the plan is short by (None if it says none)."""
-    found = re.findall(r"short by ([0-9.]+) GiB", reason)
-    return sum(float(x) for x in found) if found else None
-
-
-def _generic(reason: str) -> str:
-    """A reason with its plan prefix removed, so equal causes group together."""
-    head, sep, tail = reason.partition(": ")
-    return tail if sep and (" " not in head or head.startswith(("tp", "pp", "dp"))) else reason
+def _generic(r: RankedPlan) -> str:
+    """A reason without its plan label, so equal causes of different plans group together."""
+    return (r.reason or "").replace(f"{r.plan.label()}: ", "")
 
 
 def _offload_options(system: System, phase: str, offload: bool) -> tuple[tuple[OffloadTarget, ...], ...]:
@@ -153,26 +147,30 @@ def _offload_options(system: System, phase: str, offload: bool) -> tuple[tuple[O
 
 
 def _choices(workload: Workload, system: System, offload: bool, options: dict[str, Any]
-             ) -> list[tuple[PlanChoice, ChipMemory | None]]:
+             ) -> list[RankedPlan]:
+    """Every plan filling ``system``: structurally illegal ones and those that do not fit
+    memory with their reason, the rest (to be simulated) with none."""
     spec = workload.spec
     assert spec is not None
     args = workload.lower_args
     if args.get("n_layers"):
         spec = spec.model_copy(update={"num_hidden_layers": args["n_layers"]})
-    shape = {k: args[k] for k in _SHAPE_KEYS if k in args}
+    shape = {k: args[k] for k in SHAPE_KEYS if k in args}
     opts = {"offload_options": _offload_options(system, workload.phase, offload)} | options
     plans = enumerate_plans(spec, workload.phase, system.n_chips, batch=args["batch"], **opts, **shape)
     chip = system.chip
+    capacity = chip.level_capacity_bytes(chip.home_level)
     ext = system.external_memory or system.host
-    checked = memory_rejections(plans, spec, workload.phase, chip.level_capacity_bytes(chip.home_level),
-                                chip.home_level, batch=args["batch"],
-                                host_capacity_bytes=ext.capacity_bytes if ext else None, **shape)
+    host = ext.capacity_bytes if ext else None
     out = []
-    for plan, reason in checked:
-        structural = reason is not None and dict(plans).get(plan) is not None
-        mem = None if structural else memory_per_chip(spec, workload.phase, plan, batch=args["batch"],
-                                                      **shape)
-        out.append(((plan, reason), mem))
+    for plan, reason in plans:
+        if reason is not None:
+            out.append(RankedPlan(plan, None, reason, None))
+            continue
+        mem = memory_per_chip(spec, workload.phase, plan, batch=args["batch"], **shape)
+        short = max(0.0, mem.total_bytes - capacity) + max(0.0, mem.offloaded_bytes - (host or 0.0))
+        reason = memory_reason(mem, plan, capacity, chip.home_level, host)
+        out.append(RankedPlan(plan, None, reason, mem, short if reason else 0.0))
     return out
 
 
@@ -215,14 +213,15 @@ def rank_plans(
         raise ConfigError([f"plan: {workload.name} is a single operator; plans split model workloads"])
     system = load_system(arch)
     choices = _choices(workload, system, offload, options)
-    fitting = {plan for (plan, reason), _ in choices if reason is None}
+    fitting = {c.plan for c in choices if c.reason is None}
     shared: dict[Op, OpCost] = {}
     ranked: list[RankedPlan] = []
     rejected: list[RankedPlan] = []
-    for (plan, reason), mem in choices:
-        if reason is None and plan.recompute and plan.model_copy(update={"recompute": False}) in fitting:
-            reason = f"dominated: {plan.model_copy(update={'recompute': False}).label()} fits without " \
-                     "recompute, which is never slower"
+    for choice in choices:
+        plan, reason = choice.plan, choice.reason
+        lean = plan.model_copy(update={"recompute": False})
+        if reason is None and plan.recompute and lean in fitting:
+            reason = f"dominated: {lean.label()} fits without recompute, which is never slower"
         result = None
         if reason is None:
             try:
@@ -230,7 +229,8 @@ def rank_plans(
                                   cache=CostCache(system.chip, system, plan, chip_costs=shared))
             except HwsimError as exc:
                 reason = "; ".join(getattr(exc, "problems", None) or [str(exc)])
-        (rejected if result is None else ranked).append(RankedPlan(plan, result, reason, mem))
+        done = replace(choice, result=result, reason=reason)
+        (rejected if result is None else ranked).append(done)
     sense = OBJECTIVES[objective]
     ranked.sort(key=lambda p: sense * float(getattr(p.result, objective)))
     return PlanSearch(system.name, workload.name, workload.phase, objective, tuple(ranked), tuple(rejected))

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hwsim.errors import ConfigError
-from hwsim.workload.memory import fit_problems, host_fit_problems, memory_per_chip
+from hwsim.workload.memory import ChipMemory, fit_problems, host_fit_problems, memory_per_chip
 from hwsim.workload.plan import PHASES, OffloadTarget, Plan
 from hwsim.workload.spec import ModelSpec
 
-_SHAPE_KEYS = ("prompt_len", "context_len", "new_tokens", "seq_len", "dtype", "attention_impl",
+SHAPE_KEYS = ("prompt_len", "context_len", "new_tokens", "seq_len", "dtype", "attention_impl",
                "workspace_bytes")
 _SHAPE_DEFAULTS = {"prompt_len": 512, "context_len": 2048, "new_tokens": 128, "seq_len": 2048}
 
@@ -35,10 +35,10 @@ def _divisors(n: int) -> list[int]:
 
 
 def _check_shape(shape: dict[str, Any]) -> None:
-    unknown = sorted(set(shape) - set(_SHAPE_KEYS))
+    unknown = sorted(set(shape) - set(SHAPE_KEYS))
     if unknown:
         raise TypeError(f"unknown shape arguments {', '.join(unknown)}; "
-                        f"expected some of {', '.join(_SHAPE_KEYS)}")
+                        f"expected some of {', '.join(SHAPE_KEYS)}")
 
 
 def _cp_tokens(phase: str, shape: dict[str, Any]) -> tuple[int, str]:
@@ -186,9 +186,15 @@ def memory_rejections(
     for plan, reason in plans:
         if reason is None:
             mem = memory_per_chip(spec, phase, plan, batch=batch, **shape)
-            problems = fit_problems(mem, capacity_bytes, level, plan)
-            if host_capacity_bytes is not None:
-                problems += host_fit_problems(mem, host_capacity_bytes, plan)
-            reason = "; ".join(problems) or None
+            reason = memory_reason(mem, plan, capacity_bytes, level, host_capacity_bytes)
         out.append((plan, reason))
     return out
+
+
+def memory_reason(mem: ChipMemory, plan: Plan, capacity_bytes: float, level: str,
+                  host_capacity_bytes: float | None = None) -> str | None:
+    """Why ``mem`` does not fit the chip's ``level`` (or the host memory), or None."""
+    problems = fit_problems(mem, capacity_bytes, level, plan)
+    if host_capacity_bytes is not None:
+        problems += host_fit_problems(mem, host_capacity_bytes, plan)
+    return "; ".join(problems) or None
