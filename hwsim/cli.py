@@ -213,8 +213,7 @@ def _compare_one(workload: Any, name: str, offload: bool) -> tuple[str, Result]:
     """Simulate on one chip, or on a system with its best plan (lowest latency)."""
     system = load_system(name)
     if system.n_chips == 1 and system.external_memory is None:
-        chip = load_arch(name) if isinstance(name, str) else system.chip
-        return chip.name, simulate(workload, chip)
+        return system.chip.name, simulate(workload, system.chip)
     search = rank_plans(workload, system, offload=offload)
     if not search.ranked:  # one reason is enough for a table cell; `hwsim plan` lists them all
         near = search.closest()
@@ -333,13 +332,13 @@ def embedding_cmd(arch: str, dtype: str, as_json: bool, n_tokens: int, vocab: in
 
 main.add_command(validate)
 main.add_command(sweep_cmd)
-import hwsim.cli_plot  # noqa: E402, F401  (registers `plot` and `trace`; it imports the helpers above)
 
-if __name__ == "__main__":  # pragma: no cover
-    main()
-
-
-# Imported last: these command modules reuse the option helpers defined above.
+# Imported last: these command modules reuse the option helpers defined above
+# (cli_plot registers `plot` and `trace` itself).
+import hwsim.cli_plot  # noqa: E402, F401
 from hwsim.cli_plan import plan_cmd  # noqa: E402
 
 main.add_command(plan_cmd)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
