@@ -2,10 +2,11 @@
 
 Each process keeps a small context per spec: the base chip, the lowered workloads (a
 workload does not depend on the architecture, so it is lowered once per (model, phase,
-options)), and one :class:`~hwsim.CostCache` per distinct chip (keyed by the chip's
-canonical dict), so op costs are memoised across points that share a chip. A failure
-(a constraint, a model that does not fit, an invalid combination of values) becomes a
-row with its reason in ``error``; the sweep goes on.
+options)), and one :class:`~hwsim.CostCache` per distinct set of architecture
+overrides, so op costs are memoised across points that share a chip (points that differ
+only in workload options). A failure (a constraint, a model that does not fit, an
+invalid combination of values) becomes a row with its reason in ``error``; the sweep
+goes on.
 """
 
 from __future__ import annotations
@@ -52,25 +53,21 @@ class _Context:
         self.spec = spec
         self.base = load_arch(spec.arch)
         self.chips: OrderedDict[str, _ChipEntry] = OrderedDict()
-        self.by_overrides: OrderedDict[str, str] = OrderedDict()
         self.workloads: OrderedDict[str, Any] = OrderedDict()
 
     def chip(self, overrides: dict[str, Any]) -> _ChipEntry:
+        """The chip of these architecture overrides, with its cost cache (LRU)."""
         from hwsim.api import CostCache
         from hwsim.arch import with_overrides
 
-        okey = _canonical(overrides)
-        ckey = self.by_overrides.get(okey)
-        if ckey is None:
-            chip = with_overrides(self.base, overrides) if overrides else self.base
-            ckey = _canonical(chip.model_dump(mode="json"))
-            _remember(self.by_overrides, okey, ckey, MAX_CHIPS)
-        entry = self.chips.get(ckey)
+        key = _canonical(overrides)
+        entry = self.chips.get(key)
         if entry is None:
+            chip = with_overrides(self.base, overrides) if overrides else self.base
             entry = _ChipEntry(chip, CostCache(chip))
-            _remember(self.chips, ckey, entry, MAX_CHIPS)
+            _remember(self.chips, key, entry, MAX_CHIPS)
         else:
-            self.chips.move_to_end(ckey)
+            self.chips.move_to_end(key)
         return entry
 
     def workload(self, index: int, options: dict[str, Any]) -> Any:

@@ -82,6 +82,24 @@ def test_points_with_the_same_chip_share_one_cost_cache(tiny_spec):
     assert rows[0]["latency_s"] < rows[2]["latency_s"], "a longer KV cache takes longer"
 
 
+def test_revisiting_an_evicted_chip_gives_the_same_row(monkeypatch):
+    """With room for 3 chips, a revisited chip moves to the back of the LRU and later
+    evictions (of chips seen only once) still evaluate: every row equals a fresh one."""
+    import hwsim.sweep.evaluate as evaluate
+
+    spec = hwsim.sweep.spec_from_dict(make_spec(parameters={"compute_units.rows": [16, 32, 64, 128]},
+                                                derived={}))
+    payload = spec.model_dump(mode="json")
+    tasks = [(i, {"compute_units.rows": r}, 0) for i, r in enumerate([16, 32, 64, 16, 128, 32])]
+    monkeypatch.setattr(evaluate, "MAX_CHIPS", 3)
+    _CONTEXTS.clear()
+    rows = evaluate_tasks(payload, tasks)
+    assert [r["error"] for r in rows] == [None] * 6
+    for task, row in zip(tasks, rows, strict=True):
+        _CONTEXTS.clear()
+        assert evaluate_tasks(payload, [task]) == [row]
+
+
 @pytest.fixture(scope="module")
 def dask_cluster():
     distributed = pytest.importorskip("dask.distributed")
