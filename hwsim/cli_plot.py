@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import click
 
 from hwsim.api import simulate
+from hwsim.arch.system import System, load_system
 from hwsim.cli import (
     DEFAULT_COMPARE_ARCHS,
     _build_workload,
@@ -41,11 +42,13 @@ def _archs_option(default: tuple[str, ...]) -> Callable[[F], F]:
 
 
 def _run(archs: tuple[str, ...], default: tuple[str, ...], model: str, phase: str,
-         opts: dict[str, Any]) -> list[Result]:
-    """Simulate the workload the options describe on each architecture."""
+         opts: dict[str, Any]) -> tuple[list[Result], list[System]]:
+    """Simulate the workload the options describe on each architecture; the results and
+    the systems they ran on (loaded once: a YAML chip is not found again by its name)."""
     plan = _plan(opts)
     workload = _build_workload(model, phase, opts)
-    return [simulate(workload, arch, plan=plan) for arch in archs or default]
+    systems = [load_system(arch) for arch in archs or default]
+    return [simulate(workload, system, plan=plan) for system in systems], systems
 
 
 def _save(figure: Any, output: Path, results: list[Result]) -> None:
@@ -92,9 +95,9 @@ def roofline_cmd(archs: tuple[str, ...], model: str, phase: str, peak_dtypes: tu
     from hwsim.plot import RooflineDisplay, new_figure
 
     output = _figure_path(output)
-    results = _run(archs, ("h100-sxm",), model, phase, opts)
+    results, systems = _run(archs, ("h100-sxm",), model, phase, opts)
     fig, ax = new_figure(figsize=(7.5, 5.0))
-    RooflineDisplay.from_results(results, dtypes=peak_dtypes or None, ax=ax)
+    RooflineDisplay.from_results(results, chips=systems, dtypes=peak_dtypes or None, ax=ax)
     _save(fig, output, results)
 
 
@@ -112,7 +115,7 @@ def energy_cmd(archs: tuple[str, ...], model: str, phase: str, by: str, per_toke
     from hwsim.plot import EnergyDisplay, new_figure
 
     output = _figure_path(output)
-    results = _run(archs, ("h100-sxm",), model, phase, opts)
+    results, _ = _run(archs, ("h100-sxm",), model, phase, opts)
     n_bars = len(results) if by == "arch" else 10 * len(results)
     fig, ax = new_figure(figsize=(max(5.5, 0.55 * n_bars + 3.5), 4.5))
     EnergyDisplay.from_results(results, by="kind" if by == "kind" else "arch",
@@ -131,9 +134,9 @@ def timeline_cmd(arch: str, model: str, phase: str, output: Path, **opts: Any) -
     from hwsim.plot import TimelineDisplay, new_figure
 
     output = _figure_path(output)
-    (result,) = _run((arch,), (arch,), model, phase, opts)
+    (result,), (system,) = _run((arch,), (arch,), model, phase, opts)
     fig, ax = new_figure(figsize=(11.0, 3.8))
-    TimelineDisplay.from_result(result, ax=ax)
+    TimelineDisplay.from_result(result, chip=system, ax=ax)
     _save(fig, output, [result])
 
 
@@ -147,7 +150,7 @@ def compare_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **
     from hwsim.plot import DEFAULT_METRICS, ComparisonDisplay, new_figure
 
     output = _figure_path(output)
-    results = _run(archs, DEFAULT_COMPARE_ARCHS, model, phase, opts)
+    results, _ = _run(archs, DEFAULT_COMPARE_ARCHS, model, phase, opts)
     fig, axes = new_figure(n_axes=len(DEFAULT_METRICS), figsize=(11.0, 4.0))
     ComparisonDisplay.from_results(results, ax=axes)
     _save(fig, output, results)
@@ -166,7 +169,8 @@ def trace_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **op
 
     if output.suffix.lower() != ".json":
         raise ConfigError([f"{output}: a trace is written as JSON; use a .json file name"])
-    write_trace(_run(archs, ("h100-sxm",), model, phase, opts), output)
+    results, systems = _run(archs, ("h100-sxm",), model, phase, opts)
+    write_trace(results, output, chips=systems)
     click.echo(f"wrote {output}")
 
 

@@ -7,8 +7,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
+import hwsim
 from hwsim.cli import main
 
 SMALL = ["--model", "llama2-7b", "--n-layers", "2", "--batch", "4"]
@@ -50,6 +52,18 @@ def test_trace_writes_valid_json(tmp_path: Path):
     lanes = {ev["args"]["name"] for ev in doc["traceEvents"] if ev["name"] == "thread_name"}
     assert {"compute", "memory:hbm", "link:tp"} <= lanes
     assert all(ev["dur"] >= 0 and ev["ts"] >= 0 for ev in doc["traceEvents"] if ev["ph"] == "X")
+
+
+@pytest.mark.parametrize("command", [["plot", "roofline"], ["plot", "timeline"], ["trace"]])
+def test_chip_from_a_yaml_file(tmp_path: Path, command: list[str]):
+    """A chip given as a YAML path (its name no preset's) is drawn on its own ceilings and lanes."""
+    data = hwsim.load_arch("h100-sxm").model_dump(mode="json") | {"name": "my-chip"}
+    chip_path = tmp_path / "my-chip.yaml"
+    chip_path.write_text(yaml.safe_dump(data, sort_keys=False))
+    out = tmp_path / ("t.json" if command == ["trace"] else "fig.png")
+    result = run(*command, "--arch", str(chip_path), *SMALL, "-o", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.stat().st_size > 1000
 
 
 @pytest.mark.parametrize(("args", "message"), [
