@@ -164,11 +164,9 @@ def compare_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **
 def trace_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **opts: Any) -> None:
     """Write the schedule as a Chrome/Perfetto trace: one process per architecture,
     one thread per lane (compute, memory:<level>, link:<group>)."""
-    from hwsim.errors import ConfigError
-    from hwsim.trace import write_trace
+    from hwsim.trace import check_trace_path, write_trace
 
-    if output.suffix.lower() != ".json":
-        raise ConfigError([f"{output}: a trace is written as JSON; use a .json file name"])
+    check_trace_path(output)
     results, systems = _run(archs, ("h100-sxm",), model, phase, opts)
     write_trace(results, output, chips=systems)
     click.echo(f"wrote {output}")

@@ -198,6 +198,20 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value
 
 
+def check_trace_path(path: str | Path) -> Path:
+    """``path`` as a Path if it ends in ``.json`` (the CLI checks before simulating).
+
+    Raises
+    ------
+    ConfigError
+        For another suffix.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".json":
+        raise ConfigError([f"{path}: a trace is written as JSON; use a .json file name"])
+    return path
+
+
 def write_trace(results: Result | Sequence[Result], path: str | Path,
                 chips: Sequence[Chip | System | str | None] | None = None) -> Path:
     """Write :func:`trace_events` as JSON to ``path`` (open it in https://ui.perfetto.dev
@@ -208,9 +222,7 @@ def write_trace(results: Result | Sequence[Result], path: str | Path,
     ConfigError
         If the path does not end in ``.json`` or cannot be written.
     """
-    path = Path(path)
-    if path.suffix.lower() != ".json":
-        raise ConfigError([f"{path}: a trace is written as JSON; use a .json file name"])
+    path = check_trace_path(path)
     doc = trace_events(results, chips)
     try:
         path.write_text(json.dumps(doc))
