@@ -8,13 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from hwsim._yaml import read_yaml
 from hwsim.errors import ConfigError
 from hwsim.sweep.check import CompiledSpec, check_spec
 from hwsim.sweep.evaluate import Task, evaluate_tasks, param_column
 from hwsim.sweep.executors import Executor, make_executor
 from hwsim.sweep.result import SweepResult
 from hwsim.sweep.sample import sample_points
-from hwsim.sweep.spec import METRICS, SearchSpec, SweepSpec, load_spec, spec_from_dict
+from hwsim.sweep.spec import METRICS, SearchSpec, SweepSpec, spec_from_dict
 from hwsim.sweep.store import ResultStore
 
 #: progress(rows_done, rows_total) of this run; called once with 0 before any work.
@@ -50,11 +51,13 @@ def result_columns(spec: SweepSpec) -> dict[str, str]:
 
 
 def _as_spec(spec: SweepSpec | dict[str, Any] | str | Path) -> tuple[SweepSpec, str]:
+    """The spec and its source for messages; validated but not yet checked (``sweep``
+    checks it once, as a search or a sampling)."""
     if isinstance(spec, SweepSpec):
         return spec, f"sweep spec '{spec.name}'"
     if isinstance(spec, dict):
         return spec_from_dict(spec), "<dict>"
-    return load_spec(spec), str(spec)
+    return spec_from_dict(read_yaml(Path(spec)), str(spec)), str(spec)
 
 
 def _chunks(tasks: list[Task], size: int) -> list[list[Task]]:
@@ -97,7 +100,7 @@ def sweep(
     Parameters
     ----------
     spec : SweepSpec, dict or path
-        The sweep (a YAML path is read with :func:`load_spec`).
+        The sweep (a YAML path is read as :func:`load_spec` does).
     out_dir : path, optional
         Results directory: rows are persisted there as they finish (Parquet parts).
     executor : {"serial", "process", "dask"} or Executor
@@ -123,10 +126,8 @@ def sweep(
         spec = spec.model_copy(update={"search": search_spec})
         compiled = CompiledSpec(spec, compiled.derived, compiled.constraints)
     sweep_id = spec.sweep_id(mode)
-    n_rows = (search_spec.n_trials if search_spec else 0) or None
     points = None if search_spec else sample_points(compiled)
-    if points is not None:
-        n_rows = len(points) * len(spec.workloads)
+    n_rows = search_spec.n_trials if search_spec else len(points or ()) * len(spec.workloads)
     manifest = {"name": spec.name, "mode": mode, "n_rows": n_rows, "spec": spec.model_dump(mode="json")}
     store = ResultStore(out_dir, sweep_id, result_columns(spec), manifest, flush_rows=flush_rows)
     owned = not isinstance(executor, Executor)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+import yaml
 
 from hwsim.sweep import sweep
 from tests.sweep.conftest import make_spec
@@ -49,3 +50,12 @@ def test_resumed_search_completes_the_trial_count(tmp_path):
     # n_trials is part of the identity; resume the 4-trial sweep's own directory.
     again = sweep(SPACE, out, executor="serial", search="nsga2", n_trials=4, resume=True).to_frame()
     pd.testing.assert_frame_equal(first, again)
+
+
+def test_search_from_a_yaml_file_needs_no_grid(tmp_path):
+    """A spec file whose ranges have no ``num`` (a grid could not sample it) is searched;
+    the file is read and checked once, as a search."""
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(SPACE, sort_keys=False))
+    frame = sweep(path, executor="serial", search="tpe", n_trials=3).to_frame()
+    assert frame["point_id"].tolist() == [0, 1, 2]
