@@ -88,6 +88,8 @@ class SweepResult:
         return pd.DataFrame(rows).reset_index(drop=True)
 
     def sensitivity(self, objectives: Sequence[str] | None = None) -> pd.DataFrame:
-        """Sensitivity of each objective to each parameter (see
-        :func:`hwsim.sweep.analysis.sensitivity`)."""
-        return analysis.sensitivity(self.frame, self.spec.param_paths, list(objectives or self.objectives))
+        """Sensitivity of each objective to each swept parameter (see
+        :func:`hwsim.sweep.analysis.sensitivity`); derived parameters follow from the
+        swept ones, so they are not listed."""
+        objectives = list(objectives or self.objectives)
+        return analysis.sensitivity(self.frame, list(self.spec.parameters), objectives)

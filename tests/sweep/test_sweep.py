@@ -41,6 +41,16 @@ def test_more_dram_bandwidth_never_slows_a_point(tiny_spec):
         assert (lat[1:] <= lat[:-1] * (1 + 1e-12)).all()
 
 
+def test_sensitivity_lists_the_swept_parameters_only(tiny_spec):
+    """Derived columns (cols, bf16 rate) follow from rows; only swept parameters are listed,
+    and latency falls with DRAM bandwidth."""
+    s = sweep(tiny_spec, executor="serial").sensitivity()
+    assert s["parameter"].unique().tolist() == ["compute_units.rows", "memory.dram.bandwidth_bytes_per_s"]
+    assert s["objective"].unique().tolist() == ["latency_s", "energy_per_token_j"]
+    bw = s.set_index(["parameter", "objective"]).loc[("memory.dram.bandwidth_bytes_per_s", "latency_s")]
+    assert bw["spearman_rho"] < 0
+
+
 def test_constraints_reject_with_reasons_and_the_sweep_goes_on(tiny_spec):
     """A violated constraint records which and the values; other rows still run."""
     spec = tiny_spec | {"constraints": ["power_w <= 12", "compute_units.rows >= 64"]}
