@@ -154,5 +154,10 @@ class HeatmapDisplay:
         if annotate and data.size <= 400:
             for (i, j), v in np.ndenumerate(data):
                 if np.isfinite(v):
-                    ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color="white")
+                    ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7, color=self._text_color(v))
         return self
+
+    def _text_color(self, value: float) -> str:
+        """Dark text on a bright cell, white on a dark one (relative luminance of the cell)."""
+        red, green, blue, _ = self.image_.cmap(self.image_.norm(value))
+        return "black" if 0.2126 * red + 0.7152 * green + 0.0722 * blue > 0.5 else "white"

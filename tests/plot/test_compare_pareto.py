@@ -80,6 +80,14 @@ def test_heatmap_table_and_image(ax):
     assert np.isnan(sparse.table_.loc[2e9, 64])
 
 
+def test_heatmap_text_contrasts_with_its_cell(ax):
+    """viridis: the brightest (yellow) cell gets black text, the darkest (purple) white."""
+    frame = pd.DataFrame({"param_rows": [32, 64], "param_clock_hz": [1e9, 1e9], "latency_s": [1.0, 2.0]})
+    HeatmapDisplay.from_frame(frame, "param_rows", "param_clock_hz", "latency_s", ax=ax)
+    colors = {t.get_text(): t.get_color() for t in ax.texts}
+    assert colors == {"1": "white", "2": "black"}
+
+
 def test_missing_columns_are_config_errors():
     """A column that is not in the frame is named in the error."""
     with pytest.raises(hwsim.ConfigError, match="energy_per_token_j"):
