@@ -63,9 +63,7 @@ class TimelineDisplay:
     def from_result(cls, result: Result, *, chip: Chip | System | str | None = None,
                     ax: Any = None) -> TimelineDisplay:
         """Timeline of a result's schedule (``chip``: see :func:`hwsim.trace.resolve_chip`)."""
-        found = resolve_chip(result, chip)
-        bars = timeline_bars(op_frame(result), found)
-        return cls(bars, lane_order(bars["lane"].unique(), found)).plot(ax=ax)
+        return cls.from_frame(op_frame(result), resolve_chip(result, chip), ax=ax)
 
     @classmethod
     def from_frame(cls, frame: pd.DataFrame, arch_chip: Chip | System | str | Path, *,
