@@ -52,6 +52,14 @@ def as_results(results: Result | Sequence[Result]) -> list[Result]:
     return items
 
 
+def check_columns(frame: Any, columns: Sequence[str]) -> None:
+    """Raise ConfigError naming the ``columns`` that ``frame`` lacks (and those it has)."""
+    missing = [c for c in columns if c not in frame]
+    if missing:
+        raise ConfigError([f"frame: missing columns {', '.join(missing)} "
+                           f"(has {', '.join(map(str, frame.columns))})"])
+
+
 def color_map(names: Sequence[str]) -> dict[str, str]:
     """A stable colour per name, in the order given."""
     return {name: _CYCLE[i % len(_CYCLE)] for i, name in enumerate(dict.fromkeys(names))}

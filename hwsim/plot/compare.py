@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from hwsim.errors import ConfigError
-from hwsim.plot._common import as_results, color_map, unique_labels
+from hwsim.plot._common import as_results, check_columns, color_map, unique_labels
 from hwsim.result import Result
 
 #: Metrics drawn by default, one panel each.
@@ -59,9 +59,7 @@ class ComparisonDisplay:
 
     def __init__(self, frame: pd.DataFrame, label: str = "arch",
                  metrics: Sequence[str] = DEFAULT_METRICS) -> None:
-        missing = [c for c in (label, *metrics) if c not in frame]
-        if missing:
-            raise ConfigError([f"frame: missing columns {', '.join(missing)}"])
+        check_columns(frame, [label, *metrics])
         self.values_ = frame.set_index(frame[label].astype(str))[list(metrics)].astype(float)
         self.metrics = tuple(metrics)
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from hwsim.errors import ConfigError
-from hwsim.plot._common import get_axes
+from hwsim.plot._common import check_columns, get_axes
 from hwsim.plot.compare import metric_label
 from hwsim.sweep.analysis import pareto_mask
 
@@ -35,13 +35,6 @@ def pareto_front(values: Any, minimize: Sequence[bool] | bool = True) -> np.ndar
         return pareto_mask(pts, ["min" if m else "max" for m in flags])
     except ValueError as exc:
         raise ConfigError([f"values: {exc} (got shape {pts.shape})"]) from exc
-
-
-def _check_columns(frame: pd.DataFrame, columns: Sequence[str]) -> None:
-    missing = [c for c in columns if c not in frame]
-    if missing:
-        raise ConfigError([f"frame: missing columns {', '.join(missing)} "
-                           f"(has {', '.join(map(str, frame.columns))})"])
 
 
 class ParetoDisplay:
@@ -71,7 +64,7 @@ class ParetoDisplay:
 
     def __init__(self, frame: pd.DataFrame, x: str, y: str, minimize: tuple[bool, bool] = (True, True),
                  label: str | None = None, log: bool = False) -> None:
-        _check_columns(frame, [x, y] + ([label] if label else []))
+        check_columns(frame, [x, y] + ([label] if label else []))
         self.frame = frame.reset_index(drop=True)
         self.x, self.y, self.label, self.log = x, y, label, log
         self.is_front_ = pareto_front(self.frame[[x, y]].to_numpy(dtype=float), minimize)
@@ -126,7 +119,7 @@ class HeatmapDisplay:
     """
 
     def __init__(self, frame: pd.DataFrame, x: str, y: str, value: str, agg: str = "mean") -> None:
-        _check_columns(frame, [x, y, value])
+        check_columns(frame, [x, y, value])
         self.x, self.y, self.value = x, y, value
         table = frame.pivot_table(index=y, columns=x, values=value, aggfunc=agg, dropna=False)  # type: ignore[arg-type]
         self.table_ = table.sort_index().sort_index(axis=1)
