@@ -10,7 +10,9 @@ The model, structure by structure (constants and their sources in
   most expensive dtype; every other dtype adds a fraction of its own arithmetic.
 - **vector**: ``count x flops_per_cycle`` fp32 FMA lanes with their registers.
   Compute and vector are multiplied by a per-kind core overhead (a GPU SM is much more
-  than its tensor cores).
+  than its tensor cores): 1.0 for a systolic array; 6.26 for a tensor-core unit, the one
+  fitted constant, fitted on V100 alone (GV100, 815 mm2) and checked out of sample on
+  A100 and H100.
 - **sram**: every on-die memory level (a level is off-chip when its name starts with
   ``hbm``, ``dram``, ``ddr``, ``lpddr``, ``gddr``, ``host``, ...; a ``per_unit`` level
   counts once per compute unit) at the node's bitcell area over a product-level array
