@@ -38,6 +38,9 @@ from hwsim.errors import ConfigError
 _DATA = Path(__file__).resolve().parent / "data" / "technology.yaml"
 _MIB_BITS = 8 * 2**20
 _YIELD_MODELS = ("murphy", "poisson", "negative_binomial")
+#: Off-chip DRAM level name prefix -> its PHY kind in ``phy_mm2`` (HBM is sized in stacks).
+_DRAM_PHYS = (("lpddr", "lpddr_channel"), ("gddr", "gddr_device"), ("ddr", "ddr_channel"),
+              ("dram", "ddr_channel"))
 
 
 @lru_cache(maxsize=1)
@@ -164,19 +167,21 @@ def hbm_stacks(level: MemoryLevel, generation: str) -> int:
     return max(1, math.ceil(need - 1e-9))
 
 
-def _phy_mm2(chip: Chip, node_nm: float, hbm_generation: str, serdes_lanes: int) -> float:
+def _dram_phy(level_name: str) -> str | None:
+    """The PHY kind of a DDR / LPDDR / GDDR level (``ddr_channel``...), else None."""
+    lower = level_name.lower()
+    return next((kind for prefix, kind in _DRAM_PHYS if lower.startswith(prefix)), None)
+
+
+def _phy_mm2(chip: Chip, hbm_generation: str, serdes_lanes: int) -> float:
+    """PHY area (held constant across nodes: analogue and bump-limited), in mm2."""
     phy = technology()["phy_mm2"]
     channel_bw = technology()["channel_bandwidth_bytes_per_s"]
     area = serdes_lanes * phy["serdes_lane"]
     for name, level in chip.memory.items():
-        lower = name.lower()
-        if lower.startswith("hbm"):
+        if name.lower().startswith("hbm"):
             area += hbm_stacks(level, hbm_generation) * phy["hbm_stack"]
-            continue
-        kind = next((k for p, k in (("lpddr", "lpddr_channel"), ("gddr", "gddr_device"),
-                                    ("ddr", "ddr_channel"), ("dram", "ddr_channel"))
-                     if lower.startswith(p)), None)
-        if kind is not None:
+        elif (kind := _dram_phy(name)) is not None:
             area += math.ceil(level.bandwidth_bytes_per_s / channel_bw[kind] - 1e-9) * phy[kind]
     return area
 
@@ -243,7 +248,7 @@ def chip_area(chip: Chip, node_nm: float | None = None, *, serdes_lanes: int | N
     compute = _compute_mm2(chip, node) * factor
     vector = _vector_mm2(chip, node) * factor
     sram = _sram_mm2(chip, node)
-    phy = _phy_mm2(chip, node, hbm_generation or _hbm_generation(chip, node), lanes)
+    phy = _phy_mm2(chip, hbm_generation or _hbm_generation(chip, node), lanes)
     share = float(_value("other_fraction"))
     other = share / (1 - share) * (compute + vector + sram + phy)
     return AreaBreakdown(compute, sram, vector, phy, other)
@@ -334,11 +339,10 @@ def chip_cost_usd(chip: Chip, node_nm: float | None = None) -> float:
     memory = 0.0
     has_hbm = False
     for name, level in chip.memory.items():
-        lower = name.lower()
-        if lower.startswith("hbm"):
+        if name.lower().startswith("hbm"):
             has_hbm = True
             memory += level.capacity_bytes / 1e9 * float(_value("hbm_usd_per_gb"))
-        elif lower.startswith(("dram", "ddr", "lpddr", "gddr")):
+        elif _dram_phy(name) is not None:
             memory += level.capacity_bytes / 1e9 * float(_value("dram_usd_per_gb"))
     package = technology()["packaging_usd"]["interposer_2p5d" if has_hbm else "organic_flip_chip"]
     return die + memory + float(package)
