@@ -157,10 +157,9 @@ def _sram_mm2(chip: Chip, node_nm: float) -> float:
 
 def hbm_stacks(level: MemoryLevel, generation: str) -> int:
     """HBM stacks needed for ``level``'s bandwidth and capacity at ``generation``."""
-    gens = technology()["hbm_generations"]
+    gens = {k: v for k, v in technology()["hbm_generations"].items() if k != "source"}
     if generation not in gens:
-        known = ", ".join(k for k in gens if k != "source")
-        raise ConfigError([f"hbm_generation: unknown {generation!r}; expected one of {known}"])
+        raise ConfigError([f"hbm_generation: unknown {generation!r}; expected one of {', '.join(gens)}"])
     gen = gens[generation]
     need = max(level.bandwidth_bytes_per_s / gen["bandwidth_bytes_per_s"],
                level.capacity_bytes / gen["capacity_bytes"])

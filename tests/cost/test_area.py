@@ -174,6 +174,7 @@ def test_cost_per_million_tokens_is_linear_in_inverse_throughput() -> None:
     lambda: dies_per_wafer(0.0),
     lambda: chip_area(hwsim.load_arch("tpu-v4"), node_nm=-3),
     lambda: chip_area(hwsim.load_arch("h100-sxm"), hbm_generation="hbm9"),
+    lambda: chip_area(hwsim.load_arch("h100-sxm"), hbm_generation="source"),  # a data key, not an HBM
     lambda: cost_per_million_tokens_usd(1.0, 1.0, 0.0),
     lambda: cost_per_million_tokens_usd(1.0, 1.0, 1.0, utilization=1.5),
 ])
