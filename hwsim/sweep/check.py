@@ -16,7 +16,7 @@ from typing import Any
 
 from hwsim.errors import ConfigError, HwsimError
 from hwsim.sweep.expr import Expr, ExprError, parse_expr
-from hwsim.sweep.spec import AREA_METRICS, METRICS, WORKLOAD_KEYS, WORKLOAD_PREFIX, SweepSpec
+from hwsim.sweep.spec import METRICS, WORKLOAD_KEYS, WORKLOAD_PREFIX, SweepSpec
 
 #: Metrics known before simulating (constraints on them reject a point without running it).
 PRE_METRICS = ("area_mm2", "chip_cost_usd")
@@ -45,15 +45,6 @@ class CompiledSpec:
     spec: SweepSpec
     derived: tuple[tuple[str, Expr], ...]
     constraints: tuple[Constraint, ...]
-
-
-def area_model_available() -> bool:
-    """True if :mod:`hwsim.cost.area` (the area and cost model) can be imported."""
-    try:
-        from hwsim.cost import area  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _derived_order(spec: SweepSpec, problems: list[str], source: str) -> list[tuple[str, Expr]]:
@@ -251,12 +242,6 @@ def check_spec(spec: SweepSpec, source: str = "<spec>", search: bool = False) ->
     _check_paths(spec, chip, problems, source)
     if not search:
         _check_sampler(spec, problems, source)
-    used = set(spec.objectives) | {n for c in (compiled.constraints if compiled else ()) if c.expr
-                                   for n in c.expr.names}
-    needs_area = sorted(used & set(AREA_METRICS))
-    if needs_area and not area_model_available():
-        problems.append(f"{source}: objectives/constraints: {', '.join(needs_area)} needs the area and cost "
-                        "model (hwsim.cost.area), which this hwsim does not have yet")
     if search:
         try:
             check_search(spec, source)

@@ -40,7 +40,7 @@ def _canonical(data: Any) -> str:
 class _ChipEntry:
     chip: Any
     cache: Any
-    area: dict[str, float | None] = field(default_factory=dict)
+    area: dict[str, float] = field(default_factory=dict)
 
 
 class _Context:
@@ -101,17 +101,14 @@ def _context(payload: dict[str, Any]) -> _Context:
     return ctx
 
 
-def _area(ctx: _Context, entry: _ChipEntry) -> dict[str, float | None]:
-    """Area and die cost of a chip (None when the area model is not available)."""
+def _area(ctx: _Context, entry: _ChipEntry) -> dict[str, float]:
+    """Area and chip cost of a chip, computed once per chip."""
     if not entry.area:
-        try:
-            from hwsim.cost.area import chip_area, chip_cost_usd
-        except ImportError:
-            entry.area = {"area_mm2": None, "chip_cost_usd": None}
-        else:
-            node = ctx.spec.cost.node_nm
-            entry.area = {"area_mm2": float(chip_area(entry.chip, node_nm=node).total_mm2),
-                          "chip_cost_usd": float(chip_cost_usd(entry.chip, node_nm=node))}
+        from hwsim.cost.area import chip_area, chip_cost_usd
+
+        node = ctx.spec.cost.node_nm
+        entry.area = {"area_mm2": chip_area(entry.chip, node_nm=node).total_mm2,
+                      "chip_cost_usd": chip_cost_usd(entry.chip, node_nm=node)}
     return entry.area
 
 
@@ -128,16 +125,15 @@ def _violated(c: Constraint, env: dict[str, Any]) -> str | None:
     return f"constraint {c.text} violated ({sides})"
 
 
-def _cost_per_mtok(ctx: _Context, chip_cost: float | None, power_w: float, tokens_per_s: float
-                   ) -> float | None:
-    if chip_cost is None or not tokens_per_s:
+def _cost_per_mtok(ctx: _Context, chip_cost: float, power_w: float, tokens_per_s: float) -> float | None:
+    """Cost per million tokens with the spec's cost options (None without throughput)."""
+    if not tokens_per_s:
         return None
     from hwsim.cost.area import cost_per_million_tokens_usd
 
     c = ctx.spec.cost
-    return float(cost_per_million_tokens_usd(chip_cost, power_w, tokens_per_s,
-                                             lifetime_years=c.lifetime_years,
-                                             utilization=c.utilization, usd_per_kwh=c.usd_per_kwh))
+    return cost_per_million_tokens_usd(chip_cost, power_w, tokens_per_s, lifetime_years=c.lifetime_years,
+                                       utilization=c.utilization, usd_per_kwh=c.usd_per_kwh)
 
 
 def _simulate_metrics(ctx: _Context, entry: _ChipEntry, workload: Any, metrics: dict[str, Any]) -> None:

@@ -40,8 +40,6 @@ WORKLOAD_PREFIX = "workload."
 #: Every metric a row carries, usable in objectives and constraints.
 METRICS = ("latency_s", "energy_j", "energy_per_token_j", "tokens_per_s", "power_w", "compute_utilization",
            "area_mm2", "chip_cost_usd", "cost_per_mtok_usd")
-#: Metrics that need the area/cost model (:mod:`hwsim.cost.area`).
-AREA_METRICS = ("area_mm2", "chip_cost_usd", "cost_per_mtok_usd")
 Value = bool | int | float | str
 
 

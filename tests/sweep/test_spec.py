@@ -159,11 +159,3 @@ def test_shipped_example_specs_are_valid():
         spec = load_spec(path)
         check_spec(spec, str(path))
 
-
-def test_area_objectives_need_the_area_model(tmp_path, monkeypatch):
-    """Without hwsim.cost.area, an area objective is refused up front (no fake number)."""
-    import hwsim.sweep.check as check
-
-    monkeypatch.setattr(check, "area_model_available", lambda: False)
-    lines = _problems(make_spec(objectives={"latency_s": "min", "area_mm2": "min"}), tmp_path)
-    assert any("area_mm2 needs the area and cost model (hwsim.cost.area)" in p for p in lines)
