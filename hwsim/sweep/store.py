@@ -103,14 +103,7 @@ class ResultStore:
 
     def _read_manifest(self) -> dict[str, Any] | None:
         assert self.directory is not None
-        path = self.directory / MANIFEST
-        if not path.exists():
-            return None
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise ConfigError([f"{path}: unreadable sweep manifest: {exc}"]) from None
-        return data if isinstance(data, dict) else None
+        return read_manifest(self.directory) if (self.directory / MANIFEST).exists() else None
 
     def _parts(self) -> list[Path]:
         assert self.directory is not None
@@ -212,6 +205,9 @@ def read_manifest(directory: str | Path) -> dict[str, Any]:
     """The ``sweep.json`` of a results directory (identity, mode, spec)."""
     path = Path(directory) / MANIFEST
     try:
-        return dict(json.loads(path.read_text()))
+        data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise ConfigError([f"{path}: cannot read the sweep manifest: {exc}"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: <root>: expected a mapping (the sweep manifest)"])
+    return data
