@@ -230,8 +230,13 @@ class Chip(_Frozen):
     )
     burst_energy_j: float = Field(
         default=0.0, ge=0,
-        description="energy the board may draw above the limit before clocks drop; only idle "
-        "time repays it (see hwsim.engine.power)",
+        description="energy the board may draw above the limit before clocks drop; idle time "
+        "and work under the limit repay it (see hwsim.engine.power)",
+    )
+    power_clock_exponent: float = Field(
+        default=1.0, ge=1, le=3,
+        description="dynamic power ~ clock**exponent when the power limit lowers clock and "
+        "voltage together (f V^2: up to 3; 1: clock alone, energy per op unchanged)",
     )
     area_mm2: float = Field(default=0.0, ge=0)
     kernel_overhead_s: float = Field(

@@ -4,7 +4,8 @@ from the tile each level holds."""
 from __future__ import annotations
 
 from hwsim.arch.model import Chip
-from hwsim.cost.model import LevelTraffic, OpCost, make_cost, power_limited_s
+from hwsim.cost.model import LevelTraffic, OpCost, make_cost
+from hwsim.cost.power import power_limited_s
 from hwsim.dtypes import dtype_bytes
 from hwsim.mapping.gemm import GemmMapping, fit_tile, gemm_candidates, reuse_traffic
 from hwsim.mapping.systolic import systolic_level_bytes

@@ -154,19 +154,3 @@ def make_cost(
 def streaming_traffic(chip: Chip, read_bytes: float, write_bytes: float) -> tuple[LevelTraffic, ...]:
     """Traffic of an op that streams its operands once through every level."""
     return tuple(LevelTraffic(name, read_bytes, write_bytes) for name in chip.level_names)
-
-
-def power_limited_time_s(chip: Chip, time_s: float, dynamic_j: float, burst_j: float | None = None) -> float:
-    """How long work taking ``time_s`` and ``dynamic_j`` above idle really takes: longer
-    when that energy, less the burst allowance ``burst_j`` (J; default the chip's
-    ``burst_energy_j``, 0 for work that runs with the clocks already lowered), exceeds
-    what the sustained power limit admits in ``time_s`` (clocks drop until it fits)."""
-    if chip.power_limit_w is None or chip.power_limit_w <= chip.idle_power_w:
-        return time_s
-    burst = chip.burst_energy_j if burst_j is None else burst_j
-    return max(time_s, (dynamic_j - burst) / (chip.power_limit_w - chip.idle_power_w))
-
-
-def power_limited_s(chip: Chip, cost: OpCost) -> float:
-    """The op's standalone latency under the chip's power limit."""
-    return power_limited_time_s(chip, cost.latency_s, cost.compute_energy_j + sum(cost.level_energy_j))

@@ -1,12 +1,13 @@
-"""Sustained power limit: ops that would draw more than the board may sustain run longer,
-at the limit (clocks drop), as a power-capped GPU does.
+"""Sustained power limit: ops that would draw more than the board may sustain run at a
+lower clock (and voltage) until they draw exactly the limit, as a power-capped GPU does.
 
 The power controller is modelled as an energy bucket of ``burst_energy_j``: an op drawing
-more than ``power_limit_w`` spends from it and, once it is empty, is slowed until it
-draws exactly the limit; an op drawing less (memory-bound kernels, gaps between kernels)
-refills it at the difference. So a lone kernel runs at full speed, a whole model forward
-is held to the limit in its matrix products, and its memory-bound kernels cannot lend
-the products their spare power beyond what the bucket holds.
+more than ``power_limit_w`` spends from it and, once it is empty, runs at the clock that
+draws the limit (:mod:`hwsim.cost.power`: core work stretches as ``1 / s``, core energy per
+operation falls as ``s**(power_clock_exponent - 1)``); an op drawing less (memory-bound
+kernels, gaps between kernels) refills it at the difference. So a lone kernel runs at
+full speed, and a long run is held to the limit on average: its memory-bound kernels
+lend the matrix products the power they leave unused, up to what the bucket holds.
 """
 
 from __future__ import annotations
@@ -16,26 +17,33 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hwsim.arch.model import Chip
+from hwsim.cost.power import headroom_w, power_shape, run_limited
 from hwsim.engine.schedule import OpRecord, Schedule
 
 
 @dataclass
 class _Bucket:
-    """The controller's spare energy (J) and the rate it refills below the limit (W)."""
+    """The controller's spare energy (J), the dynamic power the limit leaves (W) and the
+    power-clock exponent."""
 
     capacity_j: float
     headroom_w: float
+    alpha: float
     level_j: float
 
-    def run(self, duration_s: float, dynamic_j: float) -> float:
-        """Spend or refill for work lasting ``duration_s`` with ``dynamic_j`` above idle;
-        return the time (s) the power limit adds to it."""
-        over_j = dynamic_j - self.headroom_w * duration_s
-        if over_j <= 0.0:  # clocks, once lowered, stay low while kernels keep coming
-            return 0.0
-        used = min(self.level_j, over_j)
-        self.level_j -= used
-        return (over_j - used) / self.headroom_w
+    def run(self, rec: OpRecord) -> tuple[float, float]:
+        """Run ``rec`` at full clock while the bucket lasts, then at the limit; return
+        ``(added_s, dynamic_j)``: the time the limit adds and the energy drawn."""
+        cost, duration_s = rec.cost, rec.end_s - rec.start_s
+        full_j = cost.compute_energy_j + sum(cost.level_energy_j) + cost.link_energy_j
+        over_j = full_j - self.headroom_w * duration_s
+        if over_j <= self.level_j:  # the common case, at full clock (run_limited's first branch)
+            self.level_j = min(self.capacity_j, self.level_j - over_j)
+            return 0.0, full_j
+        shape = power_shape(cost, duration_s)
+        time_s, energy_j, self.level_j = run_limited(shape, self.headroom_w, self.alpha, self.level_j,
+                                                     self.capacity_j)
+        return time_s - duration_s, energy_j
 
     def idle(self, gap_s: float) -> None:
         """Refill during ``gap_s`` with nothing running."""
@@ -43,70 +51,98 @@ class _Bucket:
             self.level_j = min(self.capacity_j, self.level_j + self.headroom_w * gap_s)
 
 
-def _dynamic_j(rec: OpRecord) -> float:
-    return rec.cost.compute_energy_j + sum(rec.cost.level_energy_j)
-
-
 Interval = tuple[float, float, float]
 """``(start_s, end_s, added_s)``: the power limit adds ``added_s`` over that span."""
 
 
-def power_extras(schedule: Schedule, chip: Chip) -> tuple[list[Interval], dict[tuple[int, int], float]]:
-    """Walk the unstretched schedule's ops in time order through the bucket.
+@dataclass
+class PowerWalk:
+    """What the power limit does to one schedule.
 
-    Returns the intervals over which the limit adds time (folded layers appear as one
-    interval covering them) and, per folded segment ``(pass, segment)``, the time added
-    to each of its periodic copies.
+    Attributes
+    ----------
+    intervals : list of Interval
+        Spans over which the limit adds time (folded layers appear as one interval).
+    per_copy_s : dict
+        Per folded segment ``(pass, segment)``, the time added to each periodic copy, in s.
+    energy_j : dict
+        Per record index, the dynamic energy of one of the instances it stands for
+        (their mean, for a folded record), in J; records run wholly at full clock may
+        be left out.
     """
-    if chip.power_limit_w is None or chip.power_limit_w <= chip.idle_power_w:
-        return [], {}
-    bucket = _Bucket(chip.burst_energy_j, chip.power_limit_w - chip.idle_power_w, chip.burst_energy_j)
+
+    intervals: list[Interval]
+    per_copy_s: dict[tuple[int, int], float]
+    energy_j: dict[int, float]
+
+
+def power_walk(schedule: Schedule, chip: Chip) -> PowerWalk:
+    """Walk the unstretched schedule's ops in time order through the bucket."""
+    walk = PowerWalk([], {}, {})
+    headroom = headroom_w(chip)
+    if headroom <= 0.0:
+        return walk
+    bucket = _Bucket(chip.burst_energy_j, headroom, chip.power_clock_exponent, chip.burst_energy_j)
     runs = {(r.pass_index, r.segment_index): r for r in schedule.segments}
-    records = sorted(schedule.records, key=lambda r: r.start_s)
-    out: list[Interval] = []
-    per_copy: dict[tuple[int, int], float] = {}
+    order = sorted(range(len(schedule.records)), key=lambda k: schedule.records[k].start_s)
     now = 0.0
     i = 0
-    while i < len(records):
-        rec = records[i]
+    while i < len(order):
+        rec = schedule.records[order[i]]
         run = runs[(rec.pass_index, rec.segment_index)]
         copies = run.repeat - run.simulated if rec.instance == 1 else 0
-        group = [rec]
-        while copies > 0 and i + len(group) < len(records) and _same_instance(records[i + len(group)], rec):
-            group.append(records[i + len(group)])
-        for r in group:
+        group = [order[i]]
+        while (copies > 0 and i + len(group) < len(order)
+               and _same_instance(schedule.records[order[i + len(group)]], rec)):
+            group.append(order[i + len(group)])
+        recs = [schedule.records[k] for k in group]
+        for k, r in zip(group, recs, strict=True):
             bucket.idle(r.start_s - now)
-            out.append((r.start_s, r.end_s, bucket.run(r.end_s - r.start_s, _dynamic_j(r))))
+            added, energy = bucket.run(r)
+            if added > 0.0 or copies > 0:
+                walk.energy_j[k] = energy
+            walk.intervals.append((r.start_s, r.end_s, added))
             now = max(now, r.end_s)  # collectives overlap compute: time never runs back
         if copies > 0:
-            added = _folded(group, bucket, run.period_s, copies)
-            out.append((group[-1].end_s, group[-1].end_s + copies * run.period_s, added))
-            per_copy[(run.pass_index, run.segment_index)] = added / copies
-            now = group[-1].end_s + copies * run.period_s
+            added, energies = _folded(recs, bucket, run.period_s, copies)
+            walk.intervals.append((recs[-1].end_s, recs[-1].end_s + copies * run.period_s, added))
+            walk.per_copy_s[(run.pass_index, run.segment_index)] = added / copies
+            for k, e in zip(group, energies, strict=True):
+                walk.energy_j[k] = (walk.energy_j[k] + e) / (1 + copies)
+            now = recs[-1].end_s + copies * run.period_s
         i += len(group)
-    return out, per_copy
+    return walk
 
 
 def _same_instance(a: OpRecord, b: OpRecord) -> bool:
     return (a.pass_index, a.segment_index, a.instance) == (b.pass_index, b.segment_index, b.instance)
 
 
-def _folded(group: list[OpRecord], bucket: _Bucket, period_s: float, copies: int) -> float:
-    """The added time of ``copies`` periodic repeats of ``group``, walked until the bucket
-    is the same after a copy as before it (from then on every copy adds the same)."""
+def _folded(group: list[OpRecord], bucket: _Bucket, period_s: float, copies: int
+            ) -> tuple[float, list[float]]:
+    """The added time and each op's summed energy over ``copies`` periodic repeats of
+    ``group``, walked until the bucket is the same after a copy as before it (from then
+    on every copy adds and draws the same)."""
     added = 0.0
+    energies = [0.0] * len(group)
     for k in range(copies):
         before = bucket.level_j
         now = group[-1].end_s - period_s  # the previous copy's end, relative to this copy
         last = 0.0
+        this = []
         for r in group:
             bucket.idle(r.start_s - now)
-            last += bucket.run(r.end_s - r.start_s, _dynamic_j(r))
+            extra, e = bucket.run(r)
+            last += extra
+            this.append(e)
             now = max(now, r.end_s)
-        added += last
-        if abs(bucket.level_j - before) <= 1e-12 * max(1.0, bucket.capacity_j):
-            return added + (copies - k - 1) * last
-    return added
+        steady = abs(bucket.level_j - before) <= 1e-12 * max(1.0, bucket.capacity_j)
+        times = copies - k if steady else 1  # a steady copy stands for all that remain
+        added += times * last
+        energies = [a + times * e for a, e in zip(energies, this, strict=True)]
+        if steady:
+            break
+    return added, energies
 
 
 def _time_map(extras: list[tuple[float, float, float]], times: np.ndarray) -> np.ndarray:
@@ -128,10 +164,24 @@ def _time_map(extras: list[tuple[float, float, float]], times: np.ndarray) -> np
     return times + shift + frac * x[k]
 
 
+def _scaled(rec: OpRecord, dynamic_j: float) -> OpRecord:
+    """``rec`` with its core-supply energies scaled so its dynamic energy is ``dynamic_j``."""
+    shape = power_shape(rec.cost)
+    if shape.core_j <= 0.0:
+        return rec
+    f = max(0.0, dynamic_j - shape.home_j) / shape.core_j
+    if abs(f - 1.0) <= 1e-12:
+        return rec
+    cost = rec.cost
+    levels = tuple(e * f for e in cost.level_energy_j[:-1]) + cost.level_energy_j[-1:]
+    return replace(rec, cost=replace(cost, compute_energy_j=cost.compute_energy_j * f, level_energy_j=levels))
+
+
 def apply_power_limit(schedule: Schedule, chip: Chip) -> Schedule:
-    """The schedule with every over-limit op stretched in time (the ops after it moved)."""
-    intervals, per_copy = power_extras(schedule, chip)
-    extras = [x for x in intervals if x[2] > 0.0]
+    """The schedule with every over-limit op stretched in time (the ops after it moved)
+    and its core energy lowered to what it draws at the clock it ran at."""
+    walk = power_walk(schedule, chip)
+    extras = [x for x in walk.intervals if x[2] > 0.0]
     if not extras:
         return schedule
     n = len(schedule.records)
@@ -140,7 +190,9 @@ def apply_power_limit(schedule: Schedule, chip: Chip) -> Schedule:
     moved = _time_map(extras, times)
     records = tuple(replace(r, start_s=float(moved[k]), end_s=float(moved[n + k]))
                     for k, r in enumerate(schedule.records))
-    segments = tuple(replace(s, period_s=s.period_s + per_copy.get((s.pass_index, s.segment_index), 0.0))
+    records = tuple(_scaled(r, walk.energy_j[k]) if k in walk.energy_j else r for k, r in enumerate(records))
+    added = walk.per_copy_s
+    segments = tuple(replace(s, period_s=s.period_s + added.get((s.pass_index, s.segment_index), 0.0))
                      for s in schedule.segments)
     ends = tuple(float(t) for t in moved[2 * n:-1])
     return replace(schedule, records=records, segments=segments, latency_s=float(moved[-1]), pass_end_s=ends)

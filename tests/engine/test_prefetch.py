@@ -8,7 +8,7 @@ import hwsim
 import hwsim.engine
 from hwsim.arch import Chip
 from hwsim.cost import OpCost, cost_op
-from hwsim.cost.model import power_limited_time_s
+from hwsim.cost.power import power_limited_s
 from hwsim.workload.graph import OperatorGraph, Pass, Segment, Workload
 from hwsim.workload.ops import Elementwise, MatMul, Op
 
@@ -150,8 +150,7 @@ def test_prefetch_never_slower_than_standalone_ops(arch: str, model: str, kw: di
     for rec in schedule.records:
         first = rec.pass_index not in seen
         seen.add(rec.pass_index)
-        dynamic_j = rec.cost.compute_energy_j + sum(rec.cost.level_energy_j)
-        alone = power_limited_time_s(chip, _standalone_s(chip, rec.cost, first), dynamic_j, burst_j=0.0)
+        alone = power_limited_s(chip, rec.cost, burst_j=0.0, duration_s=_standalone_s(chip, rec.cost, first))
         assert rec.end_s - rec.start_s <= alone * (1 + 1e-9) + EPS_S, rec.name
         serial += schedule.multiplicity(rec) * alone
         host += schedule.multiplicity(rec) * rec.cost.n_kernels * chip.host_dispatch_s
