@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import hwsim
@@ -45,8 +45,23 @@ def _copy_workload(n_bytes: int) -> Workload:
     return Workload("copy", "op", (Pass("op", (Segment("op", g),)),), {}, {"dtype": "bf16"})
 
 
-def _joules(workload: Workload) -> Callable[[Chip], float]:
-    return lambda chip: hwsim.simulate(workload, chip).energy_j
+def _back_to_back(workload: Workload, calls: int) -> Workload:
+    """``calls`` repeats of a one-segment workload, back to back (the energy loops)."""
+    (segment,) = workload.passes[0].segments
+    looped = replace(workload.passes[0], segments=(replace(segment, repeat=calls),))
+    return replace(workload, passes=(looped,))
+
+
+def _per_call(workload: Workload, calls: int, what: str) -> Callable[[Chip], float]:
+    """Energy (J) or time (ms) per call of ``calls`` back-to-back calls of ``workload``:
+    the power limit holds such a loop at its sustained clock."""
+    loop = _back_to_back(workload, calls)
+
+    def predict(chip: Chip) -> float:
+        r = hwsim.simulate(loop, chip)
+        return r.energy_j / calls if what == "energy" else r.latency_s * 1e3 / calls
+
+    return predict
 
 
 def h100_cases() -> Iterator[Case]:
@@ -98,8 +113,12 @@ def h100_cases() -> Iterator[Case]:
             yield Case("h100 energy", "idle power", arch, float(r["avg_w"]), "W",
                        lambda chip: chip.idle_power_w, f"{src}/energy.csv")
             continue
+        calls = int(r["calls"])
         yield Case("h100 energy", f"{r['what']} per call", arch, float(r["joules_per_call"]), "J",
-                   _joules(w), f"{src}/energy.csv")
+                   _per_call(w, calls, "energy"), f"{src}/energy.csv")
+        yield Case("h100 sustained", f"{r['what']} ms per call, {calls} back to back", arch,
+                   float(r["wall_s"]) * 1e3 / calls, "ms", _per_call(w, calls, "time"),
+                   f"{src}/energy.csv")
 
 
 def _single_array_case(row: dict[str, str], what: str) -> Callable[[Chip], float]:
