@@ -94,9 +94,10 @@ def limit_clock(shape: PowerShape, headroom: float, alpha: float) -> float:
 
 
 def run_limited(
-    shape: PowerShape, headroom: float, alpha: float, level_j: float, capacity_j: float
+    cost: OpCost, duration_s: float, headroom: float, alpha: float, level_j: float, capacity_j: float
 ) -> tuple[float, float, float]:
-    """Run one op through the controller's bucket holding ``level_j`` of ``capacity_j``.
+    """Run one op taking ``duration_s`` at full clock through the controller's bucket
+    holding ``level_j`` of ``capacity_j``.
 
     The op runs at full clock while the bucket covers the energy it draws above the
     limit; the rest of its work runs at the clock that draws exactly the limit. An op
@@ -107,14 +108,15 @@ def run_limited(
     tuple of float
         ``(time_s, dynamic_energy_j, level_j)`` after the op.
     """
-    t1, e1 = shape.duration_s, shape.energy_j(1.0, alpha)
-    over = e1 - headroom * t1
-    if over <= level_j:
-        return t1, e1, min(capacity_j, level_j - over)
+    full_j = cost.compute_energy_j + sum(cost.level_energy_j) + cost.link_energy_j
+    over = full_j - headroom * duration_s
+    if over <= level_j:  # the common case: the shape is only needed to lower the clock
+        return duration_s, full_j, min(capacity_j, level_j - over)
+    shape = power_shape(cost, duration_s)
     done = level_j / over  # share of the work done before the bucket ran dry
     s = limit_clock(shape, headroom, alpha)
-    return (done * t1 + (1.0 - done) * shape.time_s(s),
-            done * e1 + (1.0 - done) * shape.energy_j(s, alpha), 0.0)
+    return (done * duration_s + (1.0 - done) * shape.time_s(s),
+            done * full_j + (1.0 - done) * shape.energy_j(s, alpha), 0.0)
 
 
 def power_limited_s(chip: Chip, cost: OpCost, burst_j: float | None = None,
@@ -122,10 +124,11 @@ def power_limited_s(chip: Chip, cost: OpCost, burst_j: float | None = None,
     """The op's latency under the chip's power limit, in s, when it takes ``duration_s``
     at full clock (default: its standalone latency) and starts with ``burst_j`` in the
     bucket (default: a full bucket, ``burst_energy_j``; 0: clocks already lowered)."""
-    shape = power_shape(cost, duration_s)
+    duration = cost.latency_s if duration_s is None else duration_s
     headroom = headroom_w(chip)
     if headroom <= 0.0:
-        return shape.duration_s
+        return duration
     burst = chip.burst_energy_j if burst_j is None else burst_j
-    time_s, _, _ = run_limited(shape, headroom, chip.power_clock_exponent, burst, chip.burst_energy_j)
+    alpha, capacity = chip.power_clock_exponent, chip.burst_energy_j
+    time_s, _, _ = run_limited(cost, duration, headroom, alpha, burst, capacity)
     return time_s

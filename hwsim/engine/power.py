@@ -34,15 +34,9 @@ class _Bucket:
     def run(self, rec: OpRecord) -> tuple[float, float]:
         """Run ``rec`` at full clock while the bucket lasts, then at the limit; return
         ``(added_s, dynamic_j)``: the time the limit adds and the energy drawn."""
-        cost, duration_s = rec.cost, rec.end_s - rec.start_s
-        full_j = cost.compute_energy_j + sum(cost.level_energy_j) + cost.link_energy_j
-        over_j = full_j - self.headroom_w * duration_s
-        if over_j <= self.level_j:  # the common case, at full clock (run_limited's first branch)
-            self.level_j = min(self.capacity_j, self.level_j - over_j)
-            return 0.0, full_j
-        shape = power_shape(cost, duration_s)
-        time_s, energy_j, self.level_j = run_limited(shape, self.headroom_w, self.alpha, self.level_j,
-                                                     self.capacity_j)
+        duration_s = rec.end_s - rec.start_s
+        time_s, energy_j, self.level_j = run_limited(rec.cost, duration_s, self.headroom_w, self.alpha,
+                                                     self.level_j, self.capacity_j)
         return time_s - duration_s, energy_j
 
     def idle(self, gap_s: float) -> None:
