@@ -9,6 +9,7 @@ from hwsim.arch.model import Chip
 from hwsim.arch.system import System, load_system, single_chip_system
 from hwsim.cost import OpCost, collective_op_cost, cost_op
 from hwsim.dtypes import dtype_bytes
+from hwsim.engine.inference import INFERENCE_PHASES, InferenceRun, run_inference
 from hwsim.engine.pipeline import StageTimes, play_pipeline
 from hwsim.engine.power import apply_power_limit
 from hwsim.engine.schedule import Schedule, run_schedule
@@ -107,8 +108,43 @@ def simulate(
     if not reusable:
         cache = CostCache(chip, system, plan)
     assert cache is not None
+    if workload.phase in INFERENCE_PHASES and workload.spec is not None and fold:
+        return _inference_result(workload, system, run_inference(workload, system, cache))
     schedule = apply_power_limit(run_schedule(workload, chip, cache, fold=fold), chip)
     return _result(workload, system, schedule)
+
+
+def _inference_result(workload: Workload, system: System, run: InferenceRun) -> Result:
+    """A :class:`Result` from a static inference run (every chip of the plan)."""
+    chip, plan = system.chip, workload.plan
+    n_chips = plan.n_chips if plan else 1
+    latency = run.latency_s
+    breakdown = {"compute_j": run.compute_j, **{f"{k}_j": v for k, v in run.level_j.items()},
+                 "interconnect_j": run.link_j, "idle_j": chip.idle_power_w * latency * n_chips}
+    if not plan:
+        breakdown.pop("interconnect_j")
+    batch = workload.params["batch"]
+    ttft = tpot = None
+    if workload.phase == "request":
+        tokens = batch * workload.params["new_tokens"]
+        ttft = run.first_token_s or 0.0
+        tpot = (latency - ttft) / workload.params["new_tokens"]
+    elif workload.phase == "prefill":
+        tokens = batch * workload.params["prompt_len"]
+    else:
+        tokens = batch
+    dtype = str(workload.params.get("dtype", "bf16"))
+    params = dict(workload.params)
+    if plan:
+        params |= {"plan": plan.label(), "n_chips": n_chips}
+    return Result(
+        arch=system.name if plan else chip.name, workload=workload.name, phase=workload.phase,
+        latency_s=latency, energy_j=sum(breakdown.values()), energy_breakdown_j=breakdown,
+        bytes_by_level={f"{k}_bytes": v for k, v in run.level_bytes.items()}, flops=run.flops,
+        tokens=tokens, peak_flops_per_s=chip.peak_flops_per_s(dtype) * n_chips, params=params,
+        ttft_s=ttft, tpot_s=tpot, schedule_fn=run.schedule_fn, level_names=chip.level_names,
+        time_by_bound_s=run.time_by_bound_s,
+    )
 
 
 def _chips_running(workload: Workload, segment: str, op: Op) -> float:
@@ -199,5 +235,5 @@ def _result(workload: Workload, system: System, schedule: Schedule) -> Result:
         latency_s=latency, energy_j=sum(breakdown.values()), energy_breakdown_j=breakdown,
         bytes_by_level={f"{k}_bytes": v for k, v in level_bytes.items()}, flops=flops,
         tokens=tokens, peak_flops_per_s=chip.peak_flops_per_s(dtype) * n_chips, params=params,
-        ttft_s=ttft, tpot_s=tpot, schedule=schedule, level_names=levels,
+        ttft_s=ttft, tpot_s=tpot, schedule_fn=lambda: schedule, level_names=levels,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -51,8 +52,16 @@ class Result:
     params: dict[str, Any] = field(default_factory=dict)
     ttft_s: float | None = None
     tpot_s: float | None = None
-    schedule: Schedule | None = field(default=None, repr=False, compare=False)
+    schedule_fn: Callable[[], Schedule | None] | None = field(default=None, repr=False, compare=False)
+    """Builds the op-level schedule on first use (a request's is large)."""
     level_names: tuple[str, ...] = ()
+    time_by_bound_s: dict[str, float] | None = field(default=None, repr=False, compare=False)
+    """Op time of one chip by what bounds each op, in s (else read off the schedule)."""
+
+    @cached_property
+    def schedule(self) -> Schedule | None:
+        """The op-level schedule of one chip (see :meth:`to_frame`), or None."""
+        return self.schedule_fn() if self.schedule_fn is not None else None
 
     @property
     def achieved_flops_per_s(self) -> float:
@@ -82,12 +91,16 @@ class Result:
     @property
     def bound(self) -> str:
         """What limits the run: the bound that accounts for most of the op time."""
-        if self.schedule is None or not self.schedule.records:
+        time_by_bound = self.time_by_bound_s
+        if time_by_bound is None:
+            if self.schedule is None or not self.schedule.records:
+                return "compute"
+            time_by_bound = {}
+            for rec in self.schedule.records:
+                weight = self.schedule.multiplicity(rec) * (rec.end_s - rec.start_s)
+                time_by_bound[rec.bound] = time_by_bound.get(rec.bound, 0.0) + weight
+        if not time_by_bound:
             return "compute"
-        time_by_bound: dict[str, float] = {}
-        for rec in self.schedule.records:
-            weight = self.schedule.multiplicity(rec) * (rec.end_s - rec.start_s)
-            time_by_bound[rec.bound] = time_by_bound.get(rec.bound, 0.0) + weight
         return max(time_by_bound, key=lambda b: time_by_bound[b])
 
     def summary(self) -> dict[str, Any]:

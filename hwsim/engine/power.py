@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from hwsim.arch.model import Chip
+from hwsim.cost.model import OpCost
 from hwsim.cost.power import headroom_w, power_shape, run_limited
 from hwsim.engine.schedule import OpRecord, Schedule
 
@@ -68,15 +69,61 @@ class PowerWalk:
     intervals: list[Interval]
     per_copy_s: dict[tuple[int, int], float]
     energy_j: dict[int, float]
+    level_j: float = 0.0
+    """The bucket after the schedule, in J."""
 
 
-def power_walk(schedule: Schedule, chip: Chip) -> PowerWalk:
-    """Walk the unstretched schedule's ops in time order through the bucket."""
+@dataclass
+class PowerState:
+    """The power controller's bucket of one chip, carried from one schedule (a serving
+    iteration) to the next; idle time between them refills it.
+
+    Attributes
+    ----------
+    capacity_j, headroom_w, alpha : float
+        The chip's ``burst_energy_j``, the power its limit leaves above idle, and its
+        ``power_clock_exponent``.
+    level_j : float
+        Energy left in the bucket, in J (starts full).
+    """
+
+    capacity_j: float
+    headroom_w: float
+    alpha: float
+    level_j: float
+
+    @classmethod
+    def of(cls, chip: Chip) -> PowerState | None:
+        """A full bucket for ``chip``, or None when the chip has no power limit."""
+        headroom = headroom_w(chip)
+        if headroom <= 0.0:
+            return None
+        return cls(chip.burst_energy_j, headroom, chip.power_clock_exponent, chip.burst_energy_j)
+
+    def idle(self, gap_s: float) -> None:
+        """Refill during ``gap_s`` with nothing running."""
+        if gap_s > 0.0:
+            self.level_j = min(self.capacity_j, self.level_j + self.headroom_w * gap_s)
+
+    def over_j(self, cost: OpCost, duration_s: float) -> float:
+        """Energy an op draws above what the limit allows over its duration, in J."""
+        full = cost.compute_energy_j + sum(cost.level_energy_j) + cost.link_energy_j
+        return full - self.headroom_w * duration_s
+
+    def refill(self, unused_j: float) -> None:
+        """Add the headroom a run of ops under the limit left unused (``unused_j >= 0``)."""
+        self.level_j = min(self.capacity_j, self.level_j + unused_j)
+
+
+def power_walk(schedule: Schedule, chip: Chip, level_j: float | None = None) -> PowerWalk:
+    """Walk the unstretched schedule's ops in time order through the bucket, which
+    holds ``level_j`` at the start (default: full)."""
     walk = PowerWalk([], {}, {})
     headroom = headroom_w(chip)
     if headroom <= 0.0:
         return walk
-    bucket = _Bucket(chip.burst_energy_j, headroom, chip.power_clock_exponent, chip.burst_energy_j)
+    start = chip.burst_energy_j if level_j is None else level_j
+    bucket = _Bucket(chip.burst_energy_j, headroom, chip.power_clock_exponent, start)
     runs = {(r.pass_index, r.segment_index): r for r in schedule.segments}
     order = sorted(range(len(schedule.records)), key=lambda k: schedule.records[k].start_s)
     now = 0.0
@@ -105,6 +152,7 @@ def power_walk(schedule: Schedule, chip: Chip) -> PowerWalk:
                 walk.energy_j[k] = (walk.energy_j[k] + e) / (1 + copies)
             now = recs[-1].end_s + copies * run.period_s
         i += len(group)
+    walk.level_j = bucket.level_j
     return walk
 
 
@@ -171,10 +219,13 @@ def _scaled(rec: OpRecord, dynamic_j: float) -> OpRecord:
     return replace(rec, cost=replace(cost, compute_energy_j=cost.compute_energy_j * f, level_energy_j=levels))
 
 
-def apply_power_limit(schedule: Schedule, chip: Chip) -> Schedule:
+def apply_power_limit(schedule: Schedule, chip: Chip, state: PowerState | None = None) -> Schedule:
     """The schedule with every over-limit op stretched in time (the ops after it moved)
-    and its core energy lowered to what it draws at the clock it ran at."""
-    walk = power_walk(schedule, chip)
+    and its core energy lowered to what it draws at the clock it ran at. With ``state``,
+    the bucket starts at ``state.level_j`` and ``state`` is left as the schedule leaves it."""
+    walk = power_walk(schedule, chip, None if state is None else state.level_j)
+    if state is not None:
+        state.level_j = walk.level_j
     extras = [x for x in walk.intervals if x[2] > 0.0]
     if not extras:
         return schedule

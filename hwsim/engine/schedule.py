@@ -32,6 +32,7 @@ import simpy
 
 from hwsim.arch.model import Chip
 from hwsim.cost.model import OpCost, transfer_time_s
+from hwsim.engine.chain import LogEntry, Profile, is_chain, op_bound, run_chain
 from hwsim.workload.graph import OperatorGraph, Workload
 from hwsim.workload.ops import Collective, Op
 
@@ -149,10 +150,10 @@ def _sinks_without(graph: OperatorGraph, skip: set[str]) -> list[str]:
     return [n for n, _ in graph.ops() if n not in skip and all(m in skip for m in graph.successors(n))]
 
 
-def run_schedule(
-    workload: Workload, chip: Chip, cost_of: Callable[[Op], OpCost], fold: bool = True
-) -> Schedule:
-    """Simulate ``workload`` on ``chip`` with op costs from ``cost_of``; deterministic."""
+def prepare_nodes(workload: Workload, chip: Chip, cost_of: Callable[[Op], OpCost], fold: bool = True
+                  ) -> tuple[list[_Node], list[SegmentRun]]:
+    """The flattened op instances of ``workload`` with their costs, launch latencies and
+    (eager passes) host issue times, and how each segment is folded."""
     nodes, runs = _instances(workload, fold)
     first_of_pass: set[int] = set()
     host_s = 0.0  # when the host has issued everything so far (eager passes)
@@ -164,12 +165,41 @@ def run_schedule(
         elif node.key[0] not in first_of_pass:
             node.launch_s = chip.launch_overhead_s
         first_of_pass.add(node.key[0])
+    return nodes, runs
+
+
+def evaluate_nodes(nodes: list[_Node], chip: Chip, events: bool | None = None,
+                   profiles: list[Profile | None] | None = None) -> tuple[list[LogEntry], float]:
+    """Run prepared nodes: directly when they form a chain, else as SimPy processes.
+    Returns the log and the time the last activity ended (s). ``profiles`` caches the
+    direct path's per-node constants across calls (see :func:`~hwsim.engine.chain.run_chain`)."""
+    if events is None:
+        events = not is_chain(nodes)
+    if not events:
+        run = run_chain(nodes, chip, profiles)
+        return run.log, run.now
     env = simpy.Environment()
     sim = _Sim(env, chip, nodes)
     for i in range(len(nodes)):
         env.process(sim.op_process(i))
     env.run()
-    return _fold(workload, nodes, runs, sim)
+    return sim.log, env.now
+
+
+def run_schedule(
+    workload: Workload, chip: Chip, cost_of: Callable[[Op], OpCost], fold: bool = True,
+    events: bool | None = None,
+) -> Schedule:
+    """Simulate ``workload`` on ``chip`` with op costs from ``cost_of``; deterministic.
+
+    A workload whose ops run strictly one after another is evaluated directly
+    (:mod:`hwsim.engine.chain`); one with concurrent work (overlapped or prefetched
+    collectives, parallel branches) runs as SimPy processes. ``events=True`` forces
+    the processes, ``False`` the direct path (for chains only).
+    """
+    nodes, runs = prepare_nodes(workload, chip, cost_of, fold)
+    log, now = evaluate_nodes(nodes, chip, events)
+    return fold_schedule(workload, nodes, runs, log, now)
 
 
 class _Sim:
@@ -189,7 +219,7 @@ class _Sim:
         self.home_bw = home.bandwidth_bytes_per_s * home.achievable_fraction
         names = chip.level_names
         self.buffer_bytes = chip.level_capacity_bytes(names[-2]) if len(names) > 1 else 0.0
-        self.log: list[tuple[int, float, float, float, str]] = []
+        self.log: list[LogEntry] = []
 
     def op_process(self, i: int) -> Generator[Any, Any, None]:
         env, node = self.env, self.nodes[i]
@@ -213,7 +243,7 @@ class _Sim:
                 home_s = max(0.0, full_s - self.prefetched[i] / self.home_bw)
                 inner = max(cost.level_s[:-1], default=0.0)
                 busy = max(cost.compute_s, inner, home_s)
-                bound = _bound(cost, home_s, inner, node.launch_s)
+                bound = op_bound(cost, home_s, inner, node.launch_s)
                 yield env.timeout(node.launch_s + cost.overhead_s + home_s)
             if i + 1 < len(self.nodes) and self.buffer_bytes > 0:
                 env.process(self.prefetch(i + 1, cost))
@@ -255,22 +285,10 @@ class _Sim:
             self.prefetched[j] = min(budget, (self.env.now - t0) * self.home_bw)
 
 
-def _bound(cost: OpCost, home_s: float, inner_s: float, launch_s: float) -> str:
-    """What limits an op: fixed ``overhead`` (launch and per-kernel time exceed the
-    work), ``compute``, or the memory level whose transfer takes longest."""
-    if launch_s + cost.overhead_s > max(cost.compute_s, home_s, inner_s):
-        return "overhead"
-    if cost.compute_s >= max(home_s, inner_s):
-        return "compute"
-    if home_s >= inner_s:
-        return cost.traffic[-1].level
-    worst = max(range(len(cost.level_s) - 1), key=lambda k: cost.level_s[k])
-    return cost.traffic[worst].level
-
-
-def _fold(workload: Workload, nodes: list[_Node], runs: list[SegmentRun], sim: _Sim) -> Schedule:
+def fold_schedule(workload: Workload, nodes: list[_Node], runs: list[SegmentRun], log: list[LogEntry],
+                  now_s: float) -> Schedule:
     """Records with start times shifted by the folded periods before them."""
-    by_index = {i: (start, end, pre, bound) for i, start, end, pre, bound in sim.log}
+    by_index = {i: (start, end, pre, bound) for i, start, end, pre, bound in log}
     first_start: dict[tuple[int, int, int], float] = {}
     for i, node in enumerate(nodes):
         key = node.key[:3]
@@ -306,7 +324,7 @@ def _fold(workload: Workload, nodes: list[_Node], runs: list[SegmentRun], sim: _
     if current is not None:
         last = run_iter[current]
         shift += (last.repeat - last.simulated) * last.period_s
-    latency = sim.env.now + shift
+    latency = now_s + shift
     ends = tuple(pass_end[p] for p in sorted(pass_end))
     return Schedule(tuple(records), tuple(out_runs), latency, ends,
                     tuple(p.name for p in workload.passes),

@@ -1,0 +1,278 @@
+"""One iteration of a model replica: its time, energy and traffic from the batch composition.
+
+An iteration is one forward pass over a batch of requests, each bringing ``q_i`` new
+tokens (a prompt chunk, or one decode token) that attend to ``k_i`` keys (its cache plus
+those tokens). What it costs decomposes as SERVING.md says:
+
+- every linear operator (projections, norms, FFN or experts, embedding, collectives)
+  depends only on the total new tokens ``T = sum(q_i)``, and the LM head on the number
+  of requests that sample a token: the flattened op instances of a pass for ``(T,
+  n_logits)`` are built and costed once and memoised (:class:`ReplicaModel`);
+- each layer's attention depends on the list of ``(q_i, k_i)``: one varlen kernel,
+  costed vectorised (:func:`hwsim.cost.attention_batch.attention_batch_cost`);
+- the ops then run one after another on each chip (with next-op weight prefetch),
+  evaluated directly (:mod:`hwsim.engine.chain`) with repeated layers folded; a pass with
+  concurrent work falls back to SimPy processes;
+- the power limit (:mod:`hwsim.engine.power`) runs each iteration through the chip's
+  energy bucket, carried from iteration to iteration and refilled by idle time, so clock
+  throttling is part of simulated time.
+
+A replica is ``tp * pp`` chips running one model copy under a :class:`Plan`; every chip
+of a pipeline stage runs the same ops in lockstep, so one chip's timeline stands for the
+stage and its energy and bytes are multiplied by ``tp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hwsim.arch.model import Chip
+from hwsim.cost.attention_batch import attention_batch_cost
+from hwsim.cost.model import OpCost
+from hwsim.engine.chain import Profile, is_chain
+from hwsim.engine.power import PowerState, apply_power_limit
+from hwsim.engine.schedule import (
+    Schedule,
+    SegmentRun,
+    _Node,
+    evaluate_nodes,
+    fold_schedule,
+    prepare_nodes,
+)
+from hwsim.workload.graph import Pass, Segment, Workload
+from hwsim.workload.ops import Attention, Op
+from hwsim.workload.parallel import sharded_embedding, sharded_head, sharded_layer
+from hwsim.workload.plan import Plan
+from hwsim.workload.spec import ModelSpec
+
+
+@dataclass
+class IterationCost:
+    """What one iteration of one pipeline stage costs on its ``tp`` chips.
+
+    Attributes
+    ----------
+    latency_s : float
+        Wall time of the stage's pass, including any slowdown by the power limit, in s.
+    flops : float
+        FLOP over the stage's chips.
+    compute_j, link_j : float
+        Matrix/vector and interconnect energy over the stage's chips, in J.
+    level_bytes, level_j : dict
+        Bytes and energy at each memory level (keyed by level name), over the chips.
+    time_by_bound_s : dict
+        Op time (one chip, folded layers counted) by what bounds each op, in s.
+    schedule : Schedule or None
+        The op-level schedule of one chip, when asked for (``detail=True``).
+    """
+
+    latency_s: float
+    flops: float
+    compute_j: float
+    link_j: float
+    level_bytes: dict[str, float]
+    level_j: dict[str, float]
+    time_by_bound_s: dict[str, float] = field(default_factory=dict)
+    schedule: Schedule | None = None
+
+    @property
+    def dynamic_j(self) -> float:
+        """Energy above idle, in J."""
+        return self.compute_j + self.link_j + sum(self.level_j.values())
+
+
+@dataclass
+class _PassPlan:
+    """A pass for one ``(T, n_logits)``: its prepared nodes and the sums that do not
+    change from iteration to iteration."""
+
+    workload: Workload
+    nodes: list[_Node]
+    runs: list[SegmentRun]
+    mult: np.ndarray  # op instances each node stands for, times chips running it
+    attention: list[tuple[int, Attention]]
+    static: np.ndarray  # [flops, compute_j, link_j, *level_bytes, *level_j] of the other nodes
+    first_of: dict[tuple[int, int, int], int]  # (pass, segment, instance) -> first node
+    events: bool  # the pass has concurrent work: SimPy processes, not the direct recurrence
+    profiles: list[Profile | None]  # the recurrence's per-node constants (attention: per run)
+
+
+def _sums(cost: OpCost) -> list[float]:
+    return [cost.flops, cost.compute_energy_j, cost.link_energy_j, *(t.bytes for t in cost.traffic),
+            *cost.level_energy_j]
+
+
+class ReplicaModel:
+    """Iteration costs of one model replica on one kind of chip (memoised).
+
+    Parameters
+    ----------
+    spec : ModelSpec
+    chip : Chip
+    plan : Plan
+        ``tp`` and ``pp`` (and ``ep``) of the replica; ``dp`` and ``microbatches`` do not
+        apply to one iteration.
+    cost_of : callable
+        Op costs (a shared :class:`hwsim.api.CostCache`).
+    dtype, attention_impl, sparsity : str
+        As :func:`hwsim.workload.lower`.
+    exact : bool
+        Lower every batch shape on its own instead of reusing the pass of its token
+        count (needed where more than attention depends on the lengths: context
+        parallelism, an offloaded KV cache); batches must then be uniform.
+    """
+
+    def __init__(self, spec: ModelSpec, chip: Chip, plan: Plan, cost_of: Callable[[Op], OpCost],
+                 dtype: str = "bf16", attention_impl: str = "flash", sparsity: str | None = None,
+                 exact: bool = False) -> None:
+        self.spec, self.chip, self.plan, self.cost_of = spec, chip, plan, cost_of
+        self.dtype, self.attention_impl, self.sparsity = dtype, attention_impl, sparsity
+        self.exact = exact
+        self._passes: dict[tuple[int, ...], _PassPlan] = {}
+        self._levels = chip.level_names
+
+    @property
+    def n_stages(self) -> int:
+        return self.plan.pp
+
+    def stage_layers(self, stage: int) -> int:
+        """Layers pipeline stage ``stage`` runs."""
+        return self.spec.num_hidden_layers // self.plan.pp
+
+    def _workload(self, n_tokens: int, n_logits: int, stage: int,
+                  shape: tuple[int, int, int] | None) -> Workload:
+        """The pass of ``stage`` over ``n_tokens`` new tokens; with ``shape = (batch, q,
+        k)`` lowered for exactly that uniform batch, else with a placeholder attention
+        that every iteration costs for its own requests."""
+        spec, plan, dtype = self.spec, self.plan, self.dtype
+        batch, q_len, kv_len = shape or (n_tokens, 1, 1)
+        if shape is not None:
+            n_tokens = batch * -(-q_len // plan.cp)
+        segments = []
+        if stage == 0:
+            segments.append(Segment("embed", sharded_embedding(spec, plan, n_tokens, dtype)))
+        layer = sharded_layer(spec, plan, batch, q_len, kv_len, dtype, self.attention_impl, self.sparsity)
+        segments.append(Segment("layer", layer, self.stage_layers(stage)))
+        if stage == plan.pp - 1 and not spec.encoder_only and n_logits > 0:
+            segments.append(Segment("head", sharded_head(spec, plan, n_tokens, n_logits, dtype)))
+        passes = (Pass("iteration", tuple(segments), tokens=n_tokens),)
+        return Workload(spec.name, "iteration", passes, {}, {"dtype": dtype})
+
+    def _pass(self, n_tokens: int, n_logits: int, stage: int,
+              shape: tuple[int, int, int] | None = None) -> _PassPlan:
+        key = (n_tokens, n_logits, stage, *(shape or ()))
+        plan = self._passes.get(key)
+        if plan is not None:
+            return plan
+        workload = self._workload(n_tokens, n_logits, stage, shape)
+        nodes, runs = prepare_nodes(workload, self.chip, self.cost_of)
+        folded = {(r.pass_index, r.segment_index): r.repeat - r.simulated for r in runs}
+        mult = np.array([(1 + folded[n.key[:2]] if n.key[2] == 1 else 1) * self.plan.tp for n in nodes],
+                        dtype=np.float64)
+        attention = [] if shape else [(i, n.op) for i, n in enumerate(nodes) if isinstance(n.op, Attention)]
+        skip = {i for i, _ in attention}
+        static = np.zeros(3 + 2 * len(self._levels))
+        for i, n in enumerate(nodes):
+            if i not in skip:
+                static += mult[i] * np.asarray(_sums(n.cost))
+        first_of: dict[tuple[int, int, int], int] = {}
+        for i, n in enumerate(nodes):
+            first_of.setdefault(n.key[:3], i)
+        plan = self._passes[key] = _PassPlan(workload, nodes, runs, mult, attention, static, first_of,
+                                             not is_chain(nodes), [None] * len(nodes))
+        return plan
+
+    def run(self, q: np.ndarray, k: np.ndarray, n_logits: int, stage: int = 0,
+            power: PowerState | None = None, detail: bool = False) -> IterationCost:
+        """Cost of one iteration of pipeline ``stage``.
+
+        Parameters
+        ----------
+        q, k : numpy.ndarray of int
+            New tokens and attended keys of every request in the batch.
+        n_logits : int
+            Requests that sample a token in this iteration (the LM head's rows).
+        power : PowerState, optional
+            The stage's power-limit bucket, updated in place (None: no limit applied).
+        detail : bool
+            Also return the op-level schedule of one chip.
+        """
+        n_tokens = int(np.sum(q))
+        shape = None
+        if self.exact:
+            if not ((q == q[0]).all() and (k == k[0]).all()):
+                raise ValueError("an exact replica model runs uniform batches only")
+            shape = (int(q.size), int(q[0]), int(k[0]))
+        plan = self._pass(n_tokens, n_logits, stage, shape)
+        nodes = plan.nodes
+        costs: dict[Attention, OpCost] = {}
+        dyn = plan.static.copy()
+        for i, template in plan.attention:
+            cost = costs.get(template)
+            if cost is None:
+                cost = costs[template] = attention_batch_cost(self.chip, template, q, k)
+            nodes[i].cost = cost
+            plan.profiles[i] = None
+            dyn += plan.mult[i] * np.asarray(_sums(cost))
+        log, now = evaluate_nodes(nodes, self.chip, plan.events, plan.profiles)
+        throttled = False
+        unused_j = 0.0
+        if power is not None:
+            # Under the limit throughout, every op only refills the bucket: one sum.
+            for (_, start, end, _, _), node, m in zip(log, nodes, plan.mult, strict=True):
+                over = power.over_j(node.cost, end - start)
+                if over > 0.0:
+                    throttled = True
+                    break
+                unused_j -= m / self.plan.tp * over
+        if detail or throttled:
+            schedule = fold_schedule(plan.workload, nodes, plan.runs, log, now)
+            if power is not None:
+                schedule = apply_power_limit(schedule, self.chip, power)
+            return self._from_schedule(schedule, detail)
+        if power is not None:
+            power.refill(unused_j)
+        return self._cost(now + self._shift(plan, log), dyn, self._bounds(plan, log), None)
+
+    def _shift(self, plan: _PassPlan, log: list) -> float:
+        """Time the folded instances of repeated segments add, in s."""
+        shift = 0.0
+        for r in plan.runs:
+            if r.simulated < r.repeat:
+                a = plan.first_of[(r.pass_index, r.segment_index, 1)]
+                b = plan.first_of[(r.pass_index, r.segment_index, 2)]
+                shift += (r.repeat - r.simulated) * (log[b][1] - log[a][1])
+        return shift
+
+    def _bounds(self, plan: _PassPlan, log: list) -> dict[str, float]:
+        out: dict[str, float] = {}
+        tp = self.plan.tp
+        for (_, start, end, _, bound), m in zip(log, plan.mult, strict=True):
+            out[bound] = out.get(bound, 0.0) + m / tp * (end - start)
+        return out
+
+    def _cost(self, latency: float, dyn: np.ndarray, bounds: dict[str, float],
+              schedule: Schedule | None) -> IterationCost:
+        n = len(self._levels)
+        return IterationCost(
+            latency_s=latency, flops=float(dyn[0]), compute_j=float(dyn[1]), link_j=float(dyn[2]),
+            level_bytes=dict(zip(self._levels, map(float, dyn[3:3 + n]), strict=True)),
+            level_j=dict(zip(self._levels, map(float, dyn[3 + n:]), strict=True)),
+            time_by_bound_s=bounds, schedule=schedule)
+
+    def _from_schedule(self, schedule: Schedule, detail: bool) -> IterationCost:
+        """Totals of a (power-limited) schedule of one chip, over the stage's chips."""
+        dyn = np.zeros(3 + 2 * len(self._levels))
+        bounds: dict[str, float] = {}
+        tp = self.plan.tp
+        for rec in schedule.records:
+            m = schedule.multiplicity(rec)
+            dyn += m * tp * np.asarray(_sums(rec.cost))
+            bounds[rec.bound] = bounds.get(rec.bound, 0.0) + m * (rec.end_s - rec.start_s)
+        return self._cost(schedule.latency_s, dyn, bounds, schedule if detail else None)
+
+
+__all__ = ["IterationCost", "ReplicaModel"]
