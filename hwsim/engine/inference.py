@@ -83,7 +83,7 @@ def replica_model(workload: Workload, system: System, cost_of: Callable[[Op], Op
     plan = workload.plan or Plan()
     return ReplicaModel(spec, system.chip, plan, cost_of, dtype=str(workload.params["dtype"]),
                         attention_impl=str(args.get("attention_impl", "flash")),
-                        sparsity=args.get("sparsity"), exact=plan.cp > 1 or "kv_cache" in plan.offload)
+                        sparsity=args.get("sparsity"), per_shape=plan.cp > 1 or "kv_cache" in plan.offload)
 
 
 def stage_send_s(system: System, model: ReplicaModel) -> Callable[[int], float]:

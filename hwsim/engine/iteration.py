@@ -24,14 +24,15 @@ stage and its energy and bytes are multiplied by ``tp``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from hwsim.arch.model import Chip
 from hwsim.cost.attention_batch import attention_batch_cost
-from hwsim.cost.model import OpCost
+from hwsim.cost.model import OpCost, make_cost, streaming_traffic
 from hwsim.engine.chain import Profile, is_chain
 from hwsim.engine.power import PowerState, apply_power_limit
 from hwsim.engine.schedule import (
@@ -83,6 +84,44 @@ class IterationCost:
         """Energy above idle, in J."""
         return self.compute_j + self.link_j + sum(self.level_j.values())
 
+    def interpolate(self, other: IterationCost, w: float) -> IterationCost:
+        """``(1 - w) * self + w * other``, field by field (no schedule)."""
+        def mix(a: float, b: float) -> float:
+            return (1.0 - w) * a + w * b
+
+        bounds = {key: mix(self.time_by_bound_s.get(key, 0.0), other.time_by_bound_s.get(key, 0.0))
+                  for key in {*self.time_by_bound_s, *other.time_by_bound_s}}
+        return IterationCost(
+            mix(self.latency_s, other.latency_s), mix(self.flops, other.flops),
+            mix(self.compute_j, other.compute_j), mix(self.link_j, other.link_j),
+            {n: mix(v, other.level_bytes[n]) for n, v in self.level_bytes.items()},
+            {n: mix(v, other.level_j[n]) for n, v in self.level_j.items()}, bounds)
+
+
+#: Token counts up to this are costed exactly; above, on a geometric grid.
+GRID_EXACT_TOKENS = 64
+#: Grid points per doubling of the token count (4.4 % apart).
+GRID_PER_OCTAVE = 16
+
+
+def grid_bracket(n_tokens: int) -> tuple[int, int, float]:
+    """``(lo, hi, w)``: the grid points around ``n_tokens`` and its weight on ``hi``
+    (``w = 0`` and ``lo = hi = n_tokens`` when it is costed exactly)."""
+    if n_tokens <= GRID_EXACT_TOKENS:
+        return n_tokens, n_tokens, 0.0
+    j = math.floor(GRID_PER_OCTAVE * math.log2(n_tokens / GRID_EXACT_TOKENS))
+    lo = math.ceil(GRID_EXACT_TOKENS * 2 ** (j / GRID_PER_OCTAVE))
+    hi = math.ceil(GRID_EXACT_TOKENS * 2 ** ((j + 1) / GRID_PER_OCTAVE))
+    while lo > n_tokens:  # float rounding at the boundary
+        j -= 1
+        lo, hi = math.ceil(GRID_EXACT_TOKENS * 2 ** (j / GRID_PER_OCTAVE)), lo
+    while hi <= n_tokens:
+        j += 1
+        lo, hi = hi, math.ceil(GRID_EXACT_TOKENS * 2 ** ((j + 1) / GRID_PER_OCTAVE))
+    if lo == n_tokens:
+        return n_tokens, n_tokens, 0.0
+    return lo, hi, (n_tokens - lo) / (hi - lo)
+
 
 @dataclass
 class _PassPlan:
@@ -98,6 +137,7 @@ class _PassPlan:
     first_of: dict[tuple[int, int, int], int]  # (pass, segment, instance) -> first node
     events: bool  # the pass has concurrent work: SimPy processes, not the direct recurrence
     profiles: list[Profile | None]  # the recurrence's per-node constants (attention: per run)
+    groups: list[tuple[int, int, int]]  # (first, stop, folded copies) of each op instance, in order
 
 
 def _sums(cost: OpCost) -> list[float]:
@@ -119,18 +159,23 @@ class ReplicaModel:
         Op costs (a shared :class:`hwsim.api.CostCache`).
     dtype, attention_impl, sparsity : str
         As :func:`hwsim.workload.lower`.
-    exact : bool
+    per_shape : bool
         Lower every batch shape on its own instead of reusing the pass of its token
         count (needed where more than attention depends on the lengths: context
         parallelism, an offloaded KV cache); batches must then be uniform.
+    token_grid : bool
+        Cost the linear ops of an iteration of ``T > GRID_EXACT_TOKENS`` tokens by linear
+        interpolation between the two nearest points of a geometric grid
+        (``GRID_PER_OCTAVE`` per doubling) instead of at ``T`` itself: serving runs see
+        thousands of distinct ``T``, and each new one costs every linear op afresh.
     """
 
     def __init__(self, spec: ModelSpec, chip: Chip, plan: Plan, cost_of: Callable[[Op], OpCost],
                  dtype: str = "bf16", attention_impl: str = "flash", sparsity: str | None = None,
-                 exact: bool = False) -> None:
+                 per_shape: bool = False, token_grid: bool = False) -> None:
         self.spec, self.chip, self.plan, self.cost_of = spec, chip, plan, cost_of
         self.dtype, self.attention_impl, self.sparsity = dtype, attention_impl, sparsity
-        self.exact = exact
+        self.per_shape, self.token_grid = per_shape, token_grid
         self._passes: dict[tuple[int, ...], _PassPlan] = {}
         self._levels = chip.level_names
 
@@ -168,7 +213,9 @@ class ReplicaModel:
         if plan is not None:
             return plan
         workload = self._workload(n_tokens, n_logits, stage, shape)
-        nodes, runs = prepare_nodes(workload, self.chip, self.cost_of)
+        # The layers' attention is costed per iteration: a placeholder here (costing
+        # a placeholder of T sequences would be wasted work).
+        nodes, runs = prepare_nodes(workload, self.chip, self.cost_of if shape else self._cost_or_skip)
         folded = {(r.pass_index, r.segment_index): r.repeat - r.simulated for r in runs}
         mult = np.array([(1 + folded[n.key[:2]] if n.key[2] == 1 else 1) * self.plan.tp for n in nodes],
                         dtype=np.float64)
@@ -181,9 +228,27 @@ class ReplicaModel:
         first_of: dict[tuple[int, int, int], int] = {}
         for i, n in enumerate(nodes):
             first_of.setdefault(n.key[:3], i)
+        groups: list[tuple[int, int, int]] = []
+        for i, n in enumerate(nodes):
+            copies = folded[n.key[:2]] if n.key[2] == 1 else 0
+            if copies and groups and groups[-1][2] and nodes[groups[-1][0]].key[:3] == n.key[:3]:
+                groups[-1] = (groups[-1][0], i + 1, copies)
+            else:
+                groups.append((i, i + 1, copies))
         plan = self._passes[key] = _PassPlan(workload, nodes, runs, mult, attention, static, first_of,
-                                             not is_chain(nodes), [None] * len(nodes))
+                                             not is_chain(nodes), [None] * len(nodes), groups)
         return plan
+
+    def _cost_or_skip(self, op: Op) -> OpCost:
+        if isinstance(op, Attention):
+            if self._placeholder is None:
+                self._placeholder = make_cost(self.chip, flops=0.0, compute_cycles=0.0, compute_s=0.0,
+                                              traffic=streaming_traffic(self.chip, 0.0, 0.0), n_kernels=1,
+                                              compute_energy_j=0.0)
+            return self._placeholder
+        return self.cost_of(op)
+
+    _placeholder: OpCost | None = None
 
     def run(self, q: np.ndarray, k: np.ndarray, n_logits: int, stage: int = 0,
             power: PowerState | None = None, detail: bool = False) -> IterationCost:
@@ -202,13 +267,28 @@ class ReplicaModel:
         """
         n_tokens = int(np.sum(q))
         shape = None
-        if self.exact:
+        if self.per_shape:
             if not ((q == q[0]).all() and (k == k[0]).all()):
-                raise ValueError("an exact replica model runs uniform batches only")
+                raise ValueError("a per-shape replica model runs uniform batches only")
             shape = (int(q.size), int(q[0]), int(k[0]))
+        attention: dict[Attention, OpCost] = {}
+        lo, hi, w = grid_bracket(n_tokens) if self.token_grid and not detail and shape is None else (
+            n_tokens, n_tokens, 0.0)
+        if w == 0.0:
+            return self._run_pass(q, k, n_tokens, n_logits, stage, power, detail, shape, attention)
+        # Between two grid points: run both passes (same attention) and interpolate.
+        p_lo = None if power is None else replace(power)
+        a = self._run_pass(q, k, lo, n_logits, stage, p_lo, False, None, attention)
+        b = self._run_pass(q, k, hi, n_logits, stage, power, False, None, attention)
+        if power is not None and p_lo is not None:
+            power.level_j = (1 - w) * p_lo.level_j + w * power.level_j
+        return a.interpolate(b, w)
+
+    def _run_pass(self, q: np.ndarray, k: np.ndarray, n_tokens: int, n_logits: int, stage: int,
+                  power: PowerState | None, detail: bool, shape: tuple[int, int, int] | None,
+                  costs: dict[Attention, OpCost]) -> IterationCost:
         plan = self._pass(n_tokens, n_logits, stage, shape)
         nodes = plan.nodes
-        costs: dict[Attention, OpCost] = {}
         dyn = plan.static.copy()
         for i, template in plan.attention:
             cost = costs.get(template)
@@ -218,23 +298,17 @@ class ReplicaModel:
             plan.profiles[i] = None
             dyn += plan.mult[i] * np.asarray(_sums(cost))
         log, now = evaluate_nodes(nodes, self.chip, plan.events, plan.profiles)
-        throttled = False
-        unused_j = 0.0
-        if power is not None:
-            # Under the limit throughout, every op only refills the bucket: one sum.
-            for (_, start, end, _, _), node, m in zip(log, nodes, plan.mult, strict=True):
-                over = power.over_j(node.cost, end - start)
-                if over > 0.0:
-                    throttled = True
-                    break
-                unused_j -= m / self.plan.tp * over
-        if detail or throttled:
+        at_full_clock = True
+        if power is not None and not detail:
+            # Most iterations never empty the bucket: walk plain numbers, no schedule.
+            overs = [power.over_j(node.cost, end - start)
+                     for (_, start, end, _, _), node in zip(log, nodes, strict=True)]
+            at_full_clock = power.walk_at_full_clock(overs, plan.groups)
+        if detail or not at_full_clock:
             schedule = fold_schedule(plan.workload, nodes, plan.runs, log, now)
             if power is not None:
                 schedule = apply_power_limit(schedule, self.chip, power)
             return self._from_schedule(schedule, detail)
-        if power is not None:
-            power.refill(unused_j)
         return self._cost(now + self._shift(plan, log), dyn, self._bounds(plan, log), None)
 
     def _shift(self, plan: _PassPlan, log: list) -> float:

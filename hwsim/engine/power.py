@@ -12,6 +12,7 @@ lend the matrix products the power they leave unused, up to what the bucket hold
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -110,9 +111,26 @@ class PowerState:
         full = cost.compute_energy_j + sum(cost.level_energy_j) + cost.link_energy_j
         return full - self.headroom_w * duration_s
 
-    def refill(self, unused_j: float) -> None:
-        """Add the headroom a run of ops under the limit left unused (``unused_j >= 0``)."""
-        self.level_j = min(self.capacity_j, self.level_j + unused_j)
+    def walk_at_full_clock(self, over_j: Sequence[float], groups: Sequence[tuple[int, int, int]]) -> bool:
+        """Run ops drawing ``over_j`` above the limit (negative: under it) through the
+        bucket, as :func:`power_walk` does, if none of them has to slow down.
+
+        ``groups`` are ``(first, stop, copies)`` index ranges of ``over_j`` in time order,
+        each followed by ``copies`` identical copies of itself (folded layers). Returns
+        False, leaving the bucket as it was, as soon as some op would find it empty.
+        """
+        level, cap = self.level_j, self.capacity_j
+        for first, stop, copies in groups:
+            for _ in range(1 + copies):
+                before = level
+                for over in over_j[first:stop]:
+                    if over > level:
+                        return False
+                    level = min(cap, level - over)
+                if abs(level - before) <= 1e-12 * max(1.0, cap):
+                    break  # steady: every remaining copy leaves the bucket as it is
+        self.level_j = level
+        return True
 
 
 def power_walk(schedule: Schedule, chip: Chip, level_j: float | None = None) -> PowerWalk:

@@ -83,9 +83,11 @@ class Replica:
         first = self.stages[0]
         return bool(first.count or first.queue)
 
-    def run(self, q: np.ndarray, k: np.ndarray, n_logits: int) -> Generator[Any, Any, BatchRun]:
+    def run(self, q: np.ndarray, k: np.ndarray, n_logits: int,
+            left_first_stage: simpy.Event | None = None) -> Generator[Any, Any, BatchRun]:
         """Process: one batch (requests with ``q[i]`` new tokens attending to ``k[i]``
-        keys, ``n_logits`` of them sampling) through every stage."""
+        keys, ``n_logits`` of them sampling) through every stage; ``left_first_stage``
+        succeeds when the first stage is free for the next batch."""
         env = self.env
         batch_id, self._next_id = self._next_id, self._next_id + 1
         costs: list[IterationCost] = []
@@ -105,6 +107,8 @@ class Replica:
                 self._free_since[s] = env.now
                 self.log.append((batch_id, s, begin, env.now, cost))
                 costs.append(cost)
+            if s == 0 and left_first_stage is not None:
+                left_first_stage.succeed()
             if s + 1 < len(self.stages) and self._send_s is not None:
                 with self.links[s].request() as link:
                     yield link
