@@ -142,13 +142,28 @@ class EngineRecord:
                    times, iterations)
 
 
+def _stable_order(keys: np.ndarray, n_keys: int) -> np.ndarray:
+    """A stable argsort of non-negative int keys below ``n_keys``. numpy radix-sorts 16-bit
+    keys in linear time (several times faster than its int64 timsort on millions of token
+    events), so keys are sorted 16 bits at a time, least significant first."""
+    if n_keys <= 1 << 16:
+        return np.argsort(keys.astype(np.uint16), kind="stable")
+    order = np.argsort((keys & 0xFFFF).astype(np.uint16), kind="stable")
+    shift = 16
+    while n_keys > 1 << shift:
+        digit = ((keys[order] >> shift) & 0xFFFF).astype(np.uint16)
+        order = order[np.argsort(digit, kind="stable")]
+        shift += 16
+    return order
+
+
 def _token_gaps(requests: Requests, record: EngineRecord) -> tuple[np.ndarray, np.ndarray]:
     """All inter-token gaps (s) and each request's largest gap (NaN if it has none)."""
     n = len(requests)
     req = np.asarray(record.token_request, dtype=np.int64)
     times = np.asarray(record.token_time_s, dtype=np.float64)
     # A stable sort by request keeps each request's tokens in time order.
-    order = np.argsort(req, kind="stable")
+    order = _stable_order(req, n)
     req_sorted, t_sorted = req[order], times[order]
     same = req_sorted[1:] == req_sorted[:-1]
     gaps = np.diff(t_sorted)[same]

@@ -12,6 +12,7 @@ import pytest
 from hwsim.engine.serve.metrics import (
     SLO,
     EngineRecord,
+    _stable_order,
     average_power_w,
     energy_per_output_token_j,
     iteration_means,
@@ -244,3 +245,10 @@ def test_energy_and_cost_helpers() -> None:
     # 8 chips at $2/h for one hour making 1.44e6 tokens: $16 / 1.44 M tokens.
     assert usd_per_million_tokens(3600.0, 1_440_000, 2.0, 8) == pytest.approx(16 / 1.44)
     assert math.isnan(energy_per_output_token_j(1.0, 0))
+
+
+@pytest.mark.parametrize("n_keys", [7, 1 << 16, 70_000, 5_000_000])
+def test_radix_order_is_numpys_stable_argsort(n_keys: int) -> None:
+    """The 16-bit radix passes order token events exactly as a stable argsort would."""
+    keys = np.random.default_rng(n_keys).integers(0, n_keys, 50_000)
+    assert np.array_equal(_stable_order(keys, n_keys), np.argsort(keys, kind="stable"))
