@@ -9,9 +9,12 @@ True
 """
 
 from hwsim import ops, planner, sweep  # sweep: a callable module, hwsim.sweep(spec) runs a sweep
-from hwsim.api import CostCache, load_workload, simulate
+from hwsim.api import CostCache, load_workload, serve, simulate
 from hwsim.arch import Chip, list_archs, load_arch
 from hwsim.arch.system import System, list_systems, load_system
+from hwsim.engine.serve.metrics import SLO
+from hwsim.engine.serve.requests import Requests
+from hwsim.engine.serve.result import ServeResult
 from hwsim.errors import ConfigError, HwsimError, MappingError
 from hwsim.planner import rank_plans
 from hwsim.result import Result
@@ -24,6 +27,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Plan",
+    "Requests",
+    "SLO",
+    "ServeResult",
+    "serve",
     "planner",
     "rank_plans",
     "System",

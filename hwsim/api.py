@@ -8,11 +8,16 @@ from typing import Any
 from hwsim.arch.model import Chip
 from hwsim.arch.system import System, load_system, single_chip_system
 from hwsim.cost import OpCost, collective_op_cost, cost_op
-from hwsim.dtypes import dtype_bytes
+from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.engine.inference import INFERENCE_PHASES, InferenceRun, run_inference
 from hwsim.engine.pipeline import StageTimes, play_pipeline
 from hwsim.engine.power import apply_power_limit
 from hwsim.engine.schedule import Schedule, run_schedule
+from hwsim.engine.serve.deploy import serve_requests
+from hwsim.engine.serve.metrics import SLO
+from hwsim.engine.serve.options import serve_options
+from hwsim.engine.serve.requests import Requests
+from hwsim.engine.serve.result import ServeResult, serve_result
 from hwsim.errors import ConfigError
 from hwsim.mapping.fit import check_fit
 from hwsim.result import Result
@@ -20,7 +25,7 @@ from hwsim.workload.graph import Workload
 from hwsim.workload.lower import lower
 from hwsim.workload.ops import Collective, Embedding, Op, Optimizer
 from hwsim.workload.plan import Plan
-from hwsim.workload.spec import load_model_spec
+from hwsim.workload.spec import ModelSpec, load_model_spec
 
 
 def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: Any) -> Workload:
@@ -31,6 +36,71 @@ def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: 
     ``plan`` (see :func:`hwsim.workload.lower`).
     """
     return lower(load_model_spec(name_or_path), phase, **overrides)
+
+
+def serve(requests: Requests, arch: Chip | System | str | Path, *,
+          model: str | Path | ModelSpec = "llama2-7b", plan: Plan | None = None,
+          dtype: str = "bf16", scheduler: str = "vllm", slo: SLO | None = None,
+          **options: Any) -> ServeResult:
+    """Serve ``requests`` on ``arch`` with ``model``: requests arrive over time, a scheduler
+    batches them iteration by iteration under a paged KV cache, replicas run the batches.
+
+    Parameters
+    ----------
+    requests : Requests
+        ``hwsim.Requests.offline/.poisson/.bursty/.from_csv``.
+    arch : Chip, System or str
+        Chip or system preset name, YAML path, or object.
+    model : str, path or ModelSpec
+    plan : Plan, optional
+        Each replica's ``tp`` and ``pp``; ``dp`` replicas (default 1) unless
+        ``replicas`` is given.
+    dtype : str
+    scheduler : {"vllm", "sarathi", "orca", "static"}
+        See :mod:`hwsim.engine.serve.scheduler`.
+    slo : SLO, optional
+        TTFT/TPOT/E2E limits for goodput.
+    **options
+        :class:`~hwsim.engine.serve.options.ServeOptions`: ``max_num_seqs``,
+        ``max_num_batched_tokens``, ``block_tokens``, ``memory_fraction``, ``watermark``,
+        ``preemption`` ("recompute"/"swap"), ``priority``, ``prefix_caching``, ``replicas``,
+        ``router``, ``host_overhead_s``, ``attention_impl``, ``n_layers``, ``pools``
+        (disaggregated prefill/decode), ``transfer_bytes_per_s``, ``usd_per_chip_hour``.
+
+    Returns
+    -------
+    ServeResult
+        ``output_tokens_per_s``, ``requests`` and ``iterations`` frames, ``metrics``,
+        ``summary()``, ``to_json()``.
+    """
+    opts = serve_options(scheduler, options)
+    if not isinstance(requests, Requests):
+        raise ConfigError([f"serve: requests: expected hwsim.Requests, got {type(requests).__name__}"])
+    system = load_system(arch)
+    spec = model if isinstance(model, ModelSpec) else load_model_spec(model)
+    if opts.n_layers is not None:
+        spec = spec.model_copy(update={"num_hidden_layers": opts.n_layers})
+    if spec.encoder_only:
+        raise ConfigError([f"serve: model: {spec.name} is an encoder; it generates no tokens to serve"])
+    try:
+        dtype = normalize_dtype(dtype)
+    except ValueError as exc:
+        raise ConfigError([f"serve: dtype: {exc}"]) from None
+    caches: dict[tuple[int, Plan], CostCache] = {}
+
+    def costs(sys_: System, plan_: Plan) -> CostCache:
+        key = (id(sys_), plan_)
+        if key not in caches:
+            caches[key] = CostCache(sys_.chip, sys_, plan_)
+        return caches[key]
+
+    run, notes = serve_requests(requests, system, spec, plan, dtype, scheduler, opts, costs)
+    config = {"options": opts.model_dump(exclude={"pools"}), "plan": (plan or Plan()).label(),
+              "pools": [{"role": p.role, "arch": p.system.name, "plan": p.model.plan.label(),
+                         "replicas": p.replicas, "kv_blocks": p.kv.n_blocks,
+                         "kv_bytes_per_chip": p.kv.kv_bytes, "weights_bytes_per_chip": p.kv.weights_bytes}
+                        for p in run.pools]}
+    return serve_result(run, requests, scheduler, spec.name, slo, opts.usd_per_chip_hour, config, notes)
 
 
 class CostCache:

@@ -1,0 +1,153 @@
+"""From a system, a model, a plan and options to the pools a serving run uses, and the
+run itself (what :func:`hwsim.serve` does below its argument handling).
+
+- One pool by default: ``replicas`` (the plan's ``dp`` unless given) replicas of ``tp *
+  pp`` chips each. A plan that uses fewer chips than the system holds leaves the rest
+  idle, and the result says so; those chips are not counted per chip or in energy.
+- Disaggregated serving: a ``prefill`` and a ``decode`` pool, each with its own chips,
+  plan and replicas, on one system (sharing its chips) or each on its own; KV crosses
+  between them at ``transfer_bytes_per_s`` (default: the chip's first fabric link, one
+  per tensor-parallel rank).
+- Every request is checked up front: one whose prompt and output can never fit a
+  replica's KV cache is refused with the numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from hwsim.arch.system import System, load_system
+from hwsim.cost.model import OpCost
+from hwsim.engine.iteration import ReplicaModel
+from hwsim.engine.serve.kv import blocks_for
+from hwsim.engine.serve.options import ServeOptions
+from hwsim.engine.serve.requests import Requests
+from hwsim.engine.serve.run import Pool, Role, ServeRun, kv_capacity, run_serving
+from hwsim.engine.serve.table import RequestTable
+from hwsim.errors import ConfigError
+from hwsim.units import GIB
+from hwsim.workload.ops import Op
+from hwsim.workload.plan import Plan
+from hwsim.workload.spec import ModelSpec
+
+CostFactory = Callable[[System, Plan], Callable[[Op], OpCost]]
+
+
+def _replica_plan(plan: Plan, where: str) -> Plan:
+    """The plan of one replica (its tp and pp); dp says how many replicas."""
+    problems = []
+    if plan.ep > 1:
+        problems.append(f"{where}: plan: ep={plan.ep}: expert parallelism across replicas is not modelled in "
+                        "serving; split experts with tp")
+    if plan.cp > 1:
+        problems.append(f"{where}: plan: cp={plan.cp}: context parallelism is not modelled in serving")
+    if "kv_cache" in plan.offload:
+        problems.append(f"{where}: plan: an offloaded KV cache is not modelled in serving")
+    if problems:
+        raise ConfigError(problems)
+    return plan.model_copy(update={"dp": 1, "microbatches": 1, "zero_stage": 0, "recompute": False})
+
+
+def _pool(role: Role, system: System, spec: ModelSpec, plan: Plan, replicas: int, dtype: str,
+          opts: ServeOptions, costs: CostFactory) -> Pool:
+    replica_plan = _replica_plan(plan, f"{system.name} ({role})")
+    model = ReplicaModel(spec, system.chip, replica_plan, costs(system, replica_plan), dtype=dtype,
+                         attention_impl=opts.attention_impl, token_grid=True)
+    budget = opts.scheduler_config("vllm").max_num_batched_tokens
+    kv = kv_capacity(model, opts.memory_fraction, opts.block_tokens, min(budget, 1 << 20))
+    if kv.n_blocks <= 0:
+        raise ConfigError([
+            f"{system.name}: {spec.name} ({replica_plan.label()}) leaves no memory for a KV cache: "
+            f"{kv.weights_bytes / GIB:.1f} GiB of weights + {kv.activations_bytes / GIB:.1f} GiB of "
+            f"activations + {kv.workspace_bytes / GIB:.1f} GiB of workspace per chip exceed "
+            f"{opts.memory_fraction:g} x {kv.memory_bytes / GIB:.1f} GiB"])
+    return Pool(system, model, replicas, role, kv)
+
+
+def build_pools(system: System, spec: ModelSpec, plan: Plan | None, dtype: str, opts: ServeOptions,
+                costs: CostFactory) -> tuple[list[Pool], list[str]]:
+    """The pools of a run and the notes to pass on as warnings."""
+    notes: list[str] = []
+    if not opts.pools:
+        plan = plan or Plan()
+        replicas = opts.replicas or plan.dp
+        pool = _pool("both", system, spec, plan, replicas, dtype, opts, costs)
+        _check_chips(system, [pool], notes)
+        return [pool], notes
+    pools = []
+    for p in opts.pools:
+        sys_p = system if p.arch is None else load_system(p.arch)
+        plan_p = p.plan if isinstance(p.plan, Plan) else Plan(**(p.plan or {}))
+        pools.append(_pool(p.role, sys_p, spec, plan_p, p.replicas, dtype, opts, costs))
+    shared = [p for p in pools if p.system is system]
+    _check_chips(system, shared, notes)
+    return pools, notes
+
+
+def _check_chips(system: System, pools: list[Pool], notes: list[str]) -> None:
+    used = sum(p.n_chips for p in pools)
+    if used > system.n_chips:
+        what = " + ".join(f"{p.replicas} x {p.model.plan.tp * p.model.plan.pp} ({p.role})" for p in pools)
+        raise ConfigError([f"{system.name}: serving needs {what} = {used} chips; "
+                           f"the system has {system.n_chips}"])
+    if used < system.n_chips:
+        notes.append(f"{system.name}: the replicas use {used} of its {system.n_chips} chips; the other "
+                     f"{system.n_chips - used} are idle and not counted (raise replicas or the plan's dp)")
+
+
+def check_requests(requests: Requests, pools: list[Pool], block_tokens: int) -> None:
+    """Refuse requests that can never fit a replica's KV cache (with the numbers)."""
+    smallest = min(p.kv.n_blocks for p in pools)
+    need = np.asarray(blocks_for(requests.prompt_len + requests.output_len, block_tokens))
+    bad = [int(i) for i in (need > smallest).nonzero()[0]]
+    if bad:
+        lines = [f"{requests.source}: row {i + 1}: request of {requests.prompt_len[i]} prompt + "
+                 f"{requests.output_len[i]} output tokens needs {need[i]} KV blocks of "
+                 f"{block_tokens} tokens; the cache holds {smallest}" for i in bad[:5]]
+        if len(bad) > 5:
+            lines.append(f"{requests.source}: ... and {len(bad) - 5} more requests that can never fit")
+        raise ConfigError(lines)
+
+
+def transfer_bandwidth(pools: list[Pool], given: float | None) -> float:
+    """Bytes per second one request's KV moves between pools."""
+    if given is not None:
+        return given
+    rates = []
+    for pool in pools:
+        if not pool.system.fabrics:
+            continue
+        fabric = pool.system.fabrics[0]
+        rates.append(fabric.port_bytes_per_s * fabric.link.achievable_fraction * pool.model.plan.tp)
+    if not rates:
+        raise ConfigError(["serve: transfer_bytes_per_s: the pools' systems have no fabric between chips; "
+                           "give the bandwidth between the pools"])
+    return min(rates)
+
+
+def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Plan | None, dtype: str,
+                   scheduler: str, opts: ServeOptions, costs: CostFactory) -> tuple[ServeRun, list[str]]:
+    """Build the pools, check the requests, run; return the run and its notes."""
+    pools, notes = build_pools(system, spec, plan, dtype, opts, costs)
+    config = opts.scheduler_config(scheduler)
+    check_requests(requests, pools, config.block_tokens)
+    table = RequestTable(requests.arrival_s, requests.prompt_len, requests.output_len, requests.prefix_id,
+                         _prefix_len(requests))
+    bandwidth = transfer_bandwidth(pools, opts.transfer_bytes_per_s) if len(pools) > 1 else 0.0
+    run = run_serving(table, pools, config, opts.router, opts.host_overhead_s, bandwidth)
+    return run, notes
+
+
+def _prefix_len(requests: Requests) -> np.ndarray:
+    """Tokens each request shares with its ``prefix_id`` group: the group's shortest prompt
+    (a trace that names a prefix but not its length)."""
+    out = np.zeros(len(requests), dtype=np.int64)
+    ids = requests.prefix_id
+    for pid in np.unique(ids[ids >= 0]).tolist():
+        members = ids == pid
+        out[members] = int(requests.prompt_len[members].min())
+    return out
+
+
