@@ -8,7 +8,7 @@ from typing import Any
 import click
 
 from hwsim import report
-from hwsim.cli import _build_workload, _json_option, _workload_options
+from hwsim.cli.simulate import _build_workload, _json_option, _workload_options
 from hwsim.planner import OBJECTIVES, PlanSearch, rank_plans
 
 GIB = 2**30

@@ -22,8 +22,8 @@ from hwsim.api import load_workload, simulate
 from hwsim.arch.load import list_archs, load_arch
 from hwsim.arch.model import Chip
 from hwsim.arch.system import list_systems, load_system
-from hwsim.cli_sweep import sweep_cmd
-from hwsim.cli_validate import validate
+from hwsim.cli.sweep import sweep_cmd
+from hwsim.cli.validate import validate
 from hwsim.errors import ConfigError, HwsimError
 from hwsim.planner import rank_plans
 from hwsim.result import Result
@@ -335,8 +335,8 @@ main.add_command(sweep_cmd)
 
 # Imported last: these command modules reuse the option helpers defined above
 # (cli_plot registers `plot` and `trace` itself).
-import hwsim.cli_plot  # noqa: E402, F401
-from hwsim.cli_plan import plan_cmd  # noqa: E402
+import hwsim.cli.plot  # noqa: E402, F401
+from hwsim.cli.plan import plan_cmd  # noqa: E402
 
 main.add_command(plan_cmd)
 

@@ -16,7 +16,7 @@ import click
 
 from hwsim.api import simulate
 from hwsim.arch.system import System, load_system
-from hwsim.cli import (
+from hwsim.cli.simulate import (
     DEFAULT_COMPARE_ARCHS,
     _build_workload,
     _Group,
