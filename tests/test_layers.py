@@ -75,3 +75,15 @@ def test_cli_commands_register_on_one_group_without_an_import_cycle() -> None:
     outside = [p for p in PKG.rglob("*.py") if cli not in p.parents and p.name != "__main__.py"
                and any(m == "hwsim.cli" or m.startswith("hwsim.cli.") for m in _imports(p))]
     assert not outside, outside
+
+
+@pytest.mark.parametrize("package", ["cost", "mapping"])
+def test_pure_layers_read_no_files(package: str) -> None:
+    """cost/ and mapping/ take their tables as arguments: no file reading, no YAML."""
+    readers = ("hwsim._yaml", "hwsim._paths", "pathlib", "yaml", "io", "importlib.resources")
+    bad = sorted(m for m in _package_imports(package) if m in readers or m.startswith("hwsim.technology"))
+    assert not bad, f"hwsim/{package} imports {bad}"
+    for path in (PKG / package).rglob("*.py"):
+        calls = [n for n in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                 if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "open"]
+        assert not calls, f"{path} calls open()"
