@@ -20,6 +20,7 @@ from hwsim.planner import rank_plans
 from hwsim.result import Result
 from hwsim.sweep import SweepResult, SweepSpec
 from hwsim.sweep.spec import load_spec as load_sweep_spec
+from hwsim.technology import load_technology
 from hwsim.workload import Workload, list_models, load_model_spec
 from hwsim.workload.plan import Plan
 
@@ -53,5 +54,6 @@ __all__ = [
     "SweepResult",
     "SweepSpec",
     "load_sweep_spec",
+    "load_technology",
     "sweep",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from hwsim.dtypes import DTYPES, DType
 
@@ -252,6 +252,30 @@ class Chip(_Frozen):
         description="host launch latency paid once per pass (one standalone kernel or one "
         "CUDA-graph replay); later kernels are enqueued while earlier ones run",
     )
+
+    # --- Technology facts for the area and cost model (hwsim.cost.area) -----------------
+    # Optional: timing and energy never read them. A chip without them has no modelled
+    # area or cost (the model refuses it, naming the field) rather than a guessed node.
+    process_node_nm: float | None = Field(
+        default=None, gt=0,
+        description="foundry process node as its marketing number (TSMC 4N = 4, N7 = 7)",
+    )
+    n_serdes_lanes: int | None = Field(
+        default=None, ge=0,
+        description="off-chip SerDes lanes, TX + RX pairs (NVLink, ICI, PCIe, Ethernet)",
+    )
+    hbm_generation: Literal["hbm2", "hbm2e", "hbm3", "hbm3e"] | None = Field(
+        default=None, description="HBM generation its stacks are sized at (chips with an hbm level)"
+    )
+
+    @field_validator("hbm_generation")
+    @classmethod
+    def _hbm_generation_needs_hbm(cls, value: str | None, info: ValidationInfo) -> str | None:
+        memory = info.data.get("memory")  # absent when memory itself was invalid
+        if value is not None and memory is not None and not any(n.lower().startswith("hbm") for n in memory):
+            raise ValueError("the chip has no memory level named hbm*")
+        return value
+    # --- end of technology facts ----------------------------------------------------------
 
     @field_validator("memory")
     @classmethod

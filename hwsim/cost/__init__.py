@@ -8,8 +8,10 @@ from hwsim.arch.model import Chip
 from hwsim.arch.system import System
 from hwsim.cost.area import (
     AreaBreakdown,
+    ChipTechnology,
     chip_area,
     chip_cost_usd,
+    chip_technology,
     cost_per_million_tokens_usd,
     die_cost_usd,
     die_yield,
@@ -19,6 +21,7 @@ from hwsim.cost.attention import attention_cost
 from hwsim.cost.collective import collective_cost
 from hwsim.cost.matmul import matmul_cost
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost, streaming_traffic
+from hwsim.cost.technology import Technology
 from hwsim.cost.vector import elementwise_cost, embedding_cost, optimizer_cost
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer
 
@@ -60,14 +63,17 @@ def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCos
 
 __all__ = [
     "AreaBreakdown",
+    "ChipTechnology",
     "LevelTraffic",
     "OpCost",
     "chip_area",
     "chip_cost_usd",
+    "chip_technology",
     "collective_op_cost",
     "cost_op",
     "cost_per_million_tokens_usd",
     "die_cost_usd",
     "die_yield",
     "dies_per_wafer",
+    "Technology",
 ]

@@ -1,7 +1,8 @@
-"""Silicon area, die cost and cost per token of a chip: pure functions of (chip, node).
+"""Silicon area, die cost and cost per token of a chip: pure functions of (chip, table).
 
-The model, structure by structure (constants and their sources in
-``hwsim/cost/data/technology.yaml``; table in ``docs/area_cost.md``):
+The model, structure by structure (constants and their sources in the technology table,
+``hwsim/data/technology.yaml``, read at the edge by :func:`hwsim.load_technology` and
+passed in as ``tech``; table in ``docs/area_cost.md``):
 
 - **compute**: for each dtype the chip supports, ``count x flops_per_cycle / 2`` MACs per
   cycle, each a processing element (PE) of ``mult + accumulate + register bits x overhead``
@@ -20,47 +21,34 @@ The model, structure by structure (constants and their sources in
 - **phy**: HBM stacks (from bandwidth and capacity at the chip's HBM generation), DDR /
   LPDDR / GDDR channels, and SerDes lanes (NVLink, ICI, PCIe).
 - **other**: a fixed share of the die (control, NoC, clocking, pads).
+
+The chip's own technology facts are its fields: ``process_node_nm``, ``n_serdes_lanes``
+and (with an HBM level) ``hbm_generation``. A chip without one of them has no modelled
+area: :func:`chip_area` refuses it, naming the missing field, rather than assume one.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 from itertools import pairwise
-from pathlib import Path
-from typing import Any
 
-from hwsim._yaml import read_yaml
 from hwsim.arch.model import Chip, MemoryLevel
+from hwsim.cost.technology import HBM_GENERATIONS, MacArea, Technology
 from hwsim.errors import ConfigError
 
-_DATA = Path(__file__).resolve().parent / "data" / "technology.yaml"
 _MIB_BITS = 8 * 2**20
 _YIELD_MODELS = ("murphy", "poisson", "negative_binomial")
+#: Memory level name prefixes of off-die memory; every other level is on-die SRAM (wse2's
+#: 40 GB on-wafer SRAM included). A naming rule, so code rather than table data.
+OFF_CHIP_PREFIXES = ("hbm", "dram", "ddr", "lpddr", "gddr", "host", "external", "offchip", "cxl",
+                     "memoryx")
 #: Off-chip DRAM level name prefix -> its PHY kind in ``phy_mm2`` (HBM is sized in stacks).
 _DRAM_PHYS = (("lpddr", "lpddr_channel"), ("gddr", "gddr_device"), ("ddr", "ddr_channel"),
               ("dram", "ddr_channel"))
 
 
-@lru_cache(maxsize=1)
-def technology() -> dict[str, Any]:
-    """The technology constants (``hwsim/cost/data/technology.yaml``), read once."""
-    data = read_yaml(_DATA)
-    required = ("logic_area_scale_vs_45nm", "pe_calibration", "mac_dtypes", "sram_bitcell_um2",
-                "wafer_cost_usd", "phy_mm2", "presets", "core_overhead_factor")
-    missing = [key for key in required if not isinstance(data, dict) or key not in data]
-    if missing:
-        raise ConfigError([f"{_DATA}: {key}: missing" for key in missing])
-    return data  # type: ignore[no-any-return]
-
-
-def _value(key: str) -> Any:
-    entry = technology()[key]
-    return entry["value"] if isinstance(entry, dict) and "value" in entry else entry
-
-
-def _interp_node(table: dict[Any, float], node_nm: float) -> float:
+def _interp_node(table: dict[float, float], node_nm: float) -> float:
     """Piecewise-linear in node between the table's nodes, clamped at both ends."""
     points = sorted((float(n), float(v)) for n, v in table.items())
     if node_nm <= points[0][0]:
@@ -79,90 +67,86 @@ def _check_node(node_nm: float) -> float:
     return float(node_nm)
 
 
-def logic_area_scale(node_nm: float) -> float:
+def logic_area_scale(node_nm: float, tech: Technology) -> float:
     """Area of the same logic at ``node_nm`` relative to 45 nm (1.0 at 45 nm)."""
     node_nm = _check_node(node_nm)
-    table = _value("logic_area_scale_vs_45nm")
+    table = tech.logic_area_scale_vs_45nm
     smallest = min(float(n) for n in table)
     if node_nm < smallest:  # IRDS: area scales with the node below the table
         return float(table[min(table, key=float)]) * node_nm / smallest
     return _interp_node(table, node_nm)
 
 
-def sram_mm2_per_mib(node_nm: float) -> float:
+def sram_mm2_per_mib(node_nm: float, tech: Technology) -> float:
     """Product-level on-die SRAM area per MiB at ``node_nm``, in mm2."""
-    bitcell_um2 = _interp_node(_value("sram_bitcell_um2"), _check_node(node_nm))
-    return _MIB_BITS * bitcell_um2 * 1e-6 / float(_value("sram_array_efficiency"))
+    bitcell_um2 = _interp_node(tech.sram_bitcell_um2, _check_node(node_nm))
+    return _MIB_BITS * bitcell_um2 * 1e-6 / tech.sram_array_efficiency
 
 
-def _arith_um2(spec: dict[str, Any]) -> float:
-    return float(spec["mult_um2"]) + float(spec["accumulate_um2"])
+def _arith_um2(spec: MacArea) -> float:
+    return spec.mult_um2 + spec.accumulate_um2
 
 
-@lru_cache(maxsize=1)
-def _overhead_um2_per_bit() -> float:
+def _overhead_um2_per_bit(tech: Technology) -> float:
     """Register and wiring area per stored bit of a PE at 45 nm, from the TPU v1 PE."""
-    cal = technology()["pe_calibration"]
-    pe_um2 = cal["die_mm2"] * cal["array_fraction_of_die"] / cal["n_pe"] * 1e6
-    pe_45_um2 = pe_um2 / logic_area_scale(cal["node_nm"])
-    spec = technology()["mac_dtypes"][cal["dtype"]]
-    bits = 3 * spec["operand_bits"] + spec["accumulator_bits"]
+    cal = tech.pe_calibration
+    pe_um2 = cal.die_mm2 * cal.array_fraction_of_die / cal.n_pe * 1e6
+    pe_45_um2 = pe_um2 / logic_area_scale(cal.node_nm, tech)
+    spec = tech.mac_dtypes[cal.dtype]
+    bits = 3 * spec.operand_bits + spec.accumulator_bits
     return (pe_45_um2 - _arith_um2(spec)) / bits
 
 
-def mac_area_um2(dtype: str, node_nm: float) -> float:
+def mac_area_um2(dtype: str, node_nm: float, tech: Technology) -> float:
     """Area of one MAC processing element for ``dtype`` at ``node_nm``, in um2."""
-    specs = technology()["mac_dtypes"]
-    if dtype not in specs:
-        raise ConfigError([f"{_DATA}: mac_dtypes.{dtype}: no MAC area for this dtype"])
-    spec = specs[dtype]
-    bits = 3 * spec["operand_bits"] + spec["accumulator_bits"]
-    return (_arith_um2(spec) + bits * _overhead_um2_per_bit()) * logic_area_scale(node_nm)
+    if dtype not in tech.mac_dtypes:
+        raise ConfigError([f"technology: mac_dtypes.{dtype}: no MAC area for this dtype"])
+    spec = tech.mac_dtypes[dtype]
+    bits = 3 * spec.operand_bits + spec.accumulator_bits
+    return (_arith_um2(spec) + bits * _overhead_um2_per_bit(tech)) * logic_area_scale(node_nm, tech)
 
 
-def _compute_mm2(chip: Chip, node_nm: float) -> float:
+def _compute_mm2(chip: Chip, node_nm: float, tech: Technology) -> float:
     cu = chip.compute_units
-    scale = logic_area_scale(node_nm)
-    specs = technology()["mac_dtypes"]
+    scale = logic_area_scale(node_nm, tech)
     macs = {d: cu.count * rate / 2 for d, rate in cu.flops_per_cycle.items()}
-    array_um2 = {d: n * mac_area_um2(d, node_nm) for d, n in macs.items()}
+    array_um2 = {d: n * mac_area_um2(d, node_nm, tech) for d, n in macs.items()}
     widest = max(array_um2, key=lambda d: array_um2[d])
-    extra = float(_value("extra_dtype_fraction"))
-    extras_um2 = sum(extra * macs[d] * _arith_um2(specs[d]) * scale for d in macs if d != widest)
+    extra = tech.extra_dtype_fraction
+    extras_um2 = sum(extra * macs[d] * _arith_um2(tech.mac_dtypes[d]) * scale for d in macs if d != widest)
     return (array_um2[widest] + extras_um2) * 1e-6
 
 
-def _vector_mm2(chip: Chip, node_nm: float) -> float:
-    lane = technology()["vector_lane"]
-    lane_45_um2 = _arith_um2(lane) + lane["register_bits"] * _overhead_um2_per_bit()
-    lane_um2 = lane_45_um2 * logic_area_scale(node_nm)
+def _vector_mm2(chip: Chip, node_nm: float, tech: Technology) -> float:
+    lane = tech.vector_lane
+    lane_45_um2 = lane.mult_um2 + lane.accumulate_um2 + lane.register_bits * _overhead_um2_per_bit(tech)
+    lane_um2 = lane_45_um2 * logic_area_scale(node_nm, tech)
     vu = chip.vector_units
     return vu.count * vu.flops_per_cycle * lane_um2 * 1e-6
 
 
 def is_off_chip(level_name: str) -> bool:
     """Whether a memory level is off the die (HBM, DRAM, host...), by its name."""
-    name = level_name.lower()
-    return any(name.startswith(p) for p in technology()["off_chip_prefixes"])
+    return level_name.lower().startswith(OFF_CHIP_PREFIXES)
 
 
-def _sram_mm2(chip: Chip, node_nm: float) -> float:
+def _sram_mm2(chip: Chip, node_nm: float, tech: Technology) -> float:
     total_bytes = 0.0
     for name, level in chip.memory.items():
         if not is_off_chip(name):
             copies = chip.compute_units.count if level.scope == "per_unit" else 1
             total_bytes += level.capacity_bytes * copies
-    return total_bytes / 2**20 * sram_mm2_per_mib(node_nm)
+    return total_bytes / 2**20 * sram_mm2_per_mib(node_nm, tech)
 
 
-def hbm_stacks(level: MemoryLevel, generation: str) -> int:
+def hbm_stacks(level: MemoryLevel, generation: str, tech: Technology) -> int:
     """HBM stacks needed for ``level``'s bandwidth and capacity at ``generation``."""
-    gens = {k: v for k, v in technology()["hbm_generations"].items() if k != "source"}
-    if generation not in gens:
-        raise ConfigError([f"hbm_generation: unknown {generation!r}; expected one of {', '.join(gens)}"])
-    gen = gens[generation]
-    need = max(level.bandwidth_bytes_per_s / gen["bandwidth_bytes_per_s"],
-               level.capacity_bytes / gen["capacity_bytes"])
+    gen = next((stack for name, stack in tech.hbm_generations.items() if name == generation), None)
+    if gen is None:
+        known = ", ".join(tech.hbm_generations)
+        raise ConfigError([f"hbm_generation: unknown {generation!r}; expected one of {known}"])
+    need = max(level.bandwidth_bytes_per_s / gen.bandwidth_bytes_per_s,
+               level.capacity_bytes / gen.capacity_bytes)
     return max(1, math.ceil(need - 1e-9))
 
 
@@ -172,34 +156,65 @@ def _dram_phy(level_name: str) -> str | None:
     return next((kind for prefix, kind in _DRAM_PHYS if lower.startswith(prefix)), None)
 
 
-def _phy_mm2(chip: Chip, hbm_generation: str, serdes_lanes: int) -> float:
+def _has_hbm(chip: Chip) -> bool:
+    return any(name.lower().startswith("hbm") for name in chip.memory)
+
+
+def _phy_mm2(chip: Chip, hbm_generation: str | None, serdes_lanes: int, tech: Technology) -> float:
     """PHY area (held constant across nodes: analogue and bump-limited), in mm2."""
-    phy = technology()["phy_mm2"]
-    channel_bw = technology()["channel_bandwidth_bytes_per_s"]
-    area = serdes_lanes * phy["serdes_lane"]
+    phy = tech.phy_mm2
+    channel_bw = tech.channel_bandwidth_bytes_per_s
+    area = serdes_lanes * phy.serdes_lane
     for name, level in chip.memory.items():
         if name.lower().startswith("hbm"):
-            area += hbm_stacks(level, hbm_generation) * phy["hbm_stack"]
+            assert hbm_generation is not None  # chip_technology refuses an HBM chip without one
+            area += hbm_stacks(level, hbm_generation, tech) * phy.hbm_stack
         elif (kind := _dram_phy(name)) is not None:
-            area += math.ceil(level.bandwidth_bytes_per_s / channel_bw[kind] - 1e-9) * phy[kind]
+            per_channel = getattr(channel_bw, kind)
+            area += math.ceil(level.bandwidth_bytes_per_s / per_channel - 1e-9) * getattr(phy, kind)
     return area
 
 
-def _preset(chip: Chip) -> dict[str, Any]:
-    return technology()["presets"].get(chip.name, {})  # type: ignore[no-any-return]
+@dataclass(frozen=True)
+class ChipTechnology:
+    """The technology facts the area model uses for one chip."""
+
+    process_node_nm: float
+    n_serdes_lanes: int
+    hbm_generation: str | None
 
 
-def chip_node_nm(chip: Chip) -> float:
-    """The process node of a shipped preset (by name); ``default_node_nm`` otherwise."""
-    return float(_preset(chip).get("node_nm", technology()["default_node_nm"]))
+def chip_technology(chip: Chip, node_nm: float | None = None, *, serdes_lanes: int | None = None,
+                    hbm_generation: str | None = None) -> ChipTechnology:
+    """The chip's process node, SerDes lanes and HBM generation: each argument given,
+    else the chip's field.
 
-
-def _hbm_generation(chip: Chip, node_nm: float) -> str:
-    if "hbm_generation" in _preset(chip):
-        return str(_preset(chip)["hbm_generation"])
-    by_node = _value("hbm_generation_by_node")
-    fits = [float(n) for n in by_node if float(n) <= node_nm] or [min(float(n) for n in by_node)]
-    return str(next(v for n, v in by_node.items() if float(n) == max(fits)))
+    Raises
+    ------
+    ConfigError
+        One line per fact that is neither given nor a field of the chip (never a default:
+        a chip copied from a preset and renamed keeps its fields; one written from scratch
+        must state them).
+    """
+    node = node_nm if node_nm is not None else chip.process_node_nm
+    lanes = serdes_lanes if serdes_lanes is not None else chip.n_serdes_lanes
+    hbm = hbm_generation if hbm_generation is not None else chip.hbm_generation
+    problems = []
+    if node is None:
+        problems.append(f"{chip.name}: process_node_nm: not set; the area and cost model needs the "
+                        "chip's process node (e.g. process_node_nm: 4 for TSMC 4N)")
+    if lanes is None:
+        problems.append(f"{chip.name}: n_serdes_lanes: not set; the area model sizes the off-chip "
+                        "SerDes PHYs (NVLink, ICI, PCIe lanes) from it; write 0 for none")
+    elif lanes < 0:
+        problems.append(f"serdes_lanes: must be >= 0, got {lanes}")
+    if hbm is None and _has_hbm(chip):
+        problems.append(f"{chip.name}: hbm_generation: not set; the area model sizes the HBM PHYs "
+                        f"from it (one of {', '.join(HBM_GENERATIONS)})")
+    if problems:
+        raise ConfigError(problems)
+    assert node is not None and lanes is not None
+    return ChipTechnology(_check_node(node), lanes, hbm)
 
 
 @dataclass(frozen=True)
@@ -224,31 +239,36 @@ class AreaBreakdown:
                 "other_mm2": self.other_mm2, "total_mm2": self.total_mm2}
 
 
-def chip_area(chip: Chip, node_nm: float | None = None, *, serdes_lanes: int | None = None,
-              hbm_generation: str | None = None) -> AreaBreakdown:
-    """Modelled die area of ``chip`` at ``node_nm`` (see the module docstring).
+def chip_area(chip: Chip, tech: Technology, node_nm: float | None = None, *,
+              serdes_lanes: int | None = None, hbm_generation: str | None = None) -> AreaBreakdown:
+    """Modelled die area of ``chip`` (see the module docstring).
 
     Parameters
     ----------
+    tech
+        The technology table (:func:`hwsim.load_technology`).
     node_nm
-        Process node; default: the preset's node (``presets`` in the data file), else 7.
+        Process node; default: the chip's ``process_node_nm``.
     serdes_lanes
-        Off-chip SerDes lanes (NVLink, ICI, PCIe); default: the preset's, else 16.
+        Off-chip SerDes lanes (NVLink, ICI, PCIe); default: the chip's ``n_serdes_lanes``.
     hbm_generation
         ``hbm2``, ``hbm2e``, ``hbm3`` or ``hbm3e`` for sizing HBM PHYs; default: the
-        preset's, else the newest generation shipped at that node.
+        chip's ``hbm_generation``.
+
+    Raises
+    ------
+    ConfigError
+        If a fact the model needs is neither given nor a field of the chip
+        (:func:`chip_technology`), or a value is out of range.
     """
-    node = _check_node(node_nm) if node_nm is not None else chip_node_nm(chip)
-    lanes = serdes_lanes if serdes_lanes is not None else int(
-        _preset(chip).get("serdes_lanes", _value("default_serdes_lanes")))
-    if lanes < 0:
-        raise ConfigError([f"serdes_lanes: must be >= 0, got {lanes}"])
-    factor = float(technology()["core_overhead_factor"][chip.compute_units.kind])
-    compute = _compute_mm2(chip, node) * factor
-    vector = _vector_mm2(chip, node) * factor
-    sram = _sram_mm2(chip, node)
-    phy = _phy_mm2(chip, hbm_generation or _hbm_generation(chip, node), lanes)
-    share = float(_value("other_fraction"))
+    facts = chip_technology(chip, node_nm, serdes_lanes=serdes_lanes, hbm_generation=hbm_generation)
+    node = facts.process_node_nm
+    factor = tech.core_overhead_factor[chip.compute_units.kind]
+    compute = _compute_mm2(chip, node, tech) * factor
+    vector = _vector_mm2(chip, node, tech) * factor
+    sram = _sram_mm2(chip, node, tech)
+    phy = _phy_mm2(chip, facts.hbm_generation, facts.n_serdes_lanes, tech)
+    share = tech.other_fraction
     other = share / (1 - share) * (compute + vector + sram + phy)
     return AreaBreakdown(compute, sram, vector, phy, other)
 
@@ -256,7 +276,7 @@ def chip_area(chip: Chip, node_nm: float | None = None, *, serdes_lanes: int | N
 # --- yield and cost --------------------------------------------------------------------
 
 
-def die_yield(area_mm2: float, defect_density_per_cm2: float | None = None, model: str = "murphy",
+def die_yield(area_mm2: float, defect_density_per_cm2: float, model: str = "murphy",
               alpha: float | None = None) -> float:
     """Fraction of dies with no killer defect.
 
@@ -267,23 +287,28 @@ def die_yield(area_mm2: float, defect_density_per_cm2: float | None = None, mode
     Parameters
     ----------
     defect_density_per_cm2
-        Killer defects per cm2; default the data file's (0.1, TSMC N7/N5 after ramp).
+        Killer defects per cm2 (the table's ``defect_density_per_cm2``: 0.1, TSMC N7/N5
+        after ramp).
     alpha
-        Clustering of the negative-binomial model; default the data file's (3).
+        Clustering of the negative-binomial model (the table's ``negative_binomial_alpha``);
+        needed for that model only.
     """
-    d0 = float(_value("defect_density_per_cm2")) if defect_density_per_cm2 is None else defect_density_per_cm2
-    a = float(_value("negative_binomial_alpha")) if alpha is None else alpha
+    d0 = defect_density_per_cm2
+    a = 1.0 if alpha is None and model != "negative_binomial" else alpha
     problems = []
     if not area_mm2 >= 0:
         problems.append(f"area_mm2: must be >= 0, got {area_mm2!r}")
     if not d0 >= 0:
         problems.append(f"defect_density_per_cm2: must be >= 0, got {d0!r}")
-    if not a > 0:
+    if a is None:
+        problems.append("alpha: the negative-binomial model needs its clustering parameter")
+    elif not a > 0:
         problems.append(f"alpha: must be > 0, got {a!r}")
     if model not in _YIELD_MODELS:
         problems.append(f"model: unknown {model!r}; expected one of {', '.join(_YIELD_MODELS)}")
     if problems:
         raise ConfigError(problems)
+    assert a is not None
     ad = area_mm2 / 100.0 * d0
     if ad == 0:
         return 1.0
@@ -306,45 +331,46 @@ def dies_per_wafer(area_mm2: float, wafer_diameter_mm: float = 300.0) -> float:
     return max(0.0, math.pi * (d / 2) ** 2 / area_mm2 - math.pi * d / math.sqrt(2 * area_mm2))
 
 
-def wafer_cost_usd(node_nm: float) -> float:
-    """Foundry price of one 300 mm wafer at ``node_nm`` (interpolated, clamped), in USD."""
-    return _interp_node(_value("wafer_cost_usd"), _check_node(node_nm))
+def wafer_cost_usd(node_nm: float, tech: Technology) -> float:
+    """Foundry price of one wafer at ``node_nm`` (interpolated, clamped), in USD."""
+    return _interp_node(tech.wafer_cost_usd, _check_node(node_nm))
 
 
-def die_cost_usd(area_mm2: float, node_nm: float) -> float:
+def die_cost_usd(area_mm2: float, node_nm: float, tech: Technology) -> float:
     """Cost of one good die: wafer cost / (dies per wafer x yield), in USD.
 
     A part too large for one die per wafer is taken as wafer-scale (WSE): it costs one
     wafer, its defects absorbed by redundant cores (yield 1, an assumption).
     """
-    wafer = wafer_cost_usd(node_nm)
-    diameter = float(technology()["wafer_diameter_mm"])
-    dpw = dies_per_wafer(area_mm2, diameter)
+    wafer = wafer_cost_usd(node_nm, tech)
+    dpw = dies_per_wafer(area_mm2, tech.wafer_diameter_mm)
     if dpw < 1.0:
         return wafer
-    return wafer / (dpw * die_yield(area_mm2))
+    return wafer / (dpw * die_yield(area_mm2, tech.defect_density_per_cm2))
 
 
-def chip_cost_usd(chip: Chip, node_nm: float | None = None) -> float:
+def chip_cost_usd(chip: Chip, tech: Technology, node_nm: float | None = None) -> float:
     """Manufacturing cost of one packaged chip: die (modelled area) + off-chip memory +
     packaging, in USD.
 
     Memory is HBM capacity at ``hbm_usd_per_gb`` and DDR/GDDR/LPDDR at ``dram_usd_per_gb``
     (GB = 1e9 B); host memory is not counted. A chip with HBM pays a 2.5D interposer
-    package, others an organic flip-chip. Test and assembly are not included.
+    package, others an organic flip-chip. Test and assembly are not included. Refused, as
+    :func:`chip_area` is, for a chip that does not state its technology facts.
     """
-    node = _check_node(node_nm) if node_nm is not None else chip_node_nm(chip)
-    die = die_cost_usd(chip_area(chip, node).total_mm2, node)
+    area = chip_area(chip, tech, node_nm)
+    node = chip_technology(chip, node_nm).process_node_nm
+    die = die_cost_usd(area.total_mm2, node, tech)
     memory = 0.0
     has_hbm = False
     for name, level in chip.memory.items():
         if name.lower().startswith("hbm"):
             has_hbm = True
-            memory += level.capacity_bytes / 1e9 * float(_value("hbm_usd_per_gb"))
+            memory += level.capacity_bytes / 1e9 * tech.hbm_usd_per_gb
         elif _dram_phy(name) is not None:
-            memory += level.capacity_bytes / 1e9 * float(_value("dram_usd_per_gb"))
-    package = technology()["packaging_usd"]["interposer_2p5d" if has_hbm else "organic_flip_chip"]
-    return die + memory + float(package)
+            memory += level.capacity_bytes / 1e9 * tech.dram_usd_per_gb
+    package = tech.packaging_usd.interposer_2p5d if has_hbm else tech.packaging_usd.organic_flip_chip
+    return die + memory + package
 
 
 def cost_per_million_tokens_usd(chip_cost_usd: float, power_w: float, tokens_per_s: float, *,

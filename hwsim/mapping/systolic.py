@@ -153,17 +153,6 @@ def buffer_capacity_words(buffer_words: float) -> int:
     return SCALESIM_ACTIVE_SETS * math.floor(buffer_words / SCALESIM_SETS)
 
 
-def _group(x: int, size: int, passes: int, cap: int) -> tuple[int, int]:
-    """(words fetched, new x) for ``size`` distinct words read ``passes`` times."""
-    if cap <= 0:
-        return size * passes, 0
-    if passes == 1 or size >= cap:
-        return size * passes, (x + size * passes) % cap
-    if x + size < cap:
-        return size, x + size
-    return size + cap - x, size
-
-
 def _repeated_groups(x: int, count: int, size: int, passes: int, cap: int) -> tuple[int, int]:
     """(words fetched, new x) for ``count`` different groups of the same size in a row,
     in O(1): between swaps the buffer fits ``q`` such groups, each swap costs

@@ -40,7 +40,8 @@ def _canonical(data: Any) -> str:
 class _ChipEntry:
     chip: Any
     cache: Any
-    area: dict[str, float] = field(default_factory=dict)
+    area: dict[str, float | None] = field(default_factory=dict)
+    area_error: str | None = None
 
 
 class _Context:
@@ -101,15 +102,36 @@ def _context(payload: dict[str, Any]) -> _Context:
     return ctx
 
 
-def _area(ctx: _Context, entry: _ChipEntry) -> dict[str, float]:
-    """Area and chip cost of a chip, computed once per chip."""
+_AREA_METRICS = ("area_mm2", "chip_cost_usd", "cost_per_mtok_usd")
+
+
+def _area(ctx: _Context, entry: _ChipEntry) -> dict[str, float | None]:
+    """Area and chip cost of a chip, computed once per chip (the technology table is
+    loaded here, at the edge, and passed into the pure area model). A chip that does not
+    state its process node (or SerDes lanes, HBM generation) has none: the metrics are
+    left empty and ``entry.area_error`` says why."""
     if not entry.area:
         from hwsim.cost.area import chip_area, chip_cost_usd
+        from hwsim.technology import load_technology
 
         node = ctx.spec.cost.node_nm
-        entry.area = {"area_mm2": chip_area(entry.chip, node_nm=node).total_mm2,
-                      "chip_cost_usd": chip_cost_usd(entry.chip, node_nm=node)}
+        tech = load_technology()
+        try:
+            entry.area = {"area_mm2": chip_area(entry.chip, tech, node).total_mm2,
+                          "chip_cost_usd": chip_cost_usd(entry.chip, tech, node)}
+        except HwsimError as exc:
+            entry.area = {"area_mm2": None, "chip_cost_usd": None}
+            entry.area_error = "no area or cost: " + "; ".join(str(exc).splitlines())
     return entry.area
+
+
+def _needs_area(ctx: _Context) -> bool:
+    """Whether an objective or a constraint of the spec reads an area or cost metric."""
+    names = set(ctx.spec.objectives)
+    for c in ctx.compiled.constraints:
+        if c.expr is not None:
+            names |= set(c.expr.names)
+    return bool(names & set(_AREA_METRICS))
 
 
 def _violated(c: Constraint, env: dict[str, Any]) -> str | None:
@@ -144,7 +166,9 @@ def _simulate_metrics(ctx: _Context, entry: _ChipEntry, workload: Any, metrics: 
     metrics.update(latency_s=result.latency_s, energy_j=result.energy_j,
                    energy_per_token_j=result.energy_per_token_j, tokens_per_s=result.tokens_per_s,
                    power_w=power_w, compute_utilization=result.compute_utilization, bound=result.bound)
-    metrics["cost_per_mtok_usd"] = _cost_per_mtok(ctx, metrics["chip_cost_usd"], power_w, result.tokens_per_s)
+    chip_cost = metrics["chip_cost_usd"]
+    metrics["cost_per_mtok_usd"] = (None if chip_cost is None
+                                    else _cost_per_mtok(ctx, chip_cost, power_w, result.tokens_per_s))
 
 
 def _evaluate(ctx: _Context, point: dict[str, Any], workload_index: int,
@@ -158,6 +182,8 @@ def _evaluate(ctx: _Context, point: dict[str, Any], workload_index: int,
     options = {p.removeprefix(WORKLOAD_PREFIX): v for p, v in point.items() if p.startswith(WORKLOAD_PREFIX)}
     entry = ctx.chip(arch)
     metrics.update(_area(ctx, entry))
+    if entry.area_error and _needs_area(ctx):
+        return entry.area_error
     env = {**point, **metrics}
     for c in ctx.compiled.constraints:
         if c.pre and (why := _violated(c, env)):

@@ -78,15 +78,6 @@ class SweepResult:
         sense = sense or self.objectives.get(objective, "min")
         return analysis.best_point(self.frame, objective, sense, where)
 
-    def best_per_objective(self, where: Sequence[str] = ()) -> pd.DataFrame:
-        """One row per objective: the feasible point best in it (column ``best_for``)."""
-        rows = []
-        for obj, sense in self.objectives.items():
-            row = analysis.best_point(self.frame, obj, sense, where).copy()
-            row["best_for"] = obj
-            rows.append(row)
-        return pd.DataFrame(rows).reset_index(drop=True)
-
     def sensitivity(self, objectives: Sequence[str] | None = None) -> pd.DataFrame:
         """Sensitivity of each objective to each swept parameter (see
         :func:`hwsim.sweep.analysis.sensitivity`); derived parameters follow from the

@@ -60,17 +60,6 @@ def backward_ops(name: str, op: Op) -> list[tuple[str, Op]]:
     return []
 
 
-def backward_graph(forward: OperatorGraph) -> OperatorGraph:
-    """A chain of the backward operators of ``forward``, in reverse topological order."""
-    g = OperatorGraph()
-    prev: list[str] = []
-    for name, op in reversed(list(forward.ops())):
-        for bname, bop in backward_ops(name, op):
-            g.add_op(bname, bop, prev)
-            prev = [bname]
-    return g
-
-
 def loss_graph(spec: ModelSpec, n_tokens: int, dtype: str, lm_head: bool) -> OperatorGraph:
     """Final norm, LM head over every token and cross-entropy (fused forward and
     gradient of the logits), then the head's backward. Without ``lm_head`` the loss

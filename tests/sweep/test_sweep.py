@@ -130,3 +130,25 @@ def test_serial_process_and_dask_give_identical_results(tiny_spec, dask_cluster)
     assert len(serial) == 24
     pd.testing.assert_frame_equal(serial, process)
     pd.testing.assert_frame_equal(serial, dask)
+
+
+def test_a_chip_without_a_process_node_has_no_area_and_says_so(tmp_path):
+    """Area and cost are never guessed: a chip file without process_node_nm sweeps with
+    empty area metrics, and a spec that needs them rejects each point naming the field."""
+    import yaml
+
+    data = hwsim.load_arch("systolic-128").model_dump(exclude={"process_node_nm"})
+    path = tmp_path / "my_array.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")  # levels in order
+    params = {"compute_units.rows": [64, 128]}
+    frame = sweep(make_spec(arch=str(path), parameters=params), executor="serial").to_frame()
+    assert frame["error"].isna().all() and frame["area_mm2"].isna().all()
+    assert frame["latency_s"].notna().all()
+    needs = make_spec(arch=str(path), parameters=params,
+                      objectives={"latency_s": "min", "area_mm2": "min"})
+    errors = sweep(needs, executor="serial").to_frame()["error"]
+    assert errors.str.contains("process_node_nm: not set").all()
+    swept = make_spec(arch=str(path), parameters={"process_node_nm": [7, 16]}, derived=None,
+                      objectives={"latency_s": "min", "area_mm2": "min"})
+    areas = sweep(swept, executor="serial").to_frame().set_index("param_process_node_nm")["area_mm2"]
+    assert areas[7] < areas[16]

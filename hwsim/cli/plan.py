@@ -8,7 +8,8 @@ from typing import Any
 import click
 
 from hwsim import report
-from hwsim.cli import _build_workload, _json_option, _workload_options
+from hwsim.cli.group import EXIT_ERROR, main
+from hwsim.cli.options import build_workload, json_option, workload_options
 from hwsim.planner import OBJECTIVES, PlanSearch, rank_plans
 
 GIB = 2**30
@@ -27,22 +28,22 @@ def _ranked_rows(search: PlanSearch, top: int) -> list[list[Any]]:
     return rows
 
 
-@click.command("plan")
+@main.command("plan")
 @click.option("--arch", default="dgx-h100", show_default=True,
               help="System preset (see `hwsim list systems`) or YAML path.")
-@_workload_options
+@workload_options
 @click.option("--objective", type=click.Choice(list(OBJECTIVES)), default="latency_s", show_default=True,
               help="Rank by step latency, throughput or energy per token.")
 @click.option("--offload", is_flag=True, help="Also try offloading to host memory (ZeRO-Offload/Infinity).")
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Plans to show.")
 @click.option("--rejected", "show_rejected", is_flag=True, help="List every rejected plan with its reason.")
-@_json_option
+@json_option
 def plan_cmd(arch: str, model: str, phase: str, objective: str, offload: bool, top: int,
              show_rejected: bool, as_json: bool, **opts: Any) -> None:
     """Enumerate the parallelism plans (tp, pp, dp, ep, micro-batches, recompute, ZeRO,
     offload) that fill a system, simulate the legal ones and print them ranked; say
     why each other plan was rejected."""
-    workload = _build_workload(model, phase, opts)
+    workload = build_workload(model, phase, opts)
     search = rank_plans(workload, arch, objective=objective, offload=offload)
     if as_json:
         frame = search.to_frame()
@@ -66,4 +67,4 @@ def plan_cmd(arch: str, model: str, phase: str, objective: str, offload: bool, t
         near = search.closest()
         if near is not None:
             click.echo(f"closest to fitting: {near.plan.label() or 'single chip'}: {near.reason}")
-        raise click.exceptions.Exit(2)
+        raise click.exceptions.Exit(EXIT_ERROR)

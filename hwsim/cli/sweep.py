@@ -13,6 +13,7 @@ from typing import Any
 import click
 import pandas as pd
 
+from hwsim.cli.group import main
 from hwsim.report import format_table
 from hwsim.sweep.executors import EXECUTORS
 from hwsim.sweep.result import SweepResult
@@ -70,7 +71,7 @@ def _summary(result: SweepResult, seconds: float, n_new: int) -> list[str]:
     return lines
 
 
-@click.command("sweep")
+@main.command("sweep")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Results directory (Parquet parts and sweep.json), written as points finish.")

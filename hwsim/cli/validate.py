@@ -6,13 +6,14 @@ from pathlib import Path
 
 import click
 
+from hwsim.cli.group import main
 from hwsim.errors import ConfigError
 from hwsim.report import format_table
 from hwsim.validation import all_cases, run_validation, summarize
 from hwsim.validation.report import validation_markdown, worst_rows
 
 
-@click.command("validate")
+@main.command("validate")
 @click.option("--group", "group_filter", default=None, help="Only groups containing this text.")
 @click.option("--all", "show_all", is_flag=True, help="List every case, not only the worst.")
 @click.option("--json", "as_json", is_flag=True, help="Print every case and the summary as JSON.")

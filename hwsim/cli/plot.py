@@ -3,7 +3,7 @@
 They take the workload and plan options of ``hwsim simulate`` and write a figure
 (``-o FILE.png|svg|pdf``) or a Chrome/Perfetto trace (``-o trace.json``). Figures are
 drawn outside pyplot (no display needed) by :mod:`hwsim.plot`; this module never
-imports matplotlib itself. Importing it registers the commands on :data:`hwsim.cli.main`.
+imports matplotlib itself. Importing it registers the commands on :data:`hwsim.cli.group.main`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,13 @@ import click
 
 from hwsim.api import simulate
 from hwsim.arch.system import System, load_system
-from hwsim.cli import (
+from hwsim.cli.group import ErrorGroup, main
+from hwsim.cli.options import (
     DEFAULT_COMPARE_ARCHS,
-    _build_workload,
-    _Group,
-    _plan,
-    _plan_options,
-    _workload_options,
-    main,
+    build_workload,
+    plan_from_options,
+    plan_options,
+    workload_options,
 )
 from hwsim.result import Result
 
@@ -45,8 +44,8 @@ def _run(archs: tuple[str, ...], default: tuple[str, ...], model: str, phase: st
          opts: dict[str, Any]) -> tuple[list[Result], list[System]]:
     """Simulate the workload the options describe on each architecture; the results and
     the systems they ran on (loaded once: a YAML chip is not found again by its name)."""
-    plan = _plan(opts)
-    workload = _build_workload(model, phase, opts)
+    plan = plan_from_options(opts)
+    workload = build_workload(model, phase, opts)
     systems = [load_system(arch) for arch in archs or default]
     return [simulate(workload, system, plan=plan) for system in systems], systems
 
@@ -69,7 +68,7 @@ def _figure_path(output: Path) -> Path:
     return check_figure_path(output)
 
 
-@click.group("plot", cls=_Group)
+@main.group("plot", cls=ErrorGroup)
 def plot_group() -> None:
     """Draw a chart of a simulation to a .png, .svg or .pdf file.
 
@@ -84,8 +83,8 @@ def plot_group() -> None:
 
 @plot_group.command("roofline")
 @_archs_option(("h100-sxm",))
-@_workload_options
-@_plan_options
+@workload_options
+@plan_options
 @click.option("--peak-dtype", "peak_dtypes", multiple=True, metavar="DTYPE",
               help="Dtype peak to draw; repeat for several [default: every dtype the chip supports].")
 @_output_option("Figure file (.png, .svg or .pdf).")
@@ -103,8 +102,8 @@ def roofline_cmd(archs: tuple[str, ...], model: str, phase: str, peak_dtypes: tu
 
 @plot_group.command("energy")
 @_archs_option(("h100-sxm",))
-@_workload_options
-@_plan_options
+@workload_options
+@plan_options
 @click.option("--by", type=click.Choice(["arch", "kind"]), default="arch", show_default=True,
               help="One bar per architecture, or per op kind of each.")
 @click.option("--per-token", is_flag=True, help="Joules per token instead of joules.")
@@ -126,8 +125,8 @@ def energy_cmd(archs: tuple[str, ...], model: str, phase: str, by: str, per_toke
 @plot_group.command("timeline")
 @click.option("--arch", default="h100-sxm", show_default=True,
               help="Architecture or system preset, or a YAML path.")
-@_workload_options
-@_plan_options
+@workload_options
+@plan_options
 @_output_option("Figure file (.png, .svg or .pdf).")
 def timeline_cmd(arch: str, model: str, phase: str, output: Path, **opts: Any) -> None:
     """The schedule: compute, memory-port and link lanes over time."""
@@ -142,8 +141,8 @@ def timeline_cmd(arch: str, model: str, phase: str, output: Path, **opts: Any) -
 
 @plot_group.command("compare")
 @_archs_option(DEFAULT_COMPARE_ARCHS)
-@_workload_options
-@_plan_options
+@workload_options
+@plan_options
 @_output_option("Figure file (.png, .svg or .pdf).")
 def compare_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **opts: Any) -> None:
     """Latency, throughput and energy per token across architectures."""
@@ -156,10 +155,10 @@ def compare_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **
     _save(fig, output, results)
 
 
-@click.command("trace")
+@main.command("trace")
 @_archs_option(("h100-sxm",))
-@_workload_options
-@_plan_options
+@workload_options
+@plan_options
 @_output_option("Trace file (.json), for https://ui.perfetto.dev or chrome://tracing.")
 def trace_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **opts: Any) -> None:
     """Write the schedule as a Chrome/Perfetto trace: one process per architecture,
@@ -171,6 +170,3 @@ def trace_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **op
     write_trace(results, output, chips=systems)
     click.echo(f"wrote {output}")
 
-
-main.add_command(plot_group)
-main.add_command(trace_cmd)

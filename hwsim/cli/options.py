@@ -1,0 +1,99 @@
+"""Options shared by the commands that describe a workload, a plan or JSON output."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+from pydantic import ValidationError
+
+from hwsim._yaml import validation_problems
+from hwsim.api import load_workload
+from hwsim.errors import ConfigError
+from hwsim.workload.lower import PHASES, lower
+from hwsim.workload.plan import Plan
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DEFAULT_COMPARE_ARCHS = ("h100-sxm", "tpu-v4", "wse2")
+_LOWER_DEFAULTS = {k: p.default for k, p in inspect.signature(lower).parameters.items()}
+
+
+def _dflt(key: str) -> str:
+    """`` [default: N]`` from :func:`hwsim.workload.lower`, so help never drifts from it."""
+    return f" [default: {_LOWER_DEFAULTS[key]}]"
+
+
+def check_sparsity(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Click callback: ``value`` as a canonical ``N:M`` pattern (0 < N < M), or None."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+):(\d+)", value.strip())
+    if not match or not 0 < int(match[1]) < int(match[2]):
+        raise click.BadParameter(f"expected an N:M pattern with 0 < N < M such as 2:4, got {value!r}")
+    return f"{int(match[1])}:{int(match[2])}"
+
+
+def workload_options(func: F) -> F:
+    """The options that describe a model workload (shared by simulate and compare)."""
+    options = [
+        click.option("--model", default="llama2-7b", show_default=True,
+                     help="Model preset (see `hwsim list models`) or a HF config.json/YAML path."),
+        click.option("--phase", type=click.Choice(PHASES), default="decode", show_default=True,
+                     help="prefill: prompts; decode: one step; request: prefill + decode steps; "
+                          "train: one optimizer step."),
+        click.option("--batch", type=int, default=1, show_default=True, help="Sequences processed together."),
+        click.option("--context-len", type=int, help="Decode: KV-cache tokens." + _dflt("context_len")),
+        click.option("--prompt-len", type=int, help="Prefill/request: prompt tokens." + _dflt("prompt_len")),
+        click.option("--new-tokens", type=int, help="Request: decode steps." + _dflt("new_tokens")),
+        click.option("--seq-len", type=int, help="Train: tokens per sequence." + _dflt("seq_len")),
+        click.option("--n-layers", type=int, help="Simulate this many layers instead of the model's."),
+        click.option("--dtype", help="Weights/activations dtype, e.g. bf16, fp8, int8." + _dflt("dtype")),
+        click.option("--attention", "attention_impl", type=click.Choice(["flash", "naive"]),
+                     help="Attention kernel." + _dflt("attention_impl")),
+        click.option("--sparsity", callback=check_sparsity,
+                     help="N:M pattern the weight GEMMs are pruned to, e.g. 2:4."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+_WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers",
+                  "dtype", "attention_impl", "sparsity")
+
+
+def build_workload(model: str, phase: str, opts: dict[str, Any]) -> Any:
+    overrides = {k: opts[k] for k in _WORKLOAD_KEYS if opts.get(k) is not None}
+    return load_workload(model, phase=phase, **overrides)
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
+
+
+def plan_options(func: F) -> F:
+    for name, text in (("pp", "Pipeline-parallel stages."), ("dp", "Data-parallel replicas."),
+                       ("ep", "Expert-parallel group (MoE)."), ("microbatches", "Micro-batches."),
+                       ("tp", "Tensor-parallel group size.")):
+        func = click.option(f"--{name}", type=click.IntRange(min=1), default=None, help=text)(func)
+    func = click.option("--sequence-parallel", is_flag=True, help="Megatron sequence parallelism.")(func)
+    return click.option("--zero", "zero_stage", type=click.IntRange(0, 3), default=None,
+                        help="ZeRO stage.")(click.option("--recompute", is_flag=True,
+                                                         help="Activation checkpointing.")(func))
+
+
+def plan_from_options(opts: dict[str, Any]) -> Plan | None:
+    """Take the plan options out of ``opts``; None when none was given."""
+    values = {k: opts.pop(k) for k in ("tp", "pp", "dp", "ep", "microbatches", "zero_stage",
+                                       "sequence_parallel", "recompute")}
+    given = {k: v for k, v in values.items() if v not in (None, False)}
+    if not given:
+        return None
+    try:
+        return Plan(**given)
+    except ValidationError as exc:
+        raise ConfigError(validation_problems("plan", exc)) from None
