@@ -27,6 +27,7 @@ from hwsim.workload.hf_keys import (
     LAYERNORM_TYPES,
     LINEAR_ATTENTION_TYPES,
     PARALLEL_TYPES,
+    TYPE_DEFAULTS,
     POSITION_TABLE_TYPES,
     SSM_HYBRID_TYPES,
     SSM_TYPES,
@@ -170,6 +171,9 @@ def normalize(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[s
     """
     notes: list[str] = []
     text, prefix = _text_part(data, notes)
+    kind = text.get("model_type")
+    if isinstance(kind, str) and kind.lower() in TYPE_DEFAULTS:
+        text = TYPE_DEFAULTS[kind.lower()] | text
     r = _Reader(text, prefix)
     mt = r.str("model_type").lower()
     archs = r.raw("architectures")
@@ -220,7 +224,12 @@ def _core(r: _Reader, f: dict[str, Any], mt: str) -> None:
     else:
         f["is_encoder"] = mt in ENCODER_TYPES
     # Norms: the architecture decides (Phi-3.5-MoE names an rms_norm_eps but uses LayerNorm).
-    rms = r.has("rms_norm_eps") and mt not in LAYERNORM_TYPES
+    if mt in LAYERNORM_TYPES or mt in UNGATED_TYPES or mt == "modernbert":
+        rms = False
+    elif mt in GATED_TYPES:
+        rms = True
+    else:
+        rms = r.has("rms_norm_eps")
     f["norm_type"] = "rmsnorm" if rms else "layernorm"
     f["norm_bias"] = not rms
     f["norms_per_layer"] = 4 if mt in ("gemma2", "gemma3", "gemma3_text") else 2
@@ -436,7 +445,7 @@ def _embeddings(r: _Reader, f: dict[str, Any], mt: str, arch: str, notes: list[s
     types = r.int("type_vocab_size", default=0, field="type_vocab_size") or 0
     f["type_vocab_size"] = types if f["is_encoder"] else 0
     f["embedding_norm"] = bool(f["is_encoder"]) or mt == "bloom"
-    f["lm_head_bias"] = mt == "gptj" or r.bool("lm_head_bias", False)
+    f["lm_head_bias"] = mt in ("gptj", "phi") or r.bool("lm_head_bias", False)
     f["final_norm"] = not f["is_encoder"]
     groups = r.int("num_hidden_groups", default=None)
     if mt == "albert":

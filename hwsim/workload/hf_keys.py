@@ -51,6 +51,17 @@ UNTIED_TYPES = frozenset({
     "phimoe", "deepseek_v2", "deepseek_v3", "gpt_oss", "gptj", "gpt_neox", "olmoe", "granite", "phi",
 })
 
+#: Defaults of config classes whose saved configs omit them (keys absent from the file
+#: take these, as ``from_pretrained`` would), from transformers' config classes.
+TYPE_DEFAULTS: dict[str, dict[str, object]] = {
+    "gemma3_text": {"vocab_size": 262208, "hidden_activation": "gelu_pytorch_tanh", "num_hidden_layers": 26,
+                    "hidden_size": 2304, "intermediate_size": 9216, "num_attention_heads": 8,
+                    "num_key_value_heads": 4, "head_dim": 256, "max_position_embeddings": 131072,
+                    "sliding_window": 4096, "sliding_window_pattern": 6, "tie_word_embeddings": True},
+    "llama4_text": {"vocab_size": 202048, "head_dim": 128, "attention_chunk_size": 8192,
+                    "interleave_moe_layer_step": 1, "num_experts_per_tok": 1},
+}
+
 #: Refused by name until their layers are modelled.
 ENCODER_DECODER_TYPES = {
     "t5": "T5", "mt5": "mT5", "umt5": "UMT5", "longt5": "LongT5", "switch_transformers": "Switch Transformer",
@@ -88,4 +99,5 @@ COMMON_IGNORED_KEYS = frozenset({
     "scale_attn_weights", "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn",
     "apply_residual_connection_post_layernorm", "slow_but_exact", "use_alibi", "layer_norm_type",
     "max_window_layers", "use_sliding_window", "sliding_window_pattern", "intermediate_size_mlp",
+    "original_max_position_embeddings", "sliding_window_size", "for_llm_compressor", "rotary",
 })
