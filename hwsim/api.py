@@ -153,7 +153,8 @@ def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule) 
     train = workload.phase == "train"
     t = {role: _segment_time_s(workload, schedule, role) for role in SegmentRole}
     times = StageTimes(embed_s=t[SegmentRole.EMBED], layers_fwd_s=t[SegmentRole.LAYER],
-                       head_s=t[SegmentRole.HEAD] + t[SegmentRole.LOSS], layers_bwd_s=t[SegmentRole.LAYER_BWD],
+                       head_s=t[SegmentRole.HEAD] + t[SegmentRole.LOSS],
+                       layers_bwd_s=t[SegmentRole.LAYER_BWD],
                        optimizer_s=t[SegmentRole.EMBED_BWD_OPTIMIZER])
     mb_tokens = workload.passes[0].tokens // (plan.dp * plan.microbatches)
     dtype = str(workload.params.get("dtype", "bf16"))

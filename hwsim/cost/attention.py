@@ -153,4 +153,5 @@ def attention_cost(chip: Chip, op: Attention) -> OpCost:
     return make_cost(chip, flops=op.flops, compute_cycles=cycles, compute_s=compute_s,
                      traffic=traffic, n_kernels=n_kernels, compute_energy_j=energy,
                      footprint_bytes=op.kv_bytes,
-                     detail=f"{variant}{op.impl}, {q_blocks} query blocks x {op.batch * op.n_kv_heads} kv heads")
+                     detail=f"{variant}{op.impl}, {q_blocks} query blocks x "
+                            f"{op.batch * op.n_kv_heads} kv heads")

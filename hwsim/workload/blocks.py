@@ -135,10 +135,9 @@ def _mlp(g: OperatorGraph, prefix: str, f: FfnSpec, d: int, width: int, after: s
          dtype: str, sparsity: str | None) -> str:
     n_up = 2 * width if f.gated else width
     g.add_op(f"{prefix}up_proj", MatMul(n_tok, d, n_up, dtype, sparsity=sparsity, bias=f.bias), [after])
-    g.add_op(f"{prefix}activation" if prefix else "activation", Elementwise(f.activation, n_tok, width, dtype),
-             [f"{prefix}up_proj"])
+    g.add_op(f"{prefix}activation", Elementwise(f.activation, n_tok, width, dtype), [f"{prefix}up_proj"])
     g.add_op(f"{prefix}down_proj", MatMul(n_tok, width, d, dtype, sparsity=sparsity, bias=f.bias),
-             [f"{prefix}activation" if prefix else "activation"])
+             [f"{prefix}activation"])
     return f"{prefix}down_proj"
 
 

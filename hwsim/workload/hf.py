@@ -27,96 +27,16 @@ from hwsim.workload.hf_keys import (
     LAYERNORM_TYPES,
     LINEAR_ATTENTION_TYPES,
     PARALLEL_TYPES,
-    TYPE_DEFAULTS,
     POSITION_TABLE_TYPES,
     SSM_HYBRID_TYPES,
     SSM_TYPES,
+    TYPE_DEFAULTS,
     UNGATED_TYPES,
     UNTIED_TYPES,
 )
+from hwsim.workload.hf_reader import ConfigReader as _Reader
 
 _GATED_ACTS = {"silu", "swish", "swiglu", "geglu"}
-
-
-class _Reader:
-    """Typed access to a config mapping that records every problem and every key read."""
-
-    def __init__(self, data: dict[str, Any], prefix: str = "") -> None:
-        self.data = data
-        self.prefix = prefix
-        self.problems: list[str] = []
-        self.read: set[str] = set()
-        self.source: dict[str, str] = {}  # canonical field -> key as the file spells it
-
-    def _path(self, key: str) -> str:
-        return f"{self.prefix}{key}"
-
-    def has(self, key: str) -> bool:
-        self.read.add(key)
-        return self.data.get(key) is not None
-
-    def raw(self, key: str) -> Any:
-        self.read.add(key)
-        return self.data.get(key)
-
-    def int(self, *keys: str, default: int | None = None, field: str = "") -> int | None:
-        """The first of ``keys`` present (and not null) as an integer."""
-        for key in keys:
-            self.read.add(key)
-            value = self.data.get(key)
-            if value is None:
-                continue
-            if field:
-                self.source[field] = self._path(key)
-            if isinstance(value, bool) or not isinstance(value, int):
-                self.problems.append(f"{self._path(key)}: expected an integer, got {value!r}")
-                return default
-            return value
-        return default
-
-    def float(self, *keys: str, default: float | None = None) -> float | None:
-        for key in keys:
-            self.read.add(key)
-            value = self.data.get(key)
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                self.problems.append(f"{self._path(key)}: expected a finite number, got {value!r}")
-                return default
-            return float(value)
-        return default
-
-    def bool(self, key: str, default: bool) -> bool:
-        self.read.add(key)
-        value = self.data.get(key)
-        if value is None:
-            return default
-        if not isinstance(value, bool):
-            self.problems.append(f"{self._path(key)}: expected true or false, got {value!r}")
-            return default
-        return value
-
-    def str(self, *keys: str, default: str = "") -> str:
-        for key in keys:
-            self.read.add(key)
-            value = self.data.get(key)
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                self.problems.append(f"{self._path(key)}: expected a string, got {value!r}")
-                return default
-            return value
-        return default
-
-    def int_list(self, key: str) -> list[int] | None:
-        self.read.add(key)
-        value = self.data.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, list) or any(isinstance(v, bool) or not isinstance(v, int) for v in value):
-            self.problems.append(f"{self._path(key)}: expected a list of integers, got {value!r}")
-            return None
-        return value
 
 
 def refusal(data: dict[str, Any], model_type: str, architecture: str) -> str | None:
@@ -175,10 +95,12 @@ def normalize(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[s
     if isinstance(kind, str) and kind.lower() in TYPE_DEFAULTS:
         text = TYPE_DEFAULTS[kind.lower()] | text
     r = _Reader(text, prefix)
-    mt = r.str("model_type").lower()
+    mt = r.text("model_type").lower()
     archs = r.raw("architectures")
     arch = str(archs[0]) if isinstance(archs, list) and archs else ""
-    why = refusal(text, mt, arch) or (refusal(data, str(data.get("model_type", "")), arch) if prefix else None)
+    why = refusal(text, mt, arch)
+    if prefix and not why:
+        why = refusal(data, str(data.get("model_type", "")), arch)
     if why:
         return {}, {}, [f"{source}: {why}"]
     f: dict[str, Any] = {"model_type": mt, "architecture": arch}
@@ -195,15 +117,16 @@ def normalize(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[s
 
 
 def _core(r: _Reader, f: dict[str, Any], mt: str) -> None:
-    f["num_hidden_layers"] = r.int("num_hidden_layers", "n_layer", "n_layers", "num_layers",
+    f["num_hidden_layers"] = r.integer("num_hidden_layers", "n_layer", "n_layers", "num_layers",
                                    field="num_hidden_layers")
-    f["hidden_size"] = r.int("hidden_size", "n_embd", "n_embed", "d_model", field="hidden_size")
-    f["num_attention_heads"] = r.int("num_attention_heads", "n_head", "n_heads", field="num_attention_heads")
-    f["vocab_size"] = r.int("vocab_size", field="vocab_size")
-    f["head_dim"] = r.int("head_dim", field="head_dim")
-    f["intermediate_size"] = r.int("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size",
+    f["hidden_size"] = r.integer("hidden_size", "n_embd", "n_embed", "d_model", field="hidden_size")
+    f["num_attention_heads"] = r.integer("num_attention_heads", "n_head", "n_heads",
+                                         field="num_attention_heads")
+    f["vocab_size"] = r.integer("vocab_size", field="vocab_size")
+    f["head_dim"] = r.integer("head_dim", field="head_dim")
+    f["intermediate_size"] = r.integer("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size",
                                    field="intermediate_size")
-    f["max_position_embeddings"] = r.int("max_position_embeddings", "n_positions", "seq_length",
+    f["max_position_embeddings"] = r.integer("max_position_embeddings", "n_positions", "seq_length",
                                          field="max_position_embeddings")
     scaling = r.raw("rope_scaling")
     if isinstance(scaling, dict):
@@ -214,7 +137,7 @@ def _core(r: _Reader, f: dict[str, Any], mt: str) -> None:
             base = original if isinstance(original, int) and not isinstance(original, bool) else None
             f["rope_scaling_factor"] = float(factor)
             f["rope_original_context"] = base
-    act = r.str("hidden_activation", "hidden_act", "activation_function", default="gelu")
+    act = r.text("hidden_activation", "hidden_act", "activation_function", default="gelu")
     f["hidden_act"] = act
     is_enc = r.raw("is_encoder")
     if isinstance(is_enc, bool):
@@ -234,19 +157,19 @@ def _core(r: _Reader, f: dict[str, Any], mt: str) -> None:
     f["norm_bias"] = not rms
     f["norms_per_layer"] = 4 if mt in ("gemma2", "gemma3", "gemma3_text") else 2
     tied_default = DEFAULT_TIED if mt not in UNTIED_TYPES else False
-    f["tie_word_embeddings"] = r.bool("tie_word_embeddings", tied_default)
+    f["tie_word_embeddings"] = r.flag("tie_word_embeddings", tied_default)
 
 
 def _kv_heads(r: _Reader, mt: str, heads: int | None) -> int | None:
     if mt in ("falcon", "refinedweb", "refinedwebmodel"):
-        new = r.bool("new_decoder_architecture", mt == "refinedweb")
+        new = r.flag("new_decoder_architecture", mt == "refinedweb")
         if new:
-            return r.int("num_kv_heads", "n_head_kv", "num_key_value_heads", default=heads,
+            return r.integer("num_kv_heads", "n_head_kv", "num_key_value_heads", default=heads,
                          field="num_key_value_heads")
-        return 1 if r.bool("multi_query", mt == "falcon") else heads
+        return 1 if r.flag("multi_query", mt == "falcon") else heads
     if mt == "gpt_bigcode":
-        return 1 if r.bool("multi_query", True) else heads
-    return r.int("num_key_value_heads", "num_kv_heads", "n_head_kv", field="num_key_value_heads")
+        return 1 if r.flag("multi_query", True) else heads
+    return r.integer("num_key_value_heads", "num_kv_heads", "n_head_kv", field="num_key_value_heads")
 
 
 def _attention(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> None:
@@ -255,11 +178,11 @@ def _attention(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> None
     bias_all = {"gpt2", "opt", "bloom", "bert", "roberta", "albert", "gpt_neo", "gpt_bigcode", "electra",
                 "xlm-roberta", "camembert", "distilbert", "biogpt", "codegen", "phi", "starcoder2"}
     if falcon:
-        qkv = out = r.bool("bias", False)
+        qkv = out = r.flag("bias", False)
     elif mt == "gpt_neox":
-        qkv = out = r.bool("attention_bias", True)
+        qkv = out = r.flag("attention_bias", True)
     elif mt == "opt":
-        qkv = out = r.bool("enable_bias", True)
+        qkv = out = r.flag("enable_bias", True)
     elif mt in ("qwen2", "qwen2_moe"):
         qkv, out = True, False  # Qwen2's q/k/v projections carry biases, o_proj none
     elif mt in bias_all:
@@ -267,16 +190,16 @@ def _attention(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> None
     elif mt == "gptj":
         qkv = out = False
     else:
-        qkv = out = r.bool("attention_bias", mt == "gpt_oss")
+        qkv = out = r.flag("attention_bias", mt == "gpt_oss")
     f["attention_bias"], f["attention_out_bias"] = qkv, out
     if mt == "gpt_neo":
         f["attention_bias"] = False  # GPT-Neo: q/k/v without bias, out_proj with
     f["qk_norm"] = mt in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text")
     f["attention_sinks"] = mt == "gpt_oss"
-    f["alibi"] = mt in ALIBI_TYPES or (falcon and r.bool("alibi", False))
-    cap = r.float("attn_logit_softcapping")
+    f["alibi"] = mt in ALIBI_TYPES or (falcon and r.flag("alibi", False))
+    cap = r.number("attn_logit_softcapping")
     f["attn_softcap"] = cap is not None and mt in ("gemma2", "gemma3", "gemma3_text")
-    final_cap = r.float("final_logit_softcapping")
+    final_cap = r.number("final_logit_softcapping")
     f["final_softcap"] = final_cap is not None
     if f["attention_sinks"]:
         notes.append("attention sinks: one extra logit per query row and head, below 0.1 % of the "
@@ -289,12 +212,12 @@ def _attention(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> None
     parallel = mt in PARALLEL_TYPES
     n_parallel_norms = 1
     if mt == "gpt_neox":
-        parallel = r.bool("use_parallel_residual", True)
+        parallel = r.flag("use_parallel_residual", True)
         n_parallel_norms = 2
     elif falcon:
-        parallel = r.bool("parallel_attn", True)
-        if r.bool("new_decoder_architecture", mt == "refinedweb"):
-            n_parallel_norms = r.int("num_ln_in_parallel_attn", default=2) or 2
+        parallel = r.flag("parallel_attn", True)
+        if r.flag("new_decoder_architecture", mt == "refinedweb"):
+            n_parallel_norms = r.integer("num_ln_in_parallel_attn", default=2) or 2
     f["parallel_block"] = parallel
     if parallel:
         f["norms_per_layer"] = n_parallel_norms
@@ -303,11 +226,11 @@ def _attention(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> None
 def _mla(r: _Reader, f: dict[str, Any]) -> None:
     if not r.has("kv_lora_rank"):
         return
-    f["kv_lora_rank"] = r.int("kv_lora_rank", field="kv_lora_rank")
-    f["q_lora_rank"] = r.int("q_lora_rank", field="q_lora_rank")
-    f["qk_nope_head_dim"] = r.int("qk_nope_head_dim", default=128, field="qk_nope_head_dim")
-    f["qk_rope_head_dim"] = r.int("qk_rope_head_dim", default=64, field="qk_rope_head_dim")
-    f["v_head_dim"] = r.int("v_head_dim", default=128, field="v_head_dim")
+    f["kv_lora_rank"] = r.integer("kv_lora_rank", field="kv_lora_rank")
+    f["q_lora_rank"] = r.integer("q_lora_rank", field="q_lora_rank")
+    f["qk_nope_head_dim"] = r.integer("qk_nope_head_dim", default=128, field="qk_nope_head_dim")
+    f["qk_rope_head_dim"] = r.integer("qk_rope_head_dim", default=64, field="qk_rope_head_dim")
+    f["v_head_dim"] = r.integer("v_head_dim", default=128, field="v_head_dim")
     f["head_dim"] = None  # DeepSeek configs repeat qk_rope_head_dim as head_dim
     f["num_key_value_heads"] = f["num_attention_heads"]
 
@@ -315,8 +238,8 @@ def _mla(r: _Reader, f: dict[str, Any]) -> None:
 def _layer_kinds(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> None:
     """Per-layer attention kinds (``full``, ``sliding``, ``chunked``) and the window."""
     n = f["num_hidden_layers"] or 0
-    window = r.int("sliding_window", field="sliding_window")
-    chunk = r.int("attention_chunk_size", field="attention_chunk_size")
+    window = r.integer("sliding_window", field="sliding_window")
+    chunk = r.integer("attention_chunk_size", field="attention_chunk_size")
     names = {"full_attention": "full", "attention": "full", "sliding_attention": "sliding",
              "chunked_attention": "chunked"}
     kinds: list[str] | None = None
@@ -326,22 +249,23 @@ def _layer_kinds(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> No
     elif mt == "gemma2":
         kinds = ["sliding" if i % 2 == 0 else "full" for i in range(n)]
     elif mt in ("gemma3", "gemma3_text", "cohere2"):
-        period = r.int("sliding_window_pattern", default=6 if mt != "cohere2" else 4) or 6
+        period = r.integer("sliding_window_pattern", default=6 if mt != "cohere2" else 4) or 6
         kinds = ["sliding" if (i + 1) % period else "full" for i in range(n)]
     elif mt in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
-        if r.bool("use_sliding_window", False) and window:
-            first = r.int("max_window_layers", default=n) or 0
+        if r.flag("use_sliding_window", False) and window:
+            first = r.integer("max_window_layers", default=n) or 0
             kinds = ["sliding" if i >= first else "full" for i in range(n)]
     elif mt == "llama4_text" or (mt == "llama4" and chunk):
         if chunk:
             uses_rope = r.int_list("no_rope_layers")
-            interval = r.int("no_rope_layer_interval", default=4) or 4
+            interval = r.integer("no_rope_layer_interval", default=4) or 4
             rope = uses_rope if uses_rope else [int((i + 1) % interval != 0) for i in range(n)]
             kinds = ["chunked" if rope[i % len(rope)] else "full" for i in range(n)]
     elif window:
         kinds = ["sliding"] * max(n, 1)
         if mt not in ("mistral", "mixtral", "phi3", "phimoe", "starcoder2"):
-            notes.append(f"sliding_window {window} applied to every layer (no per-layer pattern in the config)")
+            notes.append(f"sliding_window {window} applied to every layer "
+                         "(no per-layer pattern in the config)")
     if kinds and "sliding" in kinds and not window:
         r.problems.append(f"{r.prefix}sliding_window: sliding layers need a window size")
     if kinds and "chunked" in kinds and not chunk:
@@ -370,37 +294,39 @@ def _ffn(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> None:
                   "gpt_bigcode", "electra", "xlm-roberta", "camembert", "distilbert", "biogpt", "codegen",
                   "phi", "starcoder2", "gpt_oss"}
     if falcon:
-        f["mlp_bias"] = r.bool("bias", False)
+        f["mlp_bias"] = r.flag("bias", False)
     elif mt == "opt":
-        f["mlp_bias"] = r.bool("enable_bias", True)
+        f["mlp_bias"] = r.flag("enable_bias", True)
     else:
-        f["mlp_bias"] = mt in bias_types or r.bool("mlp_bias", False)
+        f["mlp_bias"] = mt in bias_types or r.flag("mlp_bias", False)
     n = f["num_hidden_layers"] or 0
-    experts = r.int("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts",
+    experts = r.integer("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts",
                     field="num_local_experts") or 0
     f["num_local_experts"] = experts
-    f["num_experts_per_tok"] = r.int("num_experts_per_tok", "experts_per_token", "moe_top_k",
+    f["num_experts_per_tok"] = r.integer("num_experts_per_tok", "experts_per_token", "moe_top_k",
                                      "num_experts_per_token", default=0, field="num_experts_per_tok") or 0
     if not experts:
         return
     dense_width = f["intermediate_size"]
-    expert_width = r.int("moe_intermediate_size", "expert_intermediate_size", field="moe_intermediate_size")
+    expert_width = r.integer("moe_intermediate_size", "expert_intermediate_size",
+                             field="moe_intermediate_size")
     f["router_bias"] = mt == "gpt_oss"
     if mt == "gpt_oss":
         f["mlp_bias"] = True
     moe = [True] * max(n, 1)
     if mt in ("qwen2_moe", "qwen3_moe", "olmoe"):
-        step = r.int("decoder_sparse_step", default=1) or 1
+        step = r.integer("decoder_sparse_step", default=1) or 1
         only = set(r.int_list("mlp_only_layers") or [])
         moe = [i not in only and (i + 1) % step == 0 for i in range(n)]
-        shared = r.int("shared_expert_intermediate_size", default=0, field="shared_expert_intermediate_size")
+        shared = r.integer("shared_expert_intermediate_size", default=0,
+                           field="shared_expert_intermediate_size")
         f["shared_expert_intermediate_size"] = shared or 0
         f["shared_expert_gate"] = bool(shared)
     elif mt in ("deepseek_v2", "deepseek_v3", "deepseek"):
-        first = r.int("first_k_dense_replace", default=0) or 0
-        freq = r.int("moe_layer_freq", default=1) or 1
+        first = r.integer("first_k_dense_replace", default=0) or 0
+        freq = r.integer("moe_layer_freq", default=1) or 1
         moe = [i >= first and i % freq == 0 for i in range(n)]
-        n_shared = r.int("n_shared_experts", default=0, field="shared_expert_intermediate_size") or 0
+        n_shared = r.integer("n_shared_experts", default=0, field="shared_expert_intermediate_size") or 0
         f["shared_expert_intermediate_size"] = n_shared * (expert_width or 0)
         r.read.update({"n_group", "topk_group", "routed_scaling_factor", "topk_method", "scoring_func",
                        "norm_topk_prob", "num_nextn_predict_layers"})
@@ -410,16 +336,16 @@ def _ffn(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> None:
                          "inference without speculative decoding does not run it")
     elif mt in ("llama4_text", "llama4"):
         listed = r.int_list("moe_layers")
-        step = r.int("interleave_moe_layer_step", default=1) or 1
+        step = r.integer("interleave_moe_layer_step", default=1) or 1
         layers = set(listed) if listed is not None else set(range(step - 1, n, step))
         moe = [i in layers for i in range(n)]
         expert_width = expert_width or dense_width
         f["shared_expert_intermediate_size"] = dense_width or 0
-        f["intermediate_size"] = r.int("intermediate_size_mlp", default=dense_width,
+        f["intermediate_size"] = r.integer("intermediate_size_mlp", default=dense_width,
                                        field="intermediate_size")
     elif mt == "jamba":
-        period = r.int("expert_layer_period", default=2) or 2
-        offset = r.int("expert_layer_offset", default=1) or 0
+        period = r.integer("expert_layer_period", default=2) or 2
+        offset = r.integer("expert_layer_offset", default=1) or 0
         moe = [(i - offset) % period == 0 for i in range(n)]
     f["moe_intermediate_size"] = expert_width or dense_width
     f["moe_layers"] = tuple(moe) if not all(moe) else ()
@@ -434,7 +360,7 @@ def text_int(data: dict[str, Any], key: str) -> int:
 
 def _embeddings(r: _Reader, f: dict[str, Any], mt: str, arch: str, notes: list[str]) -> None:
     d = f["hidden_size"]
-    size = r.int("embedding_size", "word_embed_proj_dim", field="embedding_size")
+    size = r.integer("embedding_size", "word_embed_proj_dim", field="embedding_size")
     f["embedding_size"] = size if size and size != d else None
     positions = 0
     if mt in POSITION_TABLE_TYPES:
@@ -442,12 +368,12 @@ def _embeddings(r: _Reader, f: dict[str, Any], mt: str, arch: str, notes: list[s
         if mt == "opt":
             positions += 2  # OPT's learned positions are offset by two rows
     f["position_embeddings"] = positions
-    types = r.int("type_vocab_size", default=0, field="type_vocab_size") or 0
+    types = r.integer("type_vocab_size", default=0, field="type_vocab_size") or 0
     f["type_vocab_size"] = types if f["is_encoder"] else 0
     f["embedding_norm"] = bool(f["is_encoder"]) or mt == "bloom"
-    f["lm_head_bias"] = mt in ("gptj", "phi") or r.bool("lm_head_bias", False)
+    f["lm_head_bias"] = mt in ("gptj", "phi") or r.flag("lm_head_bias", False)
     f["final_norm"] = not f["is_encoder"]
-    groups = r.int("num_hidden_groups", default=None)
+    groups = r.integer("num_hidden_groups", default=None)
     if mt == "albert":
         f["shared_layer_groups"] = groups or 1
     encoder_head = arch.endswith("ForMaskedLM") or arch.endswith("ForPreTraining")

@@ -47,8 +47,8 @@ ENCODER_TYPES = frozenset({"bert", "roberta", "deberta", "deberta-v2", "electra"
 #: except for the config classes that default it to False.
 DEFAULT_TIED = True
 UNTIED_TYPES = frozenset({
-    "llama", "llama4", "llama4_text", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "phi3",
-    "phimoe", "deepseek_v2", "deepseek_v3", "gpt_oss", "gptj", "gpt_neox", "olmoe", "granite", "phi",
+    "llama", "llama4", "llama4_text", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
+    "phi3", "phimoe", "deepseek_v2", "deepseek_v3", "gpt_oss", "gptj", "gpt_neox", "olmoe", "granite", "phi",
 })
 
 #: Defaults of config classes whose saved configs omit them (keys absent from the file
@@ -66,13 +66,15 @@ TYPE_DEFAULTS: dict[str, dict[str, object]] = {
 ENCODER_DECODER_TYPES = {
     "t5": "T5", "mt5": "mT5", "umt5": "UMT5", "longt5": "LongT5", "switch_transformers": "Switch Transformer",
     "bart": "BART", "mbart": "mBART", "pegasus": "Pegasus", "pegasus_x": "Pegasus-X", "marian": "Marian",
-    "whisper": "Whisper", "m2m_100": "M2M-100", "nllb-moe": "NLLB-MoE", "led": "LED", "prophetnet": "ProphetNet",
+    "whisper": "Whisper", "m2m_100": "M2M-100", "nllb-moe": "NLLB-MoE", "led": "LED",
+    "prophetnet": "ProphetNet",
     "blenderbot": "Blenderbot", "plbart": "PLBart", "fsmt": "FSMT", "bigbird_pegasus": "BigBird-Pegasus",
     "encoder-decoder": "encoder-decoder", "speech_to_text": "Speech2Text", "seamless_m4t": "SeamlessM4T",
 }
 SSM_TYPES = {"mamba": "Mamba", "mamba2": "Mamba-2", "falcon_mamba": "Falcon-Mamba"}
 SSM_HYBRID_TYPES = {"jamba": "Jamba", "zamba": "Zamba", "zamba2": "Zamba2", "bamba": "Bamba",
-                    "falcon_h1": "Falcon-H1", "nemotron_h": "Nemotron-H", "granitemoehybrid": "Granite-4.0 hybrid",
+                    "falcon_h1": "Falcon-H1", "nemotron_h": "Nemotron-H",
+                    "granitemoehybrid": "Granite-4.0 hybrid",
                     "lfm2": "LFM2"}
 LINEAR_ATTENTION_TYPES = {"rwkv": "RWKV", "rwkv5": "RWKV-5", "rwkv6": "RWKV-6", "rwkv7": "RWKV-7",
                           "recurrent_gemma": "RecurrentGemma", "xlstm": "xLSTM", "qwen3_next": "Qwen3-Next",

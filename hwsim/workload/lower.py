@@ -30,7 +30,6 @@ from hwsim.workload.spec import ModelSpec
 from hwsim.workload.train import train_segments
 from hwsim.workload.warnings import lowering_warnings, simulated_stage
 
-
 LayerRun = tuple[int, tuple[LayerSpec, ...], int]
 """(first layer index, the layers of one period, repeats)."""
 
@@ -78,7 +77,8 @@ def _forward_pass(
                 *layer_segments(spec, plan, mb, q_len, kv_len, opts)]
     if not spec.encoder_only:
         # Inference servers compute logits for the last position of each sequence only.
-        segments.append(Segment("head", sharded_head(spec, plan, local_tok, mb, dtype), role=SegmentRole.HEAD))
+        head = sharded_head(spec, plan, local_tok, mb, dtype)
+        segments.append(Segment("head", head, role=SegmentRole.HEAD))
     return Pass(name, tuple(segments), tokens=batch * q_len)
 
 
@@ -179,7 +179,8 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
     if problem:
         raise ConfigError([f"{source}: sparsity: {problem}"])
     factor = moe_capacity_factor
-    if isinstance(factor, bool) or not isinstance(factor, int | float) or not math.isfinite(factor) or factor < 1:
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not (
+            math.isfinite(factor) and factor >= 1):
         raise ConfigError([f"{source}: moe_capacity_factor: must be a finite number of at least 1, "
                            f"got {factor!r}"])
     if n_layers is not None:
@@ -222,7 +223,8 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
         runs = layer_runs(spec, plan or Plan())
         names = [run_name(runs, k) for k in range(len(runs))]
         segments, saved = train_segments(spec, mb, seq_len, dtype, attention_impl, lm_head, plan,
-                                         runs=[(n, period, r) for n, (_, period, r) in zip(names, runs, strict=True)],
+                                         runs=[(n, period, r)
+                                               for n, (_, period, r) in zip(names, runs, strict=True)],
                                          capacity_factor=float(factor))
         # Training steps run eagerly (autograd issues every kernel from the host).
         passes = (Pass("train", segments, tokens=batch * seq_len, eager=True),)

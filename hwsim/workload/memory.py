@@ -4,16 +4,21 @@ The rules (Megatron-LM conventions: Shoeybi et al. 2019, Narayanan et al. 2021,
 Korthikanti et al. 2022; ZeRO: Rajbhandari et al. 2020), for the *busiest* chip. Pipeline
 stage 0 holds the embedding and the most micro-batches in flight, the last stage the LM
 head (a replica of the embedding when it is tied and ``pp > 1``, as Megatron keeps one)
-and the logits; both are evaluated and the larger on-chip total is reported.
+and the logits; every stage is evaluated (uneven stages: the first ``layers % pp`` take
+one layer more) and the largest on-chip total is reported. Every per-layer quantity
+comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
 
 - **weights**: a layer's dense parameters split over tp (Q, O and FFN by heads and
   width; K/V by KV heads, replicated once tp exceeds them, so at least one KV head per
-  chip; norms and the MoE router replicated); expert parameters over ``tp * ep``;
-  ``layers / pp`` layers per stage; the vocab-parallel embedding (and head) over tp.
+  chip; MLA's down-projections, norms and the MoE router replicated); expert
+  parameters over ``tp * ep``; the stage's own layers; the vocab-parallel token table
+  (and head) over tp, position and token-type tables replicated.
   ZeRO-3 divides them by dp (experts by ``dp / ep``, the ranks that replicate them) and
   adds one layer's gathered shard to the workspace.
-- **KV cache** (inference): ``layers/pp * batch/dp * tokens/cp * 2 * kv_heads_per_chip
-  * d_head * bytes``; tokens are ``prompt_len`` (prefill), ``context_len + 1`` (decode,
+- **KV cache** (inference): per layer of the stage ``batch/dp * held/cp * 2 *
+  kv_heads_per_chip * d_head * bytes``, where a sliding-window or chunked layer holds at
+  most its window of the tokens and an MLA layer caches ``kv_lora_rank +
+  qk_rope_head_dim`` elements per token instead of K and V; tokens are ``prompt_len`` (prefill), ``context_len + 1`` (decode,
   as :func:`hwsim.workload.lower` counts the new token) or ``prompt_len + new_tokens``
   (request). Encoders keep no cache.
 - **activations**, inference: the largest live tensors of one layer (residual, norm

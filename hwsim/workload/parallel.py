@@ -195,7 +195,8 @@ def sharded_head(spec: ModelSpec, plan: Plan, n_tokens: int, n_logits: int, dtyp
     rows = math.ceil(n_tokens / plan.tp) if plan.sequence_parallel else n_tokens
     g.add_op("final_norm", Elementwise(spec.norm, rows, spec.hidden_size, dtype))
     vocab = math.ceil(spec.vocab_size / plan.tp)
-    g.add_op("lm_head", MatMul(n_logits, spec.hidden_size, vocab, dtype, bias=spec.lm_head_bias), ["final_norm"])
+    head = MatMul(n_logits, spec.hidden_size, vocab, dtype, bias=spec.lm_head_bias)
+    g.add_op("lm_head", head, ["final_norm"])
     last = "lm_head"
     if spec.final_softcap:
         g.add_op("logit_softcap", Elementwise("softcap", n_logits, vocab, dtype), [last])

@@ -6,7 +6,8 @@ chips left to them, so a 256-chip system yields about a thousand plans and ranki
 (by simulation, elsewhere) stays cheap. Structural rules follow Megatron-LM: tp divides
 the attention heads and the FFN width, and tp and the KV heads divide one another (KV
 heads are replicated when tp exceeds them); pp is at most the layers (uneven stages: the
-first ``layers % pp`` stages take one layer more, and the busiest is simulated); dp divides the batch and the micro-batches divide each replica's share;
+first ``layers % pp`` stages take one layer more, and the busiest is simulated); dp
+divides the batch and the micro-batches divide each replica's share;
 ep divides the experts of an MoE model. Options that change nothing are skipped rather
 than listed: inference with recompute, ZeRO, or micro-batches without a pipeline;
 ZeRO with ``dp = 1``; a schedule other than the first without a pipeline.

@@ -29,8 +29,6 @@ from hwsim.workload.layers import (
     layer_weight_params,
 )
 
-_POS = {"gt": 0, "strict": True}
-
 
 class ModelSpec(BaseModel):
     """Transformer hyper-parameters (the *shape* of a model, not an instance), in
@@ -42,13 +40,13 @@ class ModelSpec(BaseModel):
     name: str = ""
     model_type: str = ""
     architecture: str = ""
-    num_hidden_layers: int = Field(**_POS)
-    hidden_size: int = Field(**_POS)
-    num_attention_heads: int = Field(**_POS)
-    num_key_value_heads: int | None = Field(default=None, **_POS)
-    head_dim: int | None = Field(default=None, **_POS)
-    intermediate_size: int | None = Field(default=None, **_POS)
-    vocab_size: int = Field(**_POS)
+    num_hidden_layers: int = Field(gt=0, strict=True)
+    hidden_size: int = Field(gt=0, strict=True)
+    num_attention_heads: int = Field(gt=0, strict=True)
+    num_key_value_heads: int | None = Field(default=None, gt=0, strict=True)
+    head_dim: int | None = Field(default=None, gt=0, strict=True)
+    intermediate_size: int | None = Field(default=None, gt=0, strict=True)
+    vocab_size: int = Field(gt=0, strict=True)
     hidden_act: str = "gelu"
     gated_ffn: bool | None = Field(default=None, strict=True)
     norm_type: Literal["rmsnorm", "layernorm"] = "layernorm"
@@ -56,9 +54,9 @@ class ModelSpec(BaseModel):
     norms_per_layer: int = Field(default=2, ge=1, strict=True)
     tie_word_embeddings: bool = Field(default=True, strict=True)
     is_encoder: bool | None = Field(default=None, strict=True)
-    max_position_embeddings: int | None = Field(default=None, **_POS)
+    max_position_embeddings: int | None = Field(default=None, gt=0, strict=True)
     rope_scaling_factor: float | None = Field(default=None, gt=0, allow_inf_nan=False)
-    rope_original_context: int | None = Field(default=None, **_POS)
+    rope_original_context: int | None = Field(default=None, gt=0, strict=True)
     # attention
     attention_bias: bool = Field(default=False, strict=True)
     attention_out_bias: bool = Field(default=False, strict=True)
@@ -68,31 +66,31 @@ class ModelSpec(BaseModel):
     attn_softcap: bool = Field(default=False, strict=True)
     final_softcap: bool = Field(default=False, strict=True)
     parallel_block: bool = Field(default=False, strict=True)
-    sliding_window: int | None = Field(default=None, **_POS)
-    attention_chunk_size: int | None = Field(default=None, **_POS)
+    sliding_window: int | None = Field(default=None, gt=0, strict=True)
+    attention_chunk_size: int | None = Field(default=None, gt=0, strict=True)
     layer_attention: tuple[Literal["full", "sliding", "chunked"], ...] = ()
-    q_lora_rank: int | None = Field(default=None, **_POS)
-    kv_lora_rank: int | None = Field(default=None, **_POS)
-    qk_nope_head_dim: int | None = Field(default=None, **_POS)
-    qk_rope_head_dim: int | None = Field(default=None, **_POS)
-    v_head_dim: int | None = Field(default=None, **_POS)
+    q_lora_rank: int | None = Field(default=None, gt=0, strict=True)
+    kv_lora_rank: int | None = Field(default=None, gt=0, strict=True)
+    qk_nope_head_dim: int | None = Field(default=None, gt=0, strict=True)
+    qk_rope_head_dim: int | None = Field(default=None, gt=0, strict=True)
+    v_head_dim: int | None = Field(default=None, gt=0, strict=True)
     # FFN and mixture of experts
     mlp_bias: bool = Field(default=False, strict=True)
     num_local_experts: int = Field(default=0, ge=0, strict=True)
     num_experts_per_tok: int = Field(default=0, ge=0, strict=True)
-    moe_intermediate_size: int | None = Field(default=None, **_POS)
+    moe_intermediate_size: int | None = Field(default=None, gt=0, strict=True)
     shared_expert_intermediate_size: int = Field(default=0, ge=0, strict=True)
     shared_expert_gate: bool = Field(default=False, strict=True)
     router_bias: bool = Field(default=False, strict=True)
     moe_layers: tuple[bool, ...] = ()
     # embeddings and heads
-    embedding_size: int | None = Field(default=None, **_POS)
+    embedding_size: int | None = Field(default=None, gt=0, strict=True)
     position_embeddings: int = Field(default=0, ge=0, strict=True)
     type_vocab_size: int = Field(default=0, ge=0, strict=True)
     embedding_norm: bool = Field(default=False, strict=True)
     final_norm: bool = Field(default=True, strict=True)
     lm_head_bias: bool = Field(default=False, strict=True)
-    shared_layer_groups: int | None = Field(default=None, **_POS)
+    shared_layer_groups: int | None = Field(default=None, gt=0, strict=True)
     mlm_head: bool = Field(default=False, strict=True)
     pooler: bool = Field(default=False, strict=True)
     notes: tuple[str, ...] = ()

@@ -121,7 +121,8 @@ def train_segments(
     fwd_segs, bwd_segs = [], []
     saved = 0.0
     for name, period, repeat in runs:
-        fwd = period_graph(period, plan, batch, seq_len, seq_len, dtype, impl, capacity_factor=capacity_factor)
+        fwd = period_graph(period, plan, batch, seq_len, seq_len, dtype, impl,
+                           capacity_factor=capacity_factor)
         period_bytes = sum(layer_param_bytes(lyr, plan, dtype) for lyr in period)
         bwd = _layer_backward(plan, fwd, dtype, period_bytes)
         if plan.zero_stage == 3 and plan.dp > 1:

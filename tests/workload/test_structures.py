@@ -17,7 +17,12 @@ from hwsim.errors import ConfigError
 from hwsim.workload import Attention, MatMul, SegmentRole, lower, spec_from_dict
 from hwsim.workload.blocks import attention_ops
 from hwsim.workload.layers import kv_bytes_per_token, layer_weight_params, norm_params
-from hwsim.workload.memory import kv_cache_bytes_per_token, memory_per_chip, sequence_kv_bytes, weight_bytes_per_chip
+from hwsim.workload.memory import (
+    kv_cache_bytes_per_token,
+    memory_per_chip,
+    sequence_kv_bytes,
+    weight_bytes_per_chip,
+)
 from hwsim.workload.ops import Collective
 from hwsim.workload.parallel import layer_graph, sharded_layer
 from hwsim.workload.plan import Plan
@@ -30,7 +35,8 @@ def _zoo(name: str) -> dict[str, Any]:
 
 
 def _ops(w: hwsim.Workload, kind: type, pass_index: int = 0) -> list[tuple[Any, int]]:
-    return [(op, s.repeat) for s in w.passes[pass_index].segments for _, op in s.graph.ops() if isinstance(op, kind)]
+    segments = w.passes[pass_index].segments
+    return [(op, s.repeat) for s in segments for _, op in s.graph.ops() if isinstance(op, kind)]
 
 
 # ---------------------------------------------------------------------------------------

@@ -64,10 +64,7 @@ def _attention_flops_per_token(spec: ModelSpec, context: int) -> float:
             keys = min(keys, a.window or keys)
         elif a.kind == "chunked":
             keys = context % (a.window or keys) + 1
-        if a.mla:
-            width = a.mla.latent_width + a.mla.kv_lora_rank
-        else:
-            width = 2 * a.head_dim
+        width = a.mla.latent_width + a.mla.kv_lora_rank if a.mla else 2 * a.head_dim
         total += 2.0 * a.n_heads * keys * width
     return total
 

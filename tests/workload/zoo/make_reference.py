@@ -66,7 +66,8 @@ def build(data: dict) -> tuple[torch.nn.Module, object, int]:
         if "attn_temperature_tuning" in text:  # an int in the published file, a bool in transformers 5
             text["attn_temperature_tuning"] = bool(text["attn_temperature_tuning"])
         data = data | {"text_config": text}
-        full = AutoConfig.for_model(data["model_type"], **{k: v for k, v in data.items() if k != "model_type"})
+        fields = {k: v for k, v in data.items() if k != "model_type"}
+        full = AutoConfig.for_model(data["model_type"], **fields)
         with torch.device("meta"):
             whole = getattr(transformers, arch)(full)
         text_cfg = full.text_config
@@ -85,7 +86,8 @@ def build(data: dict) -> tuple[torch.nn.Module, object, int]:
 def _experts(cfg: object) -> tuple[int, int]:
     n = next((getattr(cfg, k) for k in ("num_local_experts", "num_experts", "n_routed_experts")
               if getattr(cfg, k, None)), 0)
-    k = next((getattr(cfg, k) for k in ("num_experts_per_tok", "experts_per_token") if getattr(cfg, k, None)), 0)
+    k = next((getattr(cfg, key) for key in ("num_experts_per_tok", "experts_per_token")
+              if getattr(cfg, key, None)), 0)
     return int(n or 0), int(k or 0)
 
 
@@ -93,7 +95,8 @@ def counts(model: torch.nn.Module, cfg: object) -> tuple[int, float]:
     params = dict(model.named_parameters())  # shared (tied) tensors appear once
     total = sum(p.numel() for p in params.values())
     n_exp, top_k = _experts(cfg)
-    routed = sum(p.numel() for name, p in params.items() if ".experts." in f"{name}." and "shared" not in name)
+    routed = sum(p.numel() for name, p in params.items()
+                 if ".experts." in f"{name}." and "shared" not in name)
     active = total - (routed * (1 - top_k / n_exp) if n_exp else 0)
     emb = model.get_input_embeddings().weight
     out = model.get_output_embeddings()
@@ -111,13 +114,14 @@ def main() -> None:
         try:
             model, cfg, vision = build(data)
         except Exception as exc:  # noqa: BLE001 - report and go on
-            print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            print(f"{name}: {type(exc).__name__}: {exc}", file=sys.stderr)  # noqa: T201
             continue
         total, active = counts(model, cfg)
         rows.append({"name": name, "where": where, "class": type(model).__name__, "params": total,
                      "active_params": round(active), "vision_params": vision,
-                     "source": f"transformers {transformers.__version__} {type(model).__name__} on meta device"})
-        print(name, total, round(active))
+                     "source": f"transformers {transformers.__version__} {type(model).__name__} "
+                               "on meta device"})
+        print(name, total, round(active))  # noqa: T201
     with (HERE / "reference_params.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
         writer.writeheader()
