@@ -18,9 +18,9 @@ comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
 - **KV cache** (inference): per layer of the stage ``batch/dp * held/cp * 2 *
   kv_heads_per_chip * d_head * bytes``, where a sliding-window or chunked layer holds at
   most its window of the tokens and an MLA layer caches ``kv_lora_rank +
-  qk_rope_head_dim`` elements per token instead of K and V; tokens are ``prompt_len`` (prefill), ``context_len + 1`` (decode,
-  as :func:`hwsim.workload.lower` counts the new token) or ``prompt_len + new_tokens``
-  (request). Encoders keep no cache.
+  qk_rope_head_dim`` elements per token instead of K and V; tokens are ``prompt_len``
+  (prefill), ``context_len + 1`` (decode, as :func:`hwsim.workload.lower` counts the
+  new token) or ``prompt_len + new_tokens`` (request). Encoders keep no cache.
 - **activations**, inference: the largest live tensors of one layer (residual, norm
   output and the wider of the attention or FFN intermediates; the score matrix too with
   naive attention) or the fp32 logits of the last positions, for one micro-batch.
