@@ -20,11 +20,15 @@ def data_dir(name: str) -> Path:
 
 
 def preset_names(name: str) -> list[str]:
-    """Names (file stems) of the shipped ``.yaml``/``.json`` files in ``data_dir(name)``."""
+    """Names of the shipped presets in ``data_dir(name)``: the stems of its
+    ``.yaml``/``.json`` files and the names of its folders holding a ``config.json``
+    (a Hugging Face model folder, as ``save_pretrained`` writes it)."""
     folder = data_dir(name)
     if not folder.is_dir():
         return []
-    return sorted(p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+    files = [p.stem for p in folder.iterdir() if p.suffix in (".yaml", ".yml", ".json") and p.is_file()]
+    models = [p.name for p in folder.iterdir() if p.is_dir() and (p / "config.json").is_file()]
+    return sorted(files + models)
 
 
 def resolve(name_or_path: str | Path, kind: str) -> Path | None:
@@ -32,8 +36,13 @@ def resolve(name_or_path: str | Path, kind: str) -> Path | None:
     path = Path(name_or_path)
     if path.is_file():
         return path
+    if path.is_dir() and (path / "config.json").is_file():
+        return path / "config.json"
     for suffix in (".yaml", ".yml", ".json"):
         candidate = data_dir(kind) / f"{name_or_path}{suffix}"
         if candidate.is_file():
             return candidate
+    folder = data_dir(kind) / str(name_or_path) / "config.json"
+    if str(name_or_path) and "/" not in str(name_or_path) and folder.is_file():
+        return folder
     return None

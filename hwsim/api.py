@@ -21,7 +21,7 @@ from hwsim.engine.serve.result import ServeResult, serve_result
 from hwsim.errors import ConfigError
 from hwsim.mapping.fit import check_fit
 from hwsim.result import Result
-from hwsim.workload.graph import Workload
+from hwsim.workload.graph import SegmentRole, Workload
 from hwsim.workload.lower import lower
 from hwsim.workload.ops import Collective, Embedding, Op, Optimizer
 from hwsim.workload.plan import Plan
@@ -217,15 +217,15 @@ def _inference_result(workload: Workload, system: System, run: InferenceRun) -> 
     )
 
 
-def _chips_running(workload: Workload, segment: str, op: Op) -> float:
+def _chips_running(workload: Workload, role: SegmentRole, op: Op) -> float:
     """How many times the whole step runs a record of one chip's schedule: every chip
     runs its layers for every micro-batch; only the first (last) pipeline stage embeds
     (runs the head and loss); the optimizer runs once per chip per step."""
     plan = workload.plan or Plan()
     if isinstance(op, Optimizer) or (isinstance(op, Collective) and op.group == "dp" and not op.overlap
-                                      and segment == "embed_bwd_optimizer"):
+                                      and role is SegmentRole.EMBED_BWD_OPTIMIZER):
         return plan.n_chips
-    per_stage = segment in ("embed", "head", "loss") or isinstance(op, Embedding)
+    per_stage = role in (SegmentRole.EMBED, SegmentRole.HEAD, SegmentRole.LOSS) or isinstance(op, Embedding)
     return plan.n_chips * plan.microbatches / (plan.pp if per_stage else 1)
 
 
@@ -236,8 +236,8 @@ def _totals(workload: Workload, schedule: Schedule, levels: tuple[str, ...]
     level_bytes = dict.fromkeys(levels, 0.0)
     level_j = dict.fromkeys(levels, 0.0)
     for rec in schedule.records:
-        segment = schedule.segment_names[rec.pass_index][rec.segment_index]
-        mult = schedule.multiplicity(rec) * _chips_running(workload, segment, rec.op)
+        role = workload.passes[rec.pass_index].segments[rec.segment_index].role
+        mult = schedule.multiplicity(rec) * _chips_running(workload, role, rec.op)
         flops += mult * rec.cost.flops
         compute_j += mult * rec.cost.compute_energy_j
         link_j += mult * rec.cost.link_energy_j
@@ -247,9 +247,9 @@ def _totals(workload: Workload, schedule: Schedule, levels: tuple[str, ...]
     return flops, compute_j, link_j, level_bytes, level_j
 
 
-def _segment_time_s(schedule: Schedule, name: str) -> float:
-    """Wall time of the named segments of the (first) pass, in s."""
-    idx = [i for i, n in enumerate(schedule.segment_names[0]) if n == name]
+def _segment_time_s(workload: Workload, schedule: Schedule, role: SegmentRole) -> float:
+    """Wall time of the segments of ``role`` in the (first) pass, in s."""
+    idx = [i for i, s in enumerate(workload.passes[0].segments) if s.role is role]
     recs = [r for r in schedule.records if r.segment_index in idx and r.pass_index == 0]
     return max((r.end_s for r in recs), default=0.0) - min((r.start_s for r in recs), default=0.0)
 
@@ -257,10 +257,11 @@ def _segment_time_s(schedule: Schedule, name: str) -> float:
 def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule) -> float:
     plan = workload.plan
     train = workload.phase == "train"
-    t = {n: _segment_time_s(schedule, n) for n in ("embed", "layer", "head", "loss", "layer_bwd",
-                                                   "embed_bwd_optimizer")}
-    times = StageTimes(embed_s=t["embed"], layers_fwd_s=t["layer"], head_s=t["head"] + t["loss"],
-                       layers_bwd_s=t["layer_bwd"], optimizer_s=t["embed_bwd_optimizer"])
+    t = {role: _segment_time_s(workload, schedule, role) for role in SegmentRole}
+    times = StageTimes(embed_s=t[SegmentRole.EMBED], layers_fwd_s=t[SegmentRole.LAYER],
+                       head_s=t[SegmentRole.HEAD] + t[SegmentRole.LOSS],
+                       layers_bwd_s=t[SegmentRole.LAYER_BWD],
+                       optimizer_s=t[SegmentRole.EMBED_BWD_OPTIMIZER])
     mb_tokens = workload.passes[0].tokens // (plan.dp * plan.microbatches)
     dtype = str(workload.params.get("dtype", "bf16"))
     send = Collective("send_recv", mb_tokens * workload.spec.hidden_size * dtype_bytes(dtype), "pp", plan.pp,
@@ -282,7 +283,7 @@ def _result(workload: Workload, system: System, schedule: Schedule) -> Result:
         if plan.pp > 1:
             latency = _pipeline_latency_s(workload, system, schedule)
         else:
-            per_mb = latency - (_segment_time_s(schedule, "embed_bwd_optimizer")
+            per_mb = latency - (_segment_time_s(workload, schedule, SegmentRole.EMBED_BWD_OPTIMIZER)
                                 if workload.phase == "train" else 0.0)
             latency = latency + (plan.microbatches - 1) * per_mb
     breakdown = {"compute_j": compute_j, **{f"{k}_j": v for k, v in level_j.items()},

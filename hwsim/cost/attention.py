@@ -38,13 +38,23 @@ def _unit_keys(op: Attention) -> tuple[list[int], int]:
         # Decode-sized queries: one unit per Q_BLOCK packed rows of the group's queries.
         rows = op.q_len * group
         n_units = math.ceil(rows / Q_BLOCK)
-        return [op.kv_len] * n_units, min(rows, Q_BLOCK)
+        return [op.kv_keys] * n_units, min(rows, Q_BLOCK)
     keys = []
     for j in range(math.ceil(op.q_len / Q_BLOCK)):
         last_query = min(op.q_len, (j + 1) * Q_BLOCK)
         seen = op.kv_len - op.q_len + last_query if op.is_causal else op.kv_len
+        if op.is_causal and (op.window is not None or op.chunk is not None):
+            seen -= _skipped_keys(op, op.kv_len - op.q_len + j * Q_BLOCK)
         keys.append(max(1, min(op.kv_len, seen)))
     return keys * group, Q_BLOCK
+
+
+def _skipped_keys(op: Attention, first_pos: int) -> int:
+    """Keys before the first one a block whose first query sits at ``first_pos`` sees."""
+    if op.window is not None:
+        return max(0, first_pos - op.window + 1)
+    assert op.chunk is not None
+    return (max(first_pos, 0) // op.chunk) * op.chunk
 
 
 def _makespan(durations: list[float], n_units: int) -> float:
@@ -71,10 +81,15 @@ def _tensor_core_compute_s(chip: Chip, op: Attention) -> float:
     split = max(1, min(unit.count // n_units, max(keys)))
     chunk = math.ceil(max(keys) / split)
     block_keys = min(K_BLOCK, chunk)
-    # Two block products of rows x block_keys x head_dim MACs each, at the sustained rate.
-    mma = 2 * rows_padded * block_keys * op.head_dim / (unit.rows * unit.cols) * factor
+    # Two block products (rows x block_keys x head_dim and x v_dim MACs), at the sustained rate.
+    if op.v_head_dim is None:
+        mma = 2 * rows_padded * block_keys * op.head_dim / (unit.rows * unit.cols) * factor
+    else:
+        mma = rows_padded * block_keys * (op.head_dim + op.v_dim) / (unit.rows * unit.cols) * factor
     mma /= unit.fraction(op.dtype)
     exposed_exp = rows * block_keys / exp_rate * (1 - vec.attention_exp_overlap)
+    if op.softcap:
+        exposed_exp *= 2  # tanh of every score before its exponential
     block_s = (mma * mma_fac + exposed_exp * exp_fac) / unit.clock_hz
     fill_s = 2 * chip.memory[chip.home_level].latency_s
     durations = [fill_s + math.ceil(math.ceil(k / split) / block_keys) * block_s
@@ -88,11 +103,16 @@ def _systolic_compute_s(chip: Chip, op: Attention) -> float:
     keys = max(1, math.ceil(op.n_scores / op.q_len))  # mean keys seen per query
     batch = op.batch * op.n_kv_heads
     qk = map_gemm(chip, op.q_len * group, op.head_dim, keys, op.dtype, batch)
-    pv = map_gemm(chip, op.q_len * group, keys, op.head_dim, op.dtype, batch)
+    pv = map_gemm(chip, op.q_len * group, keys, op.v_dim, op.dtype, batch)
     passes = BACKWARD_MMA if op.backward else 1.0
     mma_s = (qk.compute_cycles + pv.compute_cycles) * passes / unit.clock_hz / unit.fraction(op.dtype)
-    vec_s = 4.0 * op.batch * op.n_heads * op.n_scores * passes / chip.vector_units.peak_ops_per_s
+    vec_s = _score_ops(op) * op.batch * op.n_heads * op.n_scores * passes / chip.vector_units.peak_ops_per_s
     return max(mma_s, vec_s)
+
+
+def _score_ops(op: Attention) -> float:
+    """Vector operations per score: scale, max, exponential, sum (and the soft cap)."""
+    return 4.0 + (4.0 if op.softcap else 0.0)
 
 
 def attention_cost(chip: Chip, op: Attention) -> OpCost:
@@ -106,11 +126,11 @@ def attention_cost(chip: Chip, op: Attention) -> OpCost:
     passes = BACKWARD_MMA if op.backward else 1.0
     cycles = compute_s * unit.clock_hz * unit.fraction(op.dtype)
     io = op.min_bytes
-    writes = op.qo_bytes * (3 if op.backward else 1)
+    writes = op.o_bytes + ((op.q_bytes + op.o_bytes) if op.backward else 0.0)
     q_blocks = math.ceil(op.q_len / Q_BLOCK)
     # Every query block of every head streams its head's K and V from the level inside
-    # home; causal blocks stop at the diagonal.
-    causal_share = op.n_scores / (op.q_len * op.kv_len)
+    # home; causal blocks stop at the diagonal (and windows before their start).
+    causal_share = op.n_scores / (op.q_len * op.kv_keys)
     inner_reads = io - writes + op.kv_bytes * group * max(q_blocks * causal_share - 1, 0) * passes
     n_kernels = 1
     if op.impl == "naive":
@@ -124,8 +144,14 @@ def attention_cost(chip: Chip, op: Attention) -> OpCost:
     )
     n_scores = op.batch * op.n_heads * op.n_scores * passes
     energy = (op.flops / 2 * unit.energy_per_mac_pj.get(op.dtype, 0.0)  # type: ignore[call-overload]
-              + n_scores * 4 * chip.vector_units.energy_per_op_pj) * 1e-12
+              + n_scores * _score_ops(op) * chip.vector_units.energy_per_op_pj) * 1e-12
+    variant = f"{op.variant}, " if op.variant else ""
+    if op.window is not None:
+        variant += f"window {op.window}, "
+    elif op.chunk is not None:
+        variant += f"chunk {op.chunk}, "
     return make_cost(chip, flops=op.flops, compute_cycles=cycles, compute_s=compute_s,
                      traffic=traffic, n_kernels=n_kernels, compute_energy_j=energy,
                      footprint_bytes=op.kv_bytes,
-                     detail=f"{op.impl}, {q_blocks} query blocks x {op.batch * op.n_kv_heads} kv heads")
+                     detail=f"{variant}{op.impl}, {q_blocks} query blocks x "
+                            f"{op.batch * op.n_kv_heads} kv heads")

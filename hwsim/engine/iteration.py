@@ -43,9 +43,19 @@ from hwsim.engine.schedule import (
     fold_schedule,
     prepare_nodes,
 )
-from hwsim.workload.graph import Pass, Segment, Workload
+from hwsim.workload.blocks import MlaForm, attention_ops, mla_form
+from hwsim.workload.graph import OperatorGraph, Pass, Segment, SegmentRole, Workload
+from hwsim.workload.layers import LayerSpec, group_layers, stage_bounds
+from hwsim.workload.lower import run_name
 from hwsim.workload.ops import Attention, Op
-from hwsim.workload.parallel import sharded_embedding, sharded_head, sharded_layer
+from hwsim.workload.parallel import (
+    chain_graphs,
+    host_streams,
+    layer_graph,
+    period_graph,
+    sharded_embedding,
+    sharded_head,
+)
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec
 
@@ -163,6 +173,8 @@ class ReplicaModel:
         Lower every batch shape on its own instead of reusing the pass of its token
         count (needed where more than attention depends on the lengths: context
         parallelism, an offloaded KV cache); batches must then be uniform.
+    capacity_factor : float
+        MoE expert buffers padded to this multiple of the mean load (see lowering).
     token_grid : bool
         Cost the linear ops of an iteration of ``T > GRID_EXACT_TOKENS`` tokens by linear
         interpolation between the two nearest points of a geometric grid
@@ -172,8 +184,12 @@ class ReplicaModel:
 
     def __init__(self, spec: ModelSpec, chip: Chip, plan: Plan, cost_of: Callable[[Op], OpCost],
                  dtype: str = "bf16", attention_impl: str = "flash", sparsity: str | None = None,
-                 per_shape: bool = False, token_grid: bool = False) -> None:
+                 per_shape: bool = False, token_grid: bool = False, capacity_factor: float = 1.0) -> None:
         self.spec, self.chip, self.plan, self.cost_of = spec, chip, plan, cost_of
+        self.capacity_factor = capacity_factor
+        # One MLA layer of each kind suffices to choose the form.
+        mla = {spec.layer(i) for i in range(spec.num_hidden_layers) if spec.layer(i).mixer.mla is not None}
+        self._mla_layers = tuple(mla)
         self.dtype, self.attention_impl, self.sparsity = dtype, attention_impl, sparsity
         self.per_shape, self.token_grid = per_shape, token_grid
         self._passes: dict[tuple[int, ...], _PassPlan] = {}
@@ -184,27 +200,52 @@ class ReplicaModel:
         return self.plan.pp
 
     def stage_layers(self, stage: int) -> int:
-        """Layers pipeline stage ``stage`` runs."""
-        return self.spec.num_hidden_layers // self.plan.pp
+        """Layers pipeline stage ``stage`` runs (the first stages one more when ``pp``
+        does not divide the layers)."""
+        first, end = stage_bounds(self.spec.num_hidden_layers, self.plan.pp)[stage]
+        return end - first
 
     def _workload(self, n_tokens: int, n_logits: int, stage: int,
                   shape: tuple[int, int, int] | None) -> Workload:
         """The pass of ``stage`` over ``n_tokens`` new tokens; with ``shape = (batch, q,
-        k)`` lowered for exactly that uniform batch, else with a placeholder attention
+        k)`` lowered for exactly that uniform batch, else with placeholder attention
         that every iteration costs for its own requests."""
         spec, plan, dtype = self.spec, self.plan, self.dtype
-        batch, q_len, kv_len = shape or (n_tokens, 1, 1)
         if shape is not None:
-            n_tokens = batch * -(-q_len // plan.cp)
+            n_tokens = shape[0] * -(-shape[1] // plan.cp)
         segments = []
         if stage == 0:
-            segments.append(Segment("embed", sharded_embedding(spec, plan, n_tokens, dtype)))
-        layer = sharded_layer(spec, plan, batch, q_len, kv_len, dtype, self.attention_impl, self.sparsity)
-        segments.append(Segment("layer", layer, self.stage_layers(stage)))
+            segments.append(Segment("embed", sharded_embedding(spec, plan, n_tokens, dtype),
+                                    role=SegmentRole.EMBED))
+        first, end = stage_bounds(spec.num_hidden_layers, plan.pp)[stage]
+        specs = tuple(spec.layer(i) for i in range(first, end))
+        runs = [(f, specs[f - first:f - first + period], repeat)
+                for f, period, repeat in group_layers(specs, first)]
+        for index, (_, period, repeat) in enumerate(runs):
+            graph = self._period(period, n_tokens, shape)
+            segments.append(Segment(run_name(runs, index), graph, repeat, SegmentRole.LAYER, len(period)))
         if stage == plan.pp - 1 and not spec.encoder_only and n_logits > 0:
-            segments.append(Segment("head", sharded_head(spec, plan, n_tokens, n_logits, dtype)))
+            segments.append(Segment("head", sharded_head(spec, plan, n_tokens, n_logits, dtype),
+                                    role=SegmentRole.HEAD))
         passes = (Pass("iteration", tuple(segments), tokens=n_tokens),)
         return Workload(spec.name, "iteration", passes, {}, {"dtype": dtype})
+
+    def _period(self, period: tuple[LayerSpec, ...], n_tokens: int,
+                shape: tuple[int, int, int] | None) -> OperatorGraph:
+        """One period of layers; per-iteration attention when ``shape`` is None (MLA in
+        its absorbed form, which a mixed batch's decodes use)."""
+        plan, dtype, impl = self.plan, self.dtype, self.attention_impl
+        cf = self.capacity_factor
+        if shape is not None:
+            return period_graph(period, plan, *shape, dtype, impl, self.sparsity, capacity_factor=cf)
+        graphs = []
+        for layer in period:
+            form: MlaForm | None = "absorbed" if layer.mixer.mla is not None else None
+            ops = attention_ops(layer, plan, n_tokens, 1, 1, dtype, impl, form)
+            graph = layer_graph(layer, plan, n_tokens, ops, dtype, self.sparsity, capacity_factor=cf)
+            host_streams(graph, layer, plan, n_tokens, 1, 1, dtype)  # weights (a streamed KV is per shape)
+            graphs.append(graph)
+        return chain_graphs(graphs)
 
     def _pass(self, n_tokens: int, n_logits: int, stage: int,
               shape: tuple[int, int, int] | None = None) -> _PassPlan:
@@ -250,6 +291,11 @@ class ReplicaModel:
 
     _placeholder: OpCost | None = None
 
+    def _expanded_mla(self, q_len: int, kv_len: int) -> bool:
+        """Whether some layer runs MLA, in the expanded form, for this uniform shape."""
+        return any(layer.mixer.mla is not None and mla_form(layer.mixer, q_len, kv_len) == "expanded"
+                   for layer in self._mla_layers)
+
     def run(self, q: np.ndarray, k: np.ndarray, n_logits: int, stage: int = 0,
             power: PowerState | None = None, detail: bool = False) -> IterationCost:
         """Cost of one iteration of pipeline ``stage``.
@@ -267,9 +313,12 @@ class ReplicaModel:
         """
         n_tokens = int(np.sum(q))
         shape = None
-        if self.per_shape:
-            if not ((q == q[0]).all() and (k == k[0]).all()):
-                raise ValueError("a per-shape replica model runs uniform batches only")
+        uniform = bool((q == q[0]).all() and (k == k[0]).all())
+        if self.per_shape and not uniform:
+            raise ValueError("a per-shape replica model runs uniform batches only")
+        if self.per_shape or (uniform and self._expanded_mla(int(q[0]), int(k[0]))):
+            # MLA's expanded form up-projects every cached key: more than attention
+            # depends on the lengths, so the pass is lowered for this shape.
             shape = (int(q.size), int(q[0]), int(k[0]))
         attention: dict[Attention, OpCost] = {}
         lo, hi, w = grid_bracket(n_tokens) if self.token_grid and not detail and shape is None else (

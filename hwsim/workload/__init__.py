@@ -1,6 +1,6 @@
 """Workloads: model specs (HF config fields) lowered to operator graphs per phase."""
 
-from hwsim.workload.graph import OperatorGraph, Pass, Segment, Workload
+from hwsim.workload.graph import OperatorGraph, Pass, Segment, SegmentRole, Workload
 from hwsim.workload.lower import PHASES, lower
 from hwsim.workload.ops import Attention, Elementwise, Embedding, MatMul, Op, Optimizer
 from hwsim.workload.spec import ModelSpec, list_models, load_model_spec, spec_from_dict
@@ -17,6 +17,7 @@ __all__ = [
     "Optimizer",
     "Pass",
     "Segment",
+    "SegmentRole",
     "Workload",
     "list_models",
     "load_model_spec",

@@ -9,6 +9,7 @@ small graph with a repeat count. :meth:`Workload.to_graph` expands it into the f
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,13 +66,34 @@ class OperatorGraph(nx.DiGraph):  # type: ignore[type-arg]
         return [n for n, _ in self.ops() if self.out_degree(n) == 0]
 
 
+class SegmentRole(enum.Enum):
+    """What a segment is in its pass; the public API times and scales segments by role
+    (the embedding runs on the first pipeline stage only, the layers on every stage...).
+    The values are the names users see for the one-segment-per-role models."""
+
+    EMBED = "embed"
+    LAYER = "layer"
+    HEAD = "head"
+    LOSS = "loss"
+    LAYER_BWD = "layer_bwd"
+    EMBED_BWD_OPTIMIZER = "embed_bwd_optimizer"
+    OP = "op"
+
+
 @dataclass(frozen=True)
 class Segment:
-    """A graph executed ``repeat`` times back to back (e.g. one decoder layer x 32)."""
+    """A graph executed ``repeat`` times back to back (e.g. one decoder layer x 32).
+
+    A segment of ``role`` :attr:`SegmentRole.LAYER` may hold several consecutive layers
+    (one period of a local/global or dense/MoE pattern): ``layers`` is then the number
+    of model layers one repeat stands for.
+    """
 
     name: str
     graph: OperatorGraph
     repeat: int = 1
+    role: SegmentRole = SegmentRole.OP
+    layers: int = 1
 
 
 @dataclass(frozen=True)
@@ -121,6 +143,8 @@ class Workload:
     spec: Any = None
     lower_args: dict[str, Any] = field(default_factory=dict)
     plan: Any = None
+    warnings: tuple[str, ...] = ()
+    """What was simplified or assumed while lowering (printed by the CLI; ``--strict`` refuses)."""
 
     @property
     def n_ops(self) -> int:

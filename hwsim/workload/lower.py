@@ -13,19 +13,55 @@ Phases (see ``docs/conventions.md``):
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from typing import Any
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
-from hwsim.workload.graph import Pass, Segment, Workload
-from hwsim.workload.memory import memory_per_chip
+from hwsim.workload.graph import Pass, Segment, SegmentRole, Workload
+from hwsim.workload.layers import LayerSpec, group_layers
+from hwsim.workload.memory import memory_per_chip, sequence_kv_bytes, stage_layers
 from hwsim.workload.ops import sparsity_problem
-from hwsim.workload.parallel import sharded_embedding, sharded_head, sharded_layer
+from hwsim.workload.parallel import period_graph, sharded_embedding, sharded_head
 from hwsim.workload.plan import PHASES, Plan
 from hwsim.workload.plans import plan_problems
 from hwsim.workload.spec import ModelSpec
 from hwsim.workload.train import train_segments
+from hwsim.workload.warnings import lowering_warnings, simulated_stage
+
+LayerRun = tuple[int, tuple[LayerSpec, ...], int]
+"""(first layer index, the layers of one period, repeats)."""
+
+
+def layer_runs(spec: ModelSpec, plan: Plan) -> list[LayerRun]:
+    """The simulated pipeline stage's layers as runs of repeated periods: consecutive
+    identical layers (or periods of layers) fold into one run each."""
+    layers = range(spec.num_hidden_layers) if plan.pp == 1 else stage_layers(
+        spec, plan, simulated_stage(spec, plan))
+    specs = tuple(spec.layer(i) for i in layers)
+    return [(first, specs[first - layers.start:first - layers.start + period], repeat)
+            for first, period, repeat in group_layers(specs, layers.start)]
+
+
+def run_name(runs: list[LayerRun], index: int) -> str:
+    """``layer`` for a model of one run, else ``layers<first>-<last>``."""
+    if len(runs) == 1:
+        return "layer"
+    first, period, repeat = runs[index]
+    return f"layers{first}-{first + len(period) * repeat - 1}"
+
+
+def layer_segments(spec: ModelSpec, plan: Plan, batch: int, q_len: int, kv_len: int,
+                   opts: dict[str, Any]) -> tuple[Segment, ...]:
+    """The simulated stage's layers as repeated segments (see :func:`layer_runs`)."""
+    runs = layer_runs(spec, plan)
+    return tuple(
+        Segment(run_name(runs, k), period_graph(period, plan, batch, q_len, kv_len, opts["dtype"],
+                                                opts["attention_impl"], opts["sparsity"],
+                                                capacity_factor=opts["moe_capacity_factor"]),
+                repeat, SegmentRole.LAYER, len(period))
+        for k, (_, period, repeat) in enumerate(runs))
 
 
 def _forward_pass(
@@ -33,24 +69,21 @@ def _forward_pass(
 ) -> Pass:
     """One forward pass: what one chip runs (its replica's micro-batch, its share of each
     layer, its stage's layers); without a plan, the whole model on one chip."""
-    dtype, impl, sparsity = opts["dtype"], opts["attention_impl"], opts["sparsity"]
+    dtype = opts["dtype"]
     plan: Plan = opts["plan"] or Plan()
     mb = batch // (plan.dp * plan.microbatches)
     local_tok = mb * -(-q_len // plan.cp)
-    segments = [
-        Segment("embed", sharded_embedding(spec, plan, local_tok, dtype)),
-        Segment("layer", sharded_layer(spec, plan, mb, q_len, kv_len, dtype, impl, sparsity),
-                spec.num_hidden_layers // plan.pp),
-    ]
+    segments = [Segment("embed", sharded_embedding(spec, plan, local_tok, dtype), role=SegmentRole.EMBED),
+                *layer_segments(spec, plan, mb, q_len, kv_len, opts)]
     if not spec.encoder_only:
         # Inference servers compute logits for the last position of each sequence only.
-        segments.append(Segment("head", sharded_head(spec, plan, local_tok, mb, dtype)))
+        head = sharded_head(spec, plan, local_tok, mb, dtype)
+        segments.append(Segment("head", head, role=SegmentRole.HEAD))
     return Pass(name, tuple(segments), tokens=batch * q_len)
 
 
 def _kv_cache_bytes(spec: ModelSpec, batch: int, n_tokens: int, dtype: str) -> float:
-    per_token = 2 * spec.n_kv_heads * spec.d_head * dtype_bytes(dtype)
-    return spec.num_hidden_layers * batch * n_tokens * per_token
+    return batch * sequence_kv_bytes(spec, Plan(), n_tokens, dtype)
 
 
 def _check_positive(source: str, **values: int) -> None:
@@ -76,6 +109,7 @@ def lower(
     sparsity: str | None = None,
     lm_head: bool = True,
     plan: Plan | None = None,
+    moe_capacity_factor: float = 1.0,
 ) -> Workload:
     """Lower ``spec`` for ``phase`` into a :class:`Workload`.
 
@@ -101,11 +135,20 @@ def lower(
     plan : Plan, optional
         Parallelism plan: the workload is then what one chip runs (see
         :mod:`hwsim.workload.parallel`); with ``plan.pp > 1`` one pipeline stage's
-        layers for one micro-batch, which the engine plays out over the pipeline.
+        layers for one micro-batch, which the engine plays out over the pipeline
+        (stages need not divide the layers: the busiest stage is simulated, as the
+        workload's warnings say).
+    moe_capacity_factor : float
+        MoE routing imbalance: every expert's buffer is padded to this multiple (at
+        least 1) of the mean load, as capacity-factor routers do; scales the expert
+        GEMMs and the expert-parallel all-to-alls. 1: uniform routing.
+
+    The returned workload's ``warnings`` say what was simplified or assumed.
     """
     args: dict[str, Any] = {"batch": batch, "prompt_len": prompt_len, "context_len": context_len,
             "new_tokens": new_tokens, "seq_len": seq_len, "n_layers": n_layers, "dtype": dtype,
-            "attention_impl": attention_impl, "sparsity": sparsity, "lm_head": lm_head}
+            "attention_impl": attention_impl, "sparsity": sparsity, "lm_head": lm_head,
+            "moe_capacity_factor": moe_capacity_factor}
     workload = _lower(spec, phase, plan, **args)
     if plan is not None:
         # What one chip holds: its shares of weights, cache, activations and state.
@@ -115,12 +158,13 @@ def lower(
                               dtype=workload.params["dtype"], attention_impl=attention_impl)
         resident = {k: v for k, v in mem.as_dict().items() if k not in ("total_bytes", "offloaded_bytes")}
         workload = replace(workload, resident_bytes=resident)
-    return replace(workload, spec=spec, lower_args=args, plan=plan)
+    warnings = lowering_warnings(spec, phase, plan, workload, args)
+    return replace(workload, spec=spec, lower_args=args, plan=plan, warnings=warnings)
 
 
 def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt_len: int,
            context_len: int, new_tokens: int, seq_len: int, n_layers: int | None, dtype: str,
-           attention_impl: str, sparsity: str | None, lm_head: bool) -> Workload:
+           attention_impl: str, sparsity: str | None, lm_head: bool, moe_capacity_factor: float) -> Workload:
     source = f"workload {spec.name or '<model>'}"
     if phase not in PHASES:
         raise ConfigError([f"{source}: phase: unknown phase {phase!r}; expected one of {', '.join(PHASES)}"])
@@ -134,6 +178,11 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
     problem = sparsity_problem(sparsity)
     if problem:
         raise ConfigError([f"{source}: sparsity: {problem}"])
+    factor = moe_capacity_factor
+    if isinstance(factor, bool) or not isinstance(factor, int | float) or not (
+            math.isfinite(factor) and factor >= 1):
+        raise ConfigError([f"{source}: moe_capacity_factor: must be a finite number of at least 1, "
+                           f"got {factor!r}"])
     if n_layers is not None:
         _check_positive(source, n_layers=n_layers)
         spec = spec.model_copy(update={"num_hidden_layers": n_layers})
@@ -144,7 +193,8 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
         problems = plan_problems(spec, phase, plan, batch=batch, **shape)
         if problems:
             raise ConfigError([f"{source}: plan ({plan.label()}): {p}" for p in problems])
-    opts = {"dtype": dtype, "attention_impl": attention_impl, "sparsity": sparsity, "plan": plan}
+    opts = {"dtype": dtype, "attention_impl": attention_impl, "sparsity": sparsity, "plan": plan,
+            "moe_capacity_factor": float(factor)}
     weights = spec.param_count() * dtype_bytes(dtype)
     params: dict[str, Any] = {"batch": batch, "dtype": dtype, "n_layers": spec.num_hidden_layers,
                               "attention_impl": attention_impl}
@@ -170,7 +220,12 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
     else:
         _check_positive(source, seq_len=seq_len)
         mb = batch // ((plan.dp * plan.microbatches) if plan else 1)
-        segments, saved = train_segments(spec, mb, seq_len, dtype, attention_impl, lm_head, plan)
+        runs = layer_runs(spec, plan or Plan())
+        names = [run_name(runs, k) for k in range(len(runs))]
+        segments, saved = train_segments(spec, mb, seq_len, dtype, attention_impl, lm_head, plan,
+                                         runs=[(n, period, r)
+                                               for n, (_, period, r) in zip(names, runs, strict=True)],
+                                         capacity_factor=float(factor))
         # Training steps run eagerly (autograd issues every kernel from the host).
         passes = (Pass("train", segments, tokens=batch * seq_len, eager=True),)
         resident |= {

@@ -4,18 +4,23 @@ The rules (Megatron-LM conventions: Shoeybi et al. 2019, Narayanan et al. 2021,
 Korthikanti et al. 2022; ZeRO: Rajbhandari et al. 2020), for the *busiest* chip. Pipeline
 stage 0 holds the embedding and the most micro-batches in flight, the last stage the LM
 head (a replica of the embedding when it is tied and ``pp > 1``, as Megatron keeps one)
-and the logits; both are evaluated and the larger on-chip total is reported.
+and the logits; every stage is evaluated (uneven stages: the first ``layers % pp`` take
+one layer more) and the largest on-chip total is reported. Every per-layer quantity
+comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
 
 - **weights**: a layer's dense parameters split over tp (Q, O and FFN by heads and
   width; K/V by KV heads, replicated once tp exceeds them, so at least one KV head per
-  chip; norms and the MoE router replicated); expert parameters over ``tp * ep``;
-  ``layers / pp`` layers per stage; the vocab-parallel embedding (and head) over tp.
+  chip; MLA's down-projections, norms and the MoE router replicated); expert
+  parameters over ``tp * ep``; the stage's own layers; the vocab-parallel token table
+  (and head) over tp, position and token-type tables replicated.
   ZeRO-3 divides them by dp (experts by ``dp / ep``, the ranks that replicate them) and
   adds one layer's gathered shard to the workspace.
-- **KV cache** (inference): ``layers/pp * batch/dp * tokens/cp * 2 * kv_heads_per_chip
-  * d_head * bytes``; tokens are ``prompt_len`` (prefill), ``context_len + 1`` (decode,
-  as :func:`hwsim.workload.lower` counts the new token) or ``prompt_len + new_tokens``
-  (request). Encoders keep no cache.
+- **KV cache** (inference): per layer of the stage ``batch/dp * held/cp * 2 *
+  kv_heads_per_chip * d_head * bytes``, where a sliding-window or chunked layer holds at
+  most its window of the tokens and an MLA layer caches ``kv_lora_rank +
+  qk_rope_head_dim`` elements per token instead of K and V; tokens are ``prompt_len``
+  (prefill), ``context_len + 1`` (decode, as :func:`hwsim.workload.lower` counts the
+  new token) or ``prompt_len + new_tokens`` (request). Encoders keep no cache.
 - **activations**, inference: the largest live tensors of one layer (residual, norm
   output and the wider of the attention or FFN intermediates; the score matrix too with
   naive attention) or the fp32 logits of the last positions, for one micro-batch.
@@ -50,6 +55,8 @@ from dataclasses import asdict, dataclass
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
+from hwsim.workload import layers as layers_mod
+from hwsim.workload.layers import LayerSpec
 from hwsim.workload.plan import PHASES, Plan
 from hwsim.workload.spec import ModelSpec
 
@@ -89,60 +96,110 @@ def _split(n: int, parts: int) -> int:
     return math.ceil(n / parts)
 
 
-def layer_params(spec: ModelSpec, tp: int, ep: int) -> tuple[float, float]:
-    """(dense, expert) parameters of one layer on one chip (its tensor and expert share)."""
-    d, hd = spec.hidden_size, spec.d_head
-    q_heads, kv_heads = _split(spec.num_attention_heads, tp), _split(spec.n_kv_heads, tp)
-    dense = d * hd * (2 * q_heads + 2 * kv_heads) + 2 * d + d * spec.num_local_experts
-    ffn = d * _split(spec.ffn_size, tp) * (3 if spec.is_gated else 2)
-    if spec.is_moe:
-        return dense, ffn * _split(spec.num_local_experts, ep)
-    return dense + ffn, 0.0
+def layer_params(spec: ModelSpec, tp: int, ep: int, index: int = 0) -> tuple[float, float]:
+    """(dense, expert) parameters of layer ``index`` on one chip (its tensor and expert share)."""
+    return layers_mod.layer_params(spec.layer(index), tp, ep)
+
+
+def stage_layers(spec: ModelSpec, plan: Plan, stage: int) -> range:
+    """Indices of the layers pipeline ``stage`` runs (uneven stages: the first
+    ``layers % pp`` stages take one more)."""
+    first, end = layers_mod.stage_bounds(spec.num_hidden_layers, plan.pp)[stage]
+    return range(first, end)
+
+
+def _embedding_shard(spec: ModelSpec, tp: int) -> float:
+    """Embedding parameters on one chip: the token table split over tp, the rest replicated."""
+    table = spec.vocab_size * spec.embedding_width
+    return spec.embedding_param_count() - table + _split(spec.vocab_size, tp) * spec.embedding_width
+
+
+def _head_shard(spec: ModelSpec, plan: Plan) -> float:
+    """Final norm and LM head on the last stage (a replica of a tied table when ``pp > 1``)."""
+    head = spec.head_param_count()
+    if spec.encoder_only:
+        return float(head)
+    vocab_shard = _split(spec.vocab_size, plan.tp)
+    untied = spec.vocab_size * spec.hidden_size if not spec.tie_word_embeddings else 0
+    bias = spec.vocab_size if spec.lm_head_bias else 0
+    has_head = not spec.tie_word_embeddings or plan.pp > 1
+    shard = (vocab_shard * spec.hidden_size if has_head else 0) + (vocab_shard if bias else 0)
+    return float(head - untied - bias + shard)
 
 
 def _stage_params(spec: ModelSpec, plan: Plan, stage: int) -> tuple[float, float]:
     """(dense, expert) parameters on a chip of pipeline ``stage`` (embeddings count as dense)."""
-    dense, expert = layer_params(spec, plan.tp, plan.ep)
-    layers = _split(spec.num_hidden_layers, plan.pp)
-    dense, expert = dense * layers, expert * layers
-    vocab_shard = _split(spec.vocab_size, plan.tp) * spec.hidden_size
+    dense = expert = 0.0
+    for i in stage_layers(spec, plan, stage):
+        d_i, e_i = layer_params(spec, plan.tp, plan.ep, i)
+        dense, expert = dense + d_i, expert + e_i
     if stage == 0:
-        dense += vocab_shard
+        dense += _embedding_shard(spec, plan.tp)
     if stage == plan.pp - 1:
-        dense += spec.hidden_size  # final norm
-        has_head = not spec.encoder_only and (not spec.tie_word_embeddings or plan.pp > 1)
-        dense += vocab_shard if has_head else 0
+        dense += _head_shard(spec, plan)
     return dense, expert
+
+
+def weight_bytes_per_chip(spec: ModelSpec, plan: Plan, dtype: str = "bf16") -> float:
+    """Bytes of parameters the busiest chip holds under ``plan`` (no ZeRO), in B."""
+    width = dtype_bytes(normalize_dtype(dtype))
+    return max(sum(_stage_params(spec, plan, s)) for s in range(plan.pp)) * width
+
+
+def kv_cache_bytes_per_token(spec: ModelSpec, plan: Plan, dtype: str = "bf16") -> float:
+    """KV-cache bytes one more cached token costs on the busiest chip, once every window
+    is full (B): the full-attention layers' K and V (MLA: latent); 0 for an encoder.
+    A token within the windows also costs the window layers'
+    (:func:`sequence_kv_bytes` counts both)."""
+    if spec.encoder_only:
+        return 0.0
+    width = dtype_bytes(normalize_dtype(dtype))
+    return max(sum(layers_mod.kv_bytes_per_token(spec.layer(i), plan.tp, width)
+                   for i in stage_layers(spec, plan, s) if spec.layer(i).mixer.window is None)
+               for s in range(plan.pp)) / plan.cp
+
+
+def sequence_kv_bytes(spec: ModelSpec, plan: Plan, context_len: int, dtype: str = "bf16") -> float:
+    """KV-cache bytes one sequence of ``context_len`` tokens holds on the busiest chip
+    (window layers capped at their window, MLA compressed, split over cp), in B."""
+    if spec.encoder_only:
+        return 0.0
+    width = dtype_bytes(normalize_dtype(dtype))
+    return max(sum(layers_mod.layer_kv_bytes(spec.layer(i), _split(context_len, plan.cp), plan.tp, width)
+                   for i in stage_layers(spec, plan, s)) for s in range(plan.pp))
 
 
 def _kv_tokens(phase: str, prompt_len: int, context_len: int, new_tokens: int) -> int:
     return {"prefill": prompt_len, "decode": context_len + 1, "request": prompt_len + new_tokens}[phase]
 
 
-def _train_layer_bytes(spec: ModelSpec, plan: Plan, s: int, b: int, flash: bool, width: float) -> float:
+def _train_layer_bytes(spec: ModelSpec, layer: LayerSpec, plan: Plan, s: int, b: int, flash: bool,
+                       width: float) -> float:
     """Korthikanti et al. (2022) activations of one layer for one micro-batch (bytes)."""
     h, a = spec.hidden_size, spec.num_attention_heads
     sbh = s * b * h * width / 2  # the paper counts bytes at 16 bits
-    sharded = 8 + 16 * max(spec.num_experts_per_tok, 1)
+    sharded = 8 + 16 * max(layer.ffn.top_k, 1)
     score = 0.0 if flash else 5 * a * s / h
     if plan.sequence_parallel:
         return sbh * (10 + sharded + score) / plan.tp
     return sbh * (10 + (sharded + score) / plan.tp)
 
 
-def _inference_layer_bytes(spec: ModelSpec, plan: Plan, b: int, q_len: int, kv_len: int, flash: bool,
-                           width: float) -> float:
+def _inference_layer_bytes(spec: ModelSpec, layer: LayerSpec, plan: Plan, b: int, q_len: int, kv_len: int,
+                           flash: bool, width: float) -> float:
     """Largest live tensors of one layer, or the last positions' fp32 logits (bytes)."""
-    tp, d, hd = plan.tp, spec.hidden_size, spec.d_head
+    tp, d, att = plan.tp, spec.hidden_size, layer.mixer
     tokens = b * _split(q_len, plan.cp)
-    q_heads, kv_heads = _split(spec.num_attention_heads, tp), _split(spec.n_kv_heads, tp)
-    attn = hd * (2 * q_heads + 2 * kv_heads)  # q, k, v and the attention output
-    ffn = _split(spec.ffn_size, tp) * (3 if spec.is_gated else 2) * max(spec.num_experts_per_tok, 1)
-    layer = tokens * width * (2 * d + max(attn, ffn))  # + residual stream and norm output
+    q_heads, kv_heads = _split(att.n_heads, tp), _split(att.n_kv_heads, tp)
+    attn = att.head_dim * (2 * q_heads + 2 * kv_heads)  # q, k, v and the attention output
+    f = layer.ffn
+    ffn = _split(max(f.width, f.shared_width), tp) * (3 if f.gated else 2) * max(f.top_k, 1)
+    layer_bytes = tokens * width * (2 * d + max(attn, ffn))  # + residual stream and norm output
     if not flash:
-        layer += 2 * b * q_heads * _split(q_len, plan.cp) * kv_len * width  # scores, probabilities
+        keys = att.kv_tokens_held(kv_len)
+        layer_bytes += 2 * b * q_heads * _split(q_len, plan.cp) * keys * width  # scores, probabilities
     logits = 0.0 if spec.encoder_only else b * _split(spec.vocab_size, tp) * 4.0
-    return max(layer, logits)
+    return max(layer_bytes, logits)
 
 
 def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: dict, width: float,
@@ -150,10 +207,14 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
     dp, tp, pp = plan.dp, plan.tp, plan.pp
     flash = shape["attention_impl"] == "flash"
     dense, expert = _stage_params(spec, plan, stage)
-    layer_dense, layer_expert = layer_params(spec, tp, plan.ep)
+    indices = stage_layers(spec, plan, stage)
+    stage_specs = [spec.layer(i) for i in indices]
+    # The largest layer sizes the buffers that hold one layer (ZeRO-3 gather, streaming).
+    layer_dense, layer_expert = max((layers_mod.layer_weight_params(lyr, tp, plan.ep) for lyr in stage_specs),
+                                    key=sum, default=(0.0, 0.0))
     expert_dp = max(dp // plan.ep, 1)  # ranks replicating each expert
     sharded = dense / dp + expert / expert_dp  # the parameters once divided over dp
-    layers = _split(spec.num_hidden_layers, pp)
+    layers = max(len(indices), 1)
     replica_batch = _split(shape["batch"], dp)
     micro = _split(replica_batch, plan.microbatches)
     weights = (sharded if plan.zero_stage == 3 else dense + expert) * width
@@ -162,14 +223,14 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
     kv = grads = optim = 0.0
     if phase == "train":
         s = _split(shape["seq_len"], plan.cp)
-        one_layer = _train_layer_bytes(spec, plan, s, micro, flash, width)
+        per_layer = [_train_layer_bytes(spec, lyr, plan, s, micro, flash, width) for lyr in stage_specs]
         in_flight = plan.microbatches if plan.pipeline_schedule == "gpipe" else min(pp - stage,
                                                                                      plan.microbatches)
         if plan.recompute:
             kept = s * micro * spec.hidden_size * width / (tp if plan.sequence_parallel else 1)
-            acts = layers * in_flight * kept + one_layer
+            acts = layers * in_flight * kept + max(per_layer, default=0.0)
         else:
-            acts = layers * in_flight * one_layer
+            acts = in_flight * sum(per_layer)
         if stage == pp - 1 and not spec.encoder_only:
             acts += s * micro * _split(spec.vocab_size, tp) * 4.0  # fp32 logits for the loss
         grads = (sharded if plan.zero_stage >= 2 else dense + expert) * width
@@ -178,9 +239,10 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
         q_len = 1 if phase == "decode" else shape["prompt_len"]
         tokens = _kv_tokens(phase, shape["prompt_len"], shape["context_len"], shape["new_tokens"])
         if not spec.encoder_only:
-            per_layer = 2 * _split(spec.n_kv_heads, tp) * spec.d_head * width
-            kv = layers * replica_batch * _split(tokens, plan.cp) * per_layer
-        acts = _inference_layer_bytes(spec, plan, micro, q_len, tokens, flash, width)
+            kv = replica_batch * sum(layers_mod.layer_kv_bytes(lyr, _split(tokens, plan.cp), tp, width)
+                                     for lyr in stage_specs)
+        acts = max((_inference_layer_bytes(spec, lyr, plan, micro, q_len, tokens, flash, width)
+                    for lyr in stage_specs), default=0.0)
     offloaded = 0.0
     if "weights" in plan.offload:
         # Streamed weights' gradients stream out as each layer's backward ends.
@@ -244,7 +306,7 @@ def memory_per_chip(
     if bad:
         raise ConfigError(bad)
     shape = values | {"attention_impl": attention_impl}
-    stages = sorted({0, plan.pp - 1})
+    stages = range(plan.pp)
     mems = [_stage_memory(spec, phase, plan, i, shape, width, workspace_bytes) for i in stages]
     return max(mems, key=lambda m: m.total_bytes)  # ties keep stage 0
 

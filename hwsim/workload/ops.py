@@ -33,6 +33,8 @@ class MatMul:
     ``b_is_weight`` marks B as a parameter streamed from memory (a layer's weight);
     ``b_shared`` means the batch shares one B (so B is read once, not ``batch`` times).
     ``sparsity`` names an N:M pattern B was pruned to (``"2:4"``) or is ``None``.
+    ``bias`` adds a bias vector of ``n`` to each output row in the kernel's epilogue
+    (one FLOP per output element, the vector read with B).
     """
 
     m: int
@@ -43,13 +45,15 @@ class MatMul:
     b_is_weight: bool = True
     b_shared: bool = False
     sparsity: str | None = None
+    bias: bool = False
 
     kind = "matmul"
 
     @property
     def flops(self) -> float:
-        """Dense FLOP (2 per multiply-accumulate)."""
-        return 2.0 * self.batch * self.m * self.k * self.n
+        """Dense FLOP (2 per multiply-accumulate, 1 per bias add)."""
+        fma = 2.0 * self.batch * self.m * self.k * self.n
+        return fma + (self.batch * self.m * self.n if self.bias else 0.0)
 
     @property
     def a_bytes(self) -> float:
@@ -58,7 +62,8 @@ class MatMul:
     @property
     def b_bytes(self) -> float:
         copies = 1 if self.b_shared else self.batch
-        return copies * self.k * self.n * dtype_bytes(self.dtype)
+        rows = self.k + (1 if self.bias else 0)
+        return copies * rows * self.n * dtype_bytes(self.dtype)
 
     @property
     def c_bytes(self) -> float:
@@ -77,6 +82,19 @@ class Attention:
     ``impl="flash"`` is a fused, tiled kernel whose off-chip traffic is Q, K, V and O
     once; ``impl="naive"`` materialises the score matrix in memory. ``backward`` costs
     the gradient kernel instead of the forward one.
+
+    Structure beyond plain causal attention (defaults leave it plain):
+
+    - ``window``: each query sees at most its ``window`` most recent keys (sliding
+      window); ``chunk``: each query sees only the keys of its own ``chunk``-long block
+      of positions (chunked local attention). Both cap the keys read.
+    - ``v_head_dim``: value/output width per head where it differs from the query/key
+      ``head_dim`` (MLA); ``latent_kv``: the values are the first ``v_head_dim``
+      columns of the keys (MLA's absorbed form caches one latent per token), so only
+      the keys are read.
+    - ``softcap``: logits soft-capped (``c * tanh(s / c)``): one more transcendental per
+      score on the vector units.
+    - ``variant``: a label shown in the cost detail (``"mla absorbed"``).
     """
 
     batch: int
@@ -89,35 +107,78 @@ class Attention:
     dtype: str = "bf16"
     impl: str = "flash"
     backward: bool = False
+    window: int | None = None
+    chunk: int | None = None
+    v_head_dim: int | None = None
+    latent_kv: bool = False
+    softcap: bool = False
+    variant: str = ""
 
     kind = "attention"
 
     @property
+    def v_dim(self) -> int:
+        """Value (and output) width per head."""
+        return self.v_head_dim or self.head_dim
+
+    @property
     def n_scores(self) -> float:
-        """Query-key pairs actually computed (causal masks skip the future)."""
+        """Query-key pairs actually computed (causal masks skip the future; windows and
+        chunks skip what lies before them)."""
         q, kv = self.q_len, self.kv_len
         if not self.is_causal:
             return float(q * kv)
-        # Query i (0-based, aligned to the end of the cache) sees kv - q + i + 1 keys.
-        full = max(kv - q, 0) * q
-        return float(full + q * (q + 1) / 2 if q <= kv else kv * (kv + 1) / 2)
+        if self.window is None and self.chunk is None:
+            # Query i (0-based, aligned to the end of the cache) sees kv - q + i + 1 keys.
+            full = max(kv - q, 0) * q
+            return float(full + q * (q + 1) / 2 if q <= kv else kv * (kv + 1) / 2)
+        if q > kv:
+            return float(kv * (kv + 1) / 2)
+        # Query i (0-based, aligned to the end of the cache) sits at position kv - q + i
+        # and sees seen(p) keys: p + 1 (causal), min(p + 1, window), or p mod chunk + 1.
+        return float(_seen_upto(kv, self.window, self.chunk) - _seen_upto(kv - q, self.window, self.chunk))
+
+    @property
+    def kv_keys(self) -> int:
+        """Distinct keys the queries read (all ``kv_len``, less what windows and chunks skip)."""
+        first = self.kv_len - min(self.q_len, self.kv_len)  # position of the first query
+        if not self.is_causal:
+            return self.kv_len
+        if self.window is not None:
+            return min(self.kv_len, self.kv_len - first + self.window - 1)
+        if self.chunk is not None:
+            return self.kv_len - (first // self.chunk) * self.chunk
+        return self.kv_len
 
     @property
     def flops(self) -> float:
         """QK^T and PV, 2 FLOP per MAC each; backward does 2.5x the forward's matmuls."""
-        fwd = 4.0 * self.batch * self.n_heads * self.n_scores * self.head_dim
+        if self.v_head_dim is None:
+            fwd = 4.0 * self.batch * self.n_heads * self.n_scores * self.head_dim
+        else:
+            fwd = 2.0 * self.batch * self.n_heads * self.n_scores * (self.head_dim + self.v_dim)
         return 2.5 * fwd if self.backward else fwd
 
     @property
-    def qo_bytes(self) -> float:
-        """Bytes of Q (and equally of O)."""
+    def q_bytes(self) -> float:
         return self.batch * self.n_heads * self.q_len * self.head_dim * dtype_bytes(self.dtype)
+
+    @property
+    def o_bytes(self) -> float:
+        return self.batch * self.n_heads * self.q_len * self.v_dim * dtype_bytes(self.dtype)
+
+    @property
+    def qo_bytes(self) -> float:
+        """Bytes of the output O (equal to those of Q unless ``v_head_dim`` differs)."""
+        return self.o_bytes
 
     @property
     def kv_bytes(self) -> float:
         """Bytes of K and V together (shared across the heads of a group)."""
-        per = self.batch * self.n_kv_heads * self.kv_len * self.head_dim
-        return 2.0 * per * dtype_bytes(self.dtype)
+        if self.v_head_dim is None and not self.latent_kv:
+            return 2.0 * self.batch * self.n_kv_heads * self.kv_keys * self.head_dim * dtype_bytes(self.dtype)
+        width = self.head_dim if self.latent_kv else self.head_dim + self.v_dim
+        return float(self.batch * self.n_kv_heads * self.kv_keys * width * dtype_bytes(self.dtype))
 
     @property
     def score_bytes(self) -> float:
@@ -128,8 +189,22 @@ class Attention:
     def min_bytes(self) -> float:
         """Fused-kernel traffic: Q, K, V read and O written once (backward: also dO
         read, dQ, dK, dV written)."""
-        fwd = 2.0 * self.qo_bytes + self.kv_bytes
-        return 2.0 * fwd + self.qo_bytes if self.backward else fwd
+        fwd = self.q_bytes + self.o_bytes + self.kv_bytes
+        return 2.0 * fwd + self.o_bytes if self.backward else fwd
+
+
+def _seen_upto(n: int, window: int | None, chunk: int | None) -> float:
+    """Sum over positions p < n of the keys the query at p sees."""
+    if n <= 0:
+        return 0.0
+    if window is not None:
+        if n <= window:
+            return n * (n + 1) / 2
+        return window * (window + 1) / 2 + (n - window) * window
+    if chunk is not None:
+        full, rest = divmod(n, chunk)
+        return full * chunk * (chunk + 1) / 2 + rest * (rest + 1) / 2
+    return n * (n + 1) / 2
 
 
 # kind -> (tensors read, tensors written, operations per element) of an ideal fused
@@ -154,6 +229,9 @@ ELEMENTWISE_KINDS: dict[str, tuple[float, float, float]] = {
     "add_bwd": (1, 1, 1),
     "residual_add_bwd": (1, 1, 1),
     "router_topk": (1, 1, 4),
+    "softcap": (1, 1, 4),
+    "softcap_bwd": (2, 1, 5),
+    "sigmoid_mul": (2, 1, 5),
 }
 
 PUBLIC_ELEMENTWISE = ("add", "gelu", "silu_mul", "softmax", "layernorm", "rmsnorm")

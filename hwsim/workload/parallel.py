@@ -7,7 +7,8 @@ Megatron-LM splits (Shoeybi et al. 2019; Korthikanti et al. 2022):
   output and down projections by rows; each block's partial outputs are summed by one
   all-reduce (sequence parallel: a reduce-scatter after the block and an all-gather
   before the next, with norms and residuals on ``1/tp`` of the tokens). K/V heads are
-  split too, and replicated once ``tp`` exceeds their number.
+  split too, and replicated once ``tp`` exceeds their number. A parallel block (GPT-J,
+  Falcon, GPT-NeoX) sums attention and FFN locally and reduces once.
 - expert parallel: each chip holds ``experts / ep`` experts; tokens are sent to their
   experts' chips and back by two all-to-alls.
 - context parallel: each chip holds ``1/cp`` of the sequence's queries; the keys and
@@ -20,6 +21,8 @@ Megatron-LM splits (Shoeybi et al. 2019; Korthikanti et al. 2022):
   weights, so the first layer's transfer is counted at the end, and every layer's
   bytes once); an offloaded KV cache streams in the same way, and the new tokens' keys
   and values are written back.
+
+Every shape comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
 """
 
 from __future__ import annotations
@@ -27,18 +30,15 @@ from __future__ import annotations
 import math
 
 from hwsim.dtypes import dtype_bytes
+from hwsim.workload.blocks import MlaForm, add_attention, add_ffn, attention_ops, experts_touched
 from hwsim.workload.graph import OperatorGraph
-from hwsim.workload.memory import layer_params
-from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul
+from hwsim.workload.layers import LayerSpec, kv_bytes_per_token, layer_weight_params
+from hwsim.workload.ops import Collective, Elementwise, Embedding, MatMul, Op
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec
 
-
-def experts_touched(n_tokens: int, n_experts: int, top_k: int) -> int:
-    """Expected number of distinct experts that ``n_tokens`` tokens route to, each
-    choosing ``top_k`` of ``n_experts`` uniformly: E (1 - (1 - k/E)^T), at least k."""
-    expected = n_experts * (1.0 - (1.0 - top_k / n_experts) ** n_tokens)
-    return max(top_k, min(n_experts, round(expected)))
+__all__ = ["attention_ops", "experts_touched", "layer_graph", "layer_param_bytes", "local_kv_heads",
+           "period_graph", "sharded_embedding", "sharded_head", "sharded_layer"]
 
 
 def local_kv_heads(spec: ModelSpec, tp: int) -> int:
@@ -64,109 +64,133 @@ def _gather_input(g: OperatorGraph, name: str, after: str, n_tok: int, d: int, d
     return name
 
 
-def sharded_layer(
-    spec: ModelSpec, plan: Plan, batch: int, q_len: int, kv_len: int, dtype: str,
-    attention_impl: str = "flash", sparsity: str | None = None,
+def layer_graph(
+    layer: LayerSpec, plan: Plan, n_tokens: int, attention: list[tuple[str, Op]], dtype: str,
+    sparsity: str | None = None, *, cp_kv_tokens: int = 0, capacity_factor: float = 1.0,
 ) -> OperatorGraph:
-    """One chip's graph of one layer: ``batch`` sequences (this chip's replica share) of
-    ``q_len`` new tokens attending to ``kv_len`` keys, split by ``plan``."""
-    tp, cp = plan.tp, plan.cp
-    d, hd = spec.hidden_size, spec.d_head
-    n_h, n_kv = spec.num_attention_heads // tp, local_kv_heads(spec, tp)
-    q_local = math.ceil(q_len / cp)
-    n_tok = batch * q_local
-    norm_rows = math.ceil(n_tok / tp) if plan.sequence_parallel else n_tok
+    """One chip's graph of one layer whose linear operators see ``n_tokens`` rows (this
+    chip's tokens), with ``attention`` (from :func:`attention_ops`, or a caller's own
+    kernel for a mixed batch) between the projections. ``cp_kv_tokens``: tokens whose
+    keys and values a context-parallel group gathers."""
+    d = layer.hidden_size
+    norm_rows = math.ceil(n_tokens / plan.tp) if plan.sequence_parallel else n_tokens
     g = OperatorGraph()
-    g.add_op("attn_norm", Elementwise(spec.norm, norm_rows, d, dtype))
-    x = _gather_input(g, "attn_gather", "attn_norm", n_tok, d, dtype, plan)
-    g.add_op("qkv_proj", MatMul(n_tok, d, (n_h + 2 * n_kv) * hd, dtype, sparsity=sparsity), [x])
-    prev = "qkv_proj"
-    if not spec.encoder_only:
-        g.add_op("kv_cache_write", Elementwise("copy", n_tok, 2 * n_kv * hd, dtype), [prev])
-        prev = "kv_cache_write"
-    if cp > 1:
-        kv_bytes = batch * q_len * 2 * n_kv * hd * dtype_bytes(dtype)
-        g.add_op("cp_kv_gather", Collective("all_gather", kv_bytes, "cp", cp, dtype), [prev])
-        prev = "cp_kv_gather"
-    attn = Attention(batch, n_h, n_kv, q_local, kv_len, hd, is_causal=not spec.encoder_only,
-                     dtype=dtype, impl=attention_impl)
-    g.add_op("attention", attn, [prev])
-    g.add_op("o_proj", MatMul(n_tok, n_h * hd, d, dtype, sparsity=sparsity), ["attention"])
-    x = _block_sum(g, "attn_allreduce", "o_proj", n_tok, d, dtype, plan)
-    g.add_op("attn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x])
-    g.add_op("ffn_norm", Elementwise(spec.norm, norm_rows, d, dtype), ["attn_residual"])
-    x = _gather_input(g, "ffn_gather", "ffn_norm", n_tok, d, dtype, plan)
-    last = _sharded_ffn(g, spec, plan, x, n_tok, dtype, sparsity)
-    x = _block_sum(g, "ffn_allreduce", last, n_tok, d, dtype, plan)
-    g.add_op("ffn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x, "attn_residual"])
-    _host_streams(g, spec, plan, batch, q_len, kv_len, dtype)
+    g.add_op("attn_norm", Elementwise(layer.norm, norm_rows, d, dtype))
+    x = _gather_input(g, "attn_gather", "attn_norm", n_tokens, d, dtype, plan)
+    attn = add_attention(g, layer, plan, x, n_tokens, attention, dtype, sparsity, cp_kv_tokens)
+    if layer.parallel:
+        ffn_in = x
+        if layer.n_norms >= 2:
+            g.add_op("ffn_norm", Elementwise(layer.norm, norm_rows, d, dtype))
+            ffn_in = _gather_input(g, "ffn_gather", "ffn_norm", n_tokens, d, dtype, plan)
+        last = add_ffn(g, layer, plan, ffn_in, n_tokens, dtype, sparsity, capacity_factor)
+        g.add_op("branch_sum", Elementwise("residual_add", n_tokens, d, dtype), [attn, last])
+        x = _block_sum(g, "block_allreduce", "branch_sum", n_tokens, d, dtype, plan)
+        g.add_op("ffn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x])
+    else:
+        x = _block_sum(g, "attn_allreduce", attn, n_tokens, d, dtype, plan)
+        if layer.n_norms >= 4:
+            g.add_op("attn_post_norm", Elementwise(layer.norm, norm_rows, d, dtype), [x])
+            x = "attn_post_norm"
+        g.add_op("attn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x])
+        g.add_op("ffn_norm", Elementwise(layer.norm, norm_rows, d, dtype), ["attn_residual"])
+        x = _gather_input(g, "ffn_gather", "ffn_norm", n_tokens, d, dtype, plan)
+        last = add_ffn(g, layer, plan, x, n_tokens, dtype, sparsity, capacity_factor)
+        x = _block_sum(g, "ffn_allreduce", last, n_tokens, d, dtype, plan)
+        if layer.n_norms >= 4:
+            g.add_op("ffn_post_norm", Elementwise(layer.norm, norm_rows, d, dtype), [x])
+            x = "ffn_post_norm"
+        g.add_op("ffn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x, "attn_residual"])
     return g
 
 
-def _host_streams(g: OperatorGraph, spec: ModelSpec, plan: Plan, batch: int, q_len: int, kv_len: int,
+def sharded_layer(
+    spec: ModelSpec | LayerSpec, plan: Plan, batch: int, q_len: int, kv_len: int, dtype: str,
+    attention_impl: str = "flash", sparsity: str | None = None, *, capacity_factor: float = 1.0,
+    mla: MlaForm | None = None,
+) -> OperatorGraph:
+    """One chip's graph of one layer (a :class:`LayerSpec`, or a model's first layer):
+    ``batch`` sequences (this chip's replica share) of ``q_len`` new tokens attending to
+    ``kv_len`` keys, split by ``plan``."""
+    layer = spec.layer(0) if isinstance(spec, ModelSpec) else spec
+    q_local = math.ceil(q_len / plan.cp)
+    ops = attention_ops(layer, plan, batch, q_local, kv_len, dtype, attention_impl, mla)
+    g = layer_graph(layer, plan, batch * q_local, ops, dtype, sparsity, cp_kv_tokens=batch * q_len,
+                    capacity_factor=capacity_factor)
+    host_streams(g, layer, plan, batch, q_len, kv_len, dtype)
+    return g
+
+
+def period_graph(layers: tuple[LayerSpec, ...], plan: Plan, batch: int, q_len: int, kv_len: int, dtype: str,
+                 attention_impl: str = "flash", sparsity: str | None = None, *,
+                 capacity_factor: float = 1.0, mla: MlaForm | None = None) -> OperatorGraph:
+    """The layers of one period (e.g. five local and one global layer) chained in one
+    graph, their op names prefixed ``l0.``, ``l1.``...; one layer keeps plain names."""
+    return chain_graphs([sharded_layer(lyr, plan, batch, q_len, kv_len, dtype, attention_impl, sparsity,
+                                       capacity_factor=capacity_factor, mla=mla) for lyr in layers])
+
+
+def chain_graphs(graphs: list[OperatorGraph]) -> OperatorGraph:
+    """Layer graphs run one after another in one graph (names prefixed ``l0.``, ``l1.``...;
+    a single graph is returned as it is); streams from host memory stay unchained."""
+    if len(graphs) == 1:
+        return graphs[0]
+    out = OperatorGraph()
+    prev: list[str] = []
+    for k, g in enumerate(graphs):
+        for name, op in g.ops():
+            preds = [f"l{k}.{p}" for p in g.predecessors(name)]
+            if not preds and not _is_stream(op):
+                preds = list(prev)
+            out.add_op(f"l{k}.{name}", op, preds)
+        prev = [f"l{k}.{n}" for n in g.sinks if not _is_stream(g.nodes[n]["op"])]
+    return out
+
+
+def _is_stream(op: Op) -> bool:
+    return isinstance(op, Collective) and op.prefetch
+
+
+def host_streams(g: OperatorGraph, layer: LayerSpec, plan: Plan, batch: int, q_len: int, kv_len: int,
                   dtype: str) -> None:
     """Add the layer's transfers from and to host/external memory that ``plan.offload`` asks for."""
     if "weights" in plan.offload:
-        g.add_op("weights_stream", Collective("host_read", layer_param_bytes(spec, plan, dtype), "host", 1,
+        g.add_op("weights_stream", Collective("host_read", layer_param_bytes(layer, plan, dtype), "host", 1,
                                               dtype, prefetch=True))
-    if "kv_cache" in plan.offload and not spec.encoder_only:
-        per_token = 2 * local_kv_heads(spec, plan.tp) * spec.d_head * dtype_bytes(dtype)
-        cached = batch * math.ceil(max(0, kv_len - q_len) / plan.cp) * per_token
+    if "kv_cache" in plan.offload and layer.mixer.is_causal:
+        per_token = kv_bytes_per_token(layer, plan.tp, dtype_bytes(dtype))
+        held = layer.mixer.kv_tokens_held(max(0, kv_len - q_len))
+        cached = batch * math.ceil(held / plan.cp) * per_token
         if cached:
             g.add_op("kv_stream", Collective("host_read", cached, "host", 1, dtype, prefetch=True))
         new = batch * math.ceil(q_len / plan.cp) * per_token
         g.add_op("kv_writeback", Collective("host_write", new, "host", 1, dtype, prefetch=True))
 
 
-def _sharded_ffn(
-    g: OperatorGraph, spec: ModelSpec, plan: Plan, after: str, n_tok: int, dtype: str, sparsity: str | None
-) -> str:
-    """The FFN's share on one chip (dense, or MoE with expert parallelism)."""
-    d, ff = spec.hidden_size, spec.ffn_size // plan.tp
-    n_up = 2 * ff if spec.is_gated else ff
-    act = "silu_mul" if spec.is_gated else "gelu"
-    if not spec.is_moe:
-        g.add_op("up_proj", MatMul(n_tok, d, n_up, dtype, sparsity=sparsity), [after])
-        g.add_op("activation", Elementwise(act, n_tok, ff, dtype), ["up_proj"])
-        g.add_op("down_proj", MatMul(n_tok, ff, d, dtype, sparsity=sparsity), ["activation"])
-        return "down_proj"
-    ep, n_exp, top_k = plan.ep, spec.num_local_experts, spec.num_experts_per_tok
-    g.add_op("router", MatMul(n_tok, d, n_exp, dtype), [after])
-    g.add_op("router_topk", Elementwise("router_topk", n_tok, n_exp, dtype), ["router"])
-    prev = "router_topk"
-    routed = n_tok * top_k  # token copies this chip sends out and, balanced, receives
-    if ep > 1:
-        size = routed * d * dtype_bytes(dtype)
-        g.add_op("moe_dispatch", Collective("all_to_all", size, "ep", ep, dtype), [prev])
-        prev = "moe_dispatch"
-    local = n_exp // ep
-    touched = max(1, math.ceil(experts_touched(n_tok * ep, n_exp, top_k) / ep))
-    touched = min(touched, local)
-    per_expert = math.ceil(routed / touched)
-    g.add_op("expert_up_proj", MatMul(per_expert, d, n_up, dtype, batch=touched, sparsity=sparsity), [prev])
-    g.add_op("activation", Elementwise(act, routed, ff, dtype), ["expert_up_proj"])
-    down = MatMul(per_expert, ff, d, dtype, batch=touched, sparsity=sparsity)
-    g.add_op("expert_down_proj", down, ["activation"])
-    prev = "expert_down_proj"
-    if ep > 1:
-        size = routed * d * dtype_bytes(dtype)
-        g.add_op("moe_combine", Collective("all_to_all", size, "ep", ep, dtype), [prev])
-        prev = "moe_combine"
-    g.add_op("expert_combine", Elementwise("residual_add", routed, d, dtype), [prev])
-    return "expert_combine"
-
-
 def sharded_embedding(spec: ModelSpec, plan: Plan, n_tokens: int, dtype: str) -> OperatorGraph:
-    """Vocab-parallel embedding lookup, summed over the tensor-parallel group."""
+    """Vocab-parallel embedding lookup (and position / token-type lookups, ALBERT's
+    projection), summed over the tensor-parallel group."""
     g = OperatorGraph()
-    g.add_op("embedding", Embedding(n_tokens, math.ceil(spec.vocab_size / plan.tp), spec.hidden_size, dtype))
+    e, d = spec.embedding_width, spec.hidden_size
+    g.add_op("embedding", Embedding(n_tokens, math.ceil(spec.vocab_size / plan.tp), e, dtype))
     last = "embedding"
     if plan.tp > 1:
-        size = n_tokens * spec.hidden_size * dtype_bytes(dtype)
+        size = n_tokens * e * dtype_bytes(dtype)
         g.add_op("embedding_allreduce", Collective("all_reduce", size, "tp", plan.tp, dtype), [last])
         last = "embedding_allreduce"
-    if spec.encoder_only:
-        g.add_op("embedding_norm", Elementwise("layernorm", n_tokens, spec.hidden_size, dtype), [last])
+    tables = [(n, rows) for n, rows in (("position_embedding", spec.position_embeddings),
+                                        ("token_type_embedding", spec.type_vocab_size)) if rows]
+    for name, rows in tables:
+        g.add_op(name, Embedding(n_tokens, rows, e, dtype))
+    if tables:
+        g.add_op("embedding_sum", Elementwise("residual_add", n_tokens * len(tables), e, dtype),
+                 [last] + [n for n, _ in tables])
+        last = "embedding_sum"
+    if spec.embedding_norm:
+        g.add_op("embedding_norm", Elementwise(spec.norm, n_tokens, e, dtype), [last])
+        last = "embedding_norm"
+    if e != d:
+        g.add_op("embedding_proj", MatMul(n_tokens, e, d, dtype, bias=True), [last])
     return g
 
 
@@ -176,13 +200,20 @@ def sharded_head(spec: ModelSpec, plan: Plan, n_tokens: int, n_logits: int, dtyp
     rows = math.ceil(n_tokens / plan.tp) if plan.sequence_parallel else n_tokens
     g.add_op("final_norm", Elementwise(spec.norm, rows, spec.hidden_size, dtype))
     vocab = math.ceil(spec.vocab_size / plan.tp)
-    g.add_op("lm_head", MatMul(n_logits, spec.hidden_size, vocab, dtype), ["final_norm"])
+    head = MatMul(n_logits, spec.hidden_size, vocab, dtype, bias=spec.lm_head_bias)
+    g.add_op("lm_head", head, ["final_norm"])
+    last = "lm_head"
+    if spec.final_softcap:
+        g.add_op("logit_softcap", Elementwise("softcap", n_logits, vocab, dtype), [last])
+        last = "logit_softcap"
     if plan.tp > 1:
         size = n_logits * spec.vocab_size * dtype_bytes(dtype)
-        g.add_op("logits_gather", Collective("all_gather", size, "tp", plan.tp, dtype), ["lm_head"])
+        g.add_op("logits_gather", Collective("all_gather", size, "tp", plan.tp, dtype), [last])
     return g
 
 
-def layer_param_bytes(spec: ModelSpec, plan: Plan, dtype: str) -> float:
-    """Bytes of one layer's parameters on one chip (its tensor and expert share)."""
-    return sum(layer_params(spec, plan.tp, plan.ep)) * dtype_bytes(dtype)
+def layer_param_bytes(layer: LayerSpec | ModelSpec, plan: Plan, dtype: str) -> float:
+    """Bytes of one layer's parameters one chip reads (its tensor and expert share;
+    a shared ALBERT layer's too, though it stores them once)."""
+    lyr = layer.layer(0) if isinstance(layer, ModelSpec) else layer
+    return sum(layer_weight_params(lyr, plan.tp, plan.ep)) * dtype_bytes(dtype)

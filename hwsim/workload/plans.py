@@ -5,8 +5,9 @@ The search space is every ``(tp, pp, dp, ep, cp, microbatches, recompute, zero)`
 chips left to them, so a 256-chip system yields about a thousand plans and ranking them
 (by simulation, elsewhere) stays cheap. Structural rules follow Megatron-LM: tp divides
 the attention heads and the FFN width, and tp and the KV heads divide one another (KV
-heads are replicated when tp exceeds them); pp divides the layers (uneven stages are
-not modelled); dp divides the batch and the micro-batches divide each replica's share;
+heads are replicated when tp exceeds them); pp is at most the layers (uneven stages: the
+first ``layers % pp`` stages take one layer more, and the busiest is simulated); dp
+divides the batch and the micro-batches divide each replica's share;
 ep divides the experts of an MoE model. Options that change nothing are skipped rather
 than listed: inference with recompute, ZeRO, or micro-batches without a pipeline;
 ZeRO with ``dp = 1``; a schedule other than the first without a pipeline.
@@ -58,9 +59,8 @@ def plan_problems(spec: ModelSpec, phase: str, plan: Plan, *, batch: int, **shap
         out.append(f"tp={tp} and {kv} KV heads: neither divides the other")
     elif spec.ffn_size % tp:
         out.append(f"tp={tp} does not divide the FFN width {spec.ffn_size}")
-    if spec.num_hidden_layers % plan.pp:
-        out.append(f"pp={plan.pp} does not divide {spec.num_hidden_layers} layers "
-                   "(uneven stages are not modelled)")
+    if plan.pp > spec.num_hidden_layers:
+        out.append(f"pp={plan.pp} exceeds the {spec.num_hidden_layers} layers (a stage needs at least one)")
     if batch % plan.dp:
         out.append(f"batch {batch} is not divisible by dp={plan.dp}")
     else:

@@ -3,10 +3,13 @@ weight gradients) layer by layer in reverse, then one fused AdamW update."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hwsim.dtypes import dtype_bytes
-from hwsim.workload.graph import OperatorGraph, Segment
+from hwsim.workload.graph import OperatorGraph, Segment, SegmentRole
+from hwsim.workload.layers import LayerSpec
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer
-from hwsim.workload.parallel import layer_param_bytes, sharded_embedding, sharded_layer
+from hwsim.workload.parallel import layer_param_bytes, period_graph, sharded_embedding
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec
 
@@ -26,6 +29,8 @@ _BACKWARD_KIND = {
     "router_topk": "softmax_bwd",
     "cross_entropy": "copy",
     "copy": "copy",
+    "softcap": "softcap_bwd",
+    "sigmoid_mul": "silu_mul_bwd",
 }
 
 
@@ -41,11 +46,7 @@ def backward_ops(name: str, op: Op) -> list[tuple[str, Op]]:
         dw = MatMul(op.k, op.m, op.n, op.dtype, op.batch, b_is_weight=False)
         return [(f"{name}_dgrad", dx), (f"{name}_wgrad", dw)]
     if isinstance(op, Attention):
-        bwd = Attention(
-            op.batch, op.n_heads, op.n_kv_heads, op.q_len, op.kv_len, op.head_dim,
-            op.is_causal, op.dtype, op.impl, backward=True,
-        )
-        return [(f"{name}_bwd", bwd)]
+        return [(f"{name}_bwd", replace(op, backward=True))]
     if isinstance(op, Elementwise):
         return [(f"{name}_bwd", Elementwise(_BACKWARD_KIND[op.op_kind], op.rows, op.cols, op.dtype))]
     if isinstance(op, Embedding):
@@ -92,22 +93,36 @@ def loss_graph(spec: ModelSpec, n_tokens: int, dtype: str, lm_head: bool) -> Ope
 
 def train_segments(
     spec: ModelSpec, batch: int, seq_len: int, dtype: str, impl: str, lm_head: bool,
-    plan: Plan | None = None,
+    plan: Plan | None = None, runs: list[tuple[str, tuple[LayerSpec, ...], int]] | None = None,
+    capacity_factor: float = 1.0,
 ) -> tuple[tuple[Segment, ...], float]:
     """Segments of one optimizer step (one chip's share of it under ``plan``; with
     pipeline parallelism, one stage's layers for one micro-batch) and the bytes of
-    activations kept for backward."""
+    activations kept for backward. ``runs`` are the stage's layers as (segment name,
+    one period's layers, repeats); by default every layer of the model as the first."""
     plan = plan or Plan()
     n_tok = batch * -(-seq_len // plan.cp)
-    layers = spec.num_hidden_layers // plan.pp
+    if runs is None:
+        runs = [("layer", (spec.layer(0),), spec.num_hidden_layers // plan.pp)]
     emb = sharded_embedding(spec, plan, n_tok, dtype)
-    fwd = sharded_layer(spec, plan, batch, seq_len, seq_len, dtype, impl)
     head = loss_graph(spec.model_copy(update={"vocab_size": -(-spec.vocab_size // plan.tp)}),
                       n_tok, dtype, lm_head)
-    bwd = _layer_backward(spec, plan, fwd, dtype)
-    if plan.zero_stage == 3 and plan.dp > 1:
-        fwd = _prepend(fwd, "weight_gather", Collective("all_gather", layer_param_bytes(spec, plan, dtype),
-                                                        "dp", plan.dp, dtype))
+    fwd_segs, bwd_segs = [], []
+    saved = 0.0
+    for name, period, repeat in runs:
+        fwd = period_graph(period, plan, batch, seq_len, seq_len, dtype, impl,
+                           capacity_factor=capacity_factor)
+        period_bytes = sum(layer_param_bytes(lyr, plan, dtype) for lyr in period)
+        bwd = _layer_backward(plan, fwd, dtype, period_bytes)
+        if plan.zero_stage == 3 and plan.dp > 1:
+            fwd = _prepend(fwd, "weight_gather", Collective("all_gather", period_bytes, "dp", plan.dp, dtype))
+        fwd_segs.append(Segment(name, fwd, repeat, SegmentRole.LAYER, len(period)))
+        bwd_name = "layer_bwd" if name == "layer" else f"{name}_bwd"
+        bwd_segs.append(Segment(bwd_name, bwd, repeat, SegmentRole.LAYER_BWD, len(period)))
+        per_period = sum(_output_bytes(op) for _, op in fwd.ops())
+        if plan.recompute:
+            per_period = len(period) * n_tok * spec.hidden_size * dtype_bytes(dtype)  # only the layer inputs
+        saved += repeat * per_period
     emb_bwd = OperatorGraph()
     prev: list[str] = []
     for bname, bop in (x for name, op in reversed(list(emb.ops())) for x in backward_ops(name, op)):
@@ -125,16 +140,13 @@ def train_segments(
         full = n_params * plan.dp * dtype_bytes(dtype)
         emb_bwd.add_op("param_gather", Collective("all_gather", full, "dp", plan.dp, dtype), emb_bwd.sinks)
     segments = (
-        Segment("embed", emb),
-        Segment("layer", fwd, layers),
-        Segment("loss", head),
-        Segment("layer_bwd", bwd, layers),
-        Segment("embed_bwd_optimizer", emb_bwd),
+        Segment("embed", emb, role=SegmentRole.EMBED),
+        *fwd_segs,
+        Segment("loss", head, role=SegmentRole.LOSS),
+        *reversed(bwd_segs),
+        Segment("embed_bwd_optimizer", emb_bwd, role=SegmentRole.EMBED_BWD_OPTIMIZER),
     )
-    per_layer = sum(_output_bytes(op) for _, op in fwd.ops())
-    if plan.recompute:
-        per_layer = n_tok * spec.hidden_size * dtype_bytes(dtype)  # only the layer input
-    return segments, layers * per_layer
+    return segments, saved
 
 
 def _offloaded_update(g: OperatorGraph, plan: Plan, shard_bytes: float, dtype: str, prev: list[str]) -> None:
@@ -157,19 +169,18 @@ def _prepend(g: OperatorGraph, name: str, op: Op) -> OperatorGraph:
     return out
 
 
-def _layer_backward(spec: ModelSpec, plan: Plan, fwd: OperatorGraph, dtype: str) -> OperatorGraph:
-    """One layer's backward: optional recompute of its forward, the gradient operators
-    in reverse, and the data-parallel gradient reduction of its bucket, which overlaps
-    the layers' backward still to come."""
+def _layer_backward(plan: Plan, fwd: OperatorGraph, dtype: str, param_bytes: float) -> OperatorGraph:
+    """One layer's (or period's) backward: optional recompute of its forward, the
+    gradient operators in reverse, and the data-parallel gradient reduction of its
+    ``param_bytes`` bucket, which overlaps the layers' backward still to come."""
     g = OperatorGraph()
     prev: list[str] = []
     if plan.zero_stage == 3 and plan.dp > 1:
-        g.add_op("weight_gather", Collective("all_gather", layer_param_bytes(spec, plan, dtype), "dp",
-                                             plan.dp, dtype))
+        g.add_op("weight_gather", Collective("all_gather", param_bytes, "dp", plan.dp, dtype))
         prev = ["weight_gather"]
     if "weights" in plan.offload:
         # The weights stream in again for the backward, and the gradients stream out.
-        size = layer_param_bytes(spec, plan, dtype)
+        size = param_bytes
         g.add_op("weights_stream", Collective("host_read", size, "host", 1, dtype, prefetch=True))
         g.add_op("grads_stream", Collective("host_write", size, "host", 1, dtype, prefetch=True))
     if plan.recompute:
@@ -184,7 +195,7 @@ def _layer_backward(spec: ModelSpec, plan: Plan, fwd: OperatorGraph, dtype: str)
             prev = [bname]
     if plan.dp > 1:
         kind = "reduce_scatter" if plan.zero_stage >= 2 else "all_reduce"
-        sync = Collective(kind, layer_param_bytes(spec, plan, dtype), "dp", plan.dp, dtype, overlap=True)
+        sync = Collective(kind, param_bytes, "dp", plan.dp, dtype, overlap=True)
         g.add_op("grad_sync", sync, prev)
     return g
 

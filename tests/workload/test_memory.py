@@ -105,7 +105,8 @@ def test_training_activations_follow_korthikanti(sp: bool, impl: str) -> None:
 
 def test_gpipe_keeps_every_micro_batch() -> None:
     """GPipe keeps all 16 micro-batches on every stage; the last also keeps fp32 logits."""
-    s = spec("gpt3-175b")
+    # Without GPT-3's learned position table stage 0 holds less than the last stage.
+    s = spec("gpt3-175b").model_copy(update={"position_embeddings": 0})
     plan = Plan(tp=8, pp=4, microbatches=16, sequence_parallel=True, pipeline_schedule="gpipe")
     gpipe = memory_per_chip(s, "train", plan, batch=16, seq_len=2048)
     logits = 4 * 2048 * -(-s.vocab_size // 8)

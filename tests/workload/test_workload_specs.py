@@ -13,7 +13,9 @@ import hwsim
 from hwsim.errors import ConfigError
 from hwsim.workload import ModelSpec, spec_from_dict
 
-MODELS = hwsim.list_models()
+#: Shipped models refused by name until their layers are modelled (issue 13, items 7-8).
+REFUSED = {"t5-base", "mamba-2.8b", "jamba-v0.1"}
+MODELS = [n for n in hwsim.list_models() if n not in REFUSED]
 
 # model -> (published parameter count, relative tolerance)
 PUBLISHED_PARAMS = {
@@ -148,7 +150,9 @@ def test_tied_embeddings_count_the_head_once() -> None:
     untied = tied.model_copy(update={"tie_word_embeddings": False})
     assert untied.param_count() - tied.param_count() == tied.vocab_size * tied.hidden_size
     layers = tied.num_hidden_layers * tied.layer_param_count()
-    assert tied.param_count() == layers + tied.vocab_size * tied.hidden_size + tied.hidden_size
+    # GPT-3 (GPT-2 keys): a learned position table, LayerNorms with biases.
+    tables = (tied.vocab_size + tied.position_embeddings) * tied.hidden_size
+    assert tied.param_count() == layers + tables + 2 * tied.hidden_size
 
 
 def test_moe_counts_every_expert() -> None:
@@ -189,14 +193,15 @@ def test_gpt2_style_keys_load(tmp_path: Path) -> None:
     assert spec.ffn_size == 4 * 768  # n_inner absent: 4 x n_embd
     assert not spec.is_gated and spec.norm == "layernorm" and not spec.encoder_only
     w = hwsim.load_workload(path, phase="decode", context_len=16)
-    assert w.n_ops == 12 * 11 + 1 + 2  # decoder layers include the KV-cache write
+    # Decoder layers include the KV-cache write; the embedding adds its position table.
+    assert w.n_ops == 12 * 11 + 3 + 2
 
 
 def test_real_gpt2_config_has_published_param_count(tmp_path: Path) -> None:
     """The verbatim GPT-2 config.json (tied head, key absent) has GPT-2's 124 M parameters."""
     spec = hwsim.load_model_spec(_write_config(tmp_path, GPT2_HF, folder="gpt2"))
-    # 124.44 M published, of which 0.79 M are learned position embeddings hwsim omits.
-    assert spec.param_count() == pytest.approx(124.44e6 - 1024 * 768, rel=0.01)
+    # 124,439,808 parameters in transformers' GPT2LMHeadModel (positions and biases included).
+    assert spec.param_count() == 124_439_808
 
 
 def test_yaml_path_loads(tmp_path: Path) -> None:

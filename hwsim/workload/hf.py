@@ -1,0 +1,396 @@
+"""Reading a Hugging Face ``config.json``: every spelling into canonical fields.
+
+One step turns the keys of any supported architecture into the canonical fields of
+:class:`~hwsim.workload.spec.ModelSpec`: it unwraps ``text_config``, refuses by name
+what hwsim cannot model (encoder-decoders, state-space and linear-attention layers),
+reads the architecture's own defaults (a key absent from a saved config takes its
+config class's default, not a global one), and notes what it simplified and which
+unread keys look like misspellings of keys it reads.
+
+Numbers are strict: an integer field takes an integer (not ``true``, not ``"32"``),
+a float field a finite number, a flag a boolean.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any
+
+from hwsim.workload.hf_keys import (
+    ALIBI_TYPES,
+    COMMON_IGNORED_KEYS,
+    DEFAULT_TIED,
+    ENCODER_DECODER_TYPES,
+    ENCODER_TYPES,
+    GATED_TYPES,
+    LAYERNORM_TYPES,
+    LINEAR_ATTENTION_TYPES,
+    PARALLEL_TYPES,
+    POSITION_TABLE_TYPES,
+    SSM_HYBRID_TYPES,
+    SSM_TYPES,
+    TYPE_DEFAULTS,
+    UNGATED_TYPES,
+    UNTIED_TYPES,
+)
+from hwsim.workload.hf_reader import ConfigReader as _Reader
+
+_GATED_ACTS = {"silu", "swish", "swiglu", "geglu"}
+
+
+def refusal(data: dict[str, Any], model_type: str, architecture: str) -> str | None:
+    """Why hwsim cannot model this config (by name), or None."""
+    mt = model_type.lower()
+    if mt in ENCODER_DECODER_TYPES or data.get("is_encoder_decoder") is True:
+        name = ENCODER_DECODER_TYPES.get(mt, architecture or model_type or "this model")
+        return f"encoder-decoder ({name}) is not modelled yet"
+    if mt in SSM_TYPES:
+        return f"Mamba layers (state-space, {SSM_TYPES[mt]}) are not modelled yet"
+    if mt in SSM_HYBRID_TYPES:
+        return (f"{SSM_HYBRID_TYPES[mt]}: a hybrid of attention and Mamba layers (state-space); "
+                "Mamba layers are not modelled yet")
+    if mt in LINEAR_ATTENTION_TYPES:
+        return f"{LINEAR_ATTENTION_TYPES[mt]}: linear-attention / recurrent layers are not modelled yet"
+    kinds = data.get("layer_types")
+    if isinstance(kinds, list):
+        odd = sorted({str(k) for k in kinds} - {"full_attention", "sliding_attention", "chunked_attention",
+                                                "attention"})
+        if odd:
+            return f"layer_types {', '.join(odd)}: only attention layers are modelled yet"
+    return None
+
+
+def _text_part(data: dict[str, Any], notes: list[str]) -> tuple[dict[str, Any], str]:
+    """The text model of a multimodal wrapper (``text_config``) and its key prefix."""
+    text = data.get("text_config")
+    if not isinstance(text, dict):
+        return data, ""
+    merged = dict(text)
+    for key in ("architectures", "tie_word_embeddings", "name", "is_encoder"):
+        if key in data and key not in merged:
+            merged[key] = data[key]
+    if isinstance(data.get("vision_config"), dict):
+        kind = data["vision_config"].get("model_type", "vision")
+        notes.append(f"vision tower ({kind}) not modelled: the text model only (text_config), "
+                     "as for text-only prompts")
+    return merged, "text_config."
+
+
+def normalize(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """Canonical :class:`ModelSpec` fields of an HF config mapping.
+
+    Returns
+    -------
+    fields : dict
+        Canonical field values (``notes`` among them).
+    keys : dict
+        Canonical field -> the key the file spells it with (for error messages).
+    problems : list of str
+        ``source: key: problem`` lines; empty if the config can be modelled.
+    """
+    notes: list[str] = []
+    text, prefix = _text_part(data, notes)
+    kind = text.get("model_type")
+    if isinstance(kind, str) and kind.lower() in TYPE_DEFAULTS:
+        text = TYPE_DEFAULTS[kind.lower()] | text
+    r = _Reader(text, prefix)
+    mt = r.text("model_type").lower()
+    archs = r.raw("architectures")
+    arch = str(archs[0]) if isinstance(archs, list) and archs else ""
+    why = refusal(text, mt, arch)
+    if prefix and not why:
+        why = refusal(data, str(data.get("model_type", "")), arch)
+    if why:
+        return {}, {}, [f"{source}: {why}"]
+    f: dict[str, Any] = {"model_type": mt, "architecture": arch}
+    _core(r, f, mt)
+    _attention(r, f, mt, notes)
+    _ffn(r, f, mt, notes)
+    _embeddings(r, f, mt, arch, notes)
+    _near_misses(text, r.read, prefix, notes)
+    f["notes"] = tuple(notes)
+    if "name" in text and isinstance(text["name"], str):
+        f["name"] = text["name"]
+    problems = [f"{source}: {p}" for p in r.problems]
+    return f, r.source, problems
+
+
+def _core(r: _Reader, f: dict[str, Any], mt: str) -> None:
+    f["num_hidden_layers"] = r.integer("num_hidden_layers", "n_layer", "n_layers", "num_layers",
+                                   field="num_hidden_layers")
+    f["hidden_size"] = r.integer("hidden_size", "n_embd", "n_embed", "d_model", field="hidden_size")
+    f["num_attention_heads"] = r.integer("num_attention_heads", "n_head", "n_heads",
+                                         field="num_attention_heads")
+    f["vocab_size"] = r.integer("vocab_size", field="vocab_size")
+    f["head_dim"] = r.integer("head_dim", field="head_dim")
+    f["intermediate_size"] = r.integer("intermediate_size", "n_inner", "ffn_dim", "ffn_hidden_size",
+                                   field="intermediate_size")
+    f["max_position_embeddings"] = r.integer("max_position_embeddings", "n_positions", "seq_length",
+                                         field="max_position_embeddings")
+    scaling = r.raw("rope_scaling")
+    if isinstance(scaling, dict):
+        factor = scaling.get("factor")
+        if isinstance(factor, int | float) and not isinstance(factor, bool) and math.isfinite(factor) \
+                and factor > 1:
+            original = scaling.get("original_max_position_embeddings")
+            base = original if isinstance(original, int) and not isinstance(original, bool) else None
+            f["rope_scaling_factor"] = float(factor)
+            f["rope_original_context"] = base
+    act = r.text("hidden_activation", "hidden_act", "activation_function", default="gelu")
+    f["hidden_act"] = act
+    is_enc = r.raw("is_encoder")
+    if isinstance(is_enc, bool):
+        f["is_encoder"] = is_enc
+    elif is_enc is not None:
+        r.problems.append(f"{r.prefix}is_encoder: expected true or false, got {is_enc!r}")
+    else:
+        f["is_encoder"] = mt in ENCODER_TYPES
+    # Norms: the architecture decides (Phi-3.5-MoE names an rms_norm_eps but uses LayerNorm).
+    if mt in LAYERNORM_TYPES or mt in UNGATED_TYPES or mt == "modernbert":
+        rms = False
+    elif mt in GATED_TYPES:
+        rms = True
+    else:
+        rms = r.has("rms_norm_eps")
+    f["norm_type"] = "rmsnorm" if rms else "layernorm"
+    f["norm_bias"] = not rms
+    f["norms_per_layer"] = 4 if mt in ("gemma2", "gemma3", "gemma3_text") else 2
+    tied_default = DEFAULT_TIED if mt not in UNTIED_TYPES else False
+    f["tie_word_embeddings"] = r.flag("tie_word_embeddings", tied_default)
+
+
+def _kv_heads(r: _Reader, mt: str, heads: int | None) -> int | None:
+    if mt in ("falcon", "refinedweb", "refinedwebmodel"):
+        new = r.flag("new_decoder_architecture", mt == "refinedweb")
+        if new:
+            return r.integer("num_kv_heads", "n_head_kv", "num_key_value_heads", default=heads,
+                         field="num_key_value_heads")
+        return 1 if r.flag("multi_query", mt == "falcon") else heads
+    if mt == "gpt_bigcode":
+        return 1 if r.flag("multi_query", True) else heads
+    return r.integer("num_key_value_heads", "num_kv_heads", "n_head_kv", field="num_key_value_heads")
+
+
+def _attention(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> None:
+    f["num_key_value_heads"] = _kv_heads(r, mt, f["num_attention_heads"])
+    falcon = mt in ("falcon", "refinedweb", "refinedwebmodel")
+    bias_all = {"gpt2", "opt", "bloom", "bert", "roberta", "albert", "gpt_neo", "gpt_bigcode", "electra",
+                "xlm-roberta", "camembert", "distilbert", "biogpt", "codegen", "phi", "starcoder2"}
+    if falcon:
+        qkv = out = r.flag("bias", False)
+    elif mt == "gpt_neox":
+        qkv = out = r.flag("attention_bias", True)
+    elif mt == "opt":
+        qkv = out = r.flag("enable_bias", True)
+    elif mt in ("qwen2", "qwen2_moe"):
+        qkv, out = True, False  # Qwen2's q/k/v projections carry biases, o_proj none
+    elif mt in bias_all:
+        qkv = out = True
+    elif mt == "gptj":
+        qkv = out = False
+    else:
+        qkv = out = r.flag("attention_bias", mt == "gpt_oss")
+    f["attention_bias"], f["attention_out_bias"] = qkv, out
+    if mt == "gpt_neo":
+        f["attention_bias"] = False  # GPT-Neo: q/k/v without bias, out_proj with
+    f["qk_norm"] = mt in ("qwen3", "qwen3_moe", "gemma3", "gemma3_text")
+    f["attention_sinks"] = mt == "gpt_oss"
+    f["alibi"] = mt in ALIBI_TYPES or (falcon and r.flag("alibi", False))
+    cap = r.number("attn_logit_softcapping")
+    f["attn_softcap"] = cap is not None and mt in ("gemma2", "gemma3", "gemma3_text")
+    final_cap = r.number("final_logit_softcapping")
+    f["final_softcap"] = final_cap is not None
+    if f["attention_sinks"]:
+        notes.append("attention sinks: one extra logit per query row and head, below 0.1 % of the "
+                     "attention's vector work; ignored")
+    if f["alibi"]:
+        notes.append("ALiBi position bias: one add per score, fused into the attention kernel's "
+                     "scaling; not costed apart")
+    _mla(r, f)
+    _layer_kinds(r, f, mt, notes)
+    parallel = mt in PARALLEL_TYPES
+    n_parallel_norms = 1
+    if mt == "gpt_neox":
+        parallel = r.flag("use_parallel_residual", True)
+        n_parallel_norms = 2
+    elif falcon:
+        parallel = r.flag("parallel_attn", True)
+        if r.flag("new_decoder_architecture", mt == "refinedweb"):
+            n_parallel_norms = r.integer("num_ln_in_parallel_attn", default=2) or 2
+    f["parallel_block"] = parallel
+    if parallel:
+        f["norms_per_layer"] = n_parallel_norms
+
+
+def _mla(r: _Reader, f: dict[str, Any]) -> None:
+    if not r.has("kv_lora_rank"):
+        return
+    f["kv_lora_rank"] = r.integer("kv_lora_rank", field="kv_lora_rank")
+    f["q_lora_rank"] = r.integer("q_lora_rank", field="q_lora_rank")
+    f["qk_nope_head_dim"] = r.integer("qk_nope_head_dim", default=128, field="qk_nope_head_dim")
+    f["qk_rope_head_dim"] = r.integer("qk_rope_head_dim", default=64, field="qk_rope_head_dim")
+    f["v_head_dim"] = r.integer("v_head_dim", default=128, field="v_head_dim")
+    f["head_dim"] = None  # DeepSeek configs repeat qk_rope_head_dim as head_dim
+    f["num_key_value_heads"] = f["num_attention_heads"]
+
+
+def _layer_kinds(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> None:
+    """Per-layer attention kinds (``full``, ``sliding``, ``chunked``) and the window."""
+    n = f["num_hidden_layers"] or 0
+    window = r.integer("sliding_window", field="sliding_window")
+    chunk = r.integer("attention_chunk_size", field="attention_chunk_size")
+    names = {"full_attention": "full", "attention": "full", "sliding_attention": "sliding",
+             "chunked_attention": "chunked"}
+    kinds: list[str] | None = None
+    declared = r.raw("layer_types")
+    if isinstance(declared, list) and declared:
+        kinds = [names.get(str(k), "full") for k in declared]
+    elif mt == "gemma2":
+        kinds = ["sliding" if i % 2 == 0 else "full" for i in range(n)]
+    elif mt in ("gemma3", "gemma3_text", "cohere2"):
+        period = r.integer("sliding_window_pattern", default=6 if mt != "cohere2" else 4) or 6
+        kinds = ["sliding" if (i + 1) % period else "full" for i in range(n)]
+    elif mt in ("qwen2", "qwen2_moe", "qwen3", "qwen3_moe"):
+        if r.flag("use_sliding_window", False) and window:
+            first = r.integer("max_window_layers", default=n) or 0
+            kinds = ["sliding" if i >= first else "full" for i in range(n)]
+    elif mt == "llama4_text" or (mt == "llama4" and chunk):
+        if chunk:
+            uses_rope = r.int_list("no_rope_layers")
+            interval = r.integer("no_rope_layer_interval", default=4) or 4
+            rope = uses_rope if uses_rope else [int((i + 1) % interval != 0) for i in range(n)]
+            kinds = ["chunked" if rope[i % len(rope)] else "full" for i in range(n)]
+    elif window:
+        kinds = ["sliding"] * max(n, 1)
+        if mt not in ("mistral", "mixtral", "phi3", "phimoe", "starcoder2"):
+            notes.append(f"sliding_window {window} applied to every layer "
+                         "(no per-layer pattern in the config)")
+    if kinds and "sliding" in kinds and not window:
+        r.problems.append(f"{r.prefix}sliding_window: sliding layers need a window size")
+    if kinds and "chunked" in kinds and not chunk:
+        r.problems.append(f"{r.prefix}attention_chunk_size: chunked layers need a chunk size")
+    f["sliding_window"] = window if kinds and "sliding" in kinds else None
+    f["attention_chunk_size"] = chunk if kinds and "chunked" in kinds else None
+    f["layer_attention"] = tuple(kinds) if kinds and set(kinds) != {"full"} else ()
+
+
+def _gated(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> bool:
+    if mt in GATED_TYPES:
+        return True
+    if mt in UNGATED_TYPES:
+        return False
+    act = f["hidden_act"].lower()
+    gated = act in _GATED_ACTS
+    notes.append(f"model_type {mt or '(none)'!r} unknown to hwsim: FFN taken as "
+                 f"{'gated' if gated else 'not gated'} from its activation {act!r}")
+    return gated
+
+
+def _ffn(r: _Reader, f: dict[str, Any], mt: str, notes: list[str]) -> None:
+    f["gated_ffn"] = _gated(r, f, mt, notes)
+    falcon = mt in ("falcon", "refinedweb", "refinedwebmodel")
+    bias_types = {"gpt2", "gptj", "gpt_neox", "opt", "bloom", "bert", "roberta", "albert", "gpt_neo",
+                  "gpt_bigcode", "electra", "xlm-roberta", "camembert", "distilbert", "biogpt", "codegen",
+                  "phi", "starcoder2", "gpt_oss"}
+    if falcon:
+        f["mlp_bias"] = r.flag("bias", False)
+    elif mt == "opt":
+        f["mlp_bias"] = r.flag("enable_bias", True)
+    else:
+        f["mlp_bias"] = mt in bias_types or r.flag("mlp_bias", False)
+    n = f["num_hidden_layers"] or 0
+    experts = r.integer("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts",
+                    field="num_local_experts") or 0
+    f["num_local_experts"] = experts
+    f["num_experts_per_tok"] = r.integer("num_experts_per_tok", "experts_per_token", "moe_top_k",
+                                     "num_experts_per_token", default=0, field="num_experts_per_tok") or 0
+    if not experts:
+        return
+    dense_width = f["intermediate_size"]
+    expert_width = r.integer("moe_intermediate_size", "expert_intermediate_size",
+                             field="moe_intermediate_size")
+    f["router_bias"] = mt == "gpt_oss"
+    if mt == "gpt_oss":
+        f["mlp_bias"] = True
+    moe = [True] * max(n, 1)
+    if mt in ("qwen2_moe", "qwen3_moe", "olmoe"):
+        step = r.integer("decoder_sparse_step", default=1) or 1
+        only = set(r.int_list("mlp_only_layers") or [])
+        moe = [i not in only and (i + 1) % step == 0 for i in range(n)]
+        shared = r.integer("shared_expert_intermediate_size", default=0,
+                           field="shared_expert_intermediate_size")
+        f["shared_expert_intermediate_size"] = shared or 0
+        f["shared_expert_gate"] = bool(shared)
+    elif mt in ("deepseek_v2", "deepseek_v3", "deepseek"):
+        first = r.integer("first_k_dense_replace", default=0) or 0
+        freq = r.integer("moe_layer_freq", default=1) or 1
+        moe = [i >= first and i % freq == 0 for i in range(n)]
+        n_shared = r.integer("n_shared_experts", default=0, field="shared_expert_intermediate_size") or 0
+        f["shared_expert_intermediate_size"] = n_shared * (expert_width or 0)
+        r.read.update({"n_group", "topk_group", "routed_scaling_factor", "topk_method", "scoring_func",
+                       "norm_topk_prob", "num_nextn_predict_layers"})
+        mtp = text_int(r.data, "num_nextn_predict_layers")
+        if mtp:
+            notes.append(f"multi-token prediction module (num_nextn_predict_layers: {mtp}) not modelled: "
+                         "inference without speculative decoding does not run it")
+    elif mt in ("llama4_text", "llama4"):
+        listed = r.int_list("moe_layers")
+        step = r.integer("interleave_moe_layer_step", default=1) or 1
+        layers = set(listed) if listed is not None else set(range(step - 1, n, step))
+        moe = [i in layers for i in range(n)]
+        expert_width = expert_width or dense_width
+        f["shared_expert_intermediate_size"] = dense_width or 0
+        f["intermediate_size"] = r.integer("intermediate_size_mlp", default=dense_width,
+                                       field="intermediate_size")
+    elif mt == "jamba":
+        period = r.integer("expert_layer_period", default=2) or 2
+        offset = r.integer("expert_layer_offset", default=1) or 0
+        moe = [(i - offset) % period == 0 for i in range(n)]
+    f["moe_intermediate_size"] = expert_width or dense_width
+    f["moe_layers"] = tuple(moe) if not all(moe) else ()
+    if not any(moe):
+        f["num_local_experts"] = 0
+
+
+def text_int(data: dict[str, Any], key: str) -> int:
+    value = data.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _embeddings(r: _Reader, f: dict[str, Any], mt: str, arch: str, notes: list[str]) -> None:
+    d = f["hidden_size"]
+    size = r.integer("embedding_size", "word_embed_proj_dim", field="embedding_size")
+    f["embedding_size"] = size if size and size != d else None
+    positions = 0
+    if mt in POSITION_TABLE_TYPES:
+        positions = f["max_position_embeddings"] or 0
+        if mt == "opt":
+            positions += 2  # OPT's learned positions are offset by two rows
+    f["position_embeddings"] = positions
+    types = r.integer("type_vocab_size", default=0, field="type_vocab_size") or 0
+    f["type_vocab_size"] = types if f["is_encoder"] else 0
+    f["embedding_norm"] = bool(f["is_encoder"]) or mt == "bloom"
+    f["lm_head_bias"] = mt in ("gptj", "phi") or r.flag("lm_head_bias", False)
+    f["final_norm"] = not f["is_encoder"]
+    groups = r.integer("num_hidden_groups", default=None)
+    if mt == "albert":
+        f["shared_layer_groups"] = groups or 1
+    encoder_head = arch.endswith("ForMaskedLM") or arch.endswith("ForPreTraining")
+    f["mlm_head"] = bool(f["is_encoder"]) and encoder_head
+    f["pooler"] = bool(f["is_encoder"]) and (arch.endswith("ForPreTraining") or arch.endswith("Model")
+                                               or arch.endswith("ForSequenceClassification"))
+    if f["mlm_head"]:
+        notes.append("masked-LM head held in memory but not run: an encoder's prefill stops at the final "
+                     "hidden states")
+
+
+def _near_misses(data: dict[str, Any], read: set[str], prefix: str, notes: list[str]) -> None:
+    """A note for each unread key that looks like a misspelling of a key hwsim reads."""
+    known = sorted(read)
+    for key in sorted(data):
+        if key in read or key in COMMON_IGNORED_KEYS or not isinstance(key, str):
+            continue
+        close = [k for k in difflib.get_close_matches(key, known, n=1, cutoff=0.85) if k not in data]
+        if close:
+            notes.append(f"config key {prefix}{key!r} is not read; did you mean {close[0]!r}?")
