@@ -21,7 +21,6 @@ import numpy as np
 from hwsim.arch.system import System, load_system
 from hwsim.cost.model import OpCost
 from hwsim.engine.iteration import ReplicaModel
-from hwsim.engine.serve.kv import blocks_for
 from hwsim.engine.serve.options import ServeOptions
 from hwsim.engine.serve.requests import Requests
 from hwsim.engine.serve.run import Pool, Role, ServeRun, kv_capacity, run_serving
@@ -100,7 +99,8 @@ def _check_chips(system: System, pools: list[Pool], notes: list[str]) -> None:
 def check_requests(requests: Requests, pools: list[Pool], block_tokens: int) -> None:
     """Refuse requests that can never fit a replica's KV cache (with the numbers)."""
     smallest = min(p.kv.n_blocks for p in pools)
-    need = np.asarray(blocks_for(requests.prompt_len + requests.output_len, block_tokens))
+    layout = max((p.kv.layout for p in pools), key=lambda lay: lay.block_bytes)
+    need = np.asarray(layout.blocks(requests.prompt_len + requests.output_len))
     bad = [int(i) for i in (need > smallest).nonzero()[0]]
     if bad:
         lines = [f"{requests.source}: row {i + 1}: request of {requests.prompt_len[i]} prompt + "

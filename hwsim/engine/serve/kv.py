@@ -8,8 +8,9 @@ compute them owns them, later ones find them cached (a prefix hit) and neither c
 nor store them again; a cached prefix nobody uses is kept until its blocks are needed
 (least recently used first).
 
-How many tokens a block stands for in bytes depends on the model's layers (full,
-sliding-window, compressed latent): the caller converts capacity to blocks.
+A block is ``block_tokens`` tokens of every layer that keeps growing (MLA: its latent).
+Sliding-window layers stop growing at their window, so what a request holds is a
+:class:`KVLayout` function of its tokens, counted in blocks of that size.
 """
 
 from __future__ import annotations
@@ -23,6 +24,44 @@ import numpy as np
 def blocks_for(tokens: np.ndarray | int, block_tokens: int) -> np.ndarray | int:
     """Blocks that hold ``tokens`` tokens (0 for none)."""
     return -(-tokens // block_tokens)
+
+
+@dataclass(frozen=True)
+class KVLayout:
+    """The KV bytes a request holds on one chip as a function of its tokens, in blocks.
+
+    Attributes
+    ----------
+    block_tokens : int
+    growing_bytes_per_token : float
+        Layers whose cache grows with every token (full attention, MLA latents), in B.
+    windows : tuple of (int, float)
+        ``(window_tokens, bytes_per_token)`` of the sliding-window layers: each keeps at
+        most its window plus the block being filled.
+    """
+
+    block_tokens: int
+    growing_bytes_per_token: float
+    windows: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def block_bytes(self) -> float:
+        """Bytes of one block (B): ``block_tokens`` tokens of the growing layers (of the
+        window layers when none grows)."""
+        per_token = self.growing_bytes_per_token or sum(b for _, b in self.windows)
+        return self.block_tokens * per_token
+
+    def blocks(self, tokens: np.ndarray | int) -> np.ndarray | int:
+        """Blocks that hold ``tokens`` tokens of one request."""
+        whole = blocks_for(tokens, self.block_tokens)
+        if not self.windows:
+            return whole
+        held = np.asarray(whole) * self.block_tokens
+        n_bytes = held * self.growing_bytes_per_token
+        for window, per_token in self.windows:
+            n_bytes = n_bytes + np.minimum(held, window + self.block_tokens) * per_token
+        out = np.ceil(n_bytes / self.block_bytes - 1e-9).astype(np.int64)
+        return out if np.ndim(tokens) else int(out)
 
 
 @dataclass
@@ -51,12 +90,19 @@ class KVBlocks:
     block_tokens: int
     n_requests: int
     watermark_blocks: int = 0
+    layout: KVLayout | None = None
     held: np.ndarray = field(init=False)
     used: int = 0
     _prefixes: OrderedDict[int, _Prefix] = field(default_factory=OrderedDict)
 
     def __post_init__(self) -> None:
         self.held = np.zeros(self.n_requests, dtype=np.int64)
+
+    def blocks(self, tokens: np.ndarray | int) -> np.ndarray | int:
+        """Blocks one request holding ``tokens`` tokens needs (:class:`KVLayout`)."""
+        if self.layout is None:
+            return blocks_for(tokens, self.block_tokens)
+        return self.layout.blocks(tokens)
 
     @property
     def free(self) -> int:
@@ -84,7 +130,7 @@ class KVBlocks:
         """Give requests ``ids`` the private blocks they need to hold ``tokens`` tokens
         (less the ``shared_tokens`` of a shared prefix); all or nothing."""
         need_tokens = tokens if shared_tokens is None else np.maximum(tokens - shared_tokens, 0)
-        want = blocks_for(need_tokens, self.block_tokens) - self.held[ids]
+        want = self.blocks(need_tokens) - self.held[ids]
         extra = int(np.maximum(want, 0).sum())
         if extra > self.free:
             self._reclaim(extra)

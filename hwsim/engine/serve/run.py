@@ -22,12 +22,12 @@ from hwsim.dtypes import dtype_bytes
 from hwsim.engine.inference import stage_send_s
 from hwsim.engine.iteration import ReplicaModel
 from hwsim.engine.replica import Replica
-from hwsim.engine.serve.kv import KVBlocks
+from hwsim.engine.serve.kv import KVBlocks, KVLayout
 from hwsim.engine.serve.loop import IterationLog, KVTransfer, ReplicaServer, Router, arrivals, drain
 from hwsim.engine.serve.scheduler import Scheduler, SchedulerConfig
 from hwsim.engine.serve.table import RequestTable
+from hwsim.workload.layers import kv_bytes_per_token, stage_bounds
 from hwsim.workload.memory import memory_per_chip
-from hwsim.workload.parallel import local_kv_heads
 
 Role = Literal["both", "prefill", "decode"]
 
@@ -43,17 +43,37 @@ class KVCapacity:
     weights_bytes: float
     activations_bytes: float
     workspace_bytes: float
+    layout: KVLayout
 
     @property
     def kv_bytes(self) -> float:
         return self.n_blocks * self.block_bytes
 
 
-def kv_bytes_per_token(model: ReplicaModel) -> float:
-    """KV bytes one token takes on the busiest chip (its stage's layers, its KV heads)."""
+def kv_layout(model: ReplicaModel, block_tokens: int) -> KVLayout:
+    """How a request's KV grows on the replica's busiest chip: the stage whose layers
+    hold the most per token, its full-attention (MLA: latent) layers apart from its
+    sliding-window ones."""
     spec, plan = model.spec, model.plan
-    layers = max(model.stage_layers(s) for s in range(plan.pp))
-    return 2.0 * local_kv_heads(spec, plan.tp) * spec.d_head * dtype_bytes(model.dtype) * layers
+    width = dtype_bytes(model.dtype)
+    best: KVLayout | None = None
+    for first, end in stage_bounds(spec.num_hidden_layers, plan.pp):
+        growing = 0.0
+        windows: dict[int, float] = {}
+        for i in range(first, end):
+            layer = spec.layer(i)
+            per_token = kv_bytes_per_token(layer, plan.tp, width)
+            window = layer.mixer.window
+            if window is None:
+                growing += per_token
+            else:
+                windows[window] = windows.get(window, 0.0) + per_token
+        layout = KVLayout(block_tokens, growing, tuple(sorted(windows.items())))
+        total = growing + sum(windows.values())
+        if best is None or total > best.growing_bytes_per_token + sum(b for _, b in best.windows):
+            best = layout
+    assert best is not None
+    return best
 
 
 def kv_capacity(model: ReplicaModel, memory_fraction: float, block_tokens: int,
@@ -66,10 +86,11 @@ def kv_capacity(model: ReplicaModel, memory_fraction: float, block_tokens: int,
                             dtype=model.dtype, attention_impl=model.attention_impl)
     usable = memory * memory_fraction
     left = usable - usage.weights_bytes - usage.activations_bytes - usage.workspace_bytes
-    block = block_tokens * kv_bytes_per_token(model)
+    layout = kv_layout(model, block_tokens)
+    block = layout.block_bytes
     n_blocks = max(0, math.floor(left / block)) if block > 0 else 0
     return KVCapacity(n_blocks, block, memory, usable, usage.weights_bytes, usage.activations_bytes,
-                      usage.workspace_bytes)
+                      usage.workspace_bytes, layout)
 
 
 @dataclass(frozen=True)
@@ -109,7 +130,7 @@ def _servers(env: simpy.Environment, pool: Pool, first_index: int, table: Reques
     for i in range(pool.replicas):
         replica = Replica(env, model, send, name=f"{pool.role}{i}")
         kv = KVBlocks(pool.kv.n_blocks, config.block_tokens, table.n,
-                      watermark_blocks=math.floor(config.watermark * pool.kv.n_blocks))
+                      watermark_blocks=math.floor(config.watermark * pool.kv.n_blocks), layout=pool.kv.layout)
         scheduler = Scheduler(config, table, kv)
         scheduler.bytes_per_block = pool.kv.block_bytes
         out.append(ReplicaServer(env, first_index + i, replica, scheduler, table, log, host_overhead_s,
@@ -134,9 +155,10 @@ def run_serving(table: RequestTable, pools: Sequence[Pool], config: SchedulerCon
     if "prefill" in by_role:
         decode_pool = next(p for p in pools if p.role == "decode")
         plan = decode_pool.model.plan
-        per_token = kv_bytes_per_token(decode_pool.model) * plan.tp * plan.pp
+        block_bytes = decode_pool.kv.block_bytes * plan.tp * plan.pp  # every chip of the replica
+        layout = decode_pool.kv.layout
         transfer = KVTransfer(env, Router(by_role["decode"], route),  # type: ignore[arg-type]
-                              lambda rid: float(table.computed[rid]) * per_token,
+                              lambda rid: float(layout.blocks(int(table.computed[rid]))) * block_bytes,
                               transfer_bytes_per_s, transfer_latency_s)
         for server in by_role["prefill"]:
             server.handoff = transfer

@@ -33,7 +33,7 @@ from typing import Literal
 
 import numpy as np
 
-from hwsim.engine.serve.kv import KVBlocks, blocks_for
+from hwsim.engine.serve.kv import KVBlocks
 from hwsim.engine.serve.table import RequestTable
 
 Policy = Literal["static", "orca", "vllm", "sarathi"]
@@ -158,7 +158,7 @@ class Scheduler:
             return False
         shared = self._prefix_hit(rid)
         hold = int(t.prompt[rid] + t.output[rid]) if cfg.reserves else int(t.computed[rid]) + tokens
-        need = blocks_for(max(hold - shared, 0), kv.block_tokens) - int(kv.held[rid])
+        need = int(kv.blocks(max(hold - shared, 0))) - int(kv.held[rid])
         if need + kv.watermark_blocks > kv.available():
             return False
         ok = kv.grow(np.array([rid]), np.array([hold]), np.array([shared]))
