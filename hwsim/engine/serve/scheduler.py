@@ -167,12 +167,14 @@ class Scheduler:
         return ok
 
     def _prefix_hit(self, rid: int) -> int:
-        """Tokens of ``rid``'s prompt found in a cached prefix (0 without prefix caching)."""
+        """Tokens of ``rid``'s prompt found in a cached prefix (0 without prefix caching);
+        the last prompt token is always computed (its logits give the first token)."""
         t = self.table
         if not self.config.prefix_caching or t.prefix_id[rid] < 0 or t.computed[rid] > 0:
             return 0
-        blocks = self.kv.prefix_blocks(int(t.prefix_id[rid]))
-        if not blocks:
+        cached = self.kv.prefix_blocks(int(t.prefix_id[rid]))
+        blocks = min(cached, (int(t.prompt[rid]) - 1) // self.kv.block_tokens)
+        if blocks <= 0:
             return 0
         self.kv.use_prefix(int(t.prefix_id[rid]))
         t.prefix_hits[rid] = blocks * self.kv.block_tokens
