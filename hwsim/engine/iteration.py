@@ -187,9 +187,16 @@ class ReplicaModel:
                  per_shape: bool = False, token_grid: bool = False, capacity_factor: float = 1.0) -> None:
         self.spec, self.chip, self.plan, self.cost_of = spec, chip, plan, cost_of
         self.capacity_factor = capacity_factor
-        # One MLA layer of each kind suffices to choose the form.
-        mla = {spec.layer(i) for i in range(spec.num_hidden_layers) if spec.layer(i).mixer.mla is not None}
-        self._mla_layers = tuple(mla)
+        # Each stage's layers as runs of repeated periods (built once: a LayerSpec is
+        # derived from the config on every ``spec.layer`` call).
+        self._stage_runs: list[list[tuple[int, tuple[LayerSpec, ...], int]]] = []
+        mla: set[LayerSpec] = set()
+        for first, end in stage_bounds(spec.num_hidden_layers, plan.pp):
+            specs = tuple(spec.layer(i) for i in range(first, end))
+            mla |= {layer for layer in specs if layer.mixer.mla is not None}
+            self._stage_runs.append([(f, specs[f - first:f - first + period], repeat)
+                                     for f, period, repeat in group_layers(specs, first)])
+        self._mla_layers = tuple(mla)  # one MLA layer of each kind chooses the form
         self.dtype, self.attention_impl, self.sparsity = dtype, attention_impl, sparsity
         self.per_shape, self.token_grid = per_shape, token_grid
         self._passes: dict[tuple[int, ...], _PassPlan] = {}
@@ -217,10 +224,7 @@ class ReplicaModel:
         if stage == 0:
             segments.append(Segment("embed", sharded_embedding(spec, plan, n_tokens, dtype),
                                     role=SegmentRole.EMBED))
-        first, end = stage_bounds(spec.num_hidden_layers, plan.pp)[stage]
-        specs = tuple(spec.layer(i) for i in range(first, end))
-        runs = [(f, specs[f - first:f - first + period], repeat)
-                for f, period, repeat in group_layers(specs, first)]
+        runs = self._stage_runs[stage]
         for index, (_, period, repeat) in enumerate(runs):
             graph = self._period(period, n_tokens, shape)
             segments.append(Segment(run_name(runs, index), graph, repeat, SegmentRole.LAYER, len(period)))
