@@ -84,7 +84,8 @@ def replica_model(workload: Workload, system: System, cost_of: Callable[[Op], Op
     return ReplicaModel(spec, system.chip, plan, cost_of, dtype=str(workload.params["dtype"]),
                         attention_impl=str(args.get("attention_impl", "flash")),
                         sparsity=args.get("sparsity"), per_shape=plan.cp > 1 or "kv_cache" in plan.offload,
-                        capacity_factor=float(args.get("moe_capacity_factor", 1.0)))
+                        capacity_factor=float(args.get("moe_capacity_factor", 1.0)),
+                        lowering=workload.iteration_cache)
 
 
 def stage_send_s(system: System, model: ReplicaModel) -> Callable[[int], float]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from hwsim.engine.schedule import (
     SegmentRun,
     _Node,
     evaluate_nodes,
+    flatten,
     fold_schedule,
     prepare_nodes,
 )
@@ -106,6 +108,21 @@ class IterationCost:
             mix(self.compute_j, other.compute_j), mix(self.link_j, other.link_j),
             {n: mix(v, other.level_bytes[n]) for n, v in self.level_bytes.items()},
             {n: mix(v, other.level_j[n]) for n, v in self.level_j.items()}, bounds)
+
+
+StageRuns = list[list[tuple[int, tuple[LayerSpec, ...], int]]]
+
+
+def _stage_runs(spec: ModelSpec, plan: Plan) -> tuple[StageRuns, tuple[LayerSpec, ...]]:
+    """Each stage's layers as ``(first, period, repeat)`` runs, and the MLA layer kinds."""
+    runs: StageRuns = []
+    mla: set[LayerSpec] = set()
+    for first, end in stage_bounds(spec.num_hidden_layers, plan.pp):
+        specs = tuple(spec.layer(i) for i in range(first, end))
+        mla |= {layer for layer in specs if layer.mixer.mla is not None}
+        runs.append([(f, specs[f - first:f - first + period], repeat)
+                     for f, period, repeat in group_layers(specs, first)])
+    return runs, tuple(mla)
 
 
 #: Token counts up to this are costed exactly; above, on a geometric grid.
@@ -175,6 +192,10 @@ class ReplicaModel:
         parallelism, an offloaded KV cache); batches must then be uniform.
     capacity_factor : float
         MoE expert buffers padded to this multiple of the mean load (see lowering).
+    lowering : dict, optional
+        Where lowered passes are kept, keyed by shape; pass the same dict to models of
+        the same model, plan and kernels on other chips (a workload's
+        ``iteration_cache``) and each pass is lowered once.
     token_grid : bool
         Cost the linear ops of an iteration of ``T > GRID_EXACT_TOKENS`` tokens by linear
         interpolation between the two nearest points of a geometric grid
@@ -184,19 +205,18 @@ class ReplicaModel:
 
     def __init__(self, spec: ModelSpec, chip: Chip, plan: Plan, cost_of: Callable[[Op], OpCost],
                  dtype: str = "bf16", attention_impl: str = "flash", sparsity: str | None = None,
-                 per_shape: bool = False, token_grid: bool = False, capacity_factor: float = 1.0) -> None:
+                 per_shape: bool = False, token_grid: bool = False, capacity_factor: float = 1.0,
+                 lowering: dict[Any, Any] | None = None) -> None:
         self.spec, self.chip, self.plan, self.cost_of = spec, chip, plan, cost_of
         self.capacity_factor = capacity_factor
-        # Each stage's layers as runs of repeated periods (built once: a LayerSpec is
-        # derived from the config on every ``spec.layer`` call).
-        self._stage_runs: list[list[tuple[int, tuple[LayerSpec, ...], int]]] = []
-        mla: set[LayerSpec] = set()
-        for first, end in stage_bounds(spec.num_hidden_layers, plan.pp):
-            specs = tuple(spec.layer(i) for i in range(first, end))
-            mla |= {layer for layer in specs if layer.mixer.mla is not None}
-            self._stage_runs.append([(f, specs[f - first:f - first + period], repeat)
-                                     for f, period, repeat in group_layers(specs, first)])
-        self._mla_layers = tuple(mla)  # one MLA layer of each kind chooses the form
+        self._lowering: dict[Any, Any] = {} if lowering is None else lowering
+        # Each stage's layers as runs of repeated periods (chip-independent: kept with
+        # the lowered passes).
+        runs_key = ("stage runs", spec.num_hidden_layers, plan.pp)
+        if runs_key not in self._lowering:
+            self._lowering[runs_key] = _stage_runs(spec, plan)
+        self._stage_runs, mla = self._lowering[runs_key]
+        self._mla_layers = mla  # one MLA layer of each kind chooses the form
         self.dtype, self.attention_impl, self.sparsity = dtype, attention_impl, sparsity
         self.per_shape, self.token_grid = per_shape, token_grid
         self._passes: dict[tuple[int, ...], _PassPlan] = {}
@@ -257,10 +277,16 @@ class ReplicaModel:
         plan = self._passes.get(key)
         if plan is not None:
             return plan
-        workload = self._workload(n_tokens, n_logits, stage, shape)
+        low_key = (self.plan, self.dtype, self.attention_impl, self.sparsity, self.capacity_factor, key)
+        lowered = self._lowering.get(low_key)
+        if lowered is None:
+            workload = self._workload(n_tokens, n_logits, stage, shape)
+            lowered = self._lowering[low_key] = (workload, flatten(workload))
+        workload, flat = lowered
         # The layers' attention is costed per iteration: a placeholder here (costing
         # a placeholder of T sequences would be wasted work).
-        nodes, runs = prepare_nodes(workload, self.chip, self.cost_of if shape else self._cost_or_skip)
+        nodes, runs = prepare_nodes(workload, self.chip, self.cost_of if shape else self._cost_or_skip,
+                                    flat=flat)
         folded = {(r.pass_index, r.segment_index): r.repeat - r.simulated for r in runs}
         mult = np.array([(1 + folded[n.key[:2]] if n.key[2] == 1 else 1) * self.plan.tp for n in nodes],
                         dtype=np.float64)

@@ -137,6 +137,12 @@ def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[Segmen
     return nodes, runs
 
 
+def flatten(workload: Workload, fold: bool = True) -> tuple[list[_Node], list[SegmentRun]]:
+    """The chip-independent flattening of ``workload`` (op instances, no costs), to pass
+    to :func:`prepare_nodes` for many chips."""
+    return _instances(workload, fold)
+
+
 def _overlapped(op: Op) -> bool:
     return isinstance(op, Collective) and op.overlap
 
@@ -150,11 +156,19 @@ def _sinks_without(graph: OperatorGraph, skip: set[str]) -> list[str]:
     return [n for n, _ in graph.ops() if n not in skip and all(m in skip for m in graph.successors(n))]
 
 
-def prepare_nodes(workload: Workload, chip: Chip, cost_of: Callable[[Op], OpCost], fold: bool = True
-                  ) -> tuple[list[_Node], list[SegmentRun]]:
+Flat = tuple[list[_Node], list[SegmentRun]]
+
+
+def prepare_nodes(workload: Workload, chip: Chip, cost_of: Callable[[Op], OpCost], fold: bool = True,
+                  flat: Flat | None = None) -> Flat:
     """The flattened op instances of ``workload`` with their costs, launch latencies and
-    (eager passes) host issue times, and how each segment is folded."""
-    nodes, runs = _instances(workload, fold)
+    (eager passes) host issue times, and how each segment is folded. ``flat`` is a
+    flattening of ``workload`` made earlier (:func:`flatten`), copied, not re-derived."""
+    if flat is None:
+        nodes, runs = _instances(workload, fold)
+    else:
+        nodes = [_Node(n.key, n.op, None, n.preds) for n in flat[0]]  # type: ignore[arg-type]
+        runs = flat[1]
     first_of_pass: set[int] = set()
     host_s = 0.0  # when the host has issued everything so far (eager passes)
     for node in nodes:

@@ -145,6 +145,9 @@ class Workload:
     plan: Any = None
     warnings: tuple[str, ...] = ()
     """What was simplified or assumed while lowering (printed by the CLI; ``--strict`` refuses)."""
+    iteration_cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The engine's memo of this model's lowered iteration passes (chip-independent), so
+    simulating one workload on many chips lowers each pass once."""
 
     @property
     def n_ops(self) -> int:

@@ -10,6 +10,8 @@ of the keys it reads. :meth:`ModelSpec.layers` then describes every layer
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -189,7 +191,21 @@ class ModelSpec(BaseModel):
                        shared_gate=self.shared_expert_gate, router_bias=self.router_bias)
 
     def layer(self, i: int) -> LayerSpec:
-        """Layer ``i`` (0-based) of the model."""
+        """Layer ``i`` (0-based) of the model (built once per spec: see :attr:`_layer_specs`)."""
+        return self._layer_specs[i] if 0 <= i < len(self._layer_specs) else self._build_layer(i)
+
+    @functools.cached_property
+    def _layer_specs(self) -> tuple[LayerSpec, ...]:
+        # Frozen spec: its layers never change, and engines ask for them per pass.
+        return tuple(self._build_layer(i) for i in range(self.num_hidden_layers))
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> ModelSpec:
+        """A copy with ``update`` applied; the copy derives its own layers."""
+        copied = super().model_copy(update=update, deep=deep)
+        copied.__dict__.pop("_layer_specs", None)
+        return copied
+
+    def _build_layer(self, i: int) -> LayerSpec:
         shared = False
         if self.shared_layer_groups:
             per_group = max(1, self.num_hidden_layers // self.shared_layer_groups)
