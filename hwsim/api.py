@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from hwsim.engine.pipeline import StageTimes, play_pipeline
 from hwsim.engine.power import apply_power_limit
 from hwsim.engine.schedule import Schedule, run_schedule
 from hwsim.errors import ConfigError
-from hwsim.mapping.fit import check_fit
+from hwsim.mapping.fit import check_fit, costing_warnings
 from hwsim.result import Result
 from hwsim.workload.graph import Workload
 from hwsim.workload.lower import lower
@@ -87,7 +88,9 @@ def simulate(
     name or YAML path of either), optionally split over the system by ``plan``.
 
     With a plan the result covers the whole system: latency of the step, energy of
-    every chip used plus the interconnect, tokens of the global batch.
+    every chip used plus the interconnect, tokens of the global batch. What the run
+    simplified or assumed (the workload's own warnings and those found while costing it
+    on this chip) is in ``Result.warnings``.
 
     Raises
     ------
@@ -108,7 +111,8 @@ def simulate(
         cache = CostCache(chip, system, plan)
     assert cache is not None
     schedule = apply_power_limit(run_schedule(workload, chip, cache, fold=fold), chip)
-    return _result(workload, system, schedule)
+    warnings = (*workload.warnings, *costing_warnings(workload, chip))
+    return replace(_result(workload, system, schedule), warnings=warnings)
 
 
 def _chips_running(workload: Workload, segment: str, op: Op) -> float:

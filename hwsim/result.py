@@ -36,6 +36,10 @@ class Result:
         Tokens processed (prefill, train) or generated (decode, request).
     ttft_s, tpot_s : float or None
         Time to first token and mean time per output token (requests only).
+    warnings : tuple of str
+        What the simulation simplified or assumed that changes the answer (a sparsity
+        pattern the chip lacks run dense, ...): the workload's lowering warnings and
+        those found while costing it. The CLI prints them; ``--strict`` refuses them.
     """
 
     arch: str
@@ -53,6 +57,7 @@ class Result:
     tpot_s: float | None = None
     schedule: Schedule | None = field(default=None, repr=False, compare=False)
     level_names: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     @property
     def achieved_flops_per_s(self) -> float:
@@ -106,6 +111,7 @@ class Result:
         out |= self.bytes_by_level
         out |= self.achieved_bytes_per_s
         out["params"] = self.params
+        out["warnings"] = list(self.warnings)
         return out
 
     def to_frame(self) -> pd.DataFrame:

@@ -7,7 +7,7 @@ from hwsim.arch.model import Chip
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost
 from hwsim.cost.power import power_limited_s
 from hwsim.dtypes import dtype_bytes
-from hwsim.mapping.gemm import GemmMapping, fit_tile, gemm_candidates, reuse_traffic
+from hwsim.mapping.gemm import GemmMapping, compute_limit, fit_tile, gemm_candidates, reuse_traffic
 from hwsim.mapping.systolic import systolic_level_bytes
 from hwsim.workload.ops import MatMul
 
@@ -88,6 +88,7 @@ def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
             n_kernels=1 + (mapping.split_k > 1),  # split-K reduces in a second kernel
             compute_energy_j=energy, prefetchable_bytes=weight, detail=detail,
             footprint_bytes=op.min_bytes,
+            compute_limit=compute_limit(chip, op.m, op.k, op.n, op.dtype, op.batch, mapping),
         )
         # A mapping that burns more energy is slower on a power-limited chip.
         key = (power_limited_s(chip, cost), cost.traffic[-1].bytes)

@@ -257,11 +257,12 @@ class _Sim:
 
 def _bound(cost: OpCost, home_s: float, inner_s: float, launch_s: float) -> str:
     """What limits an op: fixed ``overhead`` (launch and per-kernel time exceed the
-    work), ``compute``, or the memory level whose transfer takes longest."""
+    work), its compute (``compute``, or why the units are underused:
+    ``OpCost.compute_limit``), or the memory level whose transfer takes longest."""
     if launch_s + cost.overhead_s > max(cost.compute_s, home_s, inner_s):
         return "overhead"
     if cost.compute_s >= max(home_s, inner_s):
-        return "compute"
+        return cost.compute_limit
     if home_s >= inner_s:
         return cost.traffic[-1].level
     worst = max(range(len(cost.level_s) - 1), key=lambda k: cost.level_s[k])

@@ -35,7 +35,7 @@ import hwsim
 from hwsim.arch.model import Chip
 from hwsim.cost import collective_op_cost
 from hwsim.validation.cases import Case
-from hwsim.workload.memory import memory_per_chip
+from hwsim.workload.memory import memory_per_chip, workspace_allowance_bytes
 from hwsim.workload.ops import Collective
 
 MLPERF_GROUP = "mlperf inference multi-chip"
@@ -54,9 +54,10 @@ def max_batch_per_replica(system: hwsim.System, plan: hwsim.Plan, model: str, co
     spec = hwsim.load_model_spec(model)
     chip = system.chip
     capacity = HBM_UTILIZATION * chip.level_capacity_bytes(chip.home_level)
+    workspace = workspace_allowance_bytes(chip.level_capacity_bytes(chip.home_level))
     per = step
     while memory_per_chip(spec, "decode", plan, batch=(per + step) * plan.dp, context_len=context_len,
-                          dtype=dtype).total_bytes <= capacity:
+                          dtype=dtype, workspace_bytes=workspace).total_bytes <= capacity:
         per += step
     return per
 

@@ -121,6 +121,8 @@ class Workload:
     spec: Any = None
     lower_args: dict[str, Any] = field(default_factory=dict)
     plan: Any = None
+    warnings: tuple[str, ...] = ()
+    """What was simplified or assumed while lowering (printed by the CLI; ``--strict`` refuses)."""
 
     @property
     def n_ops(self) -> int:
