@@ -3,6 +3,8 @@ from the tile each level holds."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hwsim.arch.model import Chip
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost
 from hwsim.cost.power import power_limited_s
@@ -88,11 +90,12 @@ def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
             n_kernels=1 + (mapping.split_k > 1),  # split-K reduces in a second kernel
             compute_energy_j=energy, prefetchable_bytes=weight, detail=detail,
             footprint_bytes=op.min_bytes,
-            compute_limit=compute_limit(chip, op.m, op.k, op.n, op.dtype, op.batch, mapping),
         )
         # A mapping that burns more energy is slower on a power-limited chip.
         key = (power_limited_s(chip, cost), cost.traffic[-1].bytes)
         if best_key is None or key < best_key:
-            best, best_key = cost, key
+            best, best_key, best_mapping = cost, key, mapping
     assert best is not None
-    return best
+    # Named for the winner only: what holds its compute time if that is the longest.
+    limit = compute_limit(chip, op.m, op.k, op.n, op.dtype, op.batch, best_mapping)
+    return replace(best, compute_limit=limit)

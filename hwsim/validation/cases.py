@@ -101,7 +101,7 @@ def _per_call(workload: Workload, calls: int, what: str) -> Callable[[Chip], flo
 def h100_cases() -> Iterator[Case]:
     """Cases from ``data/h100`` (see its README for how each was measured)."""
     folder, arch = DATA / "h100", "h100-sxm"
-    src = "shared/calibration/h100"
+    src = "hwsim/validation/data/h100"
     for r in _rows(folder / "gemm.csv"):
         m, k, n = int(r["M"]), int(r["K"]), int(r["N"])
         yield Case("h100 gemm bf16", f"{r['label']} {m}x{k}x{n}", arch, float(r["ms"]), "ms",
@@ -158,7 +158,7 @@ def fits_without_a_case() -> list[dict[str, str]]:
     """Fit rows of the calibration set that are no case: the ceilings (each sets one
     achievable fraction or the burst energy) and the idle power, which as a case would
     return its own input. One entry per row: ``fitted``, ``measurement``, ``source``."""
-    src = "shared/calibration/h100"
+    src = "hwsim/validation/data/h100"
     out = [{"fitted": _fitted(r), "measurement": f"{r['what']} ({float(r['ms']):.4g} ms)",
             "source": f"{src}/ceilings.csv"} for r in _rows(DATA / "h100" / "ceilings.csv")
            if _role(r) == "fit"]
