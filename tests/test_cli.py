@@ -339,9 +339,10 @@ def test_unsupported_dtype_is_a_mapping_error_exit_2() -> None:
     assert "fp8" in res.stderr
 
 
-def test_python_dash_m_runs_the_cli() -> None:
-    """`python -m hwsim` is the same command line."""
-    proc = subprocess.run([sys.executable, "-m", "hwsim", "list", "models"], capture_output=True, text=True,
+@pytest.mark.parametrize("module", ["hwsim", "hwsim.cli"])
+def test_python_dash_m_runs_the_cli(module: str) -> None:
+    """`python -m hwsim` and `python -m hwsim.cli` are the same command line."""
+    proc = subprocess.run([sys.executable, "-m", module, "list", "models"], capture_output=True, text=True,
                           check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "llama2-7b" in proc.stdout
