@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench validate clean figures
+.PHONY: demo test lint bench bench-record validate clean figures
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,13 @@ lint: $(STAMP)
 test: $(STAMP) lint  ## lint, type-check, then run the whole test suite
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)  ## simulations per second (see bench/README.md)
+bench: $(STAMP)  ## simulations per second (see bench/README.md); writes results/bench/ (untracked)
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_sweep.py
+
+bench-record: $(STAMP)  ## the same, updating the recorded bench/results*.json (commit them deliberately)
+	$(BIN)/python bench/bench_simulate.py --record
+	$(BIN)/python bench/bench_sweep.py --record
 
 figures: $(STAMP)  ## regenerate the README charts in docs/images/ with the CLI
 	$(BIN)/hwsim plot roofline --arch h100-sxm --arch tpu-v4 --peak-dtype bf16 --peak-dtype fp8 \

@@ -5,18 +5,30 @@
 - a full LLaMA-2-70B request (bf16 on h200-sxm, 2048-token prompt, 256 new tokens).
 
 Target: the full request simulates in under 1 s on one core. Writes
-``bench/results.json`` beside this file.
+``results/bench/results.json`` (untracked); ``--record`` writes the recorded
+``bench/results.json`` beside this file instead.
 """
 
 from __future__ import annotations
 
 import json
 import platform
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import hwsim
+
+#: Where a run writes its results: an untracked folder (``results/`` is git-ignored), so
+#: ``make bench`` leaves the working tree clean; ``--record`` updates the recorded file
+#: beside this script instead (commit it with the machine it was taken on).
+RUN_DIR = Path(__file__).resolve().parents[1] / "results" / "bench"
+
+
+def output_path(name: str, record: bool) -> Path:
+    """``bench/<name>`` with ``record``, else ``results/bench/<name>`` (untracked)."""
+    return Path(__file__).resolve().parent / name if record else RUN_DIR / name
 
 
 def _time(fn: Callable[[], object], min_s: float = 2.0, max_runs: int = 200) -> tuple[float, int]:
@@ -50,7 +62,10 @@ def main() -> None:
         print(f"{name:36s} {sec:12.5f} {1.0 / sec:12.1f} {runs:5d}")
     out = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
            "hwsim": hwsim.__version__, "cases": rows}
-    (Path(__file__).parent / "results.json").write_text(json.dumps(out, indent=2) + "\n")
+    path = output_path("results.json", record="--record" in sys.argv[1:])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@
   serially for comparison. Each run starts cold: fresh worker processes, empty caches.
 
 Target: the 1,000 points finish in under 60 s on a 2-core machine. Writes
-``bench/results_sweep.json`` beside this file (same layout as ``results.json``).
+``results/bench/results_sweep.json`` (untracked; same layout as ``results.json``);
+``--record`` writes the recorded ``bench/results_sweep.json`` instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -21,6 +23,17 @@ import hwsim
 from hwsim.sweep import evaluate, load_spec, sweep
 
 SPEC = Path(__file__).resolve().parents[1] / "workloads" / "sweeps" / "tpu-like.yaml"
+
+
+#: Where a run writes its results: an untracked folder (``results/`` is git-ignored), so
+#: ``make bench`` leaves the working tree clean; ``--record`` updates the recorded file
+#: beside this script instead (commit it with the machine it was taken on).
+RUN_DIR = Path(__file__).resolve().parents[1] / "results" / "bench"
+
+
+def output_path(name: str, record: bool) -> Path:
+    """``bench/<name>`` with ``record``, else ``results/bench/<name>`` (untracked)."""
+    return Path(__file__).resolve().parent / name if record else RUN_DIR / name
 
 
 def _run(executor: str, runs: int = 3) -> dict[str, float | int]:
@@ -51,7 +64,10 @@ def main() -> None:
               f"{row['runs']:5d}")
     out = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
            "hwsim": hwsim.__version__, "cpus": os.cpu_count(), "cases": rows}
-    (Path(__file__).parent / "results_sweep.json").write_text(json.dumps(out, indent=2) + "\n")
+    path = output_path("results_sweep.json", record="--record" in sys.argv[1:])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

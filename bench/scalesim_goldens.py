@@ -57,6 +57,7 @@ COLUMNS = [
     "scalesim_total_cycles", "scalesim_stall_cycles", "ifmap_sram_reads", "filter_sram_reads",
     "ofmap_sram_writes", "ifmap_dram_reads", "filter_dram_reads", "ofmap_dram_writes",
     "scalesim_seconds", "scalesim_version",
+    "role",  # hwsim validate: "check" (no parameter is fitted on a SCALE-Sim count)
 ]
 
 
@@ -75,6 +76,7 @@ def _run(case: tuple[int, int, str, int, int, int, tuple[int, int, int]]) -> dic
         "scalesim_total_cycles": r["total_cycles"], "scalesim_stall_cycles": r["stall_cycles"],
         **{key: r[key] for key in COLUMNS[11:17]},
         "scalesim_seconds": round(seconds, 1), "scalesim_version": scalesim_version(),
+        "role": "check",
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from hwsim.engine.serve.options import serve_options
 from hwsim.engine.serve.requests import Requests
 from hwsim.engine.serve.result import ServeResult, serve_result
 from hwsim.errors import ConfigError
-from hwsim.mapping.fit import check_fit
+from hwsim.mapping.fit import check_fit, costing_warnings
 from hwsim.result import Result
 from hwsim.workload.graph import SegmentRole, Workload
 from hwsim.workload.lower import lower
@@ -158,7 +159,9 @@ def simulate(
     name or YAML path of either), optionally split over the system by ``plan``.
 
     With a plan the result covers the whole system: latency of the step, energy of
-    every chip used plus the interconnect, tokens of the global batch.
+    every chip used plus the interconnect, tokens of the global batch. What the run
+    simplified or assumed (the workload's own warnings and those found while costing it
+    on this chip) is in ``Result.warnings``.
 
     Raises
     ------
@@ -178,10 +181,13 @@ def simulate(
     if not reusable:
         cache = CostCache(chip, system, plan)
     assert cache is not None
+    warnings = (*workload.warnings, *costing_warnings(workload, chip))
     if workload.phase in INFERENCE_PHASES and workload.spec is not None and fold:
-        return _inference_result(workload, system, run_inference(workload, system, cache))
-    schedule = apply_power_limit(run_schedule(workload, chip, cache, fold=fold), chip)
-    return _result(workload, system, schedule)
+        result = _inference_result(workload, system, run_inference(workload, system, cache))
+    else:
+        schedule = apply_power_limit(run_schedule(workload, chip, cache, fold=fold), chip)
+        result = _result(workload, system, schedule)
+    return replace(result, warnings=warnings)
 
 
 def _inference_result(workload: Workload, system: System, run: InferenceRun) -> Result:

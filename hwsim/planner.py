@@ -24,7 +24,7 @@ from hwsim.cost import OpCost
 from hwsim.errors import ConfigError, HwsimError
 from hwsim.result import Result
 from hwsim.workload.graph import Workload
-from hwsim.workload.memory import ChipMemory, memory_per_chip
+from hwsim.workload.memory import ChipMemory, memory_per_chip, workspace_allowance_bytes
 from hwsim.workload.ops import Op
 from hwsim.workload.plan import OffloadTarget, Plan
 from hwsim.workload.plans import SHAPE_KEYS, enumerate_plans, memory_reason
@@ -160,6 +160,7 @@ def _choices(workload: Workload, system: System, offload: bool, options: dict[st
     plans = enumerate_plans(spec, workload.phase, system.n_chips, batch=args["batch"], **opts, **shape)
     chip = system.chip
     capacity = chip.level_capacity_bytes(chip.home_level)
+    shape.setdefault("workspace_bytes", workspace_allowance_bytes(capacity))
     ext = system.external_memory or system.host
     host = ext.capacity_bytes if ext else None
     out = []

@@ -1,7 +1,10 @@
 """Plain-text tables for the command line: results, per-op breakdowns, comparisons.
 
 Every function returns a string; only :mod:`hwsim.cli` prints. Column and metric names
-carry their unit (``latency_ms``, ``energy_j``, ``hbm_gb``).
+carry their unit (``latency_ms``, ``energy_j``, ``hbm_gb``), by the convention of
+``docs/conventions.md``: memory sizes (what a level holds) in binary GiB, data moved and
+its rate in decimal GB and GB/s, utilisation as a fraction (0 to 1), percentages only
+in names ending ``_pct``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from hwsim.workload.spec import ModelSpec
 
 GB = 1e9
 MB = 1e6
+GIB = 2.0**30
 TERA = 1e12
 GIGA = 1e9
 MISSING = "-"
@@ -111,7 +115,7 @@ def summary_metrics(result: Result) -> list[tuple[str, Any]]:
         ("gflop", result.flops / GIGA),
         ("achieved_tflops_per_s", result.achieved_flops_per_s / TERA),
         ("peak_tflops_per_s", result.peak_flops_per_s / TERA),
-        ("compute_utilization_pct", result.compute_utilization * 100),
+        ("compute_utilization", result.compute_utilization),
         ("bound", result.bound),
     ]
     return rows
@@ -189,7 +193,7 @@ def format_single_op(result: Result) -> str:
         ("gflop", result.flops / GIGA),
         ("achieved_tflops_per_s", result.achieved_flops_per_s / TERA),
         ("peak_tflops_per_s", result.peak_flops_per_s / TERA),
-        ("compute_utilization_pct", result.compute_utilization * 100),
+        ("compute_utilization", result.compute_utilization),
         ("compute_cycles", _py(row["compute_cycles"])),
         *_level_metrics(result, MB, "mb"),
         ("energy_j", result.energy_j),
@@ -242,19 +246,18 @@ def format_compare(rows: Sequence[tuple[str, Result | str]], request: bool) -> s
 
 
 def arch_rows(chips: Sequence[tuple[str, Chip | str]]) -> list[list[Any]]:
-    """``name``, ``bf16_peak_tflops_per_s``, ``home_memory_gb``, ``description``."""
+    """``name``, ``bf16_peak_tflops_per_s``, ``home_memory_gib``, ``description``."""
     rows: list[list[Any]] = []
     for name, chip in chips:
         if isinstance(chip, str):
             rows.append([name, None, None, f"invalid: {chip}"])
             continue
-        home = chip.memory[chip.home_level]
-        rows.append([name, chip.peak_flops_per_s("bf16") / TERA, home.capacity_bytes / GB,
-                     chip.description])
+        rows.append([name, chip.peak_flops_per_s("bf16") / TERA,
+                     chip.level_capacity_bytes(chip.home_level) / GIB, chip.description])
     return rows
 
 
-ARCH_COLUMNS = ["name", "bf16_peak_tflops_per_s", "home_memory_gb", "description"]
+ARCH_COLUMNS = ["name", "bf16_peak_tflops_per_s", "home_memory_gib", "description"]
 MODEL_COLUMNS = ["name", "params_b", "layers", "description"]
 
 

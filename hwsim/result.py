@@ -37,6 +37,10 @@ class Result:
         Tokens processed (prefill, train) or generated (decode, request).
     ttft_s, tpot_s : float or None
         Time to first token and mean time per output token (requests only).
+    warnings : tuple of str
+        What the simulation simplified or assumed that changes the answer (a sparsity
+        pattern the chip lacks run dense, ...): the workload's lowering warnings and
+        those found while costing it. The CLI prints them; ``--strict`` refuses them.
     """
 
     arch: str
@@ -55,6 +59,7 @@ class Result:
     schedule_fn: Callable[[], Schedule | None] | None = field(default=None, repr=False, compare=False)
     """Builds the op-level schedule on first use (a request's is large)."""
     level_names: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
     time_by_bound_s: dict[str, float] | None = field(default=None, repr=False, compare=False)
     """Op time of one chip by what bounds each op, in s (else read off the schedule)."""
 
@@ -119,6 +124,7 @@ class Result:
         out |= self.bytes_by_level
         out |= self.achieved_bytes_per_s
         out["params"] = self.params
+        out["warnings"] = list(self.warnings)
         return out
 
     def to_frame(self) -> pd.DataFrame:

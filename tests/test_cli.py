@@ -65,8 +65,10 @@ def test_simulate_table_reports_totals_with_units() -> None:
     assert table_value(res.output, "hbm_gb") == report.fmt(api.bytes_by_level["hbm_bytes"] / 1e9)
     assert table_value(res.output, "energy_idle_j") == report.fmt(api.energy_breakdown_j["idle_j"])
     assert table_value(res.output, "bound") == api.bound
-    for metric in ("energy_j", "achieved_tflops_per_s", "compute_utilization_pct"):
+    for metric in ("energy_j", "achieved_tflops_per_s"):
         table_value(res.output, metric)
+    # utilisation is a fraction everywhere (docs/conventions.md), as in the API
+    assert table_value(res.output, "compute_utilization") == report.fmt(api.compute_utilization)
 
 
 def test_simulate_ops_table_aggregates_layers() -> None:
@@ -177,15 +179,17 @@ def test_op_rejects_non_positive_dimension() -> None:
 # list ---------------------------------------------------------------------------------------
 
 def test_list_archs_one_line_per_preset() -> None:
-    """list archs shows every preset with its description, bf16 peak TFLOP/s and home memory GB."""
+    """list archs shows every preset with its description, bf16 peak TFLOP/s and home memory
+    in GiB (memory sizes are binary everywhere: plan, errors, list)."""
     res = run("list", "archs")
     assert res.exit_code == 0, res.output
     lines = res.output.splitlines()
-    assert "bf16_peak_tflops_per_s" in lines[0] and "home_memory_gb" in lines[0]
+    assert "bf16_peak_tflops_per_s" in lines[0] and "home_memory_gib" in lines[0]
     assert len(lines) == 1 + len(hwsim.list_archs())
     h100 = next(line for line in lines if line.startswith("h100-sxm "))
     chip = hwsim.load_arch("h100-sxm")
     assert report.fmt(chip.peak_flops_per_s("bf16") / 1e12) in h100
+    assert report.fmt(chip.level_capacity_bytes("hbm") / 2**30) in h100
     assert chip.description in h100
 
 
@@ -335,9 +339,10 @@ def test_unsupported_dtype_is_a_mapping_error_exit_2() -> None:
     assert "fp8" in res.stderr
 
 
-def test_python_dash_m_runs_the_cli() -> None:
-    """`python -m hwsim` is the same command line."""
-    proc = subprocess.run([sys.executable, "-m", "hwsim", "list", "models"], capture_output=True, text=True,
+@pytest.mark.parametrize("module", ["hwsim", "hwsim.cli"])
+def test_python_dash_m_runs_the_cli(module: str) -> None:
+    """`python -m hwsim` and `python -m hwsim.cli` are the same command line."""
+    proc = subprocess.run([sys.executable, "-m", module, "list", "models"], capture_output=True, text=True,
                           check=False, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "llama2-7b" in proc.stdout

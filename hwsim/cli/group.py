@@ -31,6 +31,19 @@ def fail(lines: list[str]) -> None:
     raise click.exceptions.Exit(EXIT_ERROR)
 
 
+def echo_warnings(warnings: tuple[str, ...] | list[str], prefix: str = "") -> None:
+    """Print each warning as ``warning: <prefix><line>`` on stderr (after the table, so
+    stdout stays a table or JSON; the JSON carries them too)."""
+    for line in warnings:
+        click.echo(f"warning: {prefix}{line}", err=True)
+
+
+def refuse_warnings(warnings: tuple[str, ...] | list[str], prefix: str = "") -> None:
+    """``--strict``: a result that carries warnings is an error (exit status 2)."""
+    if warnings:
+        fail([f"--strict: {prefix}{line}" for line in warnings])
+
+
 class ErrorGroup(click.Group):
     """A group that turns :class:`HwsimError` into ``error:`` lines and exit status 2."""
 

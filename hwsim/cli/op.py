@@ -9,7 +9,7 @@ import click
 
 from hwsim import ops, report
 from hwsim.api import simulate
-from hwsim.cli.group import ErrorGroup, main
+from hwsim.cli.group import ErrorGroup, echo_warnings, main
 from hwsim.cli.options import check_sparsity, json_option
 from hwsim.workload.ops import PUBLIC_ELEMENTWISE
 
@@ -34,6 +34,7 @@ def _show_op(workload: Any, arch: str, as_json: bool) -> None:
         click.echo(result.to_json(include_ops=True))
     else:
         click.echo(report.format_single_op(result))
+        echo_warnings(result.warnings)
 
 
 @op_group.command("gemm")

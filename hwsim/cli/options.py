@@ -75,6 +75,12 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(func)
 
 
+def strict_option(func: F) -> F:
+    """``--strict``: a result with warnings (something simplified or assumed) is refused."""
+    return click.option("--strict", is_flag=True,
+                        help="Refuse (exit 2) a result that carries warnings instead of printing them.")(func)
+
+
 def plan_options(func: F) -> F:
     for name, text in (("pp", "Pipeline-parallel stages."), ("dp", "Data-parallel replicas."),
                        ("ep", "Expert-parallel group (MoE)."), ("microbatches", "Micro-batches."),

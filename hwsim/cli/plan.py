@@ -8,13 +8,13 @@ from typing import Any
 import click
 
 from hwsim import report
-from hwsim.cli.group import EXIT_ERROR, main
+from hwsim.cli.group import EXIT_ERROR, echo_warnings, main
 from hwsim.cli.options import build_workload, json_option, workload_options
 from hwsim.planner import OBJECTIVES, PlanSearch, rank_plans
 
 GIB = 2**30
-_COLUMNS = ["rank", "plan", "latency_ms", "tokens_per_s", "energy_per_token_j", "mfu", "mem_per_chip_gib",
-            "bound"]
+_COLUMNS = ["rank", "plan", "latency_ms", "tokens_per_s", "energy_per_token_j", "compute_utilization",
+            "mem_per_chip_gib", "bound"]
 
 
 def _ranked_rows(search: PlanSearch, top: int) -> list[list[Any]]:
@@ -55,6 +55,7 @@ def plan_cmd(arch: str, model: str, phase: str, objective: str, offload: bool, t
                f"{len(search.rejected)} rejected; ranked by {objective}")
     if search.ranked:
         click.echo(report.format_table(_COLUMNS, _ranked_rows(search, top)))
+        echo_warnings(list(dict.fromkeys(w for p in search.ranked if p.result for w in p.result.warnings)))
     click.echo("")
     if show_rejected:
         rows = [[p.plan.label() or "single chip", p.reason] for p in search.rejected]
@@ -66,5 +67,7 @@ def plan_cmd(arch: str, model: str, phase: str, objective: str, offload: bool, t
     if not search.ranked:
         near = search.closest()
         if near is not None:
-            click.echo(f"closest to fitting: {near.plan.label() or 'single chip'}: {near.reason}")
+            label = near.plan.label() or "single chip"
+            reason = near.reason or ""  # a memory reason starts with the plan's label already
+            click.echo(f"closest to fitting: {reason if reason.startswith(label) else f'{label}: {reason}'}")
         raise click.exceptions.Exit(EXIT_ERROR)

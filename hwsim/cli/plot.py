@@ -16,7 +16,7 @@ import click
 
 from hwsim.api import simulate
 from hwsim.arch.system import System, load_system
-from hwsim.cli.group import ErrorGroup, main
+from hwsim.cli.group import ErrorGroup, echo_warnings, main
 from hwsim.cli.options import (
     DEFAULT_COMPARE_ARCHS,
     build_workload,
@@ -47,7 +47,10 @@ def _run(archs: tuple[str, ...], default: tuple[str, ...], model: str, phase: st
     plan = plan_from_options(opts)
     workload = build_workload(model, phase, opts)
     systems = [load_system(arch) for arch in archs or default]
-    return [simulate(workload, system, plan=plan) for system in systems], systems
+    results = [simulate(workload, system, plan=plan) for system in systems]
+    for result in results:
+        echo_warnings(result.warnings, prefix=f"{result.arch}: ")
+    return results, systems
 
 
 def _save(figure: Any, output: Path, results: list[Result]) -> None:

@@ -73,6 +73,10 @@ class OpCost:
     of the next op's weights must leave room for)."""
     link_energy_j: float = 0.0
     """Energy of the bytes a collective moves over the interconnect, per chip, in J."""
+    compute_limit: str = "compute"
+    """What holds the compute time when it is the longest: ``compute`` (units busy near
+    their peak) or why they are not (``occupancy``, ``padding``, ``fill_drain``,
+    ``operand_feed``: :data:`hwsim.mapping.gemm.COMPUTE_LIMITS`)."""
 
     @property
     def latency_s(self) -> float:
@@ -81,12 +85,13 @@ class OpCost:
 
     @property
     def bound(self) -> str:
-        """``overhead`` (fixed kernel time exceeds the work), ``compute``, or the name
-        of the memory level that limits the op."""
+        """``overhead`` (fixed kernel time exceeds the work), the memory level that
+        limits the op, or, when the compute time is the longest, its
+        :attr:`compute_limit` (``compute`` or why the units are underused)."""
         slowest = max(range(len(self.level_s)), key=lambda i: self.level_s[i])
         if self.overhead_s > max(self.compute_s, self.level_s[slowest]):
             return "overhead"
-        return "compute" if self.compute_s >= self.level_s[slowest] else self.traffic[slowest].level
+        return self.compute_limit if self.compute_s >= self.level_s[slowest] else self.traffic[slowest].level
 
     def level_bytes(self, level: str) -> float:
         for t in self.traffic:
@@ -132,6 +137,7 @@ def make_cost(
     prefetchable_bytes: float = 0.0,
     detail: str = "",
     footprint_bytes: float = 0.0,
+    compute_limit: str = "compute",
 ) -> OpCost:
     """Assemble an :class:`OpCost`, deriving level times and energies from traffic."""
     level_s = tuple(level_time_s(chip, t.level, t.bytes) for t in traffic)
@@ -148,6 +154,7 @@ def make_cost(
         detail=detail,
         n_kernels=int(n_kernels),
         footprint_bytes=footprint_bytes,
+        compute_limit=compute_limit,
     )
 
 

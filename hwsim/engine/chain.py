@@ -59,11 +59,12 @@ def is_chain(nodes: Sequence[ChainNode]) -> bool:
 
 def op_bound(cost: OpCost, home_s: float, inner_s: float, launch_s: float) -> str:
     """What limits an op: fixed ``overhead`` (launch and per-kernel time exceed the
-    work), ``compute``, or the memory level whose transfer takes longest."""
+    work), its compute (``compute``, or why the units are underused:
+    ``OpCost.compute_limit``), or the memory level whose transfer takes longest."""
     if launch_s + cost.overhead_s > max(cost.compute_s, home_s, inner_s):
         return "overhead"
     if cost.compute_s >= max(home_s, inner_s):
-        return "compute"
+        return cost.compute_limit
     if home_s >= inner_s:
         return cost.traffic[-1].level
     worst = max(range(len(cost.level_s) - 1), key=lambda k: cost.level_s[k])
@@ -76,22 +77,22 @@ def _buffer_bytes(chip: Chip) -> float:
     return chip.level_capacity_bytes(names[-2]) if len(names) > 1 else 0.0
 
 
-Profile = tuple[bool, float, float, float, float, float, float, float, str, str]
+Profile = tuple[bool, float, float, float, float, float, float, float, str, str, str]
 """What the recurrence needs of one node, computed once per cost: ``(is_collective,
 fixed_s, full_home_s, inner_s, compute_s, footprint_bytes, prefetchable_bytes,
-collective_s, home_level, worst_inner_level)``."""
+collective_s, home_level, worst_inner_level, compute_limit)``."""
 
 
 def node_profile(node: ChainNode, home: MemoryLevel) -> Profile:
     """The recurrence's constants for ``node`` (see :data:`Profile`)."""
     cost = node.cost
     if isinstance(node.op, Collective):
-        return (True, node.launch_s, 0.0, 0.0, 0.0, 0.0, cost.prefetchable_bytes, cost.latency_s, "", "")
+        return (True, node.launch_s, 0.0, 0.0, 0.0, 0.0, cost.prefetchable_bytes, cost.latency_s, "", "", "")
     inner = max(cost.level_s[:-1], default=0.0)
     worst = max(range(len(cost.level_s) - 1), key=lambda k: cost.level_s[k]) if len(cost.level_s) > 1 else -1
     return (False, node.launch_s + cost.overhead_s, transfer_time_s(home, cost.traffic[-1].bytes), inner,
             cost.compute_s, cost.footprint_bytes, cost.prefetchable_bytes, 0.0, cost.traffic[-1].level,
-            cost.traffic[worst].level if worst >= 0 else "")
+            cost.traffic[worst].level if worst >= 0 else "", cost.compute_limit)
 
 
 def run_chain(nodes: Sequence[ChainNode], chip: Chip,
@@ -119,7 +120,7 @@ def run_chain(nodes: Sequence[ChainNode], chip: Chip,
         # An eager op waits for the host to issue it (added as a delay, as a timer does).
         issue = node.issue_s
         start = now + (issue - now) if issue > now else now
-        collective, fixed, full_s, inner, compute, footprint, _, coll_s, home_name, inner_name = \
+        collective, fixed, full_s, inner, compute, footprint, _, coll_s, home_name, inner_name, limit = \
             profiles[i]  # type: ignore[misc]
         if collective:
             now = start + (fixed + coll_s)
@@ -140,7 +141,7 @@ def run_chain(nodes: Sequence[ChainNode], chip: Chip,
         if fixed > busy:
             bound = "overhead"
         elif compute >= max(home_s, inner):
-            bound = "compute"
+            bound = limit
         else:
             bound = home_name if home_s >= inner else inner_name
         log.append((i, start, now, prefetched, bound))

@@ -1,4 +1,5 @@
-"""Does a workload fit a chip's memory? Says what does not fit where, and by how much."""
+"""Does a workload fit a chip's memory? Says what does not fit where, and by how much;
+and what running it on this chip will simplify (:func:`costing_warnings`)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,20 @@ from hwsim.arch.model import Chip
 from hwsim.errors import MappingError
 from hwsim.units import format_bytes
 from hwsim.workload.graph import Workload
+from hwsim.workload.memory import workspace_allowance_bytes
+from hwsim.workload.ops import MatMul
 
 
 def check_fit(workload: Workload, chip: Chip) -> None:
     """Raise :class:`MappingError` if the workload's resident bytes (weights, KV cache,
-    gradients, optimizer state, saved activations) exceed the home memory level."""
+    gradients, optimizer state, saved activations, its own buffers) and the runtime's
+    workspace on this chip (:func:`~hwsim.workload.memory.workspace_allowance_bytes`)
+    exceed the home memory level."""
     home = chip.home_level
     capacity = chip.level_capacity_bytes(home)
-    need = {k: v for k, v in workload.resident_bytes.items() if v > 0}
+    resident = dict(workload.resident_bytes)
+    resident["workspace_bytes"] = resident.get("workspace_bytes", 0.0) + workspace_allowance_bytes(capacity)
+    need = {k: v for k, v in resident.items() if v > 0}
     total = sum(need.values())
     if total <= capacity:
         return
@@ -24,3 +31,19 @@ def check_fit(workload: Workload, chip: Chip) -> None:
         f"{chip.name} memory '{home}' holds {format_bytes(capacity)} "
         f"(over by {format_bytes(total - capacity)})"
     )
+
+
+def costing_warnings(workload: Workload, chip: Chip) -> tuple[str, ...]:
+    """What costing ``workload`` on ``chip`` simplifies without refusing it, one line
+    each: an N:M sparsity pattern the chip has no sparsity unit for runs dense (the
+    pruned GEMMs at dense speed, their weights read dense)."""
+    wanted = sorted({op.sparsity for p in workload.passes for s in p.segments for _, op in s.graph.ops()
+                     if isinstance(op, MatMul) and op.sparsity})
+    has = tuple(chip.sparsity.patterns) if chip.sparsity else ()
+    lines = []
+    for pattern in wanted:
+        if pattern not in has:
+            it_has = f"it has {', '.join(has)}" if has else "it has no sparsity unit"
+            lines.append(f"sparsity {pattern}: {chip.name} cannot run {pattern} sparse ({it_has}); "
+                         "the pruned weight GEMMs run dense")
+    return tuple(lines)

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from hwsim.arch.model import Chip, ComputeUnit
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
 from hwsim.errors import MappingError
-from hwsim.mapping.systolic import systolic_fold_cycles, systolic_gemm_cycles
+from hwsim.mapping.systolic import fold_dims, systolic_fold_cycles, systolic_gemm_cycles
 
 __all__ = [
-    "GemmMapping", "dtype_cycle_factor", "fit_tile", "gemm_candidates", "map_gemm", "operand_bytes",
-    "reuse_traffic", "systolic_fold_cycles", "systolic_gemm_cycles",
+    "COMPUTE_LIMITS", "GemmMapping", "compute_limit", "dtype_cycle_factor", "fit_tile", "gemm_candidates",
+    "map_gemm", "operand_bytes", "reuse_traffic", "systolic_fold_cycles", "systolic_gemm_cycles",
 ]
 
 #: Pipeline stages a tensor-core kernel keeps in its per-unit buffer (CUTLASS-style
@@ -122,6 +122,44 @@ def gemm_candidates(
             out.append(GemmMapping(tm, tn, split, n_tiles, waves, waves * max(mac_cycles, feed_cycles)))
             split *= 2
     return out
+
+
+#: What can hold a GEMM's compute time far above its FLOPs at the units' peak (the
+#: ``bound`` of a compute-limited op, docs/conventions.md): too few tiles or folds to give
+#: every unit work; tiles or folds mostly padding (the op is smaller than the unit's
+#: granule or array); a systolic array's fill and drain (few rows stream per fold); tiles
+#: too small for the unit's buffer to feed at full rate (tensor cores).
+COMPUTE_LIMITS = ("occupancy", "padding", "fill_drain", "operand_feed")
+#: Below this share of the units' peak, a compute-limited op is named by its largest loss.
+COMPUTE_EFFICIENCY_FLOOR = 0.5
+
+
+def compute_limit(chip: Chip, m: int, k: int, n: int, dtype: str, batch: int, mapping: GemmMapping) -> str:
+    """``"compute"`` when the mapping keeps the units at least half as busy as the GEMM's
+    MACs need at their peak; otherwise its largest loss, one of :data:`COMPUTE_LIMITS`.
+
+    The compute cycles of the busiest unit over the ideal (every PE of every unit doing
+    a useful MAC) factor into *occupancy* (units given work in each wave), *padding*
+    (useful share of the tiles or folds computed) and what remains: a systolic fold's
+    fill and drain, or the operand feed of a tensor core's small tiles.
+    """
+    unit = chip.compute_units
+    factor = dtype_cycle_factor(unit, dtype, chip.name)
+    ideal = batch * m * k * n / (unit.count * unit.rows * unit.cols) * factor
+    efficiency = ideal / mapping.compute_cycles if mapping.compute_cycles > 0 else 1.0
+    if efficiency >= COMPUTE_EFFICIENCY_FLOOR:
+        return "compute"
+    occupancy = mapping.n_tiles * mapping.split_k / (mapping.waves * unit.count)
+    if unit.kind == "systolic_array":
+        rows, cols, _ = fold_dims(m, k, n, unit.dataflow)
+        covered = math.ceil(rows / unit.rows) * unit.rows * math.ceil(cols / unit.cols) * unit.cols
+        padding = rows * cols / covered
+        rest = "fill_drain"
+    else:
+        padding = batch * m * n / (mapping.n_tiles * mapping.tile_m * mapping.tile_n)
+        rest = "operand_feed"
+    losses = {"occupancy": occupancy, "padding": padding, rest: efficiency / (occupancy * padding)}
+    return min(losses, key=lambda name: losses[name])
 
 
 def map_gemm(chip: Chip, m: int, k: int, n: int, dtype: str, batch: int = 1) -> GemmMapping:

@@ -3,8 +3,9 @@
 Each group reads one CSV under ``data/published``. Every row carries the key of its
 source in the project's reference table (``source``), where that key resolves
 (``reference``) and the assumptions needed to turn it into an hwsim workload (``note``).
-These rows are *recorded, not fitted*: no preset number was tuned to them and none has a
-threshold in :data:`hwsim.validation.run.THRESHOLDS`.
+These rows are *recorded, not fitted*: no preset number was tuned to them (role ``check``)
+and none has a threshold in :data:`hwsim.validation.run.THRESHOLDS`, so their groups
+read "recorded", not "passes".
 
 Only single-chip comparisons are made. Published figures that need several chips wait
 for the multi-chip issue:
@@ -34,7 +35,7 @@ from collections.abc import Callable, Iterator
 
 import hwsim
 from hwsim.arch.model import Chip
-from hwsim.validation.cases import DATA, Case, _ms, _rows
+from hwsim.validation.cases import DATA, Case, _ms, _role, _rows
 from hwsim.workload.graph import Workload
 from hwsim.workload.lower import lower
 from hwsim.workload.spec import ModelSpec, spec_from_dict
@@ -69,7 +70,7 @@ def a100_gemm_cases() -> Iterator[Case]:
     for r in _rows(FOLDER / "a100_gemm_fp16.csv"):
         m, k, n = int(r["M"]), int(r["K"]), int(r["N"])
         yield Case("a100 gemm fp16 (published)", f"{m}x{k}x{n}", "a100-sxm", float(r["ms"]), "ms",
-                   _ms(hwsim.ops.gemm(m, k, n, "fp16")), r["source"])
+                   _ms(hwsim.ops.gemm(m, k, n, "fp16")), r["source"], _role(r))
 
 
 def _layer_op(row: dict[str, str]) -> Workload:
@@ -108,7 +109,7 @@ def a100_gpt3_layer_cases() -> Iterator[Case]:
         repeat = int(r["repeat"])
         shape = f"{repeat}x {r['dims']}" if repeat > 1 else r["dims"]
         yield Case(GPT3_GROUP, f"{r['phase']} {r['op']} {shape} (TP4 shard)", "a100-sxm",
-                   float(r["ms"]), "ms", _repeated_ms(_layer_op(r), repeat), _source(r))
+                   float(r["ms"]), "ms", _repeated_ms(_layer_op(r), repeat), _source(r), _role(r))
 
 
 def flash_flops(batch: int, heads: int, seq: int, head_dim: int, causal: bool) -> float:
@@ -126,7 +127,7 @@ def _flash_cases(csv_name: str, group: str) -> Iterator[Case]:
         ms = flash_flops(b, h, s, d, causal) / (float(r["tflops"]) * 1e12) * 1e3
         w = hwsim.ops.attention(b, h, h, s, s, d, is_causal=causal, dtype=r["dtype"])
         name = f"{r['kernel']} {r['dtype']} B{b} H{h} S{s} d{d}{' causal' if causal else ''}"
-        yield Case(group, name, "h100-sxm", ms, "ms", _ms(w), _source(r))
+        yield Case(group, name, "h100-sxm", ms, "ms", _ms(w), _source(r), _role(r))
 
 
 def h100_flash_attention_cases() -> Iterator[Case]:
@@ -165,7 +166,7 @@ def single_gpu_llm_cases() -> Iterator[Case]:
         w = llm_workload(r["model"], r["phase"], tokens, r["dtype"], batch)
         what = f"prompt {tokens}" if r["phase"] == "prefill" else f"context {tokens}"
         name = f"{r['model']} {r['phase']} B{batch} {what} {r['dtype']} {r['arch']}"
-        yield Case(LLM_GROUP, name, r["arch"], float(r["ms"]), "ms", _ms(w), _source(r))
+        yield Case(LLM_GROUP, name, r["arch"], float(r["ms"]), "ms", _ms(w), _source(r), _role(r))
 
 
 def published_cases() -> Iterator[Case]:

@@ -39,10 +39,18 @@ comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
 - **optimizer state** (train, mixed-precision AdamW): fp32 master weights and two fp32
   moments, 12 bytes per parameter of the shard (the ZeRO paper's K = 12); ZeRO-1+
   divide by dp.
-- **workspace**: a fixed allowance, default 1 GiB: cuBLAS workspaces (32 MiB per handle
-  on Hopper), NCCL channel buffers (several MiB per channel and peer, for each
-  communicator of tp, pp and dp) and allocator fragmentation; serving stacks leave as
-  much (vLLM's default ``gpu_memory_utilization=0.9`` keeps 8 GiB of an 80 GiB part).
+- **workspace**, sized from the chip and the workload: the runtime's allowance on the
+  chip, :func:`workspace_allowance_bytes` = ``min(1 GiB, capacity / 64)`` of the chip's
+  home memory, plus the workload's own buffers below (ZeRO-3's gathered layer, offload's
+  double buffers). The 1 GiB is what a GPU stack sets aside on an 80 GB part: cuBLAS
+  workspaces (32 MiB per handle on Hopper), NCCL channel buffers (several MiB per
+  channel and peer, for each communicator of tp, pp and dp) and allocator fragmentation
+  (serving stacks leave more: vLLM's default ``gpu_memory_utilization=0.9`` keeps 8 GiB).
+  A chip with less memory runs a leaner runtime (XLA and Groq's compiler plan memory
+  statically) and keeps the same share, 1/64 (1.6 %): 0.5 GiB of a 32 GiB TPU v4,
+  3.6 MB of a Groq LPU's 230 MB of SRAM. This module knows no chip: the caller that
+  does (the planner, :func:`hwsim.mapping.fit.check_fit`) passes the allowance in;
+  :func:`memory_per_chip` alone counts only the workload's buffers.
 - **offload** moves weights (and, training, their gradients), optimizer state or KV
   cache to ``offloaded_bytes`` (host or external memory); streamed weights, gradients
   and KV cache keep a double buffer of two layers each in the workspace.
@@ -55,13 +63,17 @@ from dataclasses import asdict, dataclass
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
+from hwsim.units import format_bytes
 from hwsim.workload import layers as layers_mod
 from hwsim.workload.layers import LayerSpec
 from hwsim.workload.plan import PHASES, Plan
 from hwsim.workload.spec import ModelSpec
 
 GIB = 2**30
-DEFAULT_WORKSPACE_BYTES = 1.0 * GIB
+#: The runtime allowance a GPU stack keeps on a large part, and the share of a smaller
+#: chip's home memory kept instead (module docstring).
+WORKSPACE_CAP_BYTES = 1.0 * GIB
+WORKSPACE_FRACTION = 1.0 / 64
 ADAMW_BYTES_PER_PARAM = 12.0  # fp32 master weights + two fp32 moments
 
 _ITEMS = {"weights_bytes": "weights", "kv_cache_bytes": "KV cache", "activations_bytes": "activations",
@@ -89,6 +101,13 @@ class ChipMemory:
     def as_dict(self) -> dict[str, float]:
         """Every field and ``total_bytes``, in bytes."""
         return asdict(self) | {"total_bytes": self.total_bytes}
+
+
+def workspace_allowance_bytes(capacity_bytes: float) -> float:
+    """The runtime's workspace on a chip whose home memory holds ``capacity_bytes``:
+    ``min(1 GiB, capacity / 64)`` (library buffers, communicator buffers, fragmentation;
+    see the module docstring), in bytes."""
+    return min(WORKSPACE_CAP_BYTES, WORKSPACE_FRACTION * capacity_bytes)
 
 
 def _split(n: int, parts: int) -> int:
@@ -270,7 +289,7 @@ def memory_per_chip(
     seq_len: int = 2048,
     dtype: str = "bf16",
     attention_impl: str = "flash",
-    workspace_bytes: float = DEFAULT_WORKSPACE_BYTES,
+    workspace_bytes: float = 0.0,
 ) -> ChipMemory:
     """Bytes the busiest chip holds when ``plan`` runs ``phase`` (rules: module docstring).
 
@@ -288,7 +307,8 @@ def memory_per_chip(
     attention_impl : {"flash", "naive"}
         Naive attention keeps the score matrix.
     workspace_bytes : float
-        The fixed allowance for library buffers (B); see the module docstring.
+        The runtime's allowance on the chip (B), :func:`workspace_allowance_bytes` of its
+        home memory; 0 (a workload knows no chip) counts only the workload's own buffers.
     """
     source = f"memory {spec.name or '<model>'}"
     if phase not in PHASES:
@@ -312,7 +332,8 @@ def memory_per_chip(
 
 
 def _gib(n_bytes: float) -> str:
-    return f"{n_bytes / GIB:.1f} GiB"
+    """Bytes with a binary prefix (``1.0 GiB``, ``219.3 MiB``): memory sizes are binary."""
+    return format_bytes(n_bytes)
 
 
 def _listing(parts: list[str]) -> str:
@@ -323,7 +344,7 @@ def fit_problems(mem: ChipMemory, capacity_bytes: float, level: str, plan: Plan)
     """Why ``mem`` does not fit a memory level of ``capacity_bytes`` (empty if it fits).
 
     The message names the plan, the largest item, the level and what the other items
-    take from it, in GiB, and the overflow, e.g. ``tp2: 64.2 GiB of weights per chip
+    take from it (binary units: GiB, MiB), and the overflow, e.g. ``tp2: 64.2 GiB of weights per chip
     exceeds hbm 80.0 GiB minus 20.0 GiB of KV cache and 1.0 GiB of workspace; short by
     5.3 GiB``.
     """

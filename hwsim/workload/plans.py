@@ -20,7 +20,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hwsim.errors import ConfigError
-from hwsim.workload.memory import ChipMemory, fit_problems, host_fit_problems, memory_per_chip
+from hwsim.workload.memory import (
+    ChipMemory,
+    fit_problems,
+    host_fit_problems,
+    memory_per_chip,
+    workspace_allowance_bytes,
+)
 from hwsim.workload.plan import PHASES, OffloadTarget, Plan
 from hwsim.workload.spec import ModelSpec
 
@@ -182,6 +188,7 @@ def memory_rejections(
     ``host_capacity_bytes``, if given, the host memory each chip may offload to.
     """
     _check_shape(shape)
+    shape.setdefault("workspace_bytes", workspace_allowance_bytes(capacity_bytes))
     out: list[PlanChoice] = []
     for plan, reason in plans:
         if reason is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -144,3 +145,36 @@ def test_exponent_without_dot_reads_as_float(tmp_path: Path) -> None:
     chip = load_arch(path)
     assert chip.compute_units.clock_hz == 1e9
     assert chip.peak_flops_per_s("bf16") == 32e9
+
+
+_NUMBER_LINE = re.compile(r"^(\s*)([\w\"':.-]+):\s*([-+]?[0-9][0-9_.eE+-]*|\{.*\d.*\})\s*(#.*)?$")
+
+
+def _unsourced_numbers(text: str) -> list[str]:
+    """Lines with a number and no source: no comment on the line, no comment-only block
+    above it in its mapping, and no comment on its parent key's line."""
+    lines = text.splitlines()
+    bad = []
+    for i, line in enumerate(lines):
+        m = _NUMBER_LINE.match(line)
+        if not m or m.group(2) == "version" or m.group(4):
+            continue
+        indent, covered = len(m.group(1)), False
+        for prev in reversed(lines[:i]):
+            depth = len(prev) - len(prev.lstrip())
+            if prev.lstrip().startswith("#"):
+                covered = True
+                break
+            if prev.strip() and depth < indent:
+                covered = "#" in prev
+                break
+        if not covered:
+            bad.append(f"{i + 1}: {line.strip()}")
+    return bad
+
+
+@pytest.mark.parametrize("path", sorted(data_dir("arch_configs").rglob("*.yaml")), ids=lambda p: p.name)
+def test_every_preset_number_has_its_source(path: Path) -> None:
+    """README's claim: every number in arch_configs/ has its source or derivation (or
+    'assumption') in a comment beside it, above it, or on its parent key."""
+    assert not _unsourced_numbers(path.read_text(encoding="utf-8")), path

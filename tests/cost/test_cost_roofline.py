@@ -113,7 +113,7 @@ def test_latency_is_overhead_plus_slowest_resource(name: str) -> None:
 
 def test_elementwise_at_bandwidth_roof() -> None:
     """A large residual add on h100 is HBM-bound: latency = overhead + 3 x 8192^2 x 2 B /
-    (bw x achievable) + the saturated ramp (268 MB >> ramp_bytes)."""
+    (bw x achievable) + the ramp, ramp_s x (1 - exp(-bytes / ramp_bytes)) (nearly saturated)."""
     chip = hwsim.load_arch("h100-sxm")
     op = Elementwise("residual_add", 8192, 8192)
     cost = cost_op(op, chip)
@@ -123,7 +123,9 @@ def test_elementwise_at_bandwidth_roof() -> None:
     assert cost.bound == "hbm"
     assert cost.overhead_s == chip.kernel_overhead_s
     expected = chip.kernel_overhead_s + n_bytes / (hbm.bandwidth_bytes_per_s * hbm.achievable_fraction)
-    assert cost.latency_s == pytest.approx(expected + hbm.ramp_s, rel=1e-9)
+    ramp = hbm.ramp_s * -math.expm1(-n_bytes / hbm.ramp_bytes)
+    assert ramp > 0.99 * hbm.ramp_s
+    assert cost.latency_s == pytest.approx(expected + ramp, rel=1e-9)
 
 
 @pytest.mark.parametrize("kind", sorted(ELEMENTWISE_KINDS))

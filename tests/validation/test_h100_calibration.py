@@ -3,6 +3,7 @@ predicted within 25 % (issue #2's first check), using the cases `hwsim validate`
 
 from __future__ import annotations
 
+import csv
 import functools
 from pathlib import Path
 
@@ -44,13 +45,33 @@ def test_calibration_tables_present() -> None:
     assert groups.count("h100 gemm bf16") == 48
 
 
+#: Columns hwsim adds to the copies: which parameter was fitted on a row (README.md).
+ROLE_COLUMNS = ("role", "fitted", "time_role", "time_fitted")
+
+
+def _measured(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k not in ROLE_COLUMNS} for row in csv.DictReader(f)]
+
+
 @pytest.mark.parametrize("name", CSV_FILES)
 def test_copies_match_shared(name: str) -> None:
-    """The packaged copies equal shared/calibration/h100 (when it is present)."""
+    """The packaged copies equal shared/calibration/h100 (when it is present) in every
+    measured column, value for value as written."""
     source = SHARED / name
     if not source.is_file():
         pytest.skip(f"{source} not present")
-    assert (DATA / name).read_bytes() == source.read_bytes()
+    assert _measured(DATA / name) == _measured(source)
+
+
+@pytest.mark.parametrize("name", [n for n in CSV_FILES if n not in ("device.csv", "model_info.csv")])
+def test_every_row_has_a_role(name: str) -> None:
+    """Each measurement row says whether a parameter was fitted on it, and which."""
+    with open(DATA / name, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        assert row["role"] in ("fit", "check"), row
+        assert (row["role"] == "fit") == bool(row["fitted"]), row
 
 
 @pytest.mark.parametrize("case", [c.name for c in CASES])

@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 import hwsim
 from hwsim.errors import ConfigError
 from hwsim.workload.memory import (
-    DEFAULT_WORKSPACE_BYTES,
     GIB,
+    WORKSPACE_CAP_BYTES,
     ChipMemory,
     fit_problems,
     host_fit_problems,
     memory_per_chip,
+    workspace_allowance_bytes,
 )
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec
@@ -141,9 +142,9 @@ def test_gradients_and_optimizer_under_zero() -> None:
     z2 = memory_per_chip(s, "train", Plan(dp=8, zero_stage=2), **kw)
     assert z2.gradients_bytes == base.gradients_bytes / 8
     assert z2.weights_bytes == base.weights_bytes
-    z3 = memory_per_chip(s, "train", Plan(dp=8, zero_stage=3), **kw)
+    z3 = memory_per_chip(s, "train", Plan(dp=8, zero_stage=3), **kw, workspace_bytes=WORKSPACE_CAP_BYTES)
     assert z3.weights_bytes == base.weights_bytes / 8
-    assert z3.workspace_bytes == DEFAULT_WORKSPACE_BYTES + s.layer_param_count() * 2
+    assert z3.workspace_bytes == WORKSPACE_CAP_BYTES + s.layer_param_count() * 2
 
 
 def test_experts_split_over_ep() -> None:
@@ -181,11 +182,34 @@ def test_overflow_message_names_plan_item_level_and_amount() -> None:
     """LLaMA-2-70B at tp=2 on 80 GiB of HBM: the weights overflow, by 5.3 GiB."""
     s = spec("llama2-70b")
     plan = Plan(tp=2)
-    mem = memory_per_chip(s, "decode", plan, batch=64, context_len=2048)
+    mem = memory_per_chip(s, "decode", plan, batch=64, context_len=2048,
+                          workspace_bytes=workspace_allowance_bytes(80 * GIB))
     problems = fit_problems(mem, 80 * GIB, "hbm", plan)
     assert problems == ["tp2: 64.2 GiB of weights per chip exceeds hbm 80.0 GiB minus 20.0 GiB of "
                         "KV cache and 1.0 GiB of workspace; short by 5.3 GiB"]
     assert fit_problems(memory_per_chip(s, "decode", Plan(tp=8), batch=64), 80 * GIB, "hbm", Plan(tp=8)) == []
+
+
+def test_workspace_is_sized_from_the_chip() -> None:
+    """The runtime allowance is 1 GiB on a large part and 1/64 of a small chip's memory
+    (a Groq LPU's 230 MB keeps 3.6 MB, not 1 GiB); memory_per_chip adds it as given."""
+    assert workspace_allowance_bytes(80 * GIB) == WORKSPACE_CAP_BYTES
+    assert workspace_allowance_bytes(32 * GIB) == pytest.approx(0.5 * GIB)
+    assert workspace_allowance_bytes(230e6) == pytest.approx(230e6 / 64)
+    s = spec("llama2-7b")
+    bare = memory_per_chip(s, "decode", Plan(tp=8), batch=1)
+    assert bare.workspace_bytes == 0  # a workload alone knows no chip
+    given = memory_per_chip(s, "decode", Plan(tp=8), batch=1, workspace_bytes=3.6e6)
+    assert given.total_bytes - bare.total_bytes == pytest.approx(3.6e6)
+
+
+def test_groq_rack_runs_a_model_that_fits_its_sram() -> None:
+    """64 LPUs hold LLaMA-2-7B in int8 (~105 MB per chip with tp8 pp8): a plan runs, which
+    a fixed 1 GiB workspace per chip (over four times its SRAM) made impossible."""
+    w = hwsim.load_workload("llama2-7b", phase="decode", batch=1, dtype="int8")
+    search = hwsim.rank_plans(w, "groq-rack")
+    assert search.ranked, search.reasons(3)
+    assert all(p.memory is not None and p.memory.workspace_bytes < 4e6 for p in search.ranked)
 
 
 def test_host_overflow_message() -> None:

@@ -27,7 +27,7 @@ from hwsim.engine.serve.loop import IterationLog, KVTransfer, ReplicaServer, Rou
 from hwsim.engine.serve.scheduler import Scheduler, SchedulerConfig
 from hwsim.engine.serve.table import RequestTable
 from hwsim.workload.layers import kv_bytes_per_token, stage_bounds
-from hwsim.workload.memory import memory_per_chip
+from hwsim.workload.memory import memory_per_chip, workspace_allowance_bytes
 
 Role = Literal["both", "prefill", "decode"]
 
@@ -83,7 +83,8 @@ def kv_capacity(model: ReplicaModel, memory_fraction: float, block_tokens: int,
     chip = model.chip
     memory = chip.level_capacity_bytes(chip.home_level)
     usage = memory_per_chip(model.spec, "prefill", model.plan, batch=1, prompt_len=max_batched_tokens,
-                            dtype=model.dtype, attention_impl=model.attention_impl)
+                            dtype=model.dtype, attention_impl=model.attention_impl,
+                            workspace_bytes=workspace_allowance_bytes(memory))
     usable = memory * memory_fraction
     left = usable - usage.weights_bytes - usage.activations_bytes - usage.workspace_bytes
     layout = kv_layout(model, block_tokens)
