@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -11,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from hwsim.engine.schedule import OpRecord, Schedule
+from hwsim.errors import SimulationError
 from hwsim.workload.ops import op_label
 
 
@@ -36,6 +38,11 @@ class Result:
         Tokens processed (prefill, train) or generated (decode, request).
     ttft_s, tpot_s : float or None
         Time to first token and mean time per output token (requests only).
+
+    Raises
+    ------
+    SimulationError
+        If a total is infinite, NaN or negative (the message names the field and value).
     """
 
     arch: str
@@ -53,6 +60,20 @@ class Result:
     tpot_s: float | None = None
     schedule: Schedule | None = field(default=None, repr=False, compare=False)
     level_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # A handful of comparisons (NaN fails them too), so results stay cheap to build.
+        named: list[tuple[str, Any]] = [
+            ("latency_s", self.latency_s), ("energy_j", self.energy_j), ("flops", self.flops),
+            ("tokens", self.tokens), ("peak_flops_per_s", self.peak_flops_per_s),
+            ("ttft_s", self.ttft_s), ("tpot_s", self.tpot_s),
+            *(("energy_breakdown_j." + k, v) for k, v in self.energy_breakdown_j.items()),
+            *(("bytes_by_level." + k, v) for k, v in self.bytes_by_level.items()),
+        ]
+        if not all(v is None or 0.0 <= v < math.inf for _, v in named):
+            bad = ", ".join(f"{k}={v!r}" for k, v in named if v is not None and not 0.0 <= v < math.inf)
+            raise SimulationError(f"{self.arch}: {self.workload} ({self.phase}): result is not finite and "
+                                  f"non-negative: {bad}")
 
     @property
     def achieved_flops_per_s(self) -> float:
@@ -151,6 +172,11 @@ def _row(rec: OpRecord, levels: tuple[str, ...], shift: float, layer: int, seg_n
     row["bound"] = rec.bound
     row["energy_j"] = cost.compute_energy_j + sum(cost.level_energy_j)
     row["detail"] = cost.detail
+    numbers = [(k, v) for k, v in row.items() if isinstance(v, float | int)]
+    if not all(0.0 <= v < math.inf for _, v in numbers) or row["end_s"] < row["start_s"]:
+        bad = ", ".join(f"{k}={v!r}" for k, v in numbers)
+        raise SimulationError(f"op {rec.name} ({row['kind']}, {pass_name}/{seg_name}): frame values are not "
+                              f"finite and non-negative: {bad}")
     return row
 
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from hwsim.arch.model import Chip, MemoryLevel
+from hwsim.errors import SimulationError
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,21 @@ def make_cost(
     detail: str = "",
     footprint_bytes: float = 0.0,
 ) -> OpCost:
-    """Assemble an :class:`OpCost`, deriving level times and energies from traffic."""
+    """Assemble an :class:`OpCost`, deriving level times and energies from traffic.
+
+    Raises
+    ------
+    SimulationError
+        If any time, byte count, FLOP count or energy is infinite, NaN or negative.
+    """
     level_s = tuple(level_time_s(chip, t.level, t.bytes) for t in traffic)
+    level_j = traffic_energy_j(chip, traffic)
+    scalars = (flops, compute_cycles, compute_s, n_kernels, compute_energy_j, prefetchable_bytes,
+               footprint_bytes)
+    # A handful of comparisons (NaN fails them too): cheap enough for the mapper's inner loop.
+    moved = [b for t in traffic for b in (t.read_bytes, t.write_bytes)]
+    if not all(0.0 <= v < math.inf for v in (*scalars, *level_s, *level_j, *moved)):
+        raise SimulationError(_impossible_cost(scalars, traffic, level_s, level_j, detail))
     return OpCost(
         flops=flops,
         compute_cycles=compute_cycles,
@@ -144,11 +158,40 @@ def make_cost(
         overhead_s=n_kernels * chip.kernel_overhead_s,
         prefetchable_bytes=prefetchable_bytes,
         compute_energy_j=compute_energy_j,
-        level_energy_j=traffic_energy_j(chip, traffic),
+        level_energy_j=level_j,
         detail=detail,
         n_kernels=int(n_kernels),
         footprint_bytes=footprint_bytes,
     )
+
+
+_SCALARS = ("flops", "compute_cycles", "compute_s", "n_kernels", "compute_energy_j", "prefetchable_bytes",
+            "footprint_bytes")
+
+
+def _impossible_cost(scalars: tuple[float, ...], traffic: tuple[LevelTraffic, ...],
+                     level_s: tuple[float, ...], level_j: tuple[float, ...], detail: str) -> str:
+    """Name every value of an op's cost that is not a finite, non-negative number."""
+    named = list(zip(_SCALARS, scalars, strict=True))
+    for t, sec, joule in zip(traffic, level_s, level_j, strict=True):
+        named += [(f"{t.level}.read_bytes", t.read_bytes), (f"{t.level}.write_bytes", t.write_bytes),
+                  (f"{t.level}_s", sec), (f"{t.level}_j", joule)]
+    bad = ", ".join(f"{k}={v!r}" for k, v in named if not 0.0 <= v < math.inf)
+    return f"cost is not finite and non-negative: {bad} (mapping: {detail or 'n/a'})"
+
+
+def check_link_energy(cost: OpCost) -> OpCost:
+    """``cost`` itself, once its link energy is known to be finite and non-negative.
+
+    Raises
+    ------
+    SimulationError
+        Otherwise.
+    """
+    if not 0.0 <= cost.link_energy_j < math.inf:
+        raise SimulationError(f"cost is not finite and non-negative: link_energy_j={cost.link_energy_j!r} "
+                              f"(mapping: {cost.detail or 'n/a'})")
+    return cost
 
 
 def streaming_traffic(chip: Chip, read_bytes: float, write_bytes: float) -> tuple[LevelTraffic, ...]:

@@ -131,6 +131,10 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
     except ValueError as exc:
         raise ConfigError([f"{source}: dtype: {exc}"]) from None
     _check_positive(source, batch=batch)
+    if plan is not None and not isinstance(plan, Plan):
+        raise ConfigError([f"{source}: plan: expected a Plan (hwsim.Plan(tp=...)), got {plan!r}"])
+    if not isinstance(lm_head, bool):
+        raise ConfigError([f"{source}: lm_head: expected true or false, got {lm_head!r}"])
     problem = sparsity_problem(sparsity)
     if problem:
         raise ConfigError([f"{source}: sparsity: {problem}"])
