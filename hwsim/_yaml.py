@@ -168,11 +168,26 @@ def read_yaml(path: Path) -> Any:
         raise ConfigError([f"{path}: <root>: malformed YAML: nested too deeply"]) from None
 
 
+#: Names pydantic gives the members of a union in an error's location (``values[1].int``).
+_UNION_TAG = re.compile(r"^(bool|int|float|str|none|(function-\w+|list|dict|tuple|literal)\[.*\])$")
+
+
 def validation_problems(source: str, exc: Any) -> list[str]:
-    """Turn a pydantic ``ValidationError`` into ``source: dotted.path: message`` lines."""
-    lines = []
+    """Turn a pydantic ``ValidationError`` into ``source: dotted.path: message`` lines.
+
+    A value that matches no member of a union (pydantic reports one error per member,
+    each at ``path.<member>``) becomes one line at ``path`` listing what was expected.
+    """
+    grouped: dict[tuple[Any, ...], list[tuple[str, Any]]] = {}
     for err in exc.errors():
         loc = tuple(p for p in err.get("loc", ()) if p not in ("function-after",))
         msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
-        lines.append(f"{source}: {join_path(loc)}: {msg}")
+        if loc and isinstance(loc[-1], str) and _UNION_TAG.match(loc[-1]):
+            loc = loc[:-1]
+        grouped.setdefault(loc, []).append((msg, err.get("input")))
+    lines = []
+    for loc, errs in grouped.items():
+        msgs = list(dict.fromkeys(m for m, _ in errs))
+        text = msgs[0] if len(msgs) == 1 else f"{'; or '.join(msgs)} (got {errs[0][1]!r})"
+        lines.append(f"{source}: {join_path(loc)}: {text}")
     return lines

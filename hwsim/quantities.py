@@ -145,5 +145,12 @@ ArrayDim = Annotated[int, int_in(1, 10**6)]
 #: A small count (kernels per op, links per neighbour, units per cluster, chips along a
 #: fabric dimension, a parallel group, micro-batches): 1 to 1e6.
 SmallCount = Annotated[int, int_in(1, 10**6)]
+#: A positive count with no physical scale (a batch, a length in tokens, trials, points):
+#: 1 to 1e12.
+Count = Annotated[int, int_in(1, 10**12)]
+#: A seed or other non-negative integer: 0 to 2**63 - 1.
+Seed = Annotated[int, int_in(0, 2**63 - 1)]
+#: Any finite real (a sweep range's end, checked against its field later).
+Real = Annotated[float, real_in(-math.inf, math.inf)]
 #: A flag: ``true`` or ``false`` only.
 Flag = Annotated[bool, BeforeValidator(strict_bool)]

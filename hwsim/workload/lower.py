@@ -147,7 +147,7 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
         shape = {"prompt_len": prompt_len, "context_len": context_len, "seq_len": seq_len}
         problems = plan_problems(spec, phase, plan, batch=batch, **shape)
         if problems:
-            raise ConfigError([f"{source}: plan ({plan.label()}): {p}" for p in problems])
+            raise ConfigError([f"{source}: plan: {p} (plan {plan.label()})" for p in problems])
     opts = {"dtype": dtype, "attention_impl": attention_impl, "sparsity": sparsity, "plan": plan}
     weights = spec.param_count() * dtype_bytes(dtype)
     params: dict[str, Any] = {"batch": batch, "dtype": dtype, "n_layers": spec.num_hidden_layers,

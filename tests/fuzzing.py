@@ -1,0 +1,585 @@
+"""Deterministic fuzzing of everything a user hands hwsim: files, specs, API arguments, CLI.
+
+A *family* turns a seeded :class:`random.Random` into :class:`Case` objects: a label, the
+source its errors must name, and a thunk that loads the mutated input (raising, or
+returning what was built). :func:`judge` runs a case and sorts it into one outcome:
+
+``ok``
+    built, and simulated to finite, non-negative totals and per-op values;
+``refused``
+    a :class:`~hwsim.errors.HwsimError` at load whose every line reads
+    ``source: dotted.path: problem`` (or ``source: line N: problem``);
+``refused_later``
+    built, then refused by a check that needs the hardware (does not fit, no such
+    dtype, a plan the system cannot hold): any HwsimError but a SimulationError;
+``traceback``
+    any other exception (a bug);
+``unnamed``
+    an HwsimError at load whose message does not name the source and a path;
+``impossible``
+    built, then simulated to a value no run can have (non-finite, negative), or stopped
+    by a SimulationError: an impossible value got past loading.
+
+The last three are failures. Adding an input family is one entry in :data:`FAMILIES`
+(e.g. HF ``config.json`` files: ``"model_files": file_family("workloads/*.yaml",
+load_model_spec, judge_model)``).
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+import random
+import re
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from click.testing import CliRunner
+
+import hwsim
+from hwsim._yaml import _FLOAT_RE, parse_yaml
+from hwsim.arch import Chip, load_arch
+from hwsim.arch.system import System, load_system
+from hwsim.errors import HwsimError, SimulationError
+from hwsim.workload.lower import lower
+from hwsim.workload.spec import load_model_spec, spec_from_dict
+
+ROOT = Path(__file__).resolve().parents[1]
+FAILURES = ("traceback", "unnamed", "impossible")
+INF = math.inf
+
+_TMP = Path(tempfile.mkdtemp(prefix="hwsim-fuzz-"))
+
+
+def _write(name: str, raw: bytes) -> Path:
+    path = _TMP / name
+    path.write_bytes(raw)
+    return path
+
+
+class _Dumper(yaml.SafeDumper):
+    """Quotes a string that hwsim's loader would read as a number (``1e9``), so a string
+    put in by a mutation is still a string when read back."""
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "'" if _FLOAT_RE.match(value) else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+
+
+def dump(data: Any) -> bytes:
+    """YAML text of ``data`` as hwsim reads it back."""
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True).encode()
+
+
+# Mutations ------------------------------------------------------------------------------
+
+#: Values swapped in for any node: wrong types, booleans, strings, special floats.
+ODD_VALUES: tuple[Any, ...] = (
+    True, False, "yes", "no", "1e9", "", "abc", None, [], {}, [1], {"a": 1}, [[1]],
+    -1, 0, 0.0, -0.0, INF, -INF, math.nan, 1e308, -1e308, 1e-300, 10**30, 2**64, 1.5, -2.5,
+)
+
+
+def _scaled(value: Any, rng: random.Random) -> Any:
+    """A number moved: often within reason (x0.1 to x1000, where it should still load
+    and must then simulate physically), sometimes to an extreme (negated, zeroed, x1e300)."""
+    factor = rng.choice([0.1, 0.5, 2, 3, 10, 1e3, 1e-3, 1e6, 1e-6, -1, 0, 1e300, 1e-300])
+    scaled = value * factor
+    return int(scaled) if isinstance(value, int) and abs(scaled) < 2**63 else scaled
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every path into ``node`` (mapping keys and list indices), containers included."""
+    out = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            out += _paths(v, (*prefix, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            out += _paths(v, (*prefix, i))
+    return out
+
+
+def _get(node: Any, path: tuple[Any, ...]) -> Any:
+    for p in path:
+        node = node[p]
+    return node
+
+
+def _typo(key: str, rng: random.Random) -> str:
+    i = rng.randrange(len(key) + 1)
+    return key[:i] + rng.choice("xz_") + key[i:]
+
+
+def must_refuse(old: Any, new: Any) -> bool:
+    """Whether no schema may accept ``new`` where ``old`` was: a boolean, a string, a
+    container, a non-finite, negative or overflowing number where a number was; anything
+    but a boolean where a flag was. (``None`` and 0 can be legal: no power cap, no energy.)"""
+    if type(old) is bool:
+        return type(new) is not bool
+    if type(old) not in (int, float):
+        return False
+    if new is None:
+        return False
+    if type(new) not in (int, float):
+        return True
+    return not math.isfinite(new) or new < 0 or abs(new) >= 1e300
+
+
+def mutate_data(data: Any, rng: random.Random) -> tuple[Any, str, bool]:
+    """A mutated deep copy of ``data``, a description of the mutation, and whether the
+    result must be refused (see :func:`must_refuse`; a value wrapped in a list also)."""
+    data = copy.deepcopy(data)
+    paths = _paths(data)
+    if not paths:
+        return rng.choice(ODD_VALUES), "root replaced", False
+    numeric = [p for p in paths if type(_get(data, p)) in (int, float)]
+    path = rng.choice(numeric if numeric and rng.random() < 0.6 else paths)
+    parent, key = _get(data, path[:-1]), path[-1]
+    value = parent[key]
+    kind = rng.choices(["odd", "scale", "delete", "rename", "extra", "wrap", "unwrap"],
+                       weights=[30, 35, 10, 7, 5, 5, 3])[0]
+    refuse = False
+    if kind == "scale" and type(value) in (int, float):
+        parent[key] = _scaled(value, rng)
+        refuse = must_refuse(value, parent[key])
+    elif kind == "delete":
+        del parent[key]
+    elif kind == "rename" and isinstance(key, str):  # a renamed memory level can be legal
+        parent[_typo(key, rng)] = parent.pop(key)
+    elif kind == "extra" and isinstance(parent, dict):
+        parent[_typo(str(key), rng) + "_extra"] = value
+    elif kind == "wrap":
+        parent[key] = [value]
+        refuse = True
+    elif kind == "unwrap" and isinstance(value, dict) and value:  # a range's ends as values is legal
+        parent[key] = list(value.values())
+    else:
+        kind = "odd"
+        parent[key] = rng.choice(ODD_VALUES)
+        refuse = must_refuse(value, parent[key])
+    where = ".".join(map(str, path))
+    return data, f"{kind} at {where} = {parent.get(key) if isinstance(parent, dict) else '...'!r}", refuse
+
+
+def mutate_text(text: str, rng: random.Random) -> tuple[bytes, str, bool]:
+    """Byte-level damage: a duplicated key line, non-UTF-8 bytes, 3,000-deep nesting (all
+    three must be refused), truncation or a stray character (either may leave valid YAML)."""
+    lines = text.splitlines(keepends=True)
+    keyed = [i for i, line in enumerate(lines) if re.match(r"^\s*[\w\"'.:-]+:\s", line)]
+    kind = rng.choice(["duplicate", "bytes", "nesting", "truncate", "char"])
+    if kind == "duplicate" and keyed:
+        i = rng.choice(keyed)
+        lines.insert(i + 1, lines[i])
+        return "".join(lines).encode(), f"duplicate line {i + 1}", True
+    raw = text.encode()
+    if kind == "bytes":
+        i = rng.randrange(len(raw) + 1)
+        bad = rng.choice([b"\xff", b"\xc3\x28", b"\xfe\xff", b"\x80"])
+        return raw[:i] + bad + raw[i:], f"byte at {i}", True
+    if kind == "nesting" and keyed:
+        i = rng.choice(keyed)
+        head = lines[i].split(":", 1)[0]
+        lines[i] = f"{head}: {'[' * 3000}{']' * 3000}\n"
+        return "".join(lines).encode(), f"nesting at line {i + 1}", True
+    if kind == "truncate":
+        i = rng.randrange(len(raw))
+        return raw[:i], f"truncated at {i}", False
+    i = rng.randrange(len(raw))
+    char = rng.choice([b"{", b"[", b":", b"\t", b"&", b"*", b"!"])
+    return raw[:i] + char + raw[i:], f"char at {i}", False
+
+
+# Cases and outcomes ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Case:
+    """One fuzzed input: ``build()`` loads it; ``check(built)`` simulates what loaded."""
+
+    label: str
+    sources: tuple[str, ...]
+    build: Callable[[], Any]
+    check: Callable[[Any], None]
+    must_refuse: bool = False
+    """The mutation made the input impossible: building it must fail."""
+    family: str = ""
+    """Set by :func:`run_fuzz` to the family's name in its table."""
+
+
+class Impossible(AssertionError):
+    """A built input simulated to a value no run can have."""
+
+
+@dataclass
+class Report:
+    """Outcomes of a fuzz run, counted and with the failing cases kept."""
+
+    counts: Counter = field(default_factory=Counter)
+    by_family: dict[str, Counter] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def add(self, case: Case, outcome: str, detail: str) -> None:
+        self.counts[outcome] += 1
+        self.by_family.setdefault(case.family, Counter())[outcome] += 1
+        if outcome in FAILURES:
+            self.failures.append(f"[{outcome}] {case.family}: {case.label}: {detail}")
+
+    @property
+    def n_cases(self) -> int:
+        return sum(self.counts.values())
+
+
+def _names_source_and_path(exc: HwsimError, sources: tuple[str, ...]) -> bool:
+    lines = getattr(exc, "problems", None) or str(exc).splitlines()
+    heads = "|".join(re.escape(s) for s in sources)
+    pattern = re.compile(rf"^(?:{heads}): (?:line \d+|<root>|[^\s:][^\s]*?)(?:: |$)")
+    return bool(lines) and all(pattern.match(str(line)) for line in lines)
+
+
+def judge(case: Case) -> tuple[str, str]:
+    """``(outcome, detail)`` of one case (see the module docstring)."""
+    try:
+        built = case.build()
+    except HwsimError as exc:
+        if _names_source_and_path(exc, case.sources):
+            return "refused", str(exc).splitlines()[0]
+        return "unnamed", str(exc)[:400]
+    except Exception as exc:  # noqa: BLE001 - the point: anything else is a bug
+        return "traceback", f"{type(exc).__name__}: {exc}"[:400]
+    if case.must_refuse:
+        return "impossible", "accepted, though the mutation made it impossible"
+    try:
+        case.check(built)
+    except SimulationError as exc:
+        return "impossible", str(exc)[:400]
+    except Impossible as exc:
+        return "impossible", str(exc)[:400]
+    except HwsimError as exc:
+        return "refused_later", str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    except Exception as exc:  # noqa: BLE001
+        return "traceback", f"after load: {type(exc).__name__}: {exc}"[:400]
+    return "ok", ""
+
+
+def run_fuzz(families: dict[str, Callable[[random.Random, int], Iterator[Case]]], n_per_family: int,
+             seed: int = 0) -> Report:
+    """Judge ``n_per_family`` cases of every family, each family from its own seeded stream."""
+    report = Report()
+    start = time.perf_counter()
+    for name, family in families.items():
+        rng = random.Random(f"{seed}:{name}")
+        for case in family(rng, n_per_family):
+            case = replace(case, family=name)
+            outcome, detail = judge(case)
+            report.add(case, outcome, detail)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+# Judging what loaded: small simulations whose every number must be physical --------------
+
+def assert_physical(result: hwsim.Result, what: str) -> None:
+    """Totals and per-op frame values finite and non-negative (raises :class:`Impossible`)."""
+    totals = {"latency_s": result.latency_s, "energy_j": result.energy_j, "flops": result.flops,
+              **result.energy_breakdown_j, **result.bytes_by_level}
+    bad = {k: v for k, v in totals.items() if not (math.isfinite(v) and v >= 0)}
+    if bad or result.latency_s <= 0:
+        raise Impossible(f"{what}: totals {bad or {'latency_s': result.latency_s}}")
+    numbers = result.to_frame().select_dtypes("number").to_numpy(dtype=float)
+    if numbers.size and not (np.isfinite(numbers).all() and (numbers >= 0).all()):
+        raise Impossible(f"{what}: per-op frame holds non-finite or negative values")
+
+
+TINY_MODEL = {"name": "tiny", "model_type": "llama", "hidden_size": 256, "intermediate_size": 512,
+              "num_attention_heads": 8, "num_key_value_heads": 4, "num_hidden_layers": 2,
+              "vocab_size": 1000, "hidden_act": "silu", "rms_norm_eps": 1e-5}
+
+
+@cache
+def _tiny_spec() -> Any:
+    return spec_from_dict(TINY_MODEL, "tiny")
+
+
+@cache
+def _tiny_model_file() -> Path:
+    return _write("tiny-model.yaml", yaml.safe_dump(TINY_MODEL).encode())
+
+
+def _dtype(chip: Chip) -> str:
+    return "bf16" if "bf16" in chip.supported_dtypes else chip.supported_dtypes[0]
+
+
+def check_chip(chip: Chip) -> None:
+    """Single ops everywhere (they fit any chip), then a tiny model's decode step."""
+    dtype = _dtype(chip)
+    for w in (hwsim.ops.gemm(256, 512, 384, dtype=dtype),
+              hwsim.ops.attention(2, 8, 4, 16, 256, 64, dtype=dtype),
+              hwsim.ops.elementwise("rmsnorm", (64, 256), dtype=dtype)):
+        assert_physical(hwsim.simulate(w, chip), f"{chip.name}: {w.name}")
+    w = lower(_tiny_spec(), "decode", batch=2, context_len=128, dtype=dtype)
+    assert_physical(hwsim.simulate(w, chip), f"{chip.name}: tiny decode")
+
+
+def check_system(system: System) -> None:
+    """The tiny model's decode split tensor-parallel over two chips (collectives, links),
+    or on the one chip a one-chip system has."""
+    dtype = _dtype(system.chip)
+    plan = hwsim.Plan(tp=2) if system.n_chips >= 2 else None
+    w = lower(_tiny_spec(), "decode", batch=2, context_len=128, dtype=dtype, plan=plan)
+    assert_physical(hwsim.simulate(w, system, plan=plan), f"{system.name}: tiny decode")
+
+
+def check_workload(w: hwsim.Workload, arch: str = "h100-sxm") -> None:
+    assert_physical(hwsim.simulate(w, arch), f"{arch}: {w.name}")
+
+
+# Families -------------------------------------------------------------------------------
+
+def file_family(pattern: str, load: Callable[[Path], Any], check: Callable[[Any], None],
+                text_share: float = 0.3) -> Callable[[random.Random, int], Iterator[Case]]:
+    """Mutations of every file matching ``pattern`` (relative to the checkout): data-level
+    ones (dumped back as YAML) and, for ``text_share`` of them, byte-level ones."""
+    files = sorted(ROOT.glob(pattern))
+
+    def family(rng: random.Random, n: int) -> Iterator[Case]:
+        for i in range(n):
+            src = files[i % len(files)]
+            text = src.read_text(encoding="utf-8")
+            if rng.random() < text_share:
+                raw, how, refuse = mutate_text(text, rng)
+            else:
+                data, how, refuse = mutate_data(parse_yaml(text), rng)
+                if rng.random() < 0.2:  # sometimes two changes at once
+                    data, second, also = mutate_data(data, rng)
+                    how, refuse = f"{how} + {second}", refuse or also
+                raw = dump(data)
+            path = _write(f"{src.stem}-{i}{src.suffix}", raw)
+            yield Case(f"{src.name}: {how}", (str(path),), lambda p=path: load(p), check, refuse)
+
+    return family
+
+
+def kwargs_family(call: Callable[..., Any], base: dict[str, Any], sources: tuple[str, ...],
+                  check: Callable[[Any], None], *, alternatives: dict[str, list[Any]] | None = None,
+                  no_scale: tuple[str, ...] = (), typos: bool = True
+                  ) -> Callable[[random.Random, int], Iterator[Case]]:
+    """Calls of ``call(**kwargs)`` with one or two keyword arguments changed or misspelt.
+
+    ``alternatives``: other legal values of an argument (so that changed calls also run);
+    ``no_scale``: arguments never scaled up (where size is run time, not a refusal);
+    ``typos=False`` for a function with a fixed signature, where a misspelt keyword is
+    Python's own ``TypeError`` naming it, as for any function.
+    """
+    legal = alternatives or {}
+
+    def family(rng: random.Random, n: int) -> Iterator[Case]:
+        for _ in range(n):
+            kwargs = dict(base)
+            hows, refusals = [], {}  # by keyword: a later change of one keyword replaces the earlier
+            for _ in range(rng.choice([1, 1, 2])):
+                key = rng.choice(list(base))
+                kind = rng.choices(["odd", "scale", "legal", "typo" if typos else "odd"],
+                                   weights=[40, 35, 15, 10])[0]
+                value = kwargs.get(key)
+                if kind == "legal" and key in legal:
+                    kwargs[key] = rng.choice(legal[key])
+                    refusals[key] = False
+                elif kind == "scale" and type(value) in (int, float) and key not in no_scale:
+                    kwargs[key] = _scaled(value, rng)
+                    refusals[key] = must_refuse(base[key], kwargs[key])
+                elif kind == "typo":  # an unknown keyword: refused by name
+                    typo = _typo(key, rng)
+                    kwargs[typo] = kwargs.pop(key, value)
+                    refusals[typo] = True
+                else:
+                    kind = "odd"
+                    kwargs[key] = rng.choice(ODD_VALUES)
+                    refusals[key] = must_refuse(base[key], kwargs[key])
+                hows.append(f"{kind} {key}")
+            refuse = any(refusals.get(k, False) for k in kwargs)
+            yield Case(f"{', '.join(hows)}: {kwargs}", sources, lambda k=kwargs: call(**k), check, refuse)
+
+    return family
+
+
+def _small_workload(**kwargs: Any) -> hwsim.Workload:
+    return hwsim.load_workload("llama2-7b", **kwargs)
+
+
+def _plan_workload(**kwargs: Any) -> tuple[hwsim.Plan, hwsim.Workload]:
+    plan = hwsim.Plan(**kwargs)
+    return plan, lower(_tiny_spec(), "train", batch=8, seq_len=64, plan=plan)
+
+
+def _check_planned(built: tuple[hwsim.Plan, hwsim.Workload]) -> None:
+    plan, w = built
+    assert_physical(hwsim.simulate(w, "dgx-h100", plan=plan), f"dgx-h100: {plan.label()}")
+
+
+def sweep_family(rng: random.Random, n: int) -> Iterator[Case]:
+    """Mutated sweep specs (the shipped one and the test suite's tiny one), loaded and
+    checked; two points of what loads are evaluated and their rows judged."""
+    from tests.sweep.conftest import BASE as tiny
+
+    shipped = [parse_yaml(p.read_text()) for p in sorted((ROOT / "workloads" / "sweeps").glob("*.yaml"))]
+    for i in range(n):
+        base = tiny if i % 3 else rng.choice(shipped)
+        if rng.random() < 0.2:
+            raw, how, refuse = mutate_text(dump(base).decode(), rng)
+        else:
+            data, how, refuse = mutate_data(base, rng)
+            raw = dump(data)
+        path = _write(f"sweep-{i}.yaml", raw)
+        yield Case(how, (str(path),), lambda p=path: hwsim.load_sweep_spec(p), check_sweep, refuse)
+
+
+def check_sweep(spec: Any) -> None:
+    """Two corner points of a loaded spec: a row either has an error said in words, or
+    finite, non-negative metrics (never a silent gap, never a Python exception as reason)."""
+    from hwsim.sweep.check import compile_spec
+    from hwsim.sweep.evaluate import evaluate_tasks
+    from hwsim.sweep.sample import grid_values, with_derived
+
+    compiled = compile_spec(spec)
+    axes = [grid_values(p) if p.values is not None or (p.num or 0) <= 1000 else p.bounds()
+            for p in spec.parameters.values()]
+    combos = list(itertools.islice(itertools.product(*(a[:2] for a in axes)), 2))
+    points = [with_derived(compiled, dict(zip(spec.parameters, c, strict=True))) for c in combos]
+    rows = evaluate_tasks(spec.model_dump(mode="json"), [(i, p, 0) for i, p in enumerate(points)])
+    for row in rows:
+        error = row["error"]
+        if error is not None and re.match(r"^\w+(Error|Exception): ", error):
+            raise Impossible(f"point {row['point_id']}: a Python exception as its error: {error}")
+        if error is None:
+            bad = {m: row[m] for m in ("latency_s", "energy_j", "area_mm2")
+                   if not (row[m] is not None and math.isfinite(row[m]) and row[m] >= 0)}
+            if bad:
+                raise Impossible(f"point {row['point_id']}: no error but metrics {bad}")
+
+
+def cli_family(rng: random.Random, n: int) -> Iterator[Case]:
+    """The command line over mutated chip files and odd option values: exit 0 or 2, an
+    ``error:`` line rather than a traceback."""
+    chips = sorted(ROOT.glob("arch_configs/*.yaml"))
+    odd_options = ["0", "-1", "1.5", "inf", "nan", "abc", "", "1e9", "99999999999999999999", "true"]
+    for i in range(n):
+        src = chips[i % len(chips)]
+        text = src.read_text()
+        if rng.random() < 0.3:
+            raw, how, _ = mutate_text(text, rng)
+        else:
+            data, how, _ = mutate_data(parse_yaml(text), rng)
+            raw = dump(data)
+        path = _write(f"cli-{i}.yaml", raw)
+        choice = rng.randrange(7)
+        if choice == 6:  # a sweep of a mutated tiny spec (12 points at most), into a fresh directory
+            from tests.sweep.conftest import BASE
+
+            spec, how, _ = mutate_data(BASE, rng)
+            spec_path = _write(f"cli-sweep-{i}.yaml", dump(spec))
+            args = ["sweep", str(spec_path), "-o", str(_TMP / f"cli-sweep-{i}"), "--executor", "serial",
+                    "--no-progress"]
+        elif choice in (0, 1):
+            args = ["simulate", "--arch", str(path), "--model", str(_tiny_model_file()),
+                    "--n-layers", "1", "--context-len", "128", "--json"]
+        elif choice in (2, 3):
+            dim = rng.choice(odd_options + ["64"])
+            args = ["op", "gemm", "--arch", str(path), "--m", dim, "--k", "128", "--n", "128"]
+        else:
+            opt = rng.choice(["--batch", "--context-len", "--n-layers", "--dtype", "--tp", "--sparsity"])
+            args = ["simulate", "--arch", "h100-sxm", "--model", "llama2-7b", "--n-layers", "1",
+                    opt, rng.choice(odd_options)]
+        yield Case(f"{how}: {' '.join(args)}", ("cli",), lambda a=args: run_cli(a), lambda _: None)
+
+
+class CliRefused(HwsimError):
+    """The command exited 2 with an error line (how the CLI refuses bad input)."""
+
+
+def run_cli(args: list[str]) -> None:
+    """Run the command; raise :class:`CliRefused` for exit 2 with an ``error:`` line (or
+    click's usage error), and RuntimeError for anything else but exit 0."""
+    from hwsim.cli import main
+
+    run = CliRunner().invoke(main, args)
+    crashed = run.exception is not None and not isinstance(run.exception, SystemExit)
+    if run.exit_code not in (0, 2) or crashed:
+        raise RuntimeError(f"exit {run.exit_code}: {run.exception!r}: {run.output[-300:]}")
+    if "Traceback" in run.output:
+        raise RuntimeError(f"a traceback was printed: {run.output[-300:]}")
+    if run.exit_code == 2:
+        said = [line for line in run.output.splitlines() if line.startswith(("error: ", "Error: "))]
+        if not said:
+            raise RuntimeError(f"exit 2 without an error line: {run.output[-300:]}")
+        raise CliRefused(f"cli: {args[0]}: {said[0]}")
+
+
+def check_model(spec: Any) -> None:
+    """One decode step of the model's first layer on a chip large enough to hold it."""
+    w = lower(spec, "decode", batch=1, context_len=128, n_layers=1)
+    assert_physical(hwsim.simulate(w, "h200-sxm"), f"h200-sxm: {spec.name}")
+
+
+#: Every input family: name -> generator of cases. One line adds a family.
+FAMILIES: dict[str, Callable[[random.Random, int], Iterator[Case]]] = {
+    "arch_files": file_family("arch_configs/*.yaml", load_arch, check_chip),
+    "system_files": file_family("arch_configs/systems/*.yaml", load_system, check_system),
+    "sweep_specs": sweep_family,
+    "plan_args": kwargs_family(
+        _plan_workload, {"tp": 2, "dp": 2, "microbatches": 2, "zero_stage": 1, "sequence_parallel": True,
+                         "recompute": False, "pipeline_schedule": "1f1b", "grad_bucket_bytes": 25e6},
+        ("plan", "workload tiny"), _check_planned,
+        alternatives={"zero_stage": [0, 2, 3], "sequence_parallel": [False], "recompute": [True],
+                      "pipeline_schedule": ["gpipe"], "tp": [1, 4], "dp": [1, 4]}),
+    "workload_args": kwargs_family(
+        _small_workload, {"phase": "decode", "batch": 2, "context_len": 256, "n_layers": 1, "dtype": "bf16",
+                          "attention_impl": "flash", "sparsity": None},
+        ("load_workload", "workload llama2-7b"), check_workload, no_scale=("new_tokens",),
+        alternatives={"phase": ["prefill", "train"], "dtype": ["fp8", "int8", "fp32", "fp16"],
+                      "attention_impl": ["naive"], "sparsity": ["2:4"]}),
+    "gemm_args": kwargs_family(
+        hwsim.ops.gemm, {"m": 64, "k": 128, "n": 256, "dtype": "bf16", "sparsity": None}, ("gemm",),
+        check_workload, typos=False, alternatives={"dtype": ["fp8", "int8"], "sparsity": ["2:4"]}),
+    "attention_args": kwargs_family(
+        hwsim.ops.attention, {"batch": 1, "n_heads": 8, "n_kv_heads": 2, "q_len": 16, "kv_len": 128,
+                              "head_dim": 64, "is_causal": True, "dtype": "bf16", "impl": "flash"},
+        ("attention",), check_workload, typos=False,
+        alternatives={"is_causal": [False], "impl": ["naive"], "n_kv_heads": [1, 8]}),
+    "elementwise_args": kwargs_family(
+        hwsim.ops.elementwise, {"kind": "gelu", "shape": (64, 256), "dtype": "bf16"}, ("elementwise",),
+        check_workload, typos=False,
+        alternatives={"kind": ["add", "softmax", "rmsnorm", "silu_mul"], "shape": [(1, 1), (4096, 11008)],
+                      "dtype": ["fp32", "fp8"]}),
+    "cli": cli_family,
+}
+
+
+#: Families whose inputs are not yet strict (run by ``bench/fuzz_inputs.py --pending``);
+#: each moves to :data:`FAMILIES` once its loader refuses what it should.
+PENDING_FAMILIES: dict[str, Callable[[random.Random, int], Iterator[Case]]] = {
+    "model_files": file_family("workloads/*.yaml", load_model_spec, check_model),
+}
+
+
+def format_report(report: Report) -> str:
+    """A plain-text summary: cases, seconds, outcomes overall and per family, failures."""
+    lines = [f"{report.n_cases} cases in {report.seconds:.1f} s: "
+             + ", ".join(f"{k} {v}" for k, v in sorted(report.counts.items()))]
+    for name, counts in report.by_family.items():
+        lines.append(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    lines += [f"  {f}" for f in report.failures[:50]]
+    return "\n".join(lines)
