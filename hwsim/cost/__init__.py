@@ -18,7 +18,7 @@ from hwsim.cost.area import (
 from hwsim.cost.attention import attention_cost
 from hwsim.cost.collective import collective_cost
 from hwsim.cost.matmul import matmul_cost
-from hwsim.cost.model import LevelTraffic, OpCost, check_link_energy, make_cost, streaming_traffic
+from hwsim.cost.model import LevelTraffic, OpCost, check_cost, make_cost, streaming_traffic
 from hwsim.cost.vector import elementwise_cost, embedding_cost, optimizer_cost
 from hwsim.errors import SimulationError
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer, op_label
@@ -34,8 +34,9 @@ def cost_op(op: Op, chip: Chip) -> OpCost:
     SimulationError
         If its cost is not finite and non-negative (the message names the op and values).
     """
+    # Checked here, once per op (the engine memoises it), not per candidate mapping.
     try:
-        return _cost_op(op, chip)
+        return check_cost(_cost_op(op, chip))
     except SimulationError as exc:
         raise SimulationError(f"{chip.name}: {op_label(op)} {op}: {exc}") from None
 
@@ -66,7 +67,7 @@ def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCos
         cost = make_cost(chip, flops=op.flops, compute_cycles=0.0, compute_s=net.latency_s,
                          traffic=streaming_traffic(chip, read_b, write_b), n_kernels=1,
                          compute_energy_j=0.0, detail=f"{net.algorithm} over {net.fabric}")
-        return check_link_energy(replace(cost, link_energy_j=net.energy_j / max(1, op.group_size)))
+        return check_cost(replace(cost, link_energy_j=net.energy_j / max(1, op.group_size)))
     except SimulationError as exc:
         raise SimulationError(f"{system.name}: {op_label(op)} {op}: {exc}") from None
 

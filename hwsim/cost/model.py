@@ -136,19 +136,10 @@ def make_cost(
 ) -> OpCost:
     """Assemble an :class:`OpCost`, deriving level times and energies from traffic.
 
-    Raises
-    ------
-    SimulationError
-        If any time, byte count, FLOP count or energy is infinite, NaN or negative.
+    The mapper calls this for every candidate mapping; :func:`check_cost` checks the one
+    it keeps (see :func:`hwsim.cost.cost_op`).
     """
     level_s = tuple(level_time_s(chip, t.level, t.bytes) for t in traffic)
-    level_j = traffic_energy_j(chip, traffic)
-    scalars = (flops, compute_cycles, compute_s, n_kernels, compute_energy_j, prefetchable_bytes,
-               footprint_bytes)
-    # A handful of comparisons (NaN fails them too): cheap enough for the mapper's inner loop.
-    moved = [b for t in traffic for b in (t.read_bytes, t.write_bytes)]
-    if not all(0.0 <= v < math.inf for v in (*scalars, *level_s, *level_j, *moved)):
-        raise SimulationError(_impossible_cost(scalars, traffic, level_s, level_j, detail))
     return OpCost(
         flops=flops,
         compute_cycles=compute_cycles,
@@ -158,40 +149,39 @@ def make_cost(
         overhead_s=n_kernels * chip.kernel_overhead_s,
         prefetchable_bytes=prefetchable_bytes,
         compute_energy_j=compute_energy_j,
-        level_energy_j=level_j,
+        level_energy_j=traffic_energy_j(chip, traffic),
         detail=detail,
         n_kernels=int(n_kernels),
         footprint_bytes=footprint_bytes,
     )
 
 
-_SCALARS = ("flops", "compute_cycles", "compute_s", "n_kernels", "compute_energy_j", "prefetchable_bytes",
-            "footprint_bytes")
+_SCALARS = ("flops", "compute_cycles", "compute_s", "overhead_s", "prefetchable_bytes", "compute_energy_j",
+            "footprint_bytes", "link_energy_j")
 
 
-def _impossible_cost(scalars: tuple[float, ...], traffic: tuple[LevelTraffic, ...],
-                     level_s: tuple[float, ...], level_j: tuple[float, ...], detail: str) -> str:
-    """Name every value of an op's cost that is not a finite, non-negative number."""
-    named = list(zip(_SCALARS, scalars, strict=True))
-    for t, sec, joule in zip(traffic, level_s, level_j, strict=True):
-        named += [(f"{t.level}.read_bytes", t.read_bytes), (f"{t.level}.write_bytes", t.write_bytes),
-                  (f"{t.level}_s", sec), (f"{t.level}_j", joule)]
-    bad = ", ".join(f"{k}={v!r}" for k, v in named if not 0.0 <= v < math.inf)
-    return f"cost is not finite and non-negative: {bad} (mapping: {detail or 'n/a'})"
-
-
-def check_link_energy(cost: OpCost) -> OpCost:
-    """``cost`` itself, once its link energy is known to be finite and non-negative.
+def check_cost(cost: OpCost) -> OpCost:
+    """``cost`` itself, once every time, byte count, FLOP count and energy in it is known
+    to be a finite, non-negative number.
 
     Raises
     ------
     SimulationError
-        Otherwise.
+        Naming each value that is not, and the mapping.
     """
-    if not 0.0 <= cost.link_energy_j < math.inf:
-        raise SimulationError(f"cost is not finite and non-negative: link_energy_j={cost.link_energy_j!r} "
-                              f"(mapping: {cost.detail or 'n/a'})")
-    return cost
+    scalars = (cost.flops, cost.compute_cycles, cost.compute_s, cost.overhead_s, cost.prefetchable_bytes,
+               cost.compute_energy_j, cost.footprint_bytes, cost.link_energy_j)
+    # A sum is NaN or inf if any term is; the smallest term says whether any is negative.
+    moved = [b for t in cost.traffic for b in (t.read_bytes, t.write_bytes)]
+    values = (*scalars, *cost.level_s, *cost.level_energy_j, *moved)
+    if sum(values) < math.inf and min(values) >= 0.0:
+        return cost
+    named = list(zip(_SCALARS, scalars, strict=True))
+    for t, sec, joule in zip(cost.traffic, cost.level_s, cost.level_energy_j, strict=True):
+        named += [(f"{t.level}.read_bytes", t.read_bytes), (f"{t.level}.write_bytes", t.write_bytes),
+                  (f"{t.level}_s", sec), (f"{t.level}_j", joule)]
+    bad = ", ".join(f"{k}={v!r}" for k, v in named if not 0.0 <= v < math.inf)
+    raise SimulationError(f"cost is not finite and non-negative: {bad} (mapping: {cost.detail or 'n/a'})")
 
 
 def streaming_traffic(chip: Chip, read_bytes: float, write_bytes: float) -> tuple[LevelTraffic, ...]:
