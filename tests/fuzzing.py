@@ -27,11 +27,13 @@ load_model_spec, judge_model)``).
 
 from __future__ import annotations
 
+import atexit
 import copy
 import itertools
 import math
 import random
 import re
+import shutil
 import tempfile
 import time
 from collections import Counter
@@ -58,6 +60,7 @@ FAILURES = ("traceback", "unnamed", "impossible")
 INF = math.inf
 
 _TMP = Path(tempfile.mkdtemp(prefix="hwsim-fuzz-"))
+atexit.register(shutil.rmtree, _TMP, ignore_errors=True)
 
 
 def _write(name: str, raw: bytes) -> Path:
