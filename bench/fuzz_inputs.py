@@ -1,6 +1,7 @@
 """The large input fuzz (run: ``python bench/fuzz_inputs.py``): ~3,000 mutated chip and
 system files, sweep specs, Plan / load_workload / hwsim.ops arguments and command lines,
-each judged as ``tests/test_fuzz.py`` judges its few hundred (see ``tests/fuzzing.py``).
+each judged as ``tests/test_fuzz.py`` judges its few hundred (``tests/fuzzing.py`` is the
+harness, ``tests/fuzz_families.py`` the families).
 
 Not a CI test: it takes a minute or two. Writes ``bench/results_fuzz.json`` (outcomes
 overall and per family, and every failing case) and prints the summary; exits 1 if any
@@ -22,7 +23,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the harness lives beside the tests
 
-from tests.fuzzing import FAILURES, FAMILIES, PENDING_FAMILIES, format_report, run_fuzz  # noqa: E402
+from tests.fuzz_families import FAMILIES, PENDING_FAMILIES  # noqa: E402
+from tests.fuzzing import FAILURES, format_report, run_fuzz  # noqa: E402
 
 
 def main() -> int:

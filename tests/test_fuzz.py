@@ -1,9 +1,9 @@
 """Deterministic fuzzing: no bad input gives a traceback, no impossible value is accepted.
 
 Mutations of every shipped chip and system file, of sweep specs, of ``Plan``,
-``load_workload`` and ``hwsim.ops`` arguments, and of command lines (see
-:mod:`tests.fuzzing` for the mutations and how each outcome is judged). The larger run
-is ``bench/fuzz_inputs.py``.
+``load_workload`` and ``hwsim.ops`` arguments, and of command lines (the mutations and
+the judge are in ``tests/fuzzing.py``, the families in ``tests/fuzz_families.py``). The
+larger run is ``bench/fuzz_inputs.py``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ import random
 
 import pytest
 
-from tests.fuzzing import FAILURES, FAMILIES, Case, format_report, judge, run_fuzz
+from tests.fuzz_families import FAMILIES
+from tests.fuzzing import FAILURES, Case, format_report, judge, run_fuzz
 
 #: Cases per family: 50 x 9 families, well under a minute on two cores.
 N_PER_FAMILY = 50
