@@ -32,7 +32,10 @@ def preset_names(name: str) -> list[str]:
 
 
 def resolve(name_or_path: str | Path, kind: str) -> Path | None:
-    """A file path for a preset name or a path; ``None`` if neither exists."""
+    """A file path for a preset name or a path; ``None`` if neither exists (or
+    ``name_or_path`` is neither a string nor a path)."""
+    if not isinstance(name_or_path, str | Path):
+        return None
     path = Path(name_or_path)
     if path.is_file():
         return path

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,21 @@ def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: 
     Keyword overrides: ``batch``, ``prompt_len``, ``context_len``, ``new_tokens``,
     ``seq_len``, ``n_layers``, ``dtype``, ``attention_impl``, ``sparsity``, ``lm_head``,
     ``plan`` (see :func:`hwsim.workload.lower`).
+
+    Raises
+    ------
+    ConfigError
+        For an unknown model, an unknown option (with the closest known one) or a bad value.
     """
+    known = [k for k, p in inspect.signature(lower).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    unknown = [k for k in overrides if k not in known]
+    if unknown:
+        problems = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            problems.append(f"load_workload: {key}: unknown option; {hint}(known: {', '.join(known)})")
+        raise ConfigError(problems)
     return lower(load_model_spec(name_or_path), phase, **overrides)
 
 

@@ -34,6 +34,14 @@ class MappingError(HwsimError):
     unsupported); the message says what does not fit where."""
 
 
+class SimulationError(HwsimError):
+    """A simulation produced a value no real run can: a time, energy, byte or FLOP count
+    that is infinite, NaN or negative. The message names the op (or result field) and the
+    values. Inputs are bounded so that this does not happen; if it does, an input
+    outside what the bounds foresee (or a bug) reached the cost model, and hwsim says so
+    rather than report the number."""
+
+
 def join_path(parts: Iterable[object]) -> str:
     """Join a location tuple (as pydantic reports it) into a dotted path.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from hwsim.engine.schedule import OpRecord, Schedule
+from hwsim.errors import SimulationError
 from hwsim.workload.ops import op_label
 
 
@@ -41,6 +43,11 @@ class Result:
         What the simulation simplified or assumed that changes the answer (a sparsity
         pattern the chip lacks run dense, ...): the workload's lowering warnings and
         those found while costing it. The CLI prints them; ``--strict`` refuses them.
+
+    Raises
+    ------
+    SimulationError
+        If a total is infinite, NaN or negative (the message names the field and value).
     """
 
     arch: str
@@ -67,6 +74,20 @@ class Result:
     def schedule(self) -> Schedule | None:
         """The op-level schedule of one chip (see :meth:`to_frame`), or None."""
         return self.schedule_fn() if self.schedule_fn is not None else None
+
+    def __post_init__(self) -> None:
+        # A handful of comparisons (NaN fails them too), so results stay cheap to build.
+        named: list[tuple[str, Any]] = [
+            ("latency_s", self.latency_s), ("energy_j", self.energy_j), ("flops", self.flops),
+            ("tokens", self.tokens), ("peak_flops_per_s", self.peak_flops_per_s),
+            ("ttft_s", self.ttft_s), ("tpot_s", self.tpot_s),
+            *(("energy_breakdown_j." + k, v) for k, v in self.energy_breakdown_j.items()),
+            *(("bytes_by_level." + k, v) for k, v in self.bytes_by_level.items()),
+        ]
+        if not all(v is None or 0.0 <= v < math.inf for _, v in named):
+            bad = ", ".join(f"{k}={v!r}" for k, v in named if v is not None and not 0.0 <= v < math.inf)
+            raise SimulationError(f"{self.arch}: {self.workload} ({self.phase}): result is not finite and "
+                                  f"non-negative: {bad}")
 
     @property
     def achieved_flops_per_s(self) -> float:
@@ -170,6 +191,11 @@ def _row(rec: OpRecord, levels: tuple[str, ...], shift: float, layer: int, seg_n
     row["bound"] = rec.bound
     row["energy_j"] = cost.compute_energy_j + sum(cost.level_energy_j)
     row["detail"] = cost.detail
+    numbers = [(k, v) for k, v in row.items() if isinstance(v, float | int)]
+    if not all(0.0 <= v < math.inf for _, v in numbers) or row["end_s"] < row["start_s"]:
+        bad = ", ".join(f"{k}={v!r}" for k, v in numbers)
+        raise SimulationError(f"op {rec.name} ({row['kind']}, {pass_name}/{seg_name}): frame values are not "
+                              f"finite and non-negative: {bad}")
     return row
 
 

@@ -8,16 +8,52 @@ unit in its name; energies are per action (Accelergy style), kept beside the str
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from hwsim.dtypes import DTYPES, DType
+from hwsim.quantities import (
+    AreaMm2,
+    ArrayDim,
+    BandwidthBytesPerS,
+    BitsPerElement,
+    CapacityBytes,
+    EnergyJ,
+    EnergyPj,
+    Flag,
+    Fraction,
+    FrequencyHz,
+    LatencyS,
+    Multiplier,
+    PerCycle,
+    PowerLimitW,
+    PowerW,
+    SmallCount,
+    UnitCount,
+    ZeroToOne,
+    exact_int,
+    real_in,
+)
 
 Dataflow = Literal["weight_stationary", "output_stationary", "input_stationary"]
+#: The schema version of chip and system files: exactly the integer 1 (not ``true``, ``1.0``).
+Version = Annotated[Literal[1], BeforeValidator(exact_int)]
+#: Dynamic power ~ clock**exponent: 1 (clock alone) to 3 (f V^2 with V following f).
+ClockExponent = Annotated[float, real_in(1.0, 3.0, hard=True)]
 
 
 class _Frozen(BaseModel):
+    # No custom __init__ here (as Plan has): pydantic would call it for every nested
+    # model, and the loaders need pydantic's errors with their full dotted paths.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -30,32 +66,32 @@ class ComputeUnit(_Frozen):
     """
 
     kind: Literal["systolic_array", "tensor_core"] = "systolic_array"
-    rows: int = Field(gt=0, description="PE rows (systolic) or MMA M granule (tensor core)")
-    cols: int = Field(gt=0, description="PE columns (systolic) or MMA N granule")
-    count: int = Field(gt=0, description="number of identical units on the chip")
+    rows: ArrayDim = Field(description="PE rows (systolic) or MMA M granule (tensor core)")
+    cols: ArrayDim = Field(description="PE columns (systolic) or MMA N granule")
+    count: UnitCount = Field(description="number of identical units on the chip")
     dataflow: Dataflow = "weight_stationary"
-    clock_hz: float = Field(gt=0)
-    flops_per_cycle: dict[DType, float] = Field(
+    clock_hz: FrequencyHz
+    flops_per_cycle: dict[DType, PerCycle] = Field(
         description="dense FLOP per cycle per unit for each supported dtype (2 per MAC)"
     )
-    energy_per_mac_pj: dict[DType, float] = Field(
+    energy_per_mac_pj: dict[DType, EnergyPj] = Field(
         default_factory=dict, description="energy of one MAC including operand delivery"
     )
-    achievable_fraction: float = Field(
-        default=1.0, gt=0, le=1, description="fraction of peak math rate a large kernel sustains"
+    achievable_fraction: Fraction = Field(
+        default=1.0, description="fraction of peak math rate a large kernel sustains"
     )
-    achievable_fraction_by_dtype: dict[DType, float] = Field(
+    achievable_fraction_by_dtype: dict[DType, Fraction] = Field(
         default_factory=dict,
         description="per-dtype overrides of achievable_fraction (the achieved peak of each "
         "dtype's instructions: fp8 kernels reach a smaller share of their doubled peak)",
     )
-    stationary_double_buffered: bool = Field(
+    stationary_double_buffered: Flag = Field(
         default=False,
         description="systolic arrays: the next fold's stationary operand loads while the "
         "current fold streams (TPU MXU weight staging), hiding the fill",
     )
-    cluster_size: int = Field(
-        default=1, gt=0,
+    cluster_size: SmallCount = Field(
+        default=1,
         description="units that share one operand fetch from the first shared level "
         "(Hopper thread-block clusters with TMA multicast: 2)",
     )
@@ -65,9 +101,6 @@ class ComputeUnit(_Frozen):
     def _some_dtype(cls, value: dict[str, float]) -> dict[str, float]:
         if not value:
             raise ValueError("must list at least one dtype")
-        for dtype, rate in value.items():
-            if rate <= 0:
-                raise ValueError(f"{dtype}: must be greater than 0")
         return value
 
     @model_validator(mode="after")
@@ -76,9 +109,6 @@ class ComputeUnit(_Frozen):
             extra = set(getattr(self, field)) - set(self.flops_per_cycle)
             if extra:
                 raise ValueError(f"{field} lists {sorted(extra)} which flops_per_cycle does not support")
-        for dtype, frac in self.achievable_fraction_by_dtype.items():
-            if not 0 < frac <= 1:
-                raise ValueError(f"achievable_fraction_by_dtype.{dtype}: must be in (0, 1]")
         return self
 
     def fraction(self, dtype: str) -> float:
@@ -93,17 +123,17 @@ class ComputeUnit(_Frozen):
 class VectorUnit(_Frozen):
     """SIMD units for softmax, norms, activations and other element-wise work."""
 
-    count: int = Field(gt=0)
-    flops_per_cycle: float = Field(gt=0, description="element operations per cycle per unit")
-    clock_hz: float = Field(gt=0)
-    energy_per_op_pj: float = Field(default=0.0, ge=0)
-    exp_per_cycle: float | None = Field(
-        default=None, gt=0,
+    count: UnitCount
+    flops_per_cycle: PerCycle = Field(description="element operations per cycle per unit")
+    clock_hz: FrequencyHz
+    energy_per_op_pj: EnergyPj = 0.0
+    exp_per_cycle: PerCycle | None = Field(
+        default=None,
         description="exponentials per cycle per unit (special-function units); "
         "default: flops_per_cycle",
     )
-    attention_exp_overlap: float = Field(
-        default=0.0, ge=0, le=1,
+    attention_exp_overlap: ZeroToOne = Field(
+        default=0.0,
         description="share of a fused attention kernel's exponentials hidden under its "
         "matrix products (FlashAttention-3 overlaps softmax and MMA; FlashAttention-2 does not)",
     )
@@ -122,24 +152,24 @@ class MemoryLevel(_Frozen):
     aggregate over all instances.
     """
 
-    capacity_bytes: float = Field(gt=0)
-    bandwidth_bytes_per_s: float = Field(gt=0)
-    latency_s: float = Field(default=0.0, ge=0)
-    read_energy_pj_per_byte: float = Field(default=0.0, ge=0)
-    write_energy_pj_per_byte: float = Field(default=0.0, ge=0)
+    capacity_bytes: CapacityBytes
+    bandwidth_bytes_per_s: BandwidthBytesPerS
+    latency_s: LatencyS = 0.0
+    read_energy_pj_per_byte: EnergyPj = 0.0
+    write_energy_pj_per_byte: EnergyPj = 0.0
     scope: Literal["shared", "per_unit"] = "shared"
-    achievable_fraction: float = Field(
-        default=1.0, gt=0, le=1, description="fraction of bandwidth a streaming kernel sustains"
+    achievable_fraction: Fraction = Field(
+        default=1.0, description="fraction of bandwidth a streaming kernel sustains"
     )
-    ramp_s: float = Field(
-        default=0.0, ge=0,
+    ramp_s: LatencyS = Field(
+        default=0.0,
         description="extra time a long stream pays while the level ramps up to full "
         "bandwidth (request queues filling, banks and pages opening)",
     )
-    ramp_bytes: float = Field(
-        default=1.0, gt=0, description="transfer size over which the ramp builds up"
+    ramp_bytes: CapacityBytes = Field(
+        default=1.0, description="transfer size over which the ramp builds up"
     )
-    buffer_split: tuple[float, float, float] | None = Field(
+    buffer_split: tuple[Fraction, Fraction, Fraction] | None = Field(
         default=None,
         description="SCALE-Sim style scratchpads: fractions of capacity_bytes held by separate "
         "ifmap (A), filter (B) and ofmap (C) buffers. Set on the innermost level of a "
@@ -153,11 +183,8 @@ class MemoryLevel(_Frozen):
     def _split_fractions(
         cls, value: tuple[float, float, float] | None
     ) -> tuple[float, float, float] | None:
-        if value is not None:
-            if any(f <= 0 for f in value):
-                raise ValueError("fractions must be greater than 0")
-            if sum(value) > 1 + 1e-9:
-                raise ValueError(f"fractions sum to {sum(value):g}, more than 1")
+        if value is not None and sum(value) > 1 + 1e-9:
+            raise ValueError(f"fractions sum to {sum(value):g}, more than 1")
         return value
 
 
@@ -167,15 +194,15 @@ class VectorKernel(_Frozen):
     (e.g. an unfused ``silu(a) * b`` is 2 kernels and 5 passes: read a, write t,
     read t, read b, write the output)."""
 
-    kernels: int = Field(ge=1)
-    passes: float = Field(gt=0, description="tensor-sized reads plus writes of all its kernels")
-    writes: float | None = Field(
-        default=None, gt=0,
+    kernels: SmallCount
+    passes: Multiplier = Field(description="tensor-sized reads plus writes of all its kernels")
+    writes: Multiplier | None = Field(
+        default=None,
         description="of those passes, the writes (default: one per output); intermediates "
         "written by one kernel and read by the next count here",
     )
-    ops_per_element: float | None = Field(
-        default=None, gt=0,
+    ops_per_element: Multiplier | None = Field(
+        default=None,
         description="vector-lane operations per element, where the library's kernel is "
         "instruction bound rather than memory bound",
     )
@@ -184,8 +211,8 @@ class VectorKernel(_Frozen):
 class SparsityPattern(_Frozen):
     """An N:M structured pattern the sparsity unit accelerates."""
 
-    speedup: float = Field(gt=0, description="math-rate multiplier on pruned GEMMs")
-    metadata_bits_per_nonzero: float = Field(default=0.0, ge=0)
+    speedup: Multiplier = Field(description="math-rate multiplier on pruned GEMMs")
+    metadata_bits_per_nonzero: BitsPerElement = 0.0
 
 
 class SparsityUnit(_Frozen):
@@ -213,7 +240,7 @@ class SparsityUnit(_Frozen):
 class Chip(_Frozen):
     """One accelerator chip (GPU, TPU, wafer, LPU or a research array)."""
 
-    version: Literal[1] = 1
+    version: Version = 1
     name: str
     description: str = ""
     compute_units: ComputeUnit
@@ -224,31 +251,31 @@ class Chip(_Frozen):
         default_factory=dict,
         description="element-wise kinds whose kernels differ from one ideal fused pass",
     )
-    idle_power_w: float = Field(ge=0)
-    power_limit_w: float | None = Field(
-        default=None, gt=0, description="sustained board power the chip is held to (None: no cap)"
+    idle_power_w: PowerW
+    power_limit_w: PowerLimitW | None = Field(
+        default=None, description="sustained board power the chip is held to (None: no cap)"
     )
-    burst_energy_j: float = Field(
-        default=0.0, ge=0,
+    burst_energy_j: EnergyJ = Field(
+        default=0.0,
         description="energy the board may draw above the limit before clocks drop; idle time "
         "and work under the limit repay it (see hwsim.engine.power)",
     )
-    power_clock_exponent: float = Field(
-        default=1.0, ge=1, le=3,
+    power_clock_exponent: ClockExponent = Field(
+        default=1.0,
         description="dynamic power ~ clock**exponent when the power limit lowers clock and "
         "voltage together (f V^2: up to 3; 1: clock alone, energy per op unchanged)",
     )
-    area_mm2: float = Field(default=0.0, ge=0)
-    kernel_overhead_s: float = Field(
-        default=0.0, ge=0, description="fixed device time per kernel (prologue, fill, tail)"
+    area_mm2: AreaMm2 = 0.0
+    kernel_overhead_s: LatencyS = Field(
+        default=0.0, description="fixed device time per kernel (prologue, fill, tail)"
     )
-    host_dispatch_s: float = Field(
-        default=0.0, ge=0,
+    host_dispatch_s: LatencyS = Field(
+        default=0.0,
         description="host time to issue one kernel when a pass runs eagerly (framework "
         "dispatch and launch); graph-captured passes pay launch_overhead_s once instead",
     )
-    launch_overhead_s: float = Field(
-        default=0.0, ge=0,
+    launch_overhead_s: LatencyS = Field(
+        default=0.0,
         description="host launch latency paid once per pass (one standalone kernel or one "
         "CUDA-graph replay); later kernels are enqueued while earlier ones run",
     )

@@ -9,10 +9,18 @@ give int8 GEMMs, or scale the sizes by the dtype's width).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from hwsim.arch.model import Chip, ComputeUnit, Dataflow, MemoryLevel, VectorUnit
+from hwsim.arch.load import arch_from_dict
+from hwsim.arch.model import Chip, Dataflow
 from hwsim.dtypes import DTYPES
+from hwsim.errors import ConfigError
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
 
 _SHORT = {"weight_stationary": "ws", "output_stationary": "os", "input_stationary": "is"}
 
@@ -51,29 +59,35 @@ def single_array(
     Every dtype runs at one MAC per PE per cycle; energies, idle power and area are
     zero (set them with :func:`hwsim.arch.with_overrides`).
     """
-    if isinstance(sram_bytes, (int, float)):
-        capacity = float(sram_bytes)
-        split = (1 / 3, 1 / 3, 1 / 3)
+    split: tuple[float, float, float] = (1 / 3, 1 / 3, 1 / 3)
+    if isinstance(sram_bytes, Sequence) and not isinstance(sram_bytes, str):
+        sizes = tuple(sram_bytes)
+        if len(sizes) != 3 or not all(_is_number(b) and 0 < b < math.inf for b in sizes):
+            raise ConfigError([f"single_array: sram_bytes: expected one size or three positive sizes, "
+                               f"got {sram_bytes!r}"])
+        capacity: object = sum(sizes)
+        split = (sizes[0] / sum(sizes), sizes[1] / sum(sizes), sizes[2] / sum(sizes))
     else:
-        sizes = tuple(float(b) for b in sram_bytes)
-        if len(sizes) != 3 or min(sizes) <= 0:
-            raise ValueError(f"sram_bytes: expected one size or three positive sizes, got {sram_bytes!r}")
-        capacity = sum(sizes)
-        split = (sizes[0] / capacity, sizes[1] / capacity, sizes[2] / capacity)
-    feed = sram_bytes_per_s or 4.0 * (rows + 2 * cols) * clock_hz
-    macs = rows * cols
-    return Chip(
-        name=name or f"single-{rows}x{cols}-{_SHORT[dataflow]}",
-        description=f"One {rows}x{cols} {dataflow.replace('_', ' ')} systolic array (SCALE-Sim style)",
-        compute_units=ComputeUnit(
-            kind="systolic_array", rows=rows, cols=cols, count=1, dataflow=dataflow,
-            clock_hz=clock_hz, flops_per_cycle={d: 2.0 * macs for d in DTYPES},
-            stationary_double_buffered=double_buffered,
-        ),
-        vector_units=VectorUnit(count=1, flops_per_cycle=cols, clock_hz=clock_hz),
-        memory={
-            "sram": MemoryLevel(capacity_bytes=capacity, bandwidth_bytes_per_s=feed, buffer_split=split),
-            "dram": MemoryLevel(capacity_bytes=dram_bytes, bandwidth_bytes_per_s=dram_bytes_per_s),
+        capacity = sram_bytes  # validated below
+    # Derived sizes only from numbers; anything else is reported by validation below.
+    numeric = all(_is_number(v) for v in (rows, cols, clock_hz))
+    feed = sram_bytes_per_s or (4.0 * (rows + 2 * cols) * clock_hz if numeric else None)
+    # (a placeholder rate where rows or cols is invalid, so only that field is reported)
+    flops = 2.0 * rows * cols if numeric and rows > 0 and cols > 0 else 2.0
+    # Validated as a mapping, so a bad argument is a ConfigError naming its field's path.
+    return arch_from_dict({
+        "name": name or f"single-{rows}x{cols}-{_SHORT.get(dataflow, dataflow)}",
+        "description": f"One {rows}x{cols} {str(dataflow).replace('_', ' ')} systolic array "
+                       "(SCALE-Sim style)",
+        "compute_units": {
+            "kind": "systolic_array", "rows": rows, "cols": cols, "count": 1, "dataflow": dataflow,
+            "clock_hz": clock_hz, "flops_per_cycle": dict.fromkeys(DTYPES, flops),
+            "stationary_double_buffered": double_buffered,
         },
-        idle_power_w=0.0,
-    )
+        "vector_units": {"count": 1, "flops_per_cycle": cols, "clock_hz": clock_hz},
+        "memory": {
+            "sram": {"capacity_bytes": capacity, "bandwidth_bytes_per_s": feed, "buffer_split": split},
+            "dram": {"capacity_bytes": dram_bytes, "bandwidth_bytes_per_s": dram_bytes_per_s},
+        },
+        "idle_power_w": 0.0,
+    }, "single_array")

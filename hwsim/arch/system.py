@@ -24,18 +24,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from hwsim._paths import preset_names, resolve
 from hwsim._yaml import read_yaml, validation_problems
-from hwsim.arch.model import Chip, _Frozen
+from hwsim.arch.model import Chip, Version, _Frozen
 from hwsim.errors import ConfigError
+from hwsim.quantities import BandwidthBytesPerS, CapacityBytes, EnergyPj, Flag, Fraction, LatencyS, SmallCount
 
 Topology = Literal["ring", "switch", "torus_2d", "torus_3d", "mesh_2d"]
 
 SYSTEMS_DIR = "arch_configs/systems"
 """Where the system presets live, relative to the shipped data (``_paths.data_dir``)."""
 
+#: Most chips a system may join: 1e9, some 10,000 times the largest cluster built.
+MAX_CHIPS = 10**9
 _N_DIMS = {"ring": 1, "switch": 1, "torus_2d": 2, "torus_3d": 3, "mesh_2d": 2}
 _WRAPS = frozenset({"ring", "torus_2d", "torus_3d"})
 
@@ -43,13 +46,13 @@ _WRAPS = frozenset({"ring", "torus_2d", "torus_3d"})
 class Link(_Frozen):
     """One physical link (or lane group) between two neighbours, or a chip and a switch."""
 
-    bandwidth_bytes_per_s: float = Field(gt=0, description="one link, one direction")
-    latency_s: float = Field(
-        ge=0, description="one hop: neighbour to neighbour, or chip to chip through the switch"
+    bandwidth_bytes_per_s: BandwidthBytesPerS = Field(description="one link, one direction")
+    latency_s: LatencyS = Field(
+        description="one hop: neighbour to neighbour, or chip to chip through the switch"
     )
-    energy_pj_per_bit: float = Field(default=0.0, ge=0, description="one bit over one hop")
-    achievable_fraction: float = Field(
-        default=1.0, gt=0, le=1,
+    energy_pj_per_bit: EnergyPj = Field(default=0.0, description="one bit over one hop")
+    achievable_fraction: Fraction = Field(
+        default=1.0,
         description="fraction of bandwidth_bytes_per_s a large transfer sustains",
     )
 
@@ -59,19 +62,19 @@ class Fabric(_Frozen):
 
     name: str = Field(min_length=1)
     topology: Topology
-    dims: tuple[PositiveInt, ...] = Field(
+    dims: tuple[SmallCount, ...] = Field(
         description="chips along each dimension (ring/switch: 1 dim; torus_2d/mesh_2d: 2; torus_3d: 3)"
     )
     link: Link
-    links_per_neighbor: int = Field(
-        default=1, ge=1,
+    links_per_neighbor: SmallCount = Field(
+        default=1,
         description="parallel links to each neighbour, or from a chip to the switch (NVSwitch H100: 18)",
     )
-    in_network_reduction: bool = Field(
+    in_network_reduction: Flag = Field(
         default=False, description="the switch reduces in the network (NVLink SHARP, InfiniBand SHARP)"
     )
-    in_network_reduction_fraction: float = Field(
-        default=1.0, gt=0, le=1,
+    in_network_reduction_fraction: Fraction = Field(
+        default=1.0,
         description="fraction of the port bandwidth an in-switch all-reduce sustains",
     )
 
@@ -145,10 +148,10 @@ class Fabric(_Frozen):
 class ExternalMemory(_Frozen):
     """Memory outside the chips: host DRAM over PCIe, or a weight-streaming appliance."""
 
-    capacity_bytes: float = Field(gt=0, description="bytes each chip may use")
-    bandwidth_bytes_per_s: float = Field(gt=0, description="per chip, per direction")
-    latency_s: float = Field(default=0.0, ge=0)
-    energy_pj_per_byte: float = Field(default=0.0, ge=0, description="one byte moved, both ends")
+    capacity_bytes: CapacityBytes = Field(description="bytes each chip may use")
+    bandwidth_bytes_per_s: BandwidthBytesPerS = Field(description="per chip, per direction")
+    latency_s: LatencyS = 0.0
+    energy_pj_per_byte: EnergyPj = Field(default=0.0, description="one byte moved, both ends")
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,7 @@ def _placement(radices: tuple[int, ...], size: int, stride: int) -> tuple[tuple[
 class System(_Frozen):
     """Chips joined by fabrics (innermost first), with optional host and external memory."""
 
-    version: Literal[1] = 1
+    version: Version = 1
     name: str = Field(min_length=1)
     description: str = ""
     chip: Chip
@@ -224,6 +227,9 @@ class System(_Frozen):
         dup = sorted({n for n in names if names.count(n) > 1})
         if dup:
             raise ValueError(f"fabric names must be unique; repeated: {', '.join(dup)}")
+        n_chips = math.prod(f.size for f in value)
+        if n_chips > MAX_CHIPS:
+            raise ValueError(f"the fabrics join {n_chips:.3g} chips, more than the plausible {MAX_CHIPS:.0e}")
         return value
 
     @property

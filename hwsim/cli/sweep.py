@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from hwsim.report import format_table
 from hwsim.sweep.executors import EXECUTORS
 from hwsim.sweep.result import SweepResult
 from hwsim.sweep.run import SEARCHES, sweep
+from hwsim.sweep.store import SweepWarning
 
 
 class _Bar:
@@ -71,6 +73,10 @@ def _summary(result: SweepResult, seconds: float, n_new: int) -> list[str]:
     return lines
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
 @main.command("sweep")
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
@@ -110,9 +116,13 @@ def sweep_cmd(spec: Path, out_dir: Path, executor: str | None, scheduler: str | 
         bar(done, total)
 
     try:
-        result = sweep(spec, out_dir, executor=executor or ("dask" if scheduler else "process"),
-                       workers=workers, scheduler=scheduler, resume=resume, search=search, n_trials=n_trials,
-                       flush_rows=flush_rows, progress=progress)
+        with warnings.catch_warnings():
+            # A repaired results directory (a part set aside) is said as the CLI says errors.
+            warnings.simplefilter("always", SweepWarning)
+            warnings.showwarning = _show_warning
+            result = sweep(spec, out_dir, executor=executor or ("dask" if scheduler else "process"),
+                           workers=workers, scheduler=scheduler, resume=resume, search=search,
+                           n_trials=n_trials, flush_rows=flush_rows, progress=progress)
     finally:
         bar.close()
     for line in _summary(result, time.perf_counter() - start, counted["n"]):

@@ -20,10 +20,11 @@ from hwsim.cost.area import (
 from hwsim.cost.attention import attention_cost
 from hwsim.cost.collective import collective_cost
 from hwsim.cost.matmul import matmul_cost
-from hwsim.cost.model import LevelTraffic, OpCost, make_cost, streaming_traffic
+from hwsim.cost.model import LevelTraffic, OpCost, check_cost, make_cost, streaming_traffic
 from hwsim.cost.technology import Technology
 from hwsim.cost.vector import elementwise_cost, embedding_cost, optimizer_cost
-from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer
+from hwsim.errors import SimulationError
+from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer, op_label
 
 
 def cost_op(op: Op, chip: Chip) -> OpCost:
@@ -33,7 +34,17 @@ def cost_op(op: Op, chip: Chip) -> OpCost:
     ------
     MappingError
         If the chip cannot run the op (e.g. an unsupported dtype).
+    SimulationError
+        If its cost is not finite and non-negative (the message names the op and values).
     """
+    # Checked here, once per op (the engine memoises it), not per candidate mapping.
+    try:
+        return check_cost(_cost_op(op, chip))
+    except SimulationError as exc:
+        raise SimulationError(f"{chip.name}: {op_label(op)} {op}: {exc}") from None
+
+
+def _cost_op(op: Op, chip: Chip) -> OpCost:
     if isinstance(op, MatMul):
         return matmul_cost(chip, op)
     if isinstance(op, Attention):
@@ -55,10 +66,13 @@ def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCos
     # A host read only lands in the chip's memory; a host write only leaves it.
     read_b = 0.0 if op.op_kind == "host_read" else op.n_bytes
     write_b = 0.0 if op.op_kind == "host_write" else op.n_bytes
-    cost = make_cost(chip, flops=op.flops, compute_cycles=0.0, compute_s=net.latency_s,
-                     traffic=streaming_traffic(chip, read_b, write_b), n_kernels=1,
-                     compute_energy_j=0.0, detail=f"{net.algorithm} over {net.fabric}")
-    return replace(cost, link_energy_j=net.energy_j / max(1, op.group_size))
+    try:
+        cost = make_cost(chip, flops=op.flops, compute_cycles=0.0, compute_s=net.latency_s,
+                         traffic=streaming_traffic(chip, read_b, write_b), n_kernels=1,
+                         compute_energy_j=0.0, detail=f"{net.algorithm} over {net.fabric}")
+        return check_cost(replace(cost, link_energy_j=net.energy_j / max(1, op.group_size)))
+    except SimulationError as exc:
+        raise SimulationError(f"{system.name}: {op_label(op)} {op}: {exc}") from None
 
 
 __all__ = [

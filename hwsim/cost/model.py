@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from hwsim.arch.model import Chip, MemoryLevel
+from hwsim.errors import SimulationError
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,11 @@ def make_cost(
     footprint_bytes: float = 0.0,
     compute_limit: str = "compute",
 ) -> OpCost:
-    """Assemble an :class:`OpCost`, deriving level times and energies from traffic."""
+    """Assemble an :class:`OpCost`, deriving level times and energies from traffic.
+
+    The mapper calls this for every candidate mapping; :func:`check_cost` checks the one
+    it keeps (see :func:`hwsim.cost.cost_op`).
+    """
     level_s = tuple(level_time_s(chip, t.level, t.bytes) for t in traffic)
     return OpCost(
         flops=flops,
@@ -156,6 +161,34 @@ def make_cost(
         footprint_bytes=footprint_bytes,
         compute_limit=compute_limit,
     )
+
+
+_SCALARS = ("flops", "compute_cycles", "compute_s", "overhead_s", "prefetchable_bytes", "compute_energy_j",
+            "footprint_bytes", "link_energy_j")
+
+
+def check_cost(cost: OpCost) -> OpCost:
+    """``cost`` itself, once every time, byte count, FLOP count and energy in it is known
+    to be a finite, non-negative number.
+
+    Raises
+    ------
+    SimulationError
+        Naming each value that is not, and the mapping.
+    """
+    scalars = (cost.flops, cost.compute_cycles, cost.compute_s, cost.overhead_s, cost.prefetchable_bytes,
+               cost.compute_energy_j, cost.footprint_bytes, cost.link_energy_j)
+    # A sum is NaN or inf if any term is; the smallest term says whether any is negative.
+    moved = [b for t in cost.traffic for b in (t.read_bytes, t.write_bytes)]
+    values = (*scalars, *cost.level_s, *cost.level_energy_j, *moved)
+    if sum(values) < math.inf and min(values) >= 0.0:
+        return cost
+    named = list(zip(_SCALARS, scalars, strict=True))
+    for t, sec, joule in zip(cost.traffic, cost.level_s, cost.level_energy_j, strict=True):
+        named += [(f"{t.level}.read_bytes", t.read_bytes), (f"{t.level}.write_bytes", t.write_bytes),
+                  (f"{t.level}_s", sec), (f"{t.level}_j", joule)]
+    bad = ", ".join(f"{k}={v!r}" for k, v in named if not 0.0 <= v < math.inf)
+    raise SimulationError(f"cost is not finite and non-negative: {bad} (mapping: {cost.detail or 'n/a'})")
 
 
 def streaming_traffic(chip: Chip, read_bytes: float, write_bytes: float) -> tuple[LevelTraffic, ...]:

@@ -15,12 +15,14 @@ Everything here is a pure function of one op's cost; the engine
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from scipy.optimize import brentq
 
 from hwsim.arch.model import Chip
 from hwsim.cost.model import OpCost
+from hwsim.errors import SimulationError
 
 #: Lowest clock fraction the search considers: far below any clock a power cap reaches
 #: on a real workload; it only bounds the root search.
@@ -86,9 +88,15 @@ def limit_clock(shape: PowerShape, headroom: float, alpha: float) -> float:
     def over(s: float) -> float:
         return shape.energy_j(s, alpha) - headroom * shape.time_s(s)
 
-    if over(1.0) <= 0.0:
+    at_full, at_min = over(1.0), over(MIN_CLOCK_FRACTION)
+    if not (math.isfinite(at_full) and math.isfinite(at_min)):
+        # Bounded inputs keep both finite; say so rather than hand brentq a NaN.
+        raise SimulationError(f"power limit: the op's energy above the limit is not finite ({at_full!r} J "
+                              f"at full clock, {at_min!r} J at {MIN_CLOCK_FRACTION}; {shape}, "
+                              f"headroom {headroom!r} W)")
+    if at_full <= 0.0:
         return 1.0
-    if shape.core_s <= 0.0 or over(MIN_CLOCK_FRACTION) >= 0.0:
+    if shape.core_s <= 0.0 or at_min >= 0.0:
         return MIN_CLOCK_FRACTION
     return float(brentq(over, MIN_CLOCK_FRACTION, 1.0, xtol=1e-9, rtol=1e-9))
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from hwsim.errors import ConfigError
 from hwsim.sweep import analysis
 from hwsim.sweep.spec import SweepSpec
 
@@ -38,11 +39,21 @@ class SweepResult:
 
     @classmethod
     def load(cls, directory: str | Path) -> SweepResult:
-        """Read a persisted sweep (complete or not) from its results directory."""
-        from hwsim.sweep.store import read_manifest, read_results
+        """Read a persisted sweep (complete or not) from its results directory.
+
+        Raises
+        ------
+        ConfigError
+            If the directory holds no sweep, or its ``sweep.json`` is not one hwsim wrote.
+        """
+        from hwsim.sweep.spec import spec_from_dict
+        from hwsim.sweep.store import MANIFEST, read_manifest, read_results
 
         manifest = read_manifest(directory)
-        spec = SweepSpec.model_validate(manifest["spec"])
+        source = f"{Path(directory) / MANIFEST}"
+        if "spec" not in manifest or "sweep_id" not in manifest:
+            raise ConfigError([f"{source}: <root>: not a sweep manifest (no spec or sweep_id)"])
+        spec = spec_from_dict(manifest["spec"], f"{source}: spec")
         return cls(read_results(directory), spec, str(manifest["sweep_id"]), Path(directory))
 
     @property

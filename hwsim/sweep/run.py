@@ -142,9 +142,12 @@ def sweep(
             assert points is not None
             _run_points(compiled, points, runner, store, done, progress, chunk_size)
     finally:
-        store.flush()
-        if owned:
-            runner.close()
+        try:
+            store.flush()
+        finally:
+            if owned:
+                runner.close()
+            store.close()  # the directory's writer lock
     return SweepResult(store.frame(), spec, sweep_id, Path(out_dir) if out_dir is not None else None)
 
 

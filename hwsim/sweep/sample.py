@@ -30,12 +30,9 @@ def grid_values(p: ParamSpec) -> list[Value]:
         return list(p.values)
     assert p.low is not None and p.high is not None and p.num is not None
     axis = np.geomspace(p.low, p.high, p.num) if p.log else np.linspace(p.low, p.high, p.num)
-    out: list[Value] = []
-    for v in axis:
-        value = _as_number(float(v), p.integer)
-        if value not in out:  # rounding may merge neighbours of a short integer range
-            out.append(value)
-    return out
+    # Rounding may merge neighbours of a short integer range: keep the first of each, in
+    # order (a dict, not ``in`` on a list, so a long axis stays linear).
+    return list(dict.fromkeys(_as_number(float(v), p.integer) for v in axis))
 
 
 def from_unit(p: ParamSpec, u: float) -> Value:

@@ -26,12 +26,21 @@ import hashlib
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from hwsim._yaml import read_yaml, validation_problems
 from hwsim.errors import ConfigError
+from hwsim.quantities import Count, Flag, Real, Seed, exact_int, real_in
 
 SPEC_VERSION = 1
 WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers", "dtype",
@@ -55,11 +64,11 @@ class ParamSpec(_Frozen):
     """
 
     values: list[Value] | None = None
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    integer: bool = False
-    num: int | None = Field(default=None, ge=2, description="grid points along a range")
+    low: Real | None = None
+    high: Real | None = None
+    log: Flag = False
+    integer: Flag = False
+    num: Count | None = Field(default=None, ge=2, description="grid points along a range")
 
     @model_validator(mode="before")
     @classmethod
@@ -106,12 +115,12 @@ class WorkloadSpec(_Frozen):
     model: str
     phase: Literal["prefill", "decode", "request", "train"] = "decode"
     label: str | None = Field(default=None, description="name in the results' workload column")
-    batch: int | None = Field(default=None, gt=0)
-    context_len: int | None = Field(default=None, gt=0)
-    prompt_len: int | None = Field(default=None, gt=0)
-    new_tokens: int | None = Field(default=None, gt=0)
-    seq_len: int | None = Field(default=None, gt=0)
-    n_layers: int | None = Field(default=None, gt=0)
+    batch: Count | None = None
+    context_len: Count | None = None
+    prompt_len: Count | None = None
+    new_tokens: Count | None = None
+    seq_len: Count | None = None
+    n_layers: Count | None = None
     dtype: str | None = None
     attention_impl: Literal["flash", "naive"] | None = None
     sparsity: str | None = None
@@ -132,8 +141,8 @@ class SamplerSpec(_Frozen):
     """How to draw points: every combination (grid) or ``n_points`` samples."""
 
     method: Literal["grid", "random", "lhs", "sobol"] = "grid"
-    n_points: int | None = Field(default=None, gt=0)
-    seed: int = 0
+    n_points: Count | None = None
+    seed: Seed = 0
 
     @model_validator(mode="after")
     def _n_points(self) -> SamplerSpec:
@@ -149,26 +158,27 @@ class SearchSpec(_Frozen):
     """Multi-objective search with Optuna instead of sampling."""
 
     method: Literal["nsga2", "tpe"] = "nsga2"
-    n_trials: int = Field(default=100, gt=0)
-    seed: int = 0
-    batch_size: int = Field(default=8, gt=0, description="trials asked, evaluated in parallel, then told")
-    population_size: int | None = Field(default=None, ge=2, description="NSGA-II population")
+    n_trials: Count = 100
+    seed: Seed = 0
+    batch_size: Count = Field(default=8, description="trials asked, evaluated in parallel, then told")
+    population_size: Count | None = Field(default=None, ge=2, description="NSGA-II population")
 
 
 class CostOptions(_Frozen):
     """Options of the cost-per-token model (:func:`hwsim.cost.area.cost_per_million_tokens_usd`)."""
 
-    node_nm: float | None = Field(default=None, gt=0, description="technology node; None: the model's")
-    lifetime_years: float = Field(default=4.0, gt=0)
-    utilization: float = Field(default=1.0, gt=0, le=1)
-    usd_per_kwh: float = Field(default=0.10, ge=0)
+    node_nm: Annotated[float, real_in(0.1, 1e4, "nm", positive=True)] | None = Field(
+        default=None, description="technology node; None: the model's")
+    lifetime_years: Annotated[float, real_in(1e-3, 1e3, "years", positive=True)] = 4.0
+    utilization: Annotated[float, real_in(0.0, 1.0, positive=True, hard=True)] = 1.0
+    usd_per_kwh: Annotated[float, real_in(0.0, 1e6, "USD/kWh")] = 0.10
 
 
 class SweepSpec(_Frozen):
     """A whole sweep: base architecture, workloads, parameters, sampling, constraints,
     objectives (see the module docstring for the YAML form)."""
 
-    version: int = SPEC_VERSION
+    version: Annotated[int, BeforeValidator(exact_int)] = SPEC_VERSION
     name: str = "sweep"
     description: str = ""
     arch: str = Field(description="base architecture: preset name or YAML path")

@@ -11,13 +11,26 @@ only whole parts. ``sweep.json`` records the sweep's identity (a hash of its can
 spec); resuming reads the ``(point_id, workload)`` keys of every part and evaluates only
 the rest, so no point is lost or stored twice. Rows still in memory when the process is
 killed (at most one batch) are simply evaluated again on resume.
+
+A part that cannot be read back (truncated by a full disk, emptied, garbled, or with
+another sweep's columns) is set aside on resume: renamed ``part-N.parquet.corrupt``, with
+a :class:`SweepWarning` naming it, and its points are evaluated again.
+
+One writer per directory: :meth:`ResultStore.open` takes an exclusive lock on
+``sweep.lock`` (a POSIX record lock, which the process pool's forked workers do not
+inherit and which the kernel drops when its holder dies, even by SIGKILL), and a second
+sweep started into the same directory is refused with a :class:`ConfigError` saying so,
+rather than left to race the first one's part files.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import threading
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +39,17 @@ import pandas as pd
 from hwsim.errors import ConfigError
 
 MANIFEST = "sweep.json"
+LOCK = "sweep.lock"
 FORMAT_VERSION = 1
 Key = tuple[int, str]
+_PART = re.compile(r"part-(\d+)\.parquet")
+# Directories this process is writing to: a POSIX lock does not exclude its own holder.
+_OPEN_HERE: set[Path] = set()
+_OPEN_HERE_GUARD = threading.Lock()
+
+
+class SweepWarning(UserWarning):
+    """Something in a results directory was repaired (a part file set aside)."""
 
 
 def _pa_type(kind: str) -> Any:
@@ -64,6 +86,7 @@ class ResultStore:
         self._memory: list[dict[str, Any]] = []
         self._last_flush = time.monotonic()
         self._seq = 0
+        self._lock_fd: int | None = None
 
     # Opening -----------------------------------------------------------------------------
 
@@ -73,33 +96,90 @@ class ResultStore:
         Raises
         ------
         ConfigError
-            If the directory holds another sweep, or this one without ``resume``.
+            If the directory holds another sweep, or this one without ``resume``, or
+            another sweep is writing to it now, or it cannot be created or written.
         """
         if self.directory is None:
             return set()
         d = self.directory
         if d.exists() and not d.is_dir():
             raise ConfigError([f"{d}: not a directory"])
-        d.mkdir(parents=True, exist_ok=True)
-        for tmp in d.glob("*.parquet.tmp"):  # a part being written when a run was killed
-            tmp.unlink()
-        parts = self._parts()
+        try:
+            d.mkdir(parents=True, exist_ok=True)
+            self._lock()
+            for tmp in d.glob("*.tmp"):  # a part or manifest being written when a run was killed
+                tmp.unlink()
+            return self._open_locked(resume)
+        except OSError as exc:
+            self.close()
+            raise ConfigError([f"{d}: cannot write the results directory: {exc.strerror or exc}"]) from None
+        except BaseException:
+            self.close()
+            raise
+
+    def _open_locked(self, resume: bool) -> set[Key]:
+        assert self.directory is not None
+        d = self.directory
         old = self._read_manifest()
+        parts = self._parts()
         if old is None and parts:
             raise ConfigError([f"{d}: holds part files but no {MANIFEST}; choose an empty directory"])
         if old is not None and old.get("sweep_id") != self.sweep_id:
             raise ConfigError([f"{d}: holds sweep {old.get('sweep_id')} ({old.get('name')}), not this spec's "
                                f"{self.sweep_id}; choose another output directory or remove it"])
-        keys = self.stored_keys()
-        if keys and not resume:
+        if parts and not resume:
             total = self.manifest.get("n_rows", "?")
-            raise ConfigError([f"{d}: already holds {len(keys)} of {total} rows of this sweep; pass "
+            raise ConfigError([f"{d}: already holds {_row_count(parts)} of {total} rows of this sweep; pass "
                                "--resume (resume=True) to finish it, or remove the directory"])
-        self._seq = 1 + max((int(p.name.split("-")[1].split(".")[0]) for p in parts), default=-1)
+        keys = self._readable_keys(parts)
+        # Past every part name ever used, set-aside ones included, so none is reused.
+        used = [int(m[1]) for p in d.iterdir() if (m := _PART.match(p.name))]
+        self._seq = 1 + max(used, default=-1)
         tmp = d / f"{MANIFEST}.tmp"
         tmp.write_text(json.dumps(self.manifest, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, d / MANIFEST)
         return keys
+
+    def _lock(self) -> None:
+        """Take the directory's writer lock, or raise naming the sweep that holds it."""
+        assert self.directory is not None
+        try:
+            import fcntl
+        except ImportError:  # no POSIX locks (Windows): one writer is then the user's to ensure
+            return
+        d = self.directory
+        here = d.resolve()
+        with _OPEN_HERE_GUARD:
+            busy = here in _OPEN_HERE
+            if not busy:
+                fd = os.open(d / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except OSError:
+                    busy = True
+                    holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+                    os.close(fd)
+                else:
+                    _OPEN_HERE.add(here)
+                    os.ftruncate(fd, 0)
+                    os.write(fd, f"{os.getpid()}\n".encode())
+                    self._lock_fd = fd
+            else:
+                holder = str(os.getpid())
+        if busy:
+            raise ConfigError([f"{d}: another sweep (process {holder}) is writing to this directory; "
+                               "wait for it to finish (a --resume then adds only what is missing), or "
+                               "choose another directory"])
+
+    def close(self) -> None:
+        """Release the directory's writer lock (waiting rows are not written: flush first)."""
+        if self._lock_fd is None:
+            return
+        assert self.directory is not None
+        with _OPEN_HERE_GUARD:
+            _OPEN_HERE.discard(self.directory.resolve())
+            os.close(self._lock_fd)  # closing the file drops the lock
+            self._lock_fd = None
 
     def _read_manifest(self) -> dict[str, Any] | None:
         assert self.directory is not None
@@ -107,7 +187,27 @@ class ResultStore:
 
     def _parts(self) -> list[Path]:
         assert self.directory is not None
-        return sorted(self.directory.glob("part-*.parquet"))
+        return _part_files(self.directory)
+
+    def _readable_keys(self, parts: list[Path]) -> set[Key]:
+        """Keys of every part that reads back whole with this sweep's columns; the others
+        are set aside (renamed ``.corrupt``, with a warning) so their points run again."""
+        import pyarrow.parquet as pq
+
+        schema = [(name, _pa_type(kind)) for name, kind in self.columns.items()]
+        keys: set[Key] = set()
+        for part in parts:
+            try:
+                table = pq.read_table(part)
+                found = [(f.name, f.type) for f in table.schema]
+                if found != schema:
+                    raise ValueError("its columns are not this sweep's")
+            except (OSError, ValueError, KeyError) as exc:  # pyarrow's errors derive from these
+                _set_aside(part, exc)
+                continue
+            keys.update(zip(table.column("point_id").to_pylist(), table.column("workload").to_pylist(),
+                            strict=True))
+        return keys
 
     def stored_keys(self) -> set[Key]:
         """``(point_id, workload)`` of every row already in the directory."""
@@ -156,13 +256,18 @@ class ResultStore:
             return
         final = self.directory / f"part-{self._seq:06d}.parquet"
         tmp = final.with_name(final.name + ".tmp")
-        pq.write_table(self._table(self._pending), tmp)
-        fd = os.open(tmp, os.O_RDONLY)
         try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
+            pq.write_table(self._table(self._pending), tmp)
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(tmp, final)
+        except OSError as exc:  # a full disk, a removed directory: resume evaluates the rows again
+            lost = len(self._pending)
+            raise ConfigError([f"{final}: cannot write a part file: {exc.strerror or exc}; {lost} rows "
+                               "not stored (--resume evaluates them again)"]) from None
         self._seq += 1
         self._pending = []
 
@@ -194,11 +299,51 @@ def read_results(directory: str | Path) -> pd.DataFrame:
     d = Path(directory)
     if not (d / MANIFEST).exists():
         raise ConfigError([f"{d}: no {MANIFEST}: not a sweep results directory"])
-    tables = [pq.read_table(p) for p in sorted(d.glob("part-*.parquet"))]
-    if not tables:
+    tables = []
+    for part in _part_files(d):
+        try:
+            tables.append(pq.read_table(part))
+        except (OSError, ValueError) as exc:  # read-only here: left in place, skipped, said
+            warnings.warn(f"{part}: unreadable part file skipped ({exc}); resume the sweep to set it "
+                          "aside and evaluate its points again", SweepWarning, stacklevel=2)
+    try:
+        frame = pa.concat_tables(tables).to_pandas() if tables else None
+    except (pa.ArrowInvalid, ValueError) as exc:
+        raise ConfigError([f"{d}: part files of different sweeps or versions cannot be read together: "
+                           f"{exc}"]) from None
+    if frame is None:
         return pd.DataFrame(columns=["point_id", "workload", "error"])
-    frame = pa.concat_tables(tables).to_pandas()
     return _tidy(frame)
+
+
+def _row_count(parts: list[Path]) -> str:
+    """Rows stored in ``parts`` (from their footers), ``"N+"`` when some cannot be read."""
+    import pyarrow.parquet as pq
+
+    n, unreadable = 0, False
+    for part in parts:
+        try:
+            n += pq.read_metadata(part).num_rows
+        except (OSError, ValueError):
+            unreadable = True
+    return f"{n}+" if unreadable else str(n)
+
+
+def _part_files(directory: Path) -> list[Path]:
+    """The part files of a results directory (``part-<number>.parquet``), in order."""
+    return sorted(p for p in directory.glob("part-*.parquet") if _PART.fullmatch(p.name))
+
+
+def _set_aside(part: Path, exc: BaseException) -> None:
+    """Rename an unreadable part out of the way (never deleting data) and warn."""
+    target = part.with_name(part.name + ".corrupt")
+    n = 1
+    while target.exists():
+        target = part.with_name(f"{part.name}.corrupt{n}")
+        n += 1
+    os.replace(part, target)
+    warnings.warn(f"{part}: unreadable part file ({exc}); set aside as {target.name}, its points are "
+                  "evaluated again", SweepWarning, stacklevel=3)
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

@@ -175,6 +175,10 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
     except ValueError as exc:
         raise ConfigError([f"{source}: dtype: {exc}"]) from None
     _check_positive(source, batch=batch)
+    if plan is not None and not isinstance(plan, Plan):
+        raise ConfigError([f"{source}: plan: expected a Plan (hwsim.Plan(tp=...)), got {plan!r}"])
+    if not isinstance(lm_head, bool):
+        raise ConfigError([f"{source}: lm_head: expected true or false, got {lm_head!r}"])
     problem = sparsity_problem(sparsity)
     if problem:
         raise ConfigError([f"{source}: sparsity: {problem}"])
@@ -192,7 +196,7 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
         shape = {"prompt_len": prompt_len, "context_len": context_len, "seq_len": seq_len}
         problems = plan_problems(spec, phase, plan, batch=batch, **shape)
         if problems:
-            raise ConfigError([f"{source}: plan ({plan.label()}): {p}" for p in problems])
+            raise ConfigError([f"{source}: plan: {p} (plan {plan.label()})" for p in problems])
     opts = {"dtype": dtype, "attention_impl": attention_impl, "sparsity": sparsity, "plan": plan,
             "moe_capacity_factor": float(factor)}
     weights = spec.param_count() * dtype_bytes(dtype)

@@ -12,9 +12,14 @@ so tensor-parallel groups sit on the fastest, innermost links.
 
 from __future__ import annotations
 
-from typing import Literal
+import difflib
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
+
+from hwsim._yaml import validation_problems
+from hwsim.errors import ConfigError
+from hwsim.quantities import CapacityBytes, Flag, SmallCount, exact_int
 
 OffloadTarget = Literal["weights", "optimizer", "kv_cache"]
 
@@ -47,22 +52,43 @@ class Plan(BaseModel):
         State kept in host memory and streamed over the host link when used.
     grad_bucket_bytes : float
         Gradient all-reduce bucket size (B); buckets overlap the backward pass.
+
+    Raises
+    ------
+    ConfigError
+        For a value that is not what its field says (``tp="2"``, ``tp=True``,
+        ``grad_bucket_bytes=inf``), one ``plan: field: problem`` line each.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    tp: int = Field(default=1, ge=1)
-    pp: int = Field(default=1, ge=1)
-    dp: int = Field(default=1, ge=1)
-    ep: int = Field(default=1, ge=1)
-    cp: int = Field(default=1, ge=1)
-    sequence_parallel: bool = False
-    microbatches: int = Field(default=1, ge=1)
+    tp: SmallCount = 1
+    pp: SmallCount = 1
+    dp: SmallCount = 1
+    ep: SmallCount = 1
+    cp: SmallCount = 1
+    sequence_parallel: Flag = False
+    microbatches: SmallCount = 1
     pipeline_schedule: Literal["1f1b", "gpipe"] = "1f1b"
-    zero_stage: Literal[0, 1, 2, 3] = 0
-    recompute: bool = False
+    zero_stage: Annotated[Literal[0, 1, 2, 3], BeforeValidator(exact_int)] = 0
+    recompute: Flag = False
     offload: tuple[OffloadTarget, ...] = ()
-    grad_bucket_bytes: float = Field(default=25e6, gt=0)
+    grad_bucket_bytes: CapacityBytes = 25e6
+
+    def __init__(self, **data: Any) -> None:
+        # Python callers get the loaders' ConfigError, not pydantic's ValidationError.
+        # (Plan is never a field of another model: pydantic calls a custom __init__ for
+        # nested models too, and this one would hide the outer model's dotted path.)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            problems = validation_problems("plan", exc)
+            for key in data:
+                close = difflib.get_close_matches(key, type(self).model_fields, n=1)
+                if key not in type(self).model_fields and close:
+                    problems = [f"{p}; did you mean {close[0]}?" if p.startswith(f"plan: {key}: ") else p
+                                for p in problems]
+            raise ConfigError(problems) from None
 
     @model_validator(mode="after")
     def _ep_divides_dp(self) -> Plan:

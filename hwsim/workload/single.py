@@ -56,6 +56,8 @@ def attention(
         raise ConfigError([f"attention: n_kv_heads: {n_kv_heads} must divide n_heads ({n_heads})"])
     if impl not in ("flash", "naive"):
         raise ConfigError([f"attention: impl: expected 'flash' or 'naive', got {impl!r}"])
+    if not isinstance(is_causal, bool):
+        raise ConfigError([f"attention: is_causal: expected True or False, got {is_causal!r}"])
     op = Attention(batch, n_heads, n_kv_heads, q_len, kv_len, head_dim, is_causal, dtype, impl)
     params = {"batch": batch, "n_heads": n_heads, "n_kv_heads": n_kv_heads, "q_len": q_len,
               "kv_len": kv_len, "head_dim": head_dim, "is_causal": is_causal, "dtype": dtype}
@@ -69,9 +71,9 @@ def elementwise(kind: str, shape: tuple[int, int], dtype: str = "bf16") -> Workl
     if kind not in PUBLIC_ELEMENTWISE:
         known = ", ".join(PUBLIC_ELEMENTWISE)
         raise ConfigError([f"elementwise: kind: unknown kind {kind!r}; expected one of {known}"])
-    if len(tuple(shape)) != 2:
+    if not isinstance(shape, tuple | list) or len(shape) != 2:
         raise ConfigError([f"elementwise: shape: expected (rows, cols), got {shape!r}"])
-    rows, cols = tuple(shape)
+    rows, cols = shape
     dtype = _validate("elementwise", dtype, rows=rows, cols=cols)
     op = Elementwise(kind, rows, cols, dtype)
     return _one_op(kind, op, rows, op.min_bytes, {"kind": kind, "rows": rows, "cols": cols, "dtype": dtype})

@@ -49,7 +49,7 @@ def test_single_array_separate_buffer_sizes() -> None:
     assert chip.memory["sram"].capacity_bytes == 14336 << 10
     assert chip.memory["sram"].buffer_split == pytest.approx((6 / 14, 6 / 14, 2 / 14))
     for bad in [(1, 2), (1, 0, 1)]:
-        with pytest.raises(ValueError):
+        with pytest.raises(ConfigError, match="sram_bytes"):
             single_array(sram_bytes=bad)
 
 
