@@ -37,16 +37,17 @@ class CostCache:
     share it across simulations of the same chip."""
 
     def __init__(self, chip: Chip, system: System | None = None, plan: Plan | None = None,
-                 chip_costs: dict[Op, OpCost] | None = None) -> None:
+                 chip_costs: dict[tuple[Op, bool], OpCost] | None = None) -> None:
         self.chip = chip
         self.system = system
         self.plan = plan
-        # Costs of ops other than collectives depend on the chip alone: ``chip_costs``
-        # may be shared by caches of the same chip under different plans.
-        self._chip_costs: dict[Op, OpCost] = {} if chip_costs is None else chip_costs
+        # Costs of ops other than collectives depend on the chip alone: ``chip_costs``,
+        # keyed by (op, fewest_kernels), may be shared by caches of the same chip under
+        # different plans.
+        self._chip_costs: dict[tuple[Op, bool], OpCost] = {} if chip_costs is None else chip_costs
         self._net_costs: dict[Op, OpCost] = {}
 
-    def __call__(self, op: Op) -> OpCost:
+    def __call__(self, op: Op, fewest_kernels: bool = False) -> OpCost:
         if isinstance(op, Collective):
             cost = self._net_costs.get(op)
             if cost is None:
@@ -54,9 +55,10 @@ class CostCache:
                 stride = (self.plan or Plan()).strides.get(op.group, 1)
                 cost = self._net_costs[op] = collective_op_cost(system, op, stride)
             return cost
-        cost = self._chip_costs.get(op)
+        key = (op, fewest_kernels)
+        cost = self._chip_costs.get(key)
         if cost is None:
-            cost = self._chip_costs[op] = cost_op(op, self.chip)
+            cost = self._chip_costs[key] = cost_op(op, self.chip, fewest_kernels=fewest_kernels)
         return cost
 
     def __len__(self) -> int:

@@ -23,8 +23,10 @@ from hwsim.cost.vector import elementwise_cost, embedding_cost, optimizer_cost
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer
 
 
-def cost_op(op: Op, chip: Chip) -> OpCost:
-    """Cost of ``op`` running alone on ``chip``.
+def cost_op(op: Op, chip: Chip, *, fewest_kernels: bool = False) -> OpCost:
+    """Cost of ``op`` running alone on ``chip``; with ``fewest_kernels``, of its best mapping
+    among those launching the fewest kernels (a GEMM without split-K), which an eager pass
+    may prefer: there the host pays ``chip.host_dispatch_s`` for every kernel.
 
     Raises
     ------
@@ -32,7 +34,7 @@ def cost_op(op: Op, chip: Chip) -> OpCost:
         If the chip cannot run the op (e.g. an unsupported dtype).
     """
     if isinstance(op, MatMul):
-        return matmul_cost(chip, op)
+        return matmul_cost(chip, op, fewest_kernels)
     if isinstance(op, Attention):
         return attention_cost(chip, op)
     if isinstance(op, Elementwise):

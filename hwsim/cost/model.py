@@ -73,6 +73,10 @@ class OpCost:
     of the next op's weights must leave room for)."""
     link_energy_j: float = 0.0
     """Energy of the bytes a collective moves over the interconnect, per chip, in J."""
+    alternative: OpCost | None = None
+    """Another mapping of the op, faster than this one once the power limit holds it (this
+    one is the faster at full clock); the engine runs whichever is faster at the power
+    controller's state when the op starts (:mod:`hwsim.engine.power`)."""
 
     @property
     def latency_s(self) -> float:

@@ -100,8 +100,11 @@ class _Node:
     issue_s: float = 0.0
 
 
-def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[SegmentRun]]:
-    """Flatten passes and segments into simulated op instances in topological order."""
+def _instances(
+    workload: Workload, fold: bool, unfolded: frozenset[tuple[int, int]] = frozenset()
+) -> tuple[list[_Node], list[SegmentRun]]:
+    """Flatten passes and segments into simulated op instances in topological order
+    (every instance of the ``(pass, segment)`` pairs in ``unfolded``)."""
     nodes: list[_Node] = []
     runs: list[SegmentRun] = []
     prev_sinks: list[int] = []
@@ -114,7 +117,8 @@ def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[Segmen
             chained = _sinks_without(seg.graph, set(overlapped) | set(prefetched))
             # Overlapped collectives may queue up on their network from layer to layer,
             # so a segment with them is not periodic: simulate every repeat.
-            n_sim = min(seg.repeat, FOLD_AFTER) if fold and not overlapped else seg.repeat
+            folds = fold and not overlapped and (p_i, s_i) not in unfolded
+            n_sim = min(seg.repeat, FOLD_AFTER) if folds else seg.repeat
             runs.append(SegmentRun(p_i, s_i, seg.repeat, n_sim, 0.0))
             # A segment run once (the optimizer after the layers) waits for the
             # overlapped collectives still in flight; repeated layers do not.
@@ -150,26 +154,121 @@ def _sinks_without(graph: OperatorGraph, skip: set[str]) -> list[str]:
 
 
 def run_schedule(
-    workload: Workload, chip: Chip, cost_of: Callable[[Op], OpCost], fold: bool = True
+    workload: Workload, chip: Chip, cost_of: Callable[[Op, bool], OpCost], fold: bool = True
 ) -> Schedule:
-    """Simulate ``workload`` on ``chip`` with op costs from ``cost_of``; deterministic."""
-    nodes, runs = _instances(workload, fold)
-    first_of_pass: set[int] = set()
+    """Simulate ``workload`` on ``chip`` with op costs from ``cost_of(op, fewest_kernels)``;
+    deterministic.
+
+    In an eager pass (kernels issued by the host one by one, ``host_dispatch_s`` each) an
+    op whose best mapping launches more kernels than it must (split-K) may run as its best
+    mapping with the fewest kernels instead: :func:`_fewest_kernels` picks, over the pass,
+    what finishes it first.
+
+    A folded segment of an eager pass whose period came out shorter than the host's time
+    to issue one instance was running on a lead the host built up before it (the device
+    catching up on kernels issued during longer ones); the lead runs out, so the period
+    is not the segment's, and the run is simulated again with that segment in full.
+    """
+    unfolded: frozenset[tuple[int, int]] = frozenset()
+    while True:
+        nodes, runs = _instances(workload, fold, unfolded)
+        _cost_nodes(workload, chip, cost_of, nodes)
+        sim = _simulate(chip, nodes)
+        schedule = _fold(workload, nodes, runs, sim)
+        draining = _draining_segments(workload, chip, nodes, schedule) - unfolded
+        if not draining:
+            return schedule
+        unfolded |= draining
+
+
+def _cost_nodes(workload: Workload, chip: Chip, cost_of: Callable[[Op, bool], OpCost],
+                nodes: list[_Node]) -> None:
+    """Each node's cost, and in eager passes the time the host has issued it by."""
+    fewest = _fewest_kernels(workload, chip, cost_of)
     host_s = 0.0  # when the host has issued everything so far (eager passes)
+    first_of_pass: set[int] = set()
     for node in nodes:
-        node.cost = cost_of(node.op)
         if workload.passes[node.key[0]].eager:
+            node.cost = cost_of(node.op, node.op in fewest)
             host_s += chip.host_dispatch_s * node.cost.n_kernels
             node.issue_s = host_s
-        elif node.key[0] not in first_of_pass:
-            node.launch_s = chip.launch_overhead_s
+        else:
+            node.cost = cost_of(node.op, False)
+            if node.key[0] not in first_of_pass:
+                node.launch_s = chip.launch_overhead_s
         first_of_pass.add(node.key[0])
+
+
+def _fewest_kernels(workload: Workload, chip: Chip, cost_of: Callable[[Op, bool], OpCost]) -> set[Op]:
+    """The ops of eager passes to run as their best mapping with the fewest kernels rather
+    than their fastest one (split-K: a second kernel).
+
+    A kernel more costs the host its dispatch, which delays every later op when the host is
+    the bottleneck and nothing when the device is behind: whether a faster mapping with
+    more kernels pays is a question about the whole pass. Each op (every instance alike)
+    is switched while that makes the pass finish sooner, the pass timed as a chain: the
+    host issues every op's kernels in order, ``host_dispatch_s`` each, and the device runs
+    the ops one after another, none before it is issued (collectives hold links, not the
+    device). The chain is the expanded pass, so folding does not change the choice.
+    """
+    chain = [op for p in workload.passes if p.eager for seg in p.segments
+             for _ in range(seg.repeat) for _, op in seg.graph.ops()]
+    options: dict[Op, tuple[OpCost, OpCost]] = {}
+    for op in dict.fromkeys(chain):
+        best = cost_of(op, False)
+        if best.n_kernels > 1 and not isinstance(op, Collective):
+            fewer = cost_of(op, True)
+            if fewer.n_kernels < best.n_kernels:
+                options[op] = (best, fewer)
+    if not options or chip.host_dispatch_s <= 0.0:
+        return set()
+    costs = {op: cost_of(op, False) for op in dict.fromkeys(chain) if op not in options}
+
+    def finish_s(chosen: set[Op]) -> tuple[float, float]:
+        host_s = device_s = 0.0
+        for op in chain:
+            cost = options[op][op in chosen] if op in options else costs[op]
+            host_s += chip.host_dispatch_s * cost.n_kernels
+            if not isinstance(op, Collective):
+                device_s = max(device_s, host_s) + cost.latency_s
+        return max(host_s, device_s), host_s
+
+    chosen: set[Op] = set()
+    best_s = finish_s(chosen)
+    improved = True
+    while improved:
+        improved = False
+        for op in options:
+            trial = chosen ^ {op}
+            trial_s = finish_s(trial)
+            if trial_s < best_s:
+                chosen, best_s, improved = trial, trial_s, True
+    return chosen
+
+
+def _simulate(chip: Chip, nodes: list[_Node]) -> _Sim:
     env = simpy.Environment()
     sim = _Sim(env, chip, nodes)
     for i in range(len(nodes)):
         env.process(sim.op_process(i))
     env.run()
-    return _fold(workload, nodes, runs, sim)
+    return sim
+
+
+def _draining_segments(workload: Workload, chip: Chip, nodes: list[_Node], schedule: Schedule
+                       ) -> frozenset[tuple[int, int]]:
+    """Folded segments of eager passes whose period is shorter than the host's issue time
+    of one instance (the device was spending the host's lead, which does not last)."""
+    issue_s: dict[tuple[int, int], float] = {}
+    for node in nodes:
+        p_i, s_i, inst, _ = node.key
+        if inst == 1 and workload.passes[p_i].eager:
+            issue_s[(p_i, s_i)] = issue_s.get((p_i, s_i), 0.0) + chip.host_dispatch_s * node.cost.n_kernels
+    return frozenset(
+        (r.pass_index, r.segment_index) for r in schedule.segments
+        if r.simulated < r.repeat and r.period_s < issue_s.get((r.pass_index, r.segment_index), 0.0)
+        * (1 - 1e-9)
+    )
 
 
 class _Sim:
