@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,10 @@ from hwsim.mapping.fit import check_fit
 from hwsim.result import Result
 from hwsim.workload.graph import Workload
 from hwsim.workload.lower import lower
-from hwsim.workload.ops import Collective, Embedding, Op, Optimizer
+from hwsim.workload.ops import Collective, Embedding, Op
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import load_model_spec
+from hwsim.workload.train import accumulation_pass, runs_once_per_step
 
 
 def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: Any) -> Workload:
@@ -110,18 +112,24 @@ def simulate(
         cache = CostCache(chip, system, plan)
     assert cache is not None
     schedule = apply_power_limit(run_schedule(workload, chip, cache, fold=fold), chip)
-    return _result(workload, system, schedule)
+    accumulate = None
+    if workload.phase == "train" and plan is not None and plan.microbatches > 1:
+        # Micro-batches before the last accumulate gradients: they run without what runs
+        # once per step (optimizer, gradient reduction of whole gradients).
+        acc = replace(workload, passes=(accumulation_pass(workload.passes[0], plan),))
+        accumulate = apply_power_limit(run_schedule(acc, chip, cache, fold=fold), chip)
+    return _result(workload, system, schedule, accumulate)
 
 
 def _chips_running(workload: Workload, segment: str, op: Op) -> float:
     """How many times the whole step runs a record of one chip's schedule: every chip
     runs its layers for every micro-batch; only the first (last) pipeline stage embeds
-    (runs the head and loss); the optimizer runs once per chip per step."""
+    (runs the head and loss); what runs once per step (the optimizer, the reduction of
+    accumulated gradients) runs once per chip."""
     plan = workload.plan or Plan()
-    if isinstance(op, Optimizer) or (isinstance(op, Collective) and op.group == "dp" and not op.overlap
-                                      and segment == "embed_bwd_optimizer"):
+    if runs_once_per_step(plan, segment, op):
         return plan.n_chips
-    per_stage = segment in ("embed", "head", "loss") or isinstance(op, Embedding)
+    per_stage = segment in ("embed", "head", "loss", "embed_bwd_optimizer") or isinstance(op, Embedding)
     return plan.n_chips * plan.microbatches / (plan.pp if per_stage else 1)
 
 
@@ -150,13 +158,20 @@ def _segment_time_s(schedule: Schedule, name: str) -> float:
     return max((r.end_s for r in recs), default=0.0) - min((r.start_s for r in recs), default=0.0)
 
 
-def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule) -> float:
+def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule,
+                        accumulate: Schedule | None) -> float:
     plan = workload.plan
     train = workload.phase == "train"
-    t = {n: _segment_time_s(schedule, n) for n in ("embed", "layer", "head", "loss", "layer_bwd",
-                                                   "embed_bwd_optimizer")}
-    times = StageTimes(embed_s=t["embed"], layers_fwd_s=t["layer"], head_s=t["head"] + t["loss"],
-                       layers_bwd_s=t["layer_bwd"], optimizer_s=t["embed_bwd_optimizer"])
+    names = ("embed", "layer", "head", "loss", "layer_bwd", "embed_bwd_optimizer")
+    t = {n: _segment_time_s(schedule, n) for n in names}
+    # Every micro-batch runs what ``accumulate`` holds; the step's once-per-step work
+    # (the optimizer, and the tail of a gradient reduction run after the last backward)
+    # follows the last micro-batch.
+    acc = t if accumulate is None else {n: _segment_time_s(accumulate, n) for n in names}
+    embed_bwd_s = 0.0 if accumulate is None else acc["embed_bwd_optimizer"]
+    optimizer_s = t["embed_bwd_optimizer"] - embed_bwd_s + t["layer_bwd"] - acc["layer_bwd"]
+    times = StageTimes(embed_s=acc["embed"], layers_fwd_s=acc["layer"], head_s=acc["head"] + acc["loss"],
+                       layers_bwd_s=acc["layer_bwd"], embed_bwd_s=embed_bwd_s, optimizer_s=optimizer_s)
     mb_tokens = workload.passes[0].tokens // (plan.dp * plan.microbatches)
     dtype = str(workload.params.get("dtype", "bf16"))
     send = Collective("send_recv", mb_tokens * workload.spec.hidden_size * dtype_bytes(dtype), "pp", plan.pp,
@@ -166,7 +181,8 @@ def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule) 
     return makespan
 
 
-def _result(workload: Workload, system: System, schedule: Schedule) -> Result:
+def _result(workload: Workload, system: System, schedule: Schedule,
+            accumulate: Schedule | None = None) -> Result:
     chip, plan = system.chip, workload.plan
     levels = chip.level_names
     # One chip's schedule is one micro-batch of one replica (one stage with pp): the
@@ -176,10 +192,10 @@ def _result(workload: Workload, system: System, schedule: Schedule) -> Result:
     n_chips = plan.n_chips if plan else 1
     if plan and (plan.microbatches > 1 or plan.pp > 1):
         if plan.pp > 1:
-            latency = _pipeline_latency_s(workload, system, schedule)
+            latency = _pipeline_latency_s(workload, system, schedule, accumulate)
         else:
-            per_mb = latency - (_segment_time_s(schedule, "embed_bwd_optimizer")
-                                if workload.phase == "train" else 0.0)
+            # Every micro-batch but the last runs ``accumulate`` (inference: all alike).
+            per_mb = latency if accumulate is None else accumulate.latency_s
             latency = latency + (plan.microbatches - 1) * per_mb
     breakdown = {"compute_j": compute_j, **{f"{k}_j": v for k, v in level_j.items()},
                  "interconnect_j": link_j, "idle_j": chip.idle_power_w * latency * n_chips}
