@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
+import numpy as np
 import simpy
 
 from hwsim.arch.model import Chip
@@ -164,15 +165,18 @@ def run_schedule(
     mapping with the fewest kernels instead: :func:`_fewest_kernels` picks, over the pass,
     what finishes it first.
 
-    A folded segment of an eager pass whose period came out shorter than the host's time
-    to issue one instance was running on a lead the host built up before it (the device
-    catching up on kernels issued during longer ones); the lead runs out, so the period
-    is not the segment's, and the run is simulated again with that segment in full.
+    A folded segment of an eager pass whose period comes out shorter than the host's time
+    to issue one instance runs on a lead the host built up before it (the device catching
+    up on kernels issued during longer ones); the lead runs out, so the period is not the
+    segment's. Segments whose kernels take the device less time than the host needs to
+    issue them are simulated in full from the start; any other found running on a lead is
+    simulated again in full.
     """
-    unfolded: frozenset[tuple[int, int]] = frozenset()
+    fewest = _fewest_kernels(workload, chip, cost_of)
+    unfolded = _host_bound_segments(workload, chip, cost_of, fewest)
     while True:
         nodes, runs = _instances(workload, fold, unfolded)
-        _cost_nodes(workload, chip, cost_of, nodes)
+        _cost_nodes(workload, chip, cost_of, nodes, fewest)
         sim = _simulate(chip, nodes)
         schedule = _fold(workload, nodes, runs, sim)
         draining = _draining_segments(workload, chip, nodes, schedule) - unfolded
@@ -182,9 +186,9 @@ def run_schedule(
 
 
 def _cost_nodes(workload: Workload, chip: Chip, cost_of: Callable[[Op, bool], OpCost],
-                nodes: list[_Node]) -> None:
-    """Each node's cost, and in eager passes the time the host has issued it by."""
-    fewest = _fewest_kernels(workload, chip, cost_of)
+                nodes: list[_Node], fewest: set[Op]) -> None:
+    """Each node's cost (``fewest``: ops of eager passes run with the fewest kernels), and
+    in eager passes the time the host has issued it by."""
     host_s = 0.0  # when the host has issued everything so far (eager passes)
     first_of_pass: set[int] = set()
     for node in nodes:
@@ -211,39 +215,59 @@ def _fewest_kernels(workload: Workload, chip: Chip, cost_of: Callable[[Op, bool]
     the ops one after another, none before it is issued (collectives hold links, not the
     device). The chain is the expanded pass, so folding does not change the choice.
     """
+    if chip.host_dispatch_s <= 0.0:
+        return set()
     chain = [op for p in workload.passes if p.eager for seg in p.segments
              for _ in range(seg.repeat) for _, op in seg.graph.ops()]
-    options: dict[Op, tuple[OpCost, OpCost]] = {}
-    for op in dict.fromkeys(chain):
-        best = cost_of(op, False)
-        if best.n_kernels > 1 and not isinstance(op, Collective):
-            fewer = cost_of(op, True)
-            if fewer.n_kernels < best.n_kernels:
-                options[op] = (best, fewer)
-    if not options or chip.host_dispatch_s <= 0.0:
+    distinct = list(dict.fromkeys(chain))
+    best = {op: cost_of(op, False) for op in distinct}
+    options = {op: (c, cost_of(op, True) if c.n_kernels > 1 else c) for op, c in best.items()}
+    switchable = [op for op, (best, fewer) in options.items()
+                  if fewer.n_kernels < best.n_kernels and not isinstance(op, Collective)]
+    if not switchable:
         return set()
-    costs = {op: cost_of(op, False) for op in dict.fromkeys(chain) if op not in options}
+    index = {op: i for i, op in enumerate(distinct)}
+    order = np.array([index[op] for op in chain])
+    on_device = np.array([not isinstance(op, Collective) for op in distinct])[order]
 
     def finish_s(chosen: set[Op]) -> tuple[float, float]:
-        host_s = device_s = 0.0
-        for op in chain:
-            cost = options[op][op in chosen] if op in options else costs[op]
-            host_s += chip.host_dispatch_s * cost.n_kernels
-            if not isinstance(op, Collective):
-                device_s = max(device_s, host_s) + cost.latency_s
-        return max(host_s, device_s), host_s
+        costs = [options[op][op in chosen] for op in distinct]
+        issued_s = np.cumsum(chip.host_dispatch_s * np.array([c.n_kernels for c in costs])[order])
+        busy_s = np.where(on_device, np.array([c.latency_s for c in costs])[order], 0.0)
+        after_s = np.cumsum(busy_s[::-1])[::-1]  # device time from each op to the end
+        # The device ends when the op it last waited for was issued, plus all after it.
+        device_s = max(after_s[0], float(np.max(np.where(on_device, issued_s + after_s, 0.0))))
+        return max(float(issued_s[-1]), device_s), float(issued_s[-1])
 
     chosen: set[Op] = set()
     best_s = finish_s(chosen)
     improved = True
     while improved:
         improved = False
-        for op in options:
+        for op in switchable:
             trial = chosen ^ {op}
             trial_s = finish_s(trial)
             if trial_s < best_s:
                 chosen, best_s, improved = trial, trial_s, True
     return chosen
+
+
+def _host_bound_segments(workload: Workload, chip: Chip, cost_of: Callable[[Op, bool], OpCost],
+                         fewest: set[Op]) -> frozenset[tuple[int, int]]:
+    """Repeated segments of eager passes whose ops take the device less time than the host
+    needs to issue their kernels (each op's standalone latency against ``host_dispatch_s``
+    per kernel)."""
+    out = set()
+    for p_i, p in enumerate(workload.passes):
+        for s_i, seg in enumerate(p.segments):
+            if not p.eager or seg.repeat <= FOLD_AFTER:
+                continue
+            costs = [cost_of(op, op in fewest) for _, op in seg.graph.ops()]
+            device_s = sum(c.latency_s for c, (_, op) in zip(costs, seg.graph.ops(), strict=True)
+                           if not isinstance(op, Collective))
+            if device_s < chip.host_dispatch_s * sum(c.n_kernels for c in costs):
+                out.add((p_i, s_i))
+    return frozenset(out)
 
 
 def _simulate(chip: Chip, nodes: list[_Node]) -> _Sim:
