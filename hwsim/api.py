@@ -26,9 +26,10 @@ from hwsim.mapping.fit import check_fit, costing_warnings
 from hwsim.result import Result
 from hwsim.workload.graph import SegmentRole, Workload
 from hwsim.workload.lower import lower
-from hwsim.workload.ops import Collective, Embedding, Op, Optimizer
+from hwsim.workload.ops import Collective, Embedding, Op
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec, load_model_spec
+from hwsim.workload.train import accumulation_pass, runs_once_per_step
 
 
 def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: Any) -> Workload:
@@ -125,16 +126,17 @@ class CostCache:
     share it across simulations of the same chip."""
 
     def __init__(self, chip: Chip, system: System | None = None, plan: Plan | None = None,
-                 chip_costs: dict[Op, OpCost] | None = None) -> None:
+                 chip_costs: dict[tuple[Op, bool], OpCost] | None = None) -> None:
         self.chip = chip
         self.system = system
         self.plan = plan
-        # Costs of ops other than collectives depend on the chip alone: ``chip_costs``
-        # may be shared by caches of the same chip under different plans.
-        self._chip_costs: dict[Op, OpCost] = {} if chip_costs is None else chip_costs
+        # Costs of ops other than collectives depend on the chip alone: ``chip_costs``,
+        # keyed by (op, fewest_kernels), may be shared by caches of the same chip under
+        # different plans.
+        self._chip_costs: dict[tuple[Op, bool], OpCost] = {} if chip_costs is None else chip_costs
         self._net_costs: dict[Op, OpCost] = {}
 
-    def __call__(self, op: Op) -> OpCost:
+    def __call__(self, op: Op, fewest_kernels: bool = False) -> OpCost:
         if isinstance(op, Collective):
             cost = self._net_costs.get(op)
             if cost is None:
@@ -142,9 +144,10 @@ class CostCache:
                 stride = (self.plan or Plan()).strides.get(op.group, 1)
                 cost = self._net_costs[op] = collective_op_cost(system, op, stride)
             return cost
-        cost = self._chip_costs.get(op)
+        key = (op, fewest_kernels)
+        cost = self._chip_costs.get(key)
         if cost is None:
-            cost = self._chip_costs[op] = cost_op(op, self.chip)
+            cost = self._chip_costs[key] = cost_op(op, self.chip, fewest_kernels=fewest_kernels)
         return cost
 
     def __len__(self) -> int:
@@ -199,11 +202,16 @@ def simulate(
     assert cache is not None
     warnings = (*workload.warnings, *costing_warnings(workload, chip))
     if workload.phase in INFERENCE_PHASES and workload.spec is not None and fold:
-        result = _inference_result(workload, system, run_inference(workload, system, cache))
-    else:
-        schedule = apply_power_limit(run_schedule(workload, chip, cache, fold=fold), chip)
-        result = _result(workload, system, schedule)
-    return replace(result, warnings=warnings)
+        return replace(_inference_result(workload, system, run_inference(workload, system, cache)),
+                       warnings=warnings)
+    schedule = apply_power_limit(run_schedule(workload, chip, cache, fold=fold), chip)
+    accumulate = None
+    if workload.phase == "train" and plan is not None and plan.microbatches > 1:
+        # Micro-batches before the last accumulate gradients: they run without what runs
+        # once per step (optimizer, gradient reduction of whole gradients).
+        acc = replace(workload, passes=(accumulation_pass(workload.passes[0], plan),))
+        accumulate = apply_power_limit(run_schedule(acc, chip, cache, fold=fold), chip)
+    return replace(_result(workload, system, schedule, accumulate), warnings=warnings)
 
 
 def _inference_result(workload: Workload, system: System, run: InferenceRun) -> Result:
@@ -242,12 +250,13 @@ def _inference_result(workload: Workload, system: System, run: InferenceRun) -> 
 def _chips_running(workload: Workload, role: SegmentRole, op: Op) -> float:
     """How many times the whole step runs a record of one chip's schedule: every chip
     runs its layers for every micro-batch; only the first (last) pipeline stage embeds
-    (runs the head and loss); the optimizer runs once per chip per step."""
+    (runs the head and loss); what runs once per step (the optimizer, the reduction of
+    accumulated gradients) runs once per chip."""
     plan = workload.plan or Plan()
-    if isinstance(op, Optimizer) or (isinstance(op, Collective) and op.group == "dp" and not op.overlap
-                                      and role is SegmentRole.EMBED_BWD_OPTIMIZER):
+    if runs_once_per_step(plan, role, op):
         return plan.n_chips
-    per_stage = role in (SegmentRole.EMBED, SegmentRole.HEAD, SegmentRole.LOSS) or isinstance(op, Embedding)
+    per_stage = role in (SegmentRole.EMBED, SegmentRole.HEAD, SegmentRole.LOSS,
+                         SegmentRole.EMBED_BWD_OPTIMIZER) or isinstance(op, Embedding)
     return plan.n_chips * plan.microbatches / (plan.pp if per_stage else 1)
 
 
@@ -276,14 +285,20 @@ def _segment_time_s(workload: Workload, schedule: Schedule, role: SegmentRole) -
     return max((r.end_s for r in recs), default=0.0) - min((r.start_s for r in recs), default=0.0)
 
 
-def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule) -> float:
+def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule,
+                        accumulate: Schedule | None) -> float:
     plan = workload.plan
     train = workload.phase == "train"
-    t = {role: _segment_time_s(workload, schedule, role) for role in SegmentRole}
-    times = StageTimes(embed_s=t[SegmentRole.EMBED], layers_fwd_s=t[SegmentRole.LAYER],
-                       head_s=t[SegmentRole.HEAD] + t[SegmentRole.LOSS],
-                       layers_bwd_s=t[SegmentRole.LAYER_BWD],
-                       optimizer_s=t[SegmentRole.EMBED_BWD_OPTIMIZER])
+    r = SegmentRole
+    t = {role: _segment_time_s(workload, schedule, role) for role in r}
+    # Every micro-batch runs what ``accumulate`` holds; the step's once-per-step work
+    # (the optimizer, and the tail of a gradient reduction run after the last backward)
+    # follows the last micro-batch.
+    acc = t if accumulate is None else {role: _segment_time_s(workload, accumulate, role) for role in r}
+    embed_bwd_s = 0.0 if accumulate is None else acc[r.EMBED_BWD_OPTIMIZER]
+    optimizer_s = t[r.EMBED_BWD_OPTIMIZER] - embed_bwd_s + t[r.LAYER_BWD] - acc[r.LAYER_BWD]
+    times = StageTimes(embed_s=acc[r.EMBED], layers_fwd_s=acc[r.LAYER], head_s=acc[r.HEAD] + acc[r.LOSS],
+                       layers_bwd_s=acc[r.LAYER_BWD], embed_bwd_s=embed_bwd_s, optimizer_s=optimizer_s)
     mb_tokens = workload.passes[0].tokens // (plan.dp * plan.microbatches)
     dtype = str(workload.params.get("dtype", "bf16"))
     send = Collective("send_recv", mb_tokens * workload.spec.hidden_size * dtype_bytes(dtype), "pp", plan.pp,
@@ -293,7 +308,8 @@ def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule) 
     return makespan
 
 
-def _result(workload: Workload, system: System, schedule: Schedule) -> Result:
+def _result(workload: Workload, system: System, schedule: Schedule,
+            accumulate: Schedule | None = None) -> Result:
     chip, plan = system.chip, workload.plan
     levels = chip.level_names
     # One chip's schedule is one micro-batch of one replica (one stage with pp): the
@@ -303,10 +319,10 @@ def _result(workload: Workload, system: System, schedule: Schedule) -> Result:
     n_chips = plan.n_chips if plan else 1
     if plan and (plan.microbatches > 1 or plan.pp > 1):
         if plan.pp > 1:
-            latency = _pipeline_latency_s(workload, system, schedule)
+            latency = _pipeline_latency_s(workload, system, schedule, accumulate)
         else:
-            per_mb = latency - (_segment_time_s(workload, schedule, SegmentRole.EMBED_BWD_OPTIMIZER)
-                                if workload.phase == "train" else 0.0)
+            # Every micro-batch but the last runs ``accumulate`` (inference: all alike).
+            per_mb = latency if accumulate is None else accumulate.latency_s
             latency = latency + (plan.microbatches - 1) * per_mb
     breakdown = {"compute_j": compute_j, **{f"{k}_j": v for k, v in level_j.items()},
                  "interconnect_j": link_j, "idle_j": chip.idle_power_w * latency * n_chips}

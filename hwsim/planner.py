@@ -215,7 +215,7 @@ def rank_plans(
     system = load_system(arch)
     choices = _choices(workload, system, offload, options)
     fitting = {c.plan for c in choices if c.reason is None}
-    shared: dict[Op, OpCost] = {}
+    shared: dict[tuple[Op, bool], OpCost] = {}
     ranked: list[RankedPlan] = []
     rejected: list[RankedPlan] = []
     for choice in choices:

@@ -5,8 +5,9 @@ Lane convention (shared by :class:`hwsim.plot.TimelineDisplay` and the trace fil
 - ``compute``: every op that is not a collective, from its start to its end (the engine
   runs one kernel at a time on the compute units);
 - ``memory:<level>``: for every op with traffic at ``<level>``, a bar from the op's start
-  lasting ``<level>_bytes / (bandwidth_bytes_per_s * achievable_fraction)`` — the time
-  the level's port is busy moving the op's bytes — cut at the op's end (bytes that
+  lasting ``<level>_bytes / (bandwidth * achievable_fraction)`` (the bandwidth of all
+  copies of a per-unit level) — the time the level's port is busy moving the op's
+  bytes — cut at the op's end (bytes that
   were prefetched or overlap with compute do not stretch the op);
 - ``link:<group>``: collectives (:class:`hwsim.workload.ops.Collective`) of one
   parallel group (``tp``, ``dp``, ``pp``...), from start to end; a frame without a
@@ -27,6 +28,7 @@ import pandas as pd
 
 from hwsim.arch.model import Chip
 from hwsim.arch.system import System, load_system
+from hwsim.cost.model import level_bandwidth_bytes_per_s
 from hwsim.errors import ConfigError, HwsimError
 from hwsim.result import Result
 from hwsim.workload.ops import COLLECTIVE_KINDS, Collective
@@ -120,7 +122,7 @@ def timeline_bars(frame: pd.DataFrame, chip: Chip) -> pd.DataFrame:
             continue
         moved = base[base[col] > 0]
         mem = chip.memory[level]
-        busy_s = moved[col] / (mem.bandwidth_bytes_per_s * mem.achievable_fraction)
+        busy_s = moved[col] / (level_bandwidth_bytes_per_s(chip, level) * mem.achievable_fraction)
         end_s = pd.concat([moved["start_s"] + busy_s, moved["end_s"]], axis=1).min(axis=1)
         parts.append(moved.assign(lane=f"memory:{level}", end_s=end_s, bytes=moved[col]))
     bars = pd.concat(parts, ignore_index=True)[list(BAR_COLUMNS)]

@@ -48,14 +48,9 @@ def scale_bandwidth(arch: Chip, s: float) -> Chip:
 
 
 def scale_units(arch: Chip, s: int) -> Chip:
-    """``arch`` with ``s`` times the matrix units. Per-unit memories come with the units, so
-    their bandwidth (an aggregate over all instances) scales too; shared levels do not."""
-    overrides: dict[str, object] = {"compute_units.count": arch.compute_units.count * s}
-    for name in arch.level_names:
-        level = arch.memory[name]
-        if level.scope == "per_unit":
-            overrides[f"memory.{name}.bandwidth_bytes_per_s"] = level.bandwidth_bytes_per_s * s
-    return with_overrides(arch, overrides)
+    """``arch`` with ``s`` times the matrix units. Per-unit memories come with the units
+    (their capacity and bandwidth are per unit); shared levels stay as they are."""
+    return with_overrides(arch, {"compute_units.count": arch.compute_units.count * s})
 
 
 def latency(workload: hwsim.Workload, arch: Chip) -> float:

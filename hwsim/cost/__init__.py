@@ -27,8 +27,10 @@ from hwsim.errors import SimulationError
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer, op_label
 
 
-def cost_op(op: Op, chip: Chip) -> OpCost:
-    """Cost of ``op`` running alone on ``chip``.
+def cost_op(op: Op, chip: Chip, *, fewest_kernels: bool = False) -> OpCost:
+    """Cost of ``op`` running alone on ``chip``; with ``fewest_kernels``, of its best mapping
+    among those launching the fewest kernels (a GEMM without split-K), which an eager pass
+    may prefer: there the host pays ``chip.host_dispatch_s`` for every kernel.
 
     Raises
     ------
@@ -39,14 +41,14 @@ def cost_op(op: Op, chip: Chip) -> OpCost:
     """
     # Checked here, once per op (the engine memoises it), not per candidate mapping.
     try:
-        return check_cost(_cost_op(op, chip))
+        return check_cost(_cost_op(op, chip, fewest_kernels))
     except SimulationError as exc:
         raise SimulationError(f"{chip.name}: {op_label(op)} {op}: {exc}") from None
 
 
-def _cost_op(op: Op, chip: Chip) -> OpCost:
+def _cost_op(op: Op, chip: Chip, fewest_kernels: bool) -> OpCost:
     if isinstance(op, MatMul):
-        return matmul_cost(chip, op)
+        return matmul_cost(chip, op, fewest_kernels)
     if isinstance(op, Attention):
         return attention_cost(chip, op)
     if isinstance(op, Elementwise):

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 from hwsim.arch.model import Chip
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost
-from hwsim.cost.power import power_limited_s
+from hwsim.cost.power import headroom_w, power_limited_s
 from hwsim.dtypes import dtype_bytes
 from hwsim.mapping.gemm import GemmMapping, compute_limit, fit_tile, gemm_candidates, reuse_traffic
 from hwsim.mapping.systolic import systolic_level_bytes
@@ -62,10 +62,49 @@ def _sparsity(chip: Chip, op: MatMul) -> tuple[float, float]:
     return pattern.speedup, n_kept / m_group * (1 + meta)
 
 
-def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
+def mapping_times(chip: Chip, cost: OpCost) -> tuple[float, float, float]:
+    """What one mapping of an op really costs where it runs: ``(sustained_s, full_s,
+    on_chip_s)``.
+
+    ``sustained_s`` is its time held to the chip's power limit (deep in a long run, the
+    burst allowance spent, a mapping that moves more bytes in the same time draws more
+    energy and runs at a lower clock); ``full_s`` its time with the allowance unspent (a
+    lone kernel; the same for a mapping under the limit); ``on_chip_s`` its time once the
+    engine has prefetched its weights (compute and the levels inside home), which sets
+    apart mappings bound by the same home bytes. Each only falls when the chip gets more of
+    a resource.
+    """
+    on_chip_s = cost.overhead_s + max((cost.compute_s, *cost.level_s[:-1]))
+    return power_limited_s(chip, cost, burst_j=0.0), power_limited_s(chip, cost), on_chip_s
+
+
+Ranked = tuple[tuple[float, float, float], OpCost]
+
+
+def _rank(item: Ranked, full_first: bool, limited: bool) -> tuple[float, ...]:
+    (sustained, full, on_chip), cost = item
+    # Under a power limit energy is time: what one op draws a later one cannot borrow.
+    energy_j = cost.compute_energy_j + sum(cost.level_energy_j) if limited else 0.0
+    times = (full, on_chip, sustained, energy_j) if full_first else (sustained, energy_j, full, on_chip)
+    return (*times, cost.traffic[-1].bytes)
+
+
+def _best(candidates: list[Ranked], limited: bool) -> tuple[OpCost, OpCost]:
+    """The mapping fastest at full clock and the mapping fastest under the power limit
+    (of those, the one drawing the least energy, which a later op may borrow; the first
+    becomes the op's cost, the second its ``alternative`` where it is another one;
+    ``limited``: the chip has a power limit). Ties go to the fewer home bytes."""
+    fast = min(candidates, key=lambda item: _rank(item, True, limited))[1]
+    held = min(candidates, key=lambda item: _rank(item, False, limited))[1]
+    return fast, held
+
+
+def matmul_cost(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
     """Cost of a (batched) GEMM: every legal mapping is costed in full (compute, bytes
-    at every level, split-K reduction kernel) and the fastest wins (ties: fewer home
-    bytes). 2:4-style sparsity applies where the chip has a unit for the pattern."""
+    at every level, split-K reduction kernel) and ranked by :func:`mapping_times`: the
+    fastest at full clock wins, with the fastest under the power limit as its
+    alternative; with ``fewest_kernels`` only mappings without split-K compete. 2:4-style
+    sparsity applies where the chip has a unit for the pattern."""
     unit = chip.compute_units
     speedup, b_scale = _sparsity(chip, op)
     outer_tiles = {
@@ -75,8 +114,8 @@ def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
     macs = op.flops / 2
     energy = macs * unit.energy_per_mac_pj.get(op.dtype, 0.0) * 1e-12 / speedup  # type: ignore[call-overload]
     weight = op.b_bytes * b_scale if op.b_is_weight else 0.0
-    best: OpCost | None = None
-    best_key: tuple[float, float] | None = None
+    candidates = []
+    mappings = {}
     for mapping in gemm_candidates(chip, op.m, op.k, op.n, op.dtype, op.batch):
         detail = (f"tile {mapping.tile_m}x{mapping.tile_n}, split_k {mapping.split_k}, "
                   f"{mapping.n_tiles} tiles, {mapping.waves} waves")
@@ -91,11 +130,16 @@ def matmul_cost(chip: Chip, op: MatMul) -> OpCost:
             compute_energy_j=energy, prefetchable_bytes=weight, detail=detail,
             footprint_bytes=op.min_bytes,
         )
-        # A mapping that burns more energy is slower on a power-limited chip.
-        key = (power_limited_s(chip, cost), cost.traffic[-1].bytes)
-        if best_key is None or key < best_key:
-            best, best_key, best_mapping = cost, key, mapping
-    assert best is not None
-    # Named for the winner only: what holds its compute time if that is the longest.
-    limit = compute_limit(chip, op.m, op.k, op.n, op.dtype, op.batch, best_mapping)
-    return replace(best, compute_limit=limit)
+        candidates.append((mapping_times(chip, cost), cost))
+        mappings[id(cost)] = mapping
+    if fewest_kernels:
+        fewest = min(c.n_kernels for _, c in candidates)
+        candidates = [item for item in candidates if item[1].n_kernels == fewest]
+    fast, held = _best(candidates, headroom_w(chip) > 0.0)
+
+    def named(cost: OpCost) -> OpCost:
+        # Named for the winners only: what holds a compute time if it is the longest.
+        limit = compute_limit(chip, op.m, op.k, op.n, op.dtype, op.batch, mappings[id(cost)])
+        return replace(cost, compute_limit=limit)
+
+    return named(fast) if held is fast else replace(named(fast), alternative=named(held))

@@ -78,6 +78,10 @@ class OpCost:
     """What holds the compute time when it is the longest: ``compute`` (units busy near
     their peak) or why they are not (``occupancy``, ``padding``, ``fill_drain``,
     ``operand_feed``: :data:`hwsim.mapping.gemm.COMPUTE_LIMITS`)."""
+    alternative: OpCost | None = None
+    """Another mapping of the op, faster than this one once the power limit holds it (this
+    one is the faster at full clock); the engine runs whichever is faster at the power
+    controller's state when the op starts (:mod:`hwsim.engine.power`)."""
 
     @property
     def latency_s(self) -> float:
@@ -101,19 +105,34 @@ class OpCost:
         return 0.0
 
 
-def transfer_time_s(spec: MemoryLevel, n_bytes: float) -> float:
-    """Time to stream ``n_bytes`` through a level, in s: the bytes at the achievable
-    bandwidth plus the ramp-up, which grows with the transfer and saturates at
-    ``ramp_s`` (achieved bandwidth rises with transfer size)."""
-    steady = n_bytes / (spec.bandwidth_bytes_per_s * spec.achievable_fraction)
+def transfer_time_s(spec: MemoryLevel, n_bytes: float, instances: int = 1) -> float:
+    """Time to stream ``n_bytes`` through a level of ``instances`` copies (a per-unit level
+    has one per compute unit), in s: the bytes at the achievable bandwidth plus the
+    ramp-up, which grows with the transfer and saturates at ``ramp_s`` (achieved
+    bandwidth rises with transfer size)."""
+    steady = n_bytes / (spec.bandwidth_bytes_per_s * instances * spec.achievable_fraction)
     if spec.ramp_s <= 0 or n_bytes <= 0:
         return steady
     return steady + spec.ramp_s * -math.expm1(-n_bytes / spec.ramp_bytes)
 
 
+def level_instances(chip: Chip, level: str) -> int:
+    """Copies of ``level`` on the chip: one per compute unit for a ``per_unit`` level (each
+    unit brings its own capacity and bandwidth), else one."""
+    return chip.compute_units.count if chip.memory[level].scope == "per_unit" else 1
+
+
+def level_bandwidth_bytes_per_s(chip: Chip, level: str) -> float:
+    """Peak bandwidth of ``level`` over all its copies, in B/s. A ``per_unit`` level's
+    ``bandwidth_bytes_per_s`` is one unit's, as its ``capacity_bytes`` is, so that a chip
+    with more units has their memories too."""
+    return chip.memory[level].bandwidth_bytes_per_s * level_instances(chip, level)
+
+
 def level_time_s(chip: Chip, level: str, n_bytes: float) -> float:
-    """Time to move ``n_bytes`` through ``level``, in s (see :func:`transfer_time_s`)."""
-    return transfer_time_s(chip.memory[level], n_bytes)
+    """Time to move ``n_bytes`` through ``level`` (all its copies), in s (see
+    :func:`transfer_time_s`)."""
+    return transfer_time_s(chip.memory[level], n_bytes, level_instances(chip, level))
 
 
 def traffic_energy_j(chip: Chip, traffic: tuple[LevelTraffic, ...]) -> tuple[float, ...]:

@@ -25,7 +25,7 @@ from hwsim.engine.iteration import ReplicaModel
 from hwsim.engine.replica import Replica
 from hwsim.engine.schedule import Schedule, SegmentRun
 from hwsim.workload.graph import Workload
-from hwsim.workload.ops import Collective, Op
+from hwsim.workload.ops import Collective
 from hwsim.workload.plan import Plan
 
 INFERENCE_PHASES = ("prefill", "decode", "request")
@@ -74,7 +74,7 @@ def compositions(workload: Workload) -> list[tuple[str, int, int]]:
     return [("prefill", prompt, prompt), *steps]
 
 
-def replica_model(workload: Workload, system: System, cost_of: Callable[[Op], OpCost]) -> ReplicaModel:
+def replica_model(workload: Workload, system: System, cost_of: Callable[..., OpCost]) -> ReplicaModel:
     """The iteration model of ``workload``'s model, dtype and kernels on ``system``'s chip."""
     args = workload.lower_args
     spec = workload.spec
@@ -104,7 +104,7 @@ def stage_send_s(system: System, model: ReplicaModel) -> Callable[[int], float]:
     return send_s
 
 
-def run_inference(workload: Workload, system: System, cost_of: Callable[[Op], OpCost]) -> InferenceRun:
+def run_inference(workload: Workload, system: System, cost_of: Callable[..., OpCost]) -> InferenceRun:
     """Run ``workload`` (lowered for prefill, decode or request, with or without a plan)."""
     model = replica_model(workload, system, cost_of)
     return _run(workload, system, model, detail=False)

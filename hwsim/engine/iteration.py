@@ -33,7 +33,7 @@ import numpy as np
 
 from hwsim.arch.model import Chip
 from hwsim.cost.attention_batch import attention_batch_cost
-from hwsim.cost.model import OpCost, make_cost, streaming_traffic
+from hwsim.cost.model import OpCost, make_cost, streaming_traffic, transfer_time_s
 from hwsim.engine.chain import Profile, is_chain
 from hwsim.engine.power import PowerState, apply_power_limit
 from hwsim.engine.schedule import (
@@ -49,7 +49,7 @@ from hwsim.workload.blocks import MlaForm, attention_ops, mla_form
 from hwsim.workload.graph import OperatorGraph, Pass, Segment, SegmentRole, Workload
 from hwsim.workload.layers import LayerSpec, group_layers, stage_bounds
 from hwsim.workload.lower import run_name
-from hwsim.workload.ops import Attention, Op
+from hwsim.workload.ops import Attention, Collective, Op
 from hwsim.workload.parallel import (
     chain_graphs,
     host_streams,
@@ -203,7 +203,7 @@ class ReplicaModel:
         thousands of distinct ``T``, and each new one costs every linear op afresh.
     """
 
-    def __init__(self, spec: ModelSpec, chip: Chip, plan: Plan, cost_of: Callable[[Op], OpCost],
+    def __init__(self, spec: ModelSpec, chip: Chip, plan: Plan, cost_of: Callable[..., OpCost],
                  dtype: str = "bf16", attention_impl: str = "flash", sparsity: str | None = None,
                  per_shape: bool = False, token_grid: bool = False, capacity_factor: float = 1.0,
                  lowering: dict[Any, Any] | None = None) -> None:
@@ -310,14 +310,14 @@ class ReplicaModel:
                                              not is_chain(nodes), [None] * len(nodes), groups)
         return plan
 
-    def _cost_or_skip(self, op: Op) -> OpCost:
+    def _cost_or_skip(self, op: Op, fewest_kernels: bool = False) -> OpCost:
         if isinstance(op, Attention):
             if self._placeholder is None:
                 self._placeholder = make_cost(self.chip, flops=0.0, compute_cycles=0.0, compute_s=0.0,
                                               traffic=streaming_traffic(self.chip, 0.0, 0.0), n_kernels=1,
                                               compute_energy_j=0.0)
             return self._placeholder
-        return self.cost_of(op)
+        return self.cost_of(op, fewest_kernels)
 
     _placeholder: OpCost | None = None
 
@@ -380,15 +380,42 @@ class ReplicaModel:
         at_full_clock = True
         if power is not None and not detail:
             # Most iterations never empty the bucket: walk plain numbers, no schedule.
-            overs = [power.over_j(node.cost, end - start)
-                     for (_, start, end, _, _), node in zip(log, nodes, strict=True)]
-            at_full_clock = power.walk_at_full_clock(overs, plan.groups)
+            energy, swaps = self._full_clock_energies(nodes, log)
+            span = [end - start for _, start, end, _, _ in log]
+            coll = [isinstance(node.op, Collective) for node in nodes]
+            at_full_clock = power.walk_at_full_clock(energy, span, coll, plan.groups)
+            for i, alt in swaps.items():
+                dyn += plan.mult[i] * (np.asarray(_sums(alt)) - np.asarray(_sums(nodes[i].cost)))
         if detail or not at_full_clock:
             schedule = fold_schedule(plan.workload, nodes, plan.runs, log, now)
             if power is not None:
                 schedule = apply_power_limit(schedule, self.chip, power)
             return self._from_schedule(schedule, detail)
         return self._cost(now + self._shift(plan, log), dyn, self._bounds(plan, log), None)
+
+    def _full_clock_energies(self, nodes: list[_Node], log: list) -> tuple[list[float], dict[int, OpCost]]:
+        """Each op's energy at full clock, and the ops that run their ``alternative``
+        mapping: as the power walk picks, one that fits the op's slot just as well
+        and draws less energy."""
+        home = self.chip.memory[self.chip.home_level]
+        bandwidth = home.bandwidth_bytes_per_s * home.achievable_fraction
+
+        def busy_s(cost: OpCost, prefetched: float) -> float:
+            home_s = transfer_time_s(home, cost.traffic[-1].bytes) - prefetched / bandwidth
+            return cost.overhead_s + max((cost.compute_s, *cost.level_s[:-1], home_s, 0.0))
+
+        energies, swaps = [], {}
+        for i, (node, (_, _, _, prefetched, _)) in enumerate(zip(nodes, log, strict=True)):
+            cost = node.cost
+            energy = cost.compute_energy_j + sum(cost.level_energy_j) + cost.link_energy_j
+            alt = cost.alternative
+            if alt is not None and not isinstance(node.op, Collective):
+                alt_j = alt.compute_energy_j + sum(alt.level_energy_j) + alt.link_energy_j
+                # The walk's slot for the alternative: max(duration, duration - busy + its busy).
+                if busy_s(alt, prefetched) <= busy_s(cost, prefetched) and alt_j < energy:
+                    energy, swaps[i] = alt_j, alt
+            energies.append(energy)
+        return energies, swaps
 
     def _shift(self, plan: _PassPlan, log: list) -> float:
         """Time the folded instances of repeated segments add, in s."""

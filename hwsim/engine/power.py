@@ -17,29 +17,73 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from hwsim.arch.model import Chip
-from hwsim.cost.model import OpCost
+from hwsim.arch.model import Chip, MemoryLevel
+from hwsim.cost.model import OpCost, transfer_time_s
 from hwsim.cost.power import headroom_w, power_shape, run_limited
 from hwsim.engine.schedule import OpRecord, Schedule
+from hwsim.workload.ops import Collective
 
 
 @dataclass
 class _Bucket:
-    """The controller's spare energy (J), the dynamic power the limit leaves (W) and the
-    power-clock exponent."""
+    """The controller's spare energy (J), the dynamic power the limit leaves (W), the
+    power-clock exponent, and the home memory level (for the time of alternative mappings)."""
 
     capacity_j: float
     headroom_w: float
     alpha: float
     level_j: float
+    home: MemoryLevel
 
-    def run(self, rec: OpRecord) -> tuple[float, float]:
-        """Run ``rec`` at full clock while the bucket lasts, then at the limit; return
-        ``(added_s, dynamic_j)``: the time the limit adds and the energy drawn."""
+    def run(self, rec: OpRecord, value_energy: bool | None = False) -> tuple[float, float, OpCost]:
+        """Run ``rec`` at full clock while the bucket lasts, then at the limit, as whichever
+        of its mappings (``rec.cost`` or its ``alternative``) costs less from the bucket's
+        state; return ``(added_s, dynamic_j, cost)``: the time the limit (and the mapping)
+        adds, the energy drawn and the mapping run.
+
+        A mapping costs its time and, where ``value_energy`` says a later op will be held
+        to the limit before the bucket next fills, the time the headroom takes to put back
+        what it leaves missing: energy drawn now is then energy that later op cannot
+        borrow. ``None`` runs ``rec.cost`` alone."""
         duration_s = rec.end_s - rec.start_s
-        time_s, energy_j, self.level_j = run_limited(rec.cost, duration_s, self.headroom_w, self.alpha,
-                                                     self.level_j, self.capacity_j)
-        return time_s - duration_s, energy_j
+        best: tuple[tuple[float, float], float, float, float, OpCost] | None = None
+        for cost in (rec.cost, rec.cost.alternative if value_energy is not None else None):
+            if cost is None:
+                continue
+            # Same launch and prefetch, another mapping's work (schedule._Sim.op_process);
+            # never less than the op's slot (what follows was scheduled after it).
+            own_s = duration_s if cost is rec.cost else max(
+                duration_s, duration_s - self._busy_s(rec.cost, rec) + self._busy_s(cost, rec))
+            time_s, energy_j, level_j = run_limited(cost, own_s, self.headroom_w, self.alpha,
+                                                    self.level_j, self.capacity_j)
+            owed_s = (self.capacity_j - level_j) / self.headroom_w if value_energy else 0.0
+            key = (time_s + owed_s, energy_j)
+            if best is None or key < best[0]:
+                best = (key, time_s, energy_j, level_j, cost)
+        assert best is not None
+        _, time_s, energy_j, self.level_j, cost = best
+        return time_s - duration_s, energy_j, cost
+
+    def _busy_s(self, cost: OpCost, rec: OpRecord) -> float:
+        """Kernel time and work of ``cost`` with ``rec``'s weights prefetched, in s."""
+        bandwidth = self.home.bandwidth_bytes_per_s * self.home.achievable_fraction
+        home_s = transfer_time_s(self.home, cost.traffic[-1].bytes) - rec.prefetched_bytes / bandwidth
+        return cost.overhead_s + max((cost.compute_s, *cost.level_s[:-1], home_s, 0.0))
+
+    def step(self, rec: OpRecord, now: float, value_energy: bool | None = False
+             ) -> tuple[float, float, OpCost, float]:
+        """Refill over the gap since ``now``, then run ``rec``; return ``(added_s,
+        dynamic_j, cost, now)``. A collective holds a link, not the compute units, and
+        compute may run beside it: its draw is charged at its start, but its span is not
+        time the board idles (the gap before the next op on the compute units refills it,
+        when there is one)."""
+        self.idle(rec.start_s - now)
+        if isinstance(rec.op, Collective):
+            energy_j = rec.cost.compute_energy_j + sum(rec.cost.level_energy_j) + rec.cost.link_energy_j
+            self.level_j = max(0.0, self.level_j - energy_j)
+            return 0.0, energy_j, rec.cost, max(now, rec.start_s)
+        added, energy_j, cost = self.run(rec, value_energy)
+        return added, energy_j, cost, max(now, rec.end_s)
 
     def idle(self, gap_s: float) -> None:
         """Refill during ``gap_s`` with nothing running."""
@@ -65,11 +109,15 @@ class PowerWalk:
         Per record index, the dynamic energy of one of the instances it stands for
         (their mean, for a folded record), in J; records run wholly at full clock may
         be left out.
+    costs : dict
+        Per record index, the mapping run where it is the record's ``alternative`` (for a
+        folded record, the one its last copy ran).
     """
 
     intervals: list[Interval]
     per_copy_s: dict[tuple[int, int], float]
     energy_j: dict[int, float]
+    costs: dict[int, OpCost]
     level_j: float = 0.0
     """The bucket after the schedule, in J."""
 
@@ -106,24 +154,29 @@ class PowerState:
         if gap_s > 0.0:
             self.level_j = min(self.capacity_j, self.level_j + self.headroom_w * gap_s)
 
-    def over_j(self, cost: OpCost, duration_s: float) -> float:
-        """Energy an op draws above what the limit allows over its duration, in J."""
-        full = cost.compute_energy_j + sum(cost.level_energy_j) + cost.link_energy_j
-        return full - self.headroom_w * duration_s
+    def walk_at_full_clock(self, energy_j: Sequence[float], span_s: Sequence[float],
+                           collective: Sequence[bool], groups: Sequence[tuple[int, int, int]]) -> bool:
+        """Run ops of ``energy_j`` over ``span_s`` (back to back) through the bucket as
+        :func:`power_walk` does, if none of them has to slow down.
 
-    def walk_at_full_clock(self, over_j: Sequence[float], groups: Sequence[tuple[int, int, int]]) -> bool:
-        """Run ops drawing ``over_j`` above the limit (negative: under it) through the
-        bucket, as :func:`power_walk` does, if none of them has to slow down.
-
-        ``groups`` are ``(first, stop, copies)`` index ranges of ``over_j`` in time order,
-        each followed by ``copies`` identical copies of itself (folded layers). Returns
-        False, leaving the bucket as it was, as soon as some op would find it empty.
+        A collective is charged its energy at its start and its span refills the bucket
+        as idle time (compute may run beside it). ``groups`` are ``(first, stop, copies)``
+        index ranges in time order, each followed by ``copies`` identical copies of itself
+        (folded layers). Returns False, leaving the bucket as it was, as soon as some op
+        would find it empty (then an alternative mapping or a lower clock is in play).
         """
-        level, cap = self.level_j, self.capacity_j
+        level, cap, head = self.level_j, self.capacity_j, self.headroom_w
         for first, stop, copies in groups:
             for _ in range(1 + copies):
                 before = level
-                for over in over_j[first:stop]:
+                for k in range(first, stop):
+                    e, span = energy_j[k], span_s[k]
+                    if collective[k]:
+                        if e > level:
+                            return False
+                        level = min(cap, level - e + head * span)
+                        continue
+                    over = e - head * span
                     if over > level:
                         return False
                     level = min(cap, level - over)
@@ -134,16 +187,36 @@ class PowerState:
 
 
 def power_walk(schedule: Schedule, chip: Chip, level_j: float | None = None) -> PowerWalk:
-    """Walk the unstretched schedule's ops in time order through the bucket, which
-    holds ``level_j`` at the start (default: full)."""
-    walk = PowerWalk([], {}, {})
+    """Walk the unstretched schedule's ops in time order through the bucket, which holds
+    ``level_j`` at the start (default: full).
+
+    Where ops have an alternative mapping (faster under the limit), a first walk with the
+    scheduled mappings finds after which ops the bucket's energy is still of use (a later
+    op is held to the limit before the bucket fills up again); the second walk runs each
+    op as whichever mapping costs less from its state.
+    """
     headroom = headroom_w(chip)
     if headroom <= 0.0:
-        return walk
+        return PowerWalk([], {}, {}, {})
     start = chip.burst_energy_j if level_j is None else level_j
-    bucket = _Bucket(chip.burst_energy_j, headroom, chip.power_clock_exponent, start)
+    useful = None
+    if any(r.cost.alternative is not None for r in schedule.records):
+        useful = _energy_useful(*_walk(schedule, chip, headroom, None, start)[1:])
+    return _walk(schedule, chip, headroom, useful, start)[0]
+
+
+def _walk(schedule: Schedule, chip: Chip, headroom: float, useful: dict[int, bool] | None,
+          start_j: float) -> tuple[PowerWalk, list[int], dict[int, tuple[bool, bool]]]:
+    """One walk from a bucket of ``start_j``; ``useful`` (per record index) lets ops run
+    their alternative mapping (``None``: every op its scheduled one). Also returns the
+    records in walk order and, per record, whether the limit held it (or its folded
+    copies) and whether the bucket was full after it."""
+    walk = PowerWalk([], {}, {}, {})
+    bucket = _Bucket(chip.burst_energy_j, headroom, chip.power_clock_exponent, start_j,
+                     chip.memory[chip.home_level])
     runs = {(r.pass_index, r.segment_index): r for r in schedule.segments}
     order = sorted(range(len(schedule.records)), key=lambda k: schedule.records[k].start_s)
+    state: dict[int, tuple[bool, bool]] = {}
     now = 0.0
     i = 0
     while i < len(order):
@@ -156,53 +229,69 @@ def power_walk(schedule: Schedule, chip: Chip, level_j: float | None = None) -> 
             group.append(order[i + len(group)])
         recs = [schedule.records[k] for k in group]
         for k, r in zip(group, recs, strict=True):
-            bucket.idle(r.start_s - now)
-            added, energy = bucket.run(r)
-            if added > 0.0 or copies > 0:
+            added, energy, cost, now = bucket.step(r, now, None if useful is None else useful[k])
+            if added > 0.0 or copies > 0 or cost is not r.cost:
                 walk.energy_j[k] = energy
+            if cost is not r.cost:
+                walk.costs[k] = cost
             walk.intervals.append((r.start_s, r.end_s, added))
-            now = max(now, r.end_s)  # collectives overlap compute: time never runs back
+            state[k] = (added > 0.0, bucket.level_j >= bucket.capacity_j * (1 - 1e-12))
         if copies > 0:
-            added, energies = _folded(recs, bucket, run.period_s, copies)
+            added, energies, costs = _folded(recs, group, bucket, run.period_s, copies, useful)
             walk.intervals.append((recs[-1].end_s, recs[-1].end_s + copies * run.period_s, added))
             walk.per_copy_s[(run.pass_index, run.segment_index)] = added / copies
-            for k, e in zip(group, energies, strict=True):
+            for k, r, e, cost in zip(group, recs, energies, costs, strict=True):
                 walk.energy_j[k] = (walk.energy_j[k] + e) / (1 + copies)
+                if cost is not r.cost:
+                    walk.costs[k] = cost
+                state[k] = (state[k][0] or added > 0.0, state[k][1])
             now = recs[-1].end_s + copies * run.period_s
         i += len(group)
     walk.level_j = bucket.level_j
-    return walk
+    return walk, order, state
+
+
+def _energy_useful(order: list[int], state: dict[int, tuple[bool, bool]]) -> dict[int, bool]:
+    """Per record: whether energy left in the bucket after it is of use, i.e. a later op
+    is held to the limit before the bucket is next full."""
+    useful: dict[int, bool] = {}
+    ahead = False  # of use after the record just visited (walking backwards)
+    for k in reversed(order):
+        useful[k] = ahead
+        held, full = state[k]
+        ahead = held or (ahead and not full)
+    return useful
 
 
 def _same_instance(a: OpRecord, b: OpRecord) -> bool:
     return (a.pass_index, a.segment_index, a.instance) == (b.pass_index, b.segment_index, b.instance)
 
 
-def _folded(group: list[OpRecord], bucket: _Bucket, period_s: float, copies: int
-            ) -> tuple[float, list[float]]:
-    """The added time and each op's summed energy over ``copies`` periodic repeats of
-    ``group``, walked until the bucket is the same after a copy as before it (from then
-    on every copy adds and draws the same)."""
+def _folded(group: list[OpRecord], index: list[int], bucket: _Bucket, period_s: float, copies: int,
+            useful: dict[int, bool] | None) -> tuple[float, list[float], list[OpCost]]:
+    """The added time, each op's summed energy and the mappings the last copy ran over
+    ``copies`` periodic repeats of ``group`` (record indices ``index``), walked until the
+    bucket is the same after a copy as before it (from then on every copy adds and draws
+    the same)."""
     added = 0.0
     energies = [0.0] * len(group)
+    costs = [r.cost for r in group]
     for k in range(copies):
         before = bucket.level_j
         now = group[-1].end_s - period_s  # the previous copy's end, relative to this copy
         last = 0.0
         this = []
-        for r in group:
-            bucket.idle(r.start_s - now)
-            extra, e = bucket.run(r)
+        for i, r in enumerate(group):
+            extra, e, costs[i], now = bucket.step(r, now, None if useful is None else useful[index[i]])
             last += extra
             this.append(e)
-            now = max(now, r.end_s)
         steady = abs(bucket.level_j - before) <= 1e-12 * max(1.0, bucket.capacity_j)
         times = copies - k if steady else 1  # a steady copy stands for all that remain
         added += times * last
         energies = [a + times * e for a, e in zip(energies, this, strict=True)]
         if steady:
             break
-    return added, energies
+    return added, energies, costs
 
 
 def _time_map(extras: list[tuple[float, float, float]], times: np.ndarray) -> np.ndarray:
@@ -245,7 +334,7 @@ def apply_power_limit(schedule: Schedule, chip: Chip, state: PowerState | None =
     if state is not None:
         state.level_j = walk.level_j
     extras = [x for x in walk.intervals if x[2] > 0.0]
-    if not extras:
+    if not extras and not walk.costs:
         return schedule
     n = len(schedule.records)
     times = np.array([r.start_s for r in schedule.records] + [r.end_s for r in schedule.records]
@@ -253,6 +342,7 @@ def apply_power_limit(schedule: Schedule, chip: Chip, state: PowerState | None =
     moved = _time_map(extras, times)
     records = tuple(replace(r, start_s=float(moved[k]), end_s=float(moved[n + k]))
                     for k, r in enumerate(schedule.records))
+    records = tuple(replace(r, cost=walk.costs[k]) if k in walk.costs else r for k, r in enumerate(records))
     records = tuple(_scaled(r, walk.energy_j[k]) if k in walk.energy_j else r for k, r in enumerate(records))
     added = walk.per_copy_s
     segments = tuple(replace(s, period_s=s.period_s + added.get((s.pass_index, s.segment_index), 0.0))

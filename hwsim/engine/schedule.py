@@ -33,6 +33,7 @@ import simpy
 from hwsim.arch.model import Chip
 from hwsim.cost.model import OpCost, transfer_time_s
 from hwsim.engine.chain import LogEntry, Profile, is_chain, op_bound, run_chain
+from hwsim.engine.eager import fewest_kernels, host_bound_segments
 from hwsim.workload.graph import OperatorGraph, Workload
 from hwsim.workload.ops import Collective, Op
 
@@ -101,8 +102,11 @@ class _Node:
     issue_s: float = 0.0
 
 
-def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[SegmentRun]]:
-    """Flatten passes and segments into simulated op instances in topological order."""
+def _instances(
+    workload: Workload, fold: bool, unfolded: frozenset[tuple[int, int]] = frozenset()
+) -> tuple[list[_Node], list[SegmentRun]]:
+    """Flatten passes and segments into simulated op instances in topological order
+    (every instance of the ``(pass, segment)`` pairs in ``unfolded``)."""
     nodes: list[_Node] = []
     runs: list[SegmentRun] = []
     prev_sinks: list[int] = []
@@ -115,7 +119,8 @@ def _instances(workload: Workload, fold: bool) -> tuple[list[_Node], list[Segmen
             chained = _sinks_without(seg.graph, set(overlapped) | set(prefetched))
             # Overlapped collectives may queue up on their network from layer to layer,
             # so a segment with them is not periodic: simulate every repeat.
-            n_sim = min(seg.repeat, FOLD_AFTER) if fold and not overlapped else seg.repeat
+            folds = fold and not overlapped and (p_i, s_i) not in unfolded
+            n_sim = min(seg.repeat, FOLD_AFTER) if folds else seg.repeat
             runs.append(SegmentRun(p_i, s_i, seg.repeat, n_sim, 0.0))
             # A segment run once (the optimizer after the layers) waits for the
             # overlapped collectives still in flight; repeated layers do not.
@@ -159,25 +164,30 @@ def _sinks_without(graph: OperatorGraph, skip: set[str]) -> list[str]:
 Flat = tuple[list[_Node], list[SegmentRun]]
 
 
-def prepare_nodes(workload: Workload, chip: Chip, cost_of: Callable[[Op], OpCost], fold: bool = True,
-                  flat: Flat | None = None) -> Flat:
+def prepare_nodes(workload: Workload, chip: Chip, cost_of: Callable[..., OpCost], fold: bool = True,
+                  flat: Flat | None = None, fewest: frozenset[Op] | set[Op] = frozenset(),
+                  unfolded: frozenset[tuple[int, int]] = frozenset()) -> Flat:
     """The flattened op instances of ``workload`` with their costs, launch latencies and
     (eager passes) host issue times, and how each segment is folded. ``flat`` is a
-    flattening of ``workload`` made earlier (:func:`flatten`), copied, not re-derived."""
+    flattening of ``workload`` made earlier (:func:`flatten`), copied, not re-derived;
+    ``fewest``: ops of eager passes that run their mapping with the fewest kernels;
+    ``unfolded``: segments simulated in full."""
     if flat is None:
-        nodes, runs = _instances(workload, fold)
+        nodes, runs = _instances(workload, fold, unfolded)
     else:
         nodes = [_Node(n.key, n.op, None, n.preds) for n in flat[0]]  # type: ignore[arg-type]
         runs = flat[1]
     first_of_pass: set[int] = set()
     host_s = 0.0  # when the host has issued everything so far (eager passes)
     for node in nodes:
-        node.cost = cost_of(node.op)
         if workload.passes[node.key[0]].eager:
+            node.cost = cost_of(node.op, node.op in fewest)
             host_s += chip.host_dispatch_s * node.cost.n_kernels
             node.issue_s = host_s
-        elif node.key[0] not in first_of_pass:
-            node.launch_s = chip.launch_overhead_s
+        else:
+            node.cost = cost_of(node.op, False)
+            if node.key[0] not in first_of_pass:
+                node.launch_s = chip.launch_overhead_s
         first_of_pass.add(node.key[0])
     return nodes, runs
 
@@ -201,19 +211,55 @@ def evaluate_nodes(nodes: list[_Node], chip: Chip, events: bool | None = None,
 
 
 def run_schedule(
-    workload: Workload, chip: Chip, cost_of: Callable[[Op], OpCost], fold: bool = True,
+    workload: Workload, chip: Chip, cost_of: Callable[[Op, bool], OpCost], fold: bool = True,
     events: bool | None = None,
 ) -> Schedule:
-    """Simulate ``workload`` on ``chip`` with op costs from ``cost_of``; deterministic.
+    """Simulate ``workload`` on ``chip`` with op costs from ``cost_of(op, fewest_kernels)``;
+    deterministic.
 
     A workload whose ops run strictly one after another is evaluated directly
     (:mod:`hwsim.engine.chain`); one with concurrent work (overlapped or prefetched
     collectives, parallel branches) runs as SimPy processes. ``events=True`` forces
     the processes, ``False`` the direct path (for chains only).
+
+    In an eager pass (kernels issued by the host one by one, ``host_dispatch_s`` each) an
+    op whose best mapping launches more kernels than it must (split-K) may run as its best
+    mapping with the fewest kernels instead: :func:`hwsim.engine.eager.fewest_kernels`
+    picks, over the pass, what finishes it first.
+
+    A folded segment of an eager pass whose period comes out shorter than the host's time
+    to issue one instance runs on a lead the host built up before it (the device catching
+    up on kernels issued during longer ones); the lead runs out, so the period is not the
+    segment's. Segments whose kernels take the device less time than the host needs to
+    issue them are simulated in full from the start; any other found running on a lead is
+    simulated again in full.
     """
-    nodes, runs = prepare_nodes(workload, chip, cost_of, fold)
-    log, now = evaluate_nodes(nodes, chip, events)
-    return fold_schedule(workload, nodes, runs, log, now)
+    fewest = fewest_kernels(workload, chip, cost_of)
+    unfolded = host_bound_segments(workload, chip, cost_of, fewest, FOLD_AFTER)
+    while True:
+        nodes, runs = prepare_nodes(workload, chip, cost_of, fold, fewest=fewest, unfolded=unfolded)
+        log, now = evaluate_nodes(nodes, chip, events)
+        schedule = fold_schedule(workload, nodes, runs, log, now)
+        draining = _draining_segments(workload, chip, nodes, schedule) - unfolded
+        if not draining:
+            return schedule
+        unfolded |= draining
+
+
+def _draining_segments(workload: Workload, chip: Chip, nodes: list[_Node], schedule: Schedule
+                       ) -> frozenset[tuple[int, int]]:
+    """Folded segments of eager passes whose period is shorter than the host's issue time
+    of one instance (the device was spending the host's lead, which does not last)."""
+    issue_s: dict[tuple[int, int], float] = {}
+    for node in nodes:
+        p_i, s_i, inst, _ = node.key
+        if inst == 1 and workload.passes[p_i].eager:
+            issue_s[(p_i, s_i)] = issue_s.get((p_i, s_i), 0.0) + chip.host_dispatch_s * node.cost.n_kernels
+    return frozenset(
+        (r.pass_index, r.segment_index) for r in schedule.segments
+        if r.simulated < r.repeat and r.period_s < issue_s.get((r.pass_index, r.segment_index), 0.0)
+        * (1 - 1e-9)
+    )
 
 
 class _Sim:

@@ -83,12 +83,14 @@ def _tile_candidates(chip: Chip, dtype: str) -> list[tuple[int, int]]:
 
 
 def _feed_bytes_per_cycle(chip: Chip, active_units: int) -> float:
-    """Operand bytes per cycle the innermost buffer delivers to one busy matrix unit
-    (a shared buffer splits its bandwidth over the units actually working)."""
+    """Operand bytes per cycle the innermost buffer delivers to one busy matrix unit: a
+    per-unit buffer its own bandwidth; a shared buffer splits its bandwidth over the units
+    actually working."""
     unit = chip.compute_units
     inner = next(iter(chip.memory.values()))
-    sharers = unit.count if inner.scope == "per_unit" else max(1, min(unit.count, active_units))
-    return inner.bandwidth_bytes_per_s / sharers / unit.clock_hz
+    if inner.scope == "per_unit":
+        return inner.bandwidth_bytes_per_s / unit.clock_hz
+    return inner.bandwidth_bytes_per_s / max(1, min(unit.count, active_units)) / unit.clock_hz
 
 
 def gemm_candidates(

@@ -19,6 +19,7 @@ import pandas as pd
 
 from hwsim.arch.model import Chip
 from hwsim.arch.system import System
+from hwsim.cost.model import level_bandwidth_bytes_per_s
 from hwsim.errors import ConfigError
 from hwsim.plot._common import MARKERS, as_results, color_map, get_axes, unique_labels
 from hwsim.result import Result
@@ -92,7 +93,7 @@ def roofline_ceilings(
         raise ConfigError([f"dtypes: {arch} has no peak for {', '.join(unknown)} "
                            f"(supported: {', '.join(chip.supported_dtypes)})"])
     peaks = {d: chip.peak_flops_per_s(d) for d in chosen}
-    bws = {lv: m.bandwidth_bytes_per_s for lv, m in chip.memory.items()}
+    bws = {lv: level_bandwidth_bytes_per_s(chip, lv) for lv in chip.memory}
     ceilings = {f"{arch} {d} peak": p for d, p in peaks.items()}
     ceilings |= {f"{arch} {lv} bandwidth": bw for lv, bw in bws.items()}
     ridges = {f"{arch} {lv}/{d}": (p / bw, p) for lv, bw in bws.items() for d, p in peaks.items()}

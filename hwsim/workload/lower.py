@@ -86,10 +86,20 @@ def _kv_cache_bytes(spec: ModelSpec, batch: int, n_tokens: int, dtype: str) -> f
     return batch * sequence_kv_bytes(spec, Plan(), n_tokens, dtype)
 
 
+#: Largest accepted value of each shape argument: far beyond any real model or batch
+#: (the longest contexts are ~1e7 tokens, the deepest models ~1e3 layers), small enough
+#: that the arrays and loops an engine sizes by them stay finite.
+SHAPE_LIMITS = {"batch": 10**7, "prompt_len": 10**8, "context_len": 10**8, "new_tokens": 10**7,
+                "seq_len": 10**8, "n_layers": 10**5}
+
+
 def _check_positive(source: str, **values: int) -> None:
     bad = [f"{source}: {key}: must be a positive integer, got {val!r}"
            for key, val in values.items()
            if not isinstance(val, int) or isinstance(val, bool) or val <= 0]
+    bad += [f"{source}: {key}: must be at most {SHAPE_LIMITS[key]:.0e}, got {val}"
+            for key, val in values.items()
+            if isinstance(val, int) and not isinstance(val, bool) and val > SHAPE_LIMITS.get(key, val)]
     if bad:
         raise ConfigError(bad)
 

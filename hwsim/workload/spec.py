@@ -42,7 +42,7 @@ class ModelSpec(BaseModel):
     name: str = ""
     model_type: str = ""
     architecture: str = ""
-    num_hidden_layers: int = Field(gt=0, strict=True)
+    num_hidden_layers: int = Field(gt=0, le=100_000, strict=True)  # engines walk the layers
     hidden_size: int = Field(gt=0, strict=True)
     num_attention_heads: int = Field(gt=0, strict=True)
     num_key_value_heads: int | None = Field(default=None, gt=0, strict=True)
@@ -191,18 +191,22 @@ class ModelSpec(BaseModel):
                        shared_gate=self.shared_expert_gate, router_bias=self.router_bias)
 
     def layer(self, i: int) -> LayerSpec:
-        """Layer ``i`` (0-based) of the model (built once per spec: see :attr:`_layer_specs`)."""
-        return self._layer_specs[i] if 0 <= i < len(self._layer_specs) else self._build_layer(i)
+        """Layer ``i`` (0-based) of the model (each built once per spec)."""
+        cache = self._layer_cache
+        layer = cache.get(i)
+        if layer is None:
+            layer = cache[i] = self._build_layer(i)
+        return layer
 
     @functools.cached_property
-    def _layer_specs(self) -> tuple[LayerSpec, ...]:
+    def _layer_cache(self) -> dict[int, LayerSpec]:
         # Frozen spec: its layers never change, and engines ask for them per pass.
-        return tuple(self._build_layer(i) for i in range(self.num_hidden_layers))
+        return {}
 
     def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> ModelSpec:
         """A copy with ``update`` applied; the copy derives its own layers."""
         copied = super().model_copy(update=update, deep=deep)
-        copied.__dict__.pop("_layer_specs", None)
+        copied.__dict__.pop("_layer_cache", None)
         return copied
 
     def _build_layer(self, i: int) -> LayerSpec:

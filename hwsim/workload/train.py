@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from hwsim.dtypes import dtype_bytes
-from hwsim.workload.graph import OperatorGraph, Segment, SegmentRole
+from hwsim.workload.graph import OperatorGraph, Pass, Segment, SegmentRole
 from hwsim.workload.layers import LayerSpec
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer
 from hwsim.workload.parallel import layer_param_bytes, period_graph, sharded_embedding
@@ -147,6 +147,55 @@ def train_segments(
         Segment("embed_bwd_optimizer", emb_bwd, role=SegmentRole.EMBED_BWD_OPTIMIZER),
     )
     return segments, saved
+
+
+def runs_once_per_step(plan: Plan | None, role: SegmentRole, op: Op) -> bool:
+    """Whether ``op``, of a training step's segment of ``role``, runs once per
+    optimizer step rather than once per micro-batch.
+
+    The optimizer and what serves it run once: the update, the gather of the updated
+    shards and the transfers of an offloaded update (the data-parallel and host
+    collectives of its segment). A replica that keeps whole gradients (ZeRO 0 and 1)
+    adds every micro-batch's gradients into them and reduces them over data parallel
+    once, after the last micro-batch (DDP's ``no_sync``); under ZeRO 2 and 3 a rank
+    keeps only its shard of the gradients, so each micro-batch's are reduce-scattered
+    as its backward produces them.
+    """
+    if isinstance(op, Optimizer):
+        return True
+    if not isinstance(op, Collective):
+        return False
+    if role is SegmentRole.EMBED_BWD_OPTIMIZER:
+        return op.group in ("dp", "host")
+    return op.group == "dp" and op.overlap and (plan or Plan()).zero_stage < 2
+
+
+def accumulation_pass(step: Pass, plan: Plan | None) -> Pass:
+    """The part of training pass ``step`` that every micro-batch but the last runs under
+    gradient accumulation: ``step`` without what runs once per step
+    (:func:`runs_once_per_step`); segments left empty are dropped."""
+    segments = []
+    for seg in step.segments:
+        graph = seg.graph
+        dropped = {name for name, op in graph.ops() if runs_once_per_step(plan, seg.role, op)}
+        kept = OperatorGraph()
+        for name, op in graph.ops():
+            if name not in dropped:
+                kept.add_op(name, op, _kept_predecessors(graph, name, dropped))
+        if kept.number_of_nodes():
+            segments.append(replace(seg, graph=kept))
+    return replace(step, segments=tuple(segments))
+
+
+def _kept_predecessors(graph: OperatorGraph, name: str, dropped: set[str]) -> list[str]:
+    """Predecessors of ``name``, a dropped one standing for its own (so the order of
+    what is kept does not change)."""
+    out: list[str] = []
+    for pred in graph.predecessors(name):
+        for p in ([pred] if pred not in dropped else _kept_predecessors(graph, pred, dropped)):
+            if p not in out:
+                out.append(p)
+    return out
 
 
 def _offloaded_update(g: OperatorGraph, plan: Plan, shard_bytes: float, dtype: str, prev: list[str]) -> None:

@@ -11,6 +11,7 @@ import pytest
 import hwsim
 from hwsim.arch import Chip, with_overrides
 from hwsim.cost import OpCost, cost_op
+from hwsim.cost.model import level_bandwidth_bytes_per_s
 from hwsim.errors import MappingError
 from hwsim.workload import Attention, Elementwise, Embedding, MatMul, Optimizer
 from hwsim.workload.ops import ELEMENTWISE_KINDS, Op
@@ -101,7 +102,7 @@ def test_latency_is_overhead_plus_slowest_resource(name: str) -> None:
         assert cost.latency_s == pytest.approx(cost.overhead_s + slowest, rel=1e-12)
         for t, secs in zip(cost.traffic, cost.level_s, strict=True):
             lvl = chip.memory[t.level]
-            bandwidth = lvl.bandwidth_bytes_per_s * lvl.achievable_fraction
+            bandwidth = level_bandwidth_bytes_per_s(chip, t.level) * lvl.achievable_fraction
             ramp = lvl.ramp_s * -math.expm1(-t.bytes / lvl.ramp_bytes) if t.bytes > 0 else 0.0
             assert secs == pytest.approx(t.bytes / bandwidth + ramp, rel=1e-12)
         assert cost.overhead_s >= chip.kernel_overhead_s
@@ -250,14 +251,9 @@ def test_more_of_any_resource_never_slower(name: str) -> None:
 
 
 def _more_units(chip: Chip, factor: float) -> Chip:
-    """The chip with ``factor`` x the matrix units, each keeping its own per-unit memory bandwidth."""
+    """The chip with ``factor`` x the matrix units (each brings its own per-unit memory)."""
     count = chip.compute_units.count
-    new = max(count + 1, int(count * factor))
-    change: dict[str, float] = {"compute_units.count": new}
-    for lvl, spec in chip.memory.items():
-        if spec.scope == "per_unit":  # bandwidth is the aggregate over instances
-            change[f"memory.{lvl}.bandwidth_bytes_per_s"] = spec.bandwidth_bytes_per_s * new / count
-    return with_overrides(chip, change)
+    return with_overrides(chip, {"compute_units.count": max(count + 1, int(count * factor))})
 
 
 

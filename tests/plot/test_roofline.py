@@ -8,6 +8,7 @@ import pytest
 
 import hwsim
 from hwsim.arch import with_overrides
+from hwsim.cost.model import level_bandwidth_bytes_per_s
 from hwsim.plot import RooflineDisplay, roofline_points
 from hwsim.workload.ops import COLLECTIVE_KINDS
 
@@ -53,8 +54,8 @@ def test_ceilings_at_chip_peaks_and_bandwidths(h100_result, ax):
         assert d.ceilings_[f"h100-sxm {dtype} peak"] == peak
         ys = d.lines_[f"h100-sxm {dtype} peak"].get_ydata()
         assert np.allclose(ys, peak)
-    for level, mem in chip.memory.items():
-        bw = mem.bandwidth_bytes_per_s
+    for level in chip.memory:
+        bw = level_bandwidth_bytes_per_s(chip, level)  # a per-unit level: all its copies
         assert d.ceilings_[f"h100-sxm {level} bandwidth"] == bw
         xs, ys = d.lines_[f"h100-sxm {level} bandwidth"].get_data()
         assert np.allclose(np.asarray(ys) / np.asarray(xs), bw)

@@ -27,11 +27,10 @@ from hwsim.engine.serve.run import Pool, Role, ServeRun, kv_capacity, run_servin
 from hwsim.engine.serve.table import RequestTable
 from hwsim.errors import ConfigError
 from hwsim.units import GIB
-from hwsim.workload.ops import Op
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec
 
-CostFactory = Callable[[System, Plan], Callable[[Op], OpCost]]
+CostFactory = Callable[[System, Plan], Callable[..., OpCost]]
 
 
 def _replica_plan(plan: Plan, where: str) -> Plan:
