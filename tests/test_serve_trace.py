@@ -75,7 +75,8 @@ def test_counters_and_request_slices(two_replicas: hwsim.ServeResult) -> None:
     events = serve_trace_events(two_replicas)["traceEvents"]
     counters = Counter(e["name"] for e in events if e["ph"] == "C")
     n = two_replicas.iterations.server.value_counts()
-    assert counters == {f"replica {s}: {c}": int(k) for s, k in n.items() for c in ("kv_blocks_used", "queue_len")}
+    assert counters == {f"replica {s}: {c}": int(k) for s, k in n.items()
+                        for c in ("kv_blocks_used", "queue_len")}
     begins = [e for e in events if e["ph"] == "b"]
     ends = [e for e in events if e["ph"] == "e"]
     assert len(begins) == len(ends) == 4 * len(two_replicas.requests)

@@ -131,8 +131,8 @@ def test_timeline_lines_per_replica_keep_the_time_average(two_replicas: hwsim.Se
 def test_timeline_from_a_stored_frame(two_replicas: hwsim.ServeResult) -> None:
     """The iterations frame alone draws the same series, servers named by index."""
     fig, axes = plt.subplots(2, 1)
-    d = ServingTimelineDisplay.from_frame(two_replicas.iterations, quantities=["queue_len", "n_decode_tokens"],
-                                          ax=axes)
+    d = ServingTimelineDisplay.from_frame(two_replicas.iterations,
+                                          quantities=["queue_len", "n_decode_tokens"], ax=axes)
     assert d.axes_ == list(axes) and set(d.series_["queue_len"]) == {"replica 0", "replica 1"}
     plt.close(fig)
 
