@@ -219,6 +219,7 @@ class ProgressBar:
                  tb: TracebackType | None) -> None:
         if self._bar is not None:
             self._bar.__exit__(kind, exc, tb)
+            self.file.write("\n")  # keep the finished bar; what follows starts on a new line
 
 
 def write_run(result: ServeResult, directory: Path, csv: bool = False) -> list[Path]:
