@@ -15,7 +15,8 @@ from click.testing import CliRunner, Result
 import hwsim
 from hwsim import report
 from hwsim.cli import main
-from hwsim.cli.serve import ProgressBar, build_requests, read_run
+from hwsim.cli.serve import ProgressBar, build_requests
+from hwsim.serve_files import read_run
 
 SMALL = ["--model", "llama2-7b", "--n-layers", "2", "--prompt-len", "64", "--output-len", "8"]
 STREAM = ["--requests", "20", "--rate", "40", "--seed", "3"]

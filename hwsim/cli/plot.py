@@ -200,9 +200,9 @@ def latency_cdf_cmd(runs: tuple[Path, ...], metrics: tuple[str, ...], output: Pa
     """Latency CDFs of stored serving runs (`hwsim serve -o DIR`), one curve per run."""
     import pandas as pd
 
-    from hwsim.cli.serve import read_run
     from hwsim.plot import new_figure
     from hwsim.plot.serving import LATENCY_METRICS, LatencyCDFDisplay
+    from hwsim.serve_files import read_run
 
     output = _figure_path(output)
     columns = metrics or LATENCY_METRICS
@@ -226,9 +226,9 @@ def throughput_latency_cmd(runs: tuple[Path, ...], metric: str, slo_ms: float | 
     runs of one configuration (arch, model, scheduler, plan) make one curve."""
     import pandas as pd
 
-    from hwsim.cli.serve import read_run
     from hwsim.plot import new_figure
     from hwsim.plot.serving import ThroughputLatencyDisplay, summary_labels
+    from hwsim.serve_files import read_run
 
     output = _figure_path(output)
     summaries = [read_run(run)[2] for run in runs]
@@ -248,9 +248,9 @@ def throughput_latency_cmd(runs: tuple[Path, ...], metric: str, slo_ms: float | 
 def serve_timeline_cmd(run: Path, quantities: tuple[str, ...], output: Path) -> None:
     """KV-cache usage, batch size and queue length over time of a stored serving run,
     a line per replica."""
-    from hwsim.cli.serve import read_run
     from hwsim.plot import new_figure
     from hwsim.plot.serving import TIMELINE_QUANTITIES, ServingTimelineDisplay
+    from hwsim.serve_files import read_run
     from hwsim.serve_trace import server_names
 
     output = _figure_path(output)

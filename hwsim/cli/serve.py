@@ -10,7 +10,6 @@ as they are. The table goes to stdout, warnings to stderr as ``warning: <line>``
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time
@@ -20,7 +19,6 @@ from types import TracebackType
 from typing import Any, TextIO, TypeVar
 
 import click
-import pandas as pd
 from pydantic import ValidationError
 
 from hwsim import report
@@ -33,13 +31,13 @@ from hwsim.engine.serve.requests import Requests
 from hwsim.engine.serve.result import ServeResult
 from hwsim.engine.serve.scheduler import POLICIES
 from hwsim.errors import ConfigError
+from hwsim.serve_files import write_run
 from hwsim.workload.plan import Plan
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Lengths when neither a profile nor a length is given.
 DEFAULT_PROMPT_LEN, DEFAULT_OUTPUT_LEN, DEFAULT_N_REQUESTS = 512, 128, 100
-RUN_FILES = ("requests", "iterations")
 
 
 def _apply(func: F, options: list[Callable[[F], F]]) -> F:
@@ -220,45 +218,6 @@ class ProgressBar:
         if self._bar is not None:
             self._bar.__exit__(kind, exc, tb)
             self.file.write("\n")  # keep the finished bar; what follows starts on a new line
-
-
-def write_run(result: ServeResult, directory: Path, csv: bool = False) -> list[Path]:
-    """Write ``requests``, ``iterations`` (Parquet, or CSV) and ``summary.json`` under
-    ``directory`` (created); return the paths."""
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for name, frame in (("requests", result.requests), ("iterations", result.iterations)):
-            path = directory / f"{name}.{'csv' if csv else 'parquet'}"
-            frame.to_csv(path, index=False) if csv else frame.to_parquet(path, index=False)
-            paths.append(path)
-        summary = directory / "summary.json"
-        summary.write_text(result.to_json() + "\n")
-    except OSError as exc:
-        raise ConfigError([f"{directory}: cannot write the run ({exc.strerror or exc})"]) from None
-    return [*paths, summary]
-
-
-def read_run(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
-    """The request and iteration frames and the summary a ``hwsim serve -o DIR`` wrote."""
-    summary_path = directory / "summary.json"
-    if not summary_path.is_file():
-        raise ConfigError([f"{directory}: not a serving run (no summary.json; write one with "
-                           "`hwsim serve ... -o DIR`)"])
-    try:
-        summary = json.loads(summary_path.read_text())
-        frames = []
-        for name in RUN_FILES:
-            parquet, csv = directory / f"{name}.parquet", directory / f"{name}.csv"
-            if parquet.is_file():
-                frames.append(pd.read_parquet(parquet))
-            elif csv.is_file():
-                frames.append(pd.read_csv(csv))
-            else:
-                raise ConfigError([f"{directory}: no {name}.parquet or {name}.csv"])
-    except (OSError, ValueError) as exc:
-        raise ConfigError([f"{directory}: cannot read the run ({exc})"]) from None
-    return frames[0], frames[1], summary
 
 
 def _title(result: ServeResult, requests: Requests) -> str:
