@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -59,7 +60,7 @@ def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: 
 def serve(requests: Requests, arch: Chip | System | str | Path, *,
           model: str | Path | ModelSpec = "llama2-7b", plan: Plan | None = None,
           dtype: str = "bf16", scheduler: str = "vllm", slo: SLO | None = None,
-          **options: Any) -> ServeResult:
+          progress: Callable[[int], None] | None = None, **options: Any) -> ServeResult:
     """Serve ``requests`` on ``arch`` with ``model``: requests arrive over time, a scheduler
     batches them iteration by iteration under a paged KV cache, replicas run the batches.
 
@@ -78,6 +79,9 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
         See :mod:`hwsim.engine.serve.scheduler`.
     slo : SLO, optional
         TTFT/TPOT/E2E limits for goodput.
+    progress : callable, optional
+        Called with the number of requests that have just completed, as the run goes
+        (the CLI's progress bar); it sees nothing else and changes nothing.
     **options
         :class:`~hwsim.engine.serve.options.ServeOptions`: ``max_num_seqs``,
         ``max_num_batched_tokens``, ``block_tokens``, ``memory_fraction``, ``watermark``,
@@ -92,6 +96,8 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
         ``summary()``, ``to_json()``.
     """
     opts = serve_options(scheduler, options)
+    if progress is not None and not callable(progress):
+        raise ConfigError([f"serve: progress: expected a callable, got {type(progress).__name__}"])
     if not isinstance(requests, Requests):
         raise ConfigError([f"serve: requests: expected hwsim.Requests, got {type(requests).__name__}"])
     system = load_system(arch)
@@ -112,7 +118,7 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
             caches[key] = CostCache(sys_.chip, sys_, plan_)
         return caches[key]
 
-    run, notes = serve_requests(requests, system, spec, plan, dtype, scheduler, opts, costs)
+    run, notes = serve_requests(requests, system, spec, plan, dtype, scheduler, opts, costs, progress)
     config = {"options": opts.model_dump(exclude={"pools"}), "plan": (plan or Plan()).label(),
               "pools": [{"role": p.role, "arch": p.system.name, "plan": p.model.plan.label(),
                          "replicas": p.replicas, "kv_blocks": p.kv.n_blocks,

@@ -278,3 +278,54 @@ def model_rows(specs: Sequence[tuple[str, ModelSpec | str]]) -> list[list[Any]]:
         kind.append(f"hidden {spec.hidden_size}")
         rows.append([name, spec.param_count() / 1e9, spec.num_hidden_layers, ", ".join(kind)])
     return rows
+
+
+SERVE_LATENCIES = ("ttft", "tpot", "itl", "e2e", "queue")
+_SERVE_TOTALS = (
+    ("n_requests", "n_requests", 1), ("n_completed", "n_completed", 1), ("duration_s", "duration_s", 1),
+    ("requests_per_s", "requests_per_s", 1), ("output_tokens_per_s", "output_tokens_per_s", 1),
+    ("total_tokens_per_s", "total_tokens_per_s", 1),
+    ("output_tokens_per_s_per_chip", "output_tokens_per_s_per_chip", 1),
+    ("goodput_requests_per_s", "goodput_requests_per_s", 1),
+    ("goodput_output_tokens_per_s", "goodput_output_tokens_per_s", 1),
+    ("slo_attainment_pct", "slo_attainment", 100), ("n_preemptions", "n_preemptions", 1),
+    ("batch_size_mean", "batch_size_mean", 1), ("queue_len_mean", "queue_len_mean", 1),
+    ("kv_usage_mean_pct", "kv_usage_mean", 100), ("kv_usage_max_pct", "kv_usage_max", 100),
+    ("busy_pct", "busy_fraction", 100), ("energy_j", "energy_j", 1),
+    ("energy_per_output_token_j", "energy_per_output_token_j", 1), ("average_power_w", "average_power_w", 1),
+    ("usd_per_million_output_tokens", "usd_per_million_output_tokens", 1),
+)
+
+
+def serve_latency_rows(metrics: dict[str, Any]) -> list[list[Any]]:
+    """``[latency, mean_ms, p50_ms, p90_ms, p99_ms]`` per latency a serving run reports."""
+    return [[name, *(_ms(metrics.get(f"{name}_{stat}_s")) for stat in ("mean", "p50", "p90", "p99"))]
+            for name in SERVE_LATENCIES]
+
+
+def _ms(value: Any) -> float | None:
+    return None if value is None else float(value) * 1e3
+
+
+def serve_total_rows(summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``(metric_with_unit, value)`` of a serving run's totals (keys it lacks are left out),
+    the SLO test, and each pool's KV cache."""
+    rows: list[tuple[str, Any]] = [(label, float(summary[key]) * scale if scale != 1 else _py(summary[key]))
+                                   for label, key, scale in _SERVE_TOTALS if key in summary]
+    rows = [(k, int(v) if k.startswith("n_") else v) for k, v in rows]
+    if "slo_met" in summary:
+        rows.append(("slo_met", bool(summary["slo_met"])))
+    for pool in summary.get("config", {}).get("pools", []):
+        role = "" if pool["role"] == "both" else f"{pool['role']}_"
+        rows.append((f"{role}kv_blocks_per_replica", int(pool["kv_blocks"])))
+        rows.append((f"{role}kv_gb_per_chip", pool["kv_bytes_per_chip"] / GB))
+    return rows
+
+
+def format_serve_summary(result: Any) -> str:
+    """A serving run (:class:`~hwsim.engine.serve.result.ServeResult`) as two tables:
+    latency statistics in ms, then the totals."""
+    summary = result.summary()
+    latencies = format_table(["latency", "mean_ms", "p50_ms", "p90_ms", "p99_ms"],
+                             serve_latency_rows(summary))
+    return latencies + "\n\n" + format_table(["metric", "value"], serve_total_rows(summary))

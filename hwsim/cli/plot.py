@@ -1,7 +1,9 @@
-"""``hwsim plot roofline|energy|timeline|compare`` and ``hwsim trace``.
+"""``hwsim plot roofline|energy|timeline|compare``, ``hwsim trace``, and the charts of
+stored serving runs ``hwsim plot latency-cdf|throughput-latency|serve-timeline``.
 
-They take the workload and plan options of ``hwsim simulate`` and write a figure
-(``-o FILE.png|svg|pdf``) or a Chrome/Perfetto trace (``-o trace.json``). Figures are
+The first four take the workload and plan options of ``hwsim simulate`` and write a figure
+(``-o FILE.png|svg|pdf``) or a Chrome/Perfetto trace (``-o trace.json``); the serving
+charts read the directories ``hwsim serve -o DIR`` wrote. Figures are
 drawn outside pyplot (no display needed) by :mod:`hwsim.plot`; this module never
 imports matplotlib itself. Importing it registers the commands on :data:`hwsim.cli.group.main`.
 """
@@ -53,9 +55,13 @@ def _run(archs: tuple[str, ...], default: tuple[str, ...], model: str, phase: st
     return results, systems
 
 
-def _save(figure: Any, output: Path, results: list[Result]) -> None:
-    from hwsim.plot import save_figure
+def save_figure(figure: Any, output: Path) -> None:
+    from hwsim.plot import save_figure as save
 
+    save(figure, output)
+
+
+def _save(figure: Any, output: Path, results: list[Result]) -> None:
     r = results[0]
     params = ", ".join(f"{k}={v}" for k, v in r.params.items() if k not in ("n_layers", "plan", "n_chips"))
     plan = f", {r.params['plan']}" if "plan" in r.params else ""
@@ -81,6 +87,7 @@ def plot_group() -> None:
       hwsim plot energy --arch h100-sxm --by kind --per-token -o energy.svg
       hwsim plot timeline --arch dgx-h100 --tp 8 --batch 8 -o timeline.png
       hwsim plot compare --phase prefill -o compare.pdf
+      hwsim plot latency-cdf runs/rate2 runs/rate8 -o cdf.png
     """
 
 
@@ -173,3 +180,87 @@ def trace_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **op
     write_trace(results, output, chips=systems)
     click.echo(f"wrote {output}")
 
+
+
+def _runs_argument(func: F) -> F:
+    return click.argument("runs", nargs=-1, required=True,
+                          type=click.Path(file_okay=False, path_type=Path))(func)
+
+
+def _run_names(runs: tuple[Path, ...]) -> list[str]:
+    """Directory names, or whole paths where two runs share a name."""
+    names = [run.name or str(run) for run in runs]
+    return names if len(set(names)) == len(names) else [str(run) for run in runs]
+
+
+@plot_group.command("latency-cdf")
+@_runs_argument
+@click.option("--metric", "metrics", multiple=True, metavar="COLUMN",
+              help="Request column in s (ttft_s, tpot_s, e2e_s, queue_s, itl_max_s); repeat for "
+                   "several [default: ttft_s, tpot_s, e2e_s].")
+@_output_option("Figure file (.png, .svg or .pdf).")
+def latency_cdf_cmd(runs: tuple[Path, ...], metrics: tuple[str, ...], output: Path) -> None:
+    """Latency CDFs of stored serving runs (`hwsim serve -o DIR`), one curve per run."""
+    import pandas as pd
+
+    from hwsim.plot import new_figure
+    from hwsim.plot.serving import LATENCY_METRICS, LatencyCDFDisplay
+    from hwsim.serve_files import read_run
+
+    output = _figure_path(output)
+    columns = metrics or LATENCY_METRICS
+    names = _run_names(runs)
+    frame = pd.concat([read_run(run)[0].assign(run=name) for run, name in zip(runs, names, strict=True)],
+                      ignore_index=True)
+    fig, axes = new_figure(n_axes=len(columns), figsize=(3.6 * len(columns) + 0.8, 3.6))
+    LatencyCDFDisplay.from_frame(frame, label="run", metrics=columns, ax=axes)
+    save_figure(fig, output)
+    click.echo(f"wrote {output}")
+
+
+@plot_group.command("throughput-latency")
+@_runs_argument
+@click.option("--metric", type=click.Choice(["ttft", "tpot", "e2e", "itl", "queue"]), default="ttft",
+              show_default=True, help="The latency on the y axis.")
+@click.option("--slo-ms", type=float, default=None, help="Draw this latency limit (ms).")
+@_output_option("Figure file (.png, .svg or .pdf).")
+def throughput_latency_cmd(runs: tuple[Path, ...], metric: str, slo_ms: float | None, output: Path) -> None:
+    """Output tokens/s against p50 and p99 latency of stored serving runs (at several rates);
+    runs of one configuration (arch, model, scheduler, plan) make one curve."""
+    import pandas as pd
+
+    from hwsim.plot import new_figure
+    from hwsim.plot.serving import ThroughputLatencyDisplay, summary_labels
+    from hwsim.serve_files import read_run
+
+    output = _figure_path(output)
+    summaries = [read_run(run)[2] for run in runs]
+    frame = pd.DataFrame(summaries).assign(label=summary_labels(summaries))
+    fig, ax = new_figure(figsize=(6.5, 4.2))
+    ThroughputLatencyDisplay.from_frame(frame, metric=metric, slo_s=slo_ms / 1e3 if slo_ms else None, ax=ax)
+    save_figure(fig, output)
+    click.echo(f"wrote {output}")
+
+
+@plot_group.command("serve-timeline")
+@click.argument("run", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--quantity", "quantities", multiple=True, metavar="COLUMN",
+              help="Iteration column or kv_usage_pct; repeat for several "
+                   "[default: kv_usage_pct, batch_size, queue_len].")
+@_output_option("Figure file (.png, .svg or .pdf).")
+def serve_timeline_cmd(run: Path, quantities: tuple[str, ...], output: Path) -> None:
+    """KV-cache usage, batch size and queue length over time of a stored serving run,
+    a line per replica."""
+    from hwsim.plot import new_figure
+    from hwsim.plot.serving import TIMELINE_QUANTITIES, ServingTimelineDisplay
+    from hwsim.serve_files import read_run
+    from hwsim.serve_trace import server_names
+
+    output = _figure_path(output)
+    _, iterations, summary = read_run(run)
+    chosen = quantities or TIMELINE_QUANTITIES
+    fig, axes = new_figure(n_axes=len(chosen), figsize=(9.0, 1.0 + 1.9 * len(chosen)), stacked=True)
+    ServingTimelineDisplay.from_frame(iterations, names=server_names(summary.get("config")),
+                                      quantities=chosen, ax=axes)
+    save_figure(fig, output)
+    click.echo(f"wrote {output}")

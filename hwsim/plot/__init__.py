@@ -1,4 +1,5 @@
-"""Charts of results: roofline, energy breakdown, timeline, comparison, Pareto, heatmap.
+"""Charts of results: roofline, energy breakdown, timeline, comparison, Pareto, heatmap;
+and of serving runs: latency CDFs, throughput against latency, KV/batch/queue timelines.
 
 The only package that imports matplotlib, and only inside functions: importing
 ``hwsim.plot`` does not import matplotlib. Every display follows one pattern
@@ -20,6 +21,7 @@ from hwsim.plot.compare import DEFAULT_METRICS, ComparisonDisplay, metric_label
 from hwsim.plot.energy import EnergyDisplay, energy_frame
 from hwsim.plot.pareto import HeatmapDisplay, ParetoDisplay, pareto_front
 from hwsim.plot.roofline import RooflineDisplay, roofline_ceilings, roofline_points
+from hwsim.plot.serving import LatencyCDFDisplay, ServingTimelineDisplay, ThroughputLatencyDisplay
 from hwsim.plot.timeline import TimelineDisplay
 
 __all__ = [
@@ -27,8 +29,11 @@ __all__ = [
     "ComparisonDisplay",
     "EnergyDisplay",
     "HeatmapDisplay",
+    "LatencyCDFDisplay",
     "ParetoDisplay",
     "RooflineDisplay",
+    "ServingTimelineDisplay",
+    "ThroughputLatencyDisplay",
     "TimelineDisplay",
     "energy_frame",
     "metric_label",

@@ -34,13 +34,16 @@ def get_axes(ax: Any = None, **subplot_kw: Any) -> tuple[Any, Any]:
     return fig, new_ax
 
 
-def new_figure(n_axes: int = 1, figsize: tuple[float, float] = (7.0, 4.5)) -> tuple[Any, Any]:
+def new_figure(n_axes: int = 1, figsize: tuple[float, float] = (7.0, 4.5), stacked: bool = False
+               ) -> tuple[Any, Any]:
     """A figure outside pyplot (nothing to close, no GUI backend) and its axes
-    (one Axes, or an array of ``n_axes`` side by side); used by the CLI."""
+    (one Axes, or an array of ``n_axes`` side by side, or one above the other sharing
+    the x axis when ``stacked``); used by the CLI."""
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=figsize, layout="constrained")
-    axes = fig.subplots(1, n_axes, squeeze=True)
+    shape = (n_axes, 1) if stacked else (1, n_axes)
+    axes = fig.subplots(*shape, squeeze=True, sharex=stacked)
     return fig, axes
 
 

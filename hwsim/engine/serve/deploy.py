@@ -127,13 +127,15 @@ def transfer_bandwidth(pools: list[Pool], given: float | None) -> float:
 
 
 def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Plan | None, dtype: str,
-                   scheduler: str, opts: ServeOptions, costs: CostFactory) -> tuple[ServeRun, list[str]]:
-    """Build the pools, check the requests, run; return the run and its notes."""
+                   scheduler: str, opts: ServeOptions, costs: CostFactory,
+                   progress: Callable[[int], None] | None = None) -> tuple[ServeRun, list[str]]:
+    """Build the pools, check the requests, run; return the run and its notes.
+    ``progress`` is called with the number of requests that have just finished."""
     pools, notes = build_pools(system, spec, plan, dtype, opts, costs)
     config = opts.scheduler_config(scheduler)
     check_requests(requests, pools, config.block_tokens)
     table = RequestTable(requests.arrival_s, requests.prompt_len, requests.output_len, requests.prefix_id,
-                         _prefix_len(requests))
+                         _prefix_len(requests), on_finish=progress)
     bandwidth = transfer_bandwidth(pools, opts.transfer_bytes_per_s) if len(pools) > 1 else 0.0
     run = run_serving(table, pools, config, opts.router, opts.host_overhead_s, bandwidth)
     return run, notes

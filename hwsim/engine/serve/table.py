@@ -7,6 +7,8 @@ at the end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 
@@ -18,10 +20,14 @@ class RequestTable:
     arrival_s, prompt_len, output_len : numpy.ndarray
     prefix_id, prefix_len : numpy.ndarray, optional
         Shared-prefix id (-1: none) and its length in tokens.
+    on_finish : callable, optional
+        Called with the number of requests that have just finished, whenever any do
+        (a progress report; it must not touch the run).
     """
 
     def __init__(self, arrival_s: np.ndarray, prompt_len: np.ndarray, output_len: np.ndarray,
-                 prefix_id: np.ndarray | None = None, prefix_len: np.ndarray | None = None) -> None:
+                 prefix_id: np.ndarray | None = None, prefix_len: np.ndarray | None = None,
+                 on_finish: Callable[[int], None] | None = None) -> None:
         n = len(arrival_s)
         self.n = n
         self.arrival_s = np.asarray(arrival_s, dtype=np.float64)
@@ -39,6 +45,7 @@ class RequestTable:
         self.swapped_tokens = np.zeros(n, dtype=np.int64)
         self.replica = np.full(n, -1, dtype=np.int64)
         self.now_s = 0.0
+        self.on_finish = on_finish
         self._token_ids: list[np.ndarray] = []
         self._token_times: list[np.ndarray] = []
 
@@ -64,6 +71,8 @@ class RequestTable:
         self._token_times.append(np.full(ids.size, time_s))
         done = ids[self.generated[ids] >= self.output[ids]]
         self.finish_s[done] = time_s
+        if done.size and self.on_finish is not None:
+            self.on_finish(int(done.size))
         return done
 
     def token_events(self) -> tuple[np.ndarray, np.ndarray]:
