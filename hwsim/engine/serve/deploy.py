@@ -19,11 +19,13 @@ from collections.abc import Callable
 import numpy as np
 
 from hwsim.arch.system import System, load_system
+from hwsim.cost.attention_batch import APPROXIMATION as ATTENTION_APPROXIMATION
 from hwsim.cost.model import OpCost
-from hwsim.engine.iteration import ReplicaModel
+from hwsim.engine.iteration import GRID_EXACT_TOKENS, GRID_PER_OCTAVE, ReplicaModel
 from hwsim.engine.serve.options import ServeOptions
 from hwsim.engine.serve.requests import Requests
 from hwsim.engine.serve.run import Pool, Role, ServeRun, kv_capacity, run_serving
+from hwsim.engine.serve.scheduler import SchedulerConfig
 from hwsim.engine.serve.table import RequestTable
 from hwsim.errors import ConfigError
 from hwsim.units import GIB
@@ -95,6 +97,26 @@ def _check_chips(system: System, pools: list[Pool], notes: list[str]) -> None:
                      f"{system.n_chips - used} are idle and not counted (raise replicas or the plan's dp)")
 
 
+def check_lengths(requests: Requests, max_model_len: int, config: SchedulerConfig, model: str) -> None:
+    """Refuse requests longer than the model's context (vLLM refuses them too) and, for a
+    scheduler that runs whole prompts, ones whose prompt and output (all of it is fed
+    again after a preemption by recompute) exceed the token budget."""
+    total = requests.prompt_len + requests.output_len
+    lines = []
+    for i in (total > max_model_len).nonzero()[0][:5].tolist():
+        lines.append(f"{requests.source}: row {i + 1}: {requests.prompt_len[i]} prompt + "
+                     f"{requests.output_len[i]} output tokens exceed {model}'s context of "
+                     f"{max_model_len} (max_model_len; Requests.with_max_len caps them)")
+    if not config.chunks and config.policy != "static":
+        budget = config.max_num_batched_tokens
+        for i in (total > budget).nonzero()[0][:5].tolist():
+            lines.append(f"{requests.source}: row {i + 1}: {total[i]} tokens do not fit one "
+                         f"{config.policy} iteration of max_num_batched_tokens={budget} (raise it or "
+                         "use scheduler='sarathi')")
+    if lines:
+        raise ConfigError(lines)
+
+
 def check_requests(requests: Requests, pools: list[Pool], block_tokens: int) -> None:
     """Refuse requests that can never fit a replica's KV cache (with the numbers)."""
     smallest = min(p.kv.n_blocks for p in pools)
@@ -132,13 +154,34 @@ def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Pl
     """Build the pools, check the requests, run; return the run and its notes.
     ``progress`` is called with the number of requests that have just finished."""
     pools, notes = build_pools(system, spec, plan, dtype, opts, costs)
-    config = opts.scheduler_config(scheduler)
+    longest = int((requests.prompt_len + requests.output_len).max())
+    max_model_len = opts.max_model_len or spec.context_limit or longest
+    config = opts.scheduler_config(scheduler, max_model_len)
+    check_lengths(requests, max_model_len, config, spec.name)
     check_requests(requests, pools, config.block_tokens)
     table = RequestTable(requests.arrival_s, requests.prompt_len, requests.output_len, requests.prefix_id,
                          _prefix_len(requests), on_finish=progress)
     bandwidth = transfer_bandwidth(pools, opts.transfer_bytes_per_s) if len(pools) > 1 else 0.0
     run = run_serving(table, pools, config, opts.router, opts.host_overhead_s, bandwidth)
-    return run, notes
+    return run, notes + approximations(run, spec, opts)
+
+
+def approximations(run: ServeRun, spec: ModelSpec, opts: ServeOptions) -> list[str]:
+    """What the run's iteration costs simplified, one line each."""
+    notes = []
+    iterations = run.log
+    if any(prefill + decode > GRID_EXACT_TOKENS for _, _, _, prefill, decode, *_ in iterations):
+        gap_pct = 100 * (2 ** (1 / GRID_PER_OCTAVE) - 1)
+        notes.append(f"iterations of more than {GRID_EXACT_TOKENS} new tokens: their linear ops are "
+                     f"interpolated between exactly costed token counts {gap_pct:.1f} % apart "
+                     "(within 1 % of exact)")
+    notes.append("attention of a batch mixing lengths: " + ATTENTION_APPROXIMATION)
+    if spec.is_mla:
+        notes.append("MLA: iterations mixing lengths run every request in the absorbed form "
+                     "(vLLM runs prefill chunks expanded)")
+    if opts.prefix_caching and (run.table.prefix_id >= 0).any():
+        notes.append("prefix caching: the requests of one prefix_id share the group's shortest prompt")
+    return notes
 
 
 def _prefix_len(requests: Requests) -> np.ndarray:

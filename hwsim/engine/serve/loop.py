@@ -74,6 +74,7 @@ class ReplicaServer:
         self.outstanding = 0
         self.closed = False  # no more arrivals will come
         self._wake: simpy.Event = env.event()
+        self._batches = 0  # pipelined: batches in flight
 
     def add(self, rid: int) -> None:
         """A request routed here (or handed over with its KV in place)."""
@@ -113,8 +114,13 @@ class ReplicaServer:
             sched.in_flight.update(batch.ids.tolist())
             if pipelined:
                 free = env.event()
+                self._batches += 1
                 env.process(self._run(batch, free))
                 yield free
+                # At most one batch per stage in flight (vLLM's virtual engines).
+                while self._batches >= self.replica.model.n_stages:
+                    self._wake = env.event()
+                    yield self._wake
             else:
                 yield env.process(self._run(batch, None))
 
@@ -124,6 +130,8 @@ class ReplicaServer:
         queue_len = sched.n_waiting
         run = yield env.process(self.replica.run(batch.q, batch.k, batch.n_logits, free))
         sched.in_flight.difference_update(batch.ids.tolist())
+        if free is not None:
+            self._batches -= 1
         in_decode = before >= t.prompt[batch.ids]
         decode_tokens = int(batch.q[in_decode].sum())
         self.table.now_s = env.now

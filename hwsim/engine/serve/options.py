@@ -2,8 +2,9 @@
 options are a :class:`~hwsim.errors.ConfigError` naming the option).
 
 Defaults follow the servers the schedulers model: vLLM's 256 sequences, 16-token
-blocks, ``gpu_memory_utilization = 0.9`` and 1 % watermark; its token budget of
-``max(max_model_len, 2048)`` without chunking (8192 here when the model does not say),
+blocks, ``gpu_memory_utilization = 0.9`` and 1 % watermark; ``max_model_len`` the
+model's context (``max_position_embeddings``, extended by rope scaling), else the
+longest request; its token budget of ``max(max_model_len, 2048)`` without chunking,
 2048 with chunked prefill (Sarathi-Serve's budgets are 512-2048).
 """
 
@@ -64,9 +65,15 @@ class ServeOptions(_Options):
     pools: tuple[PoolOptions, ...] = ()
     transfer_bytes_per_s: StrictFloat | None = Field(default=None, gt=0, le=1e16)
     usd_per_chip_hour: StrictFloat | None = Field(default=None, gt=0, le=1e6)
+    max_model_len: StrictInt | None = Field(default=None, ge=1, le=10**8)
 
-    def scheduler_config(self, policy: str) -> SchedulerConfig:
+    def scheduler_config(self, policy: str, max_model_len: int | None = None) -> SchedulerConfig:
+        """The scheduler's options; without a token budget, a scheduler that runs whole
+        prompts gets vLLM's ``max(max_model_len, 2048)``, so any admissible request (and
+        its recomputation after a preemption) fits one iteration."""
         budget = self.max_num_batched_tokens or DEFAULT_TOKEN_BUDGET[policy]
+        if self.max_num_batched_tokens is None and policy in ("vllm", "orca") and max_model_len:
+            budget = max(max_model_len, 2048)
         return SchedulerConfig(policy=policy, max_num_seqs=self.max_num_seqs,  # type: ignore[arg-type]
                                max_num_batched_tokens=budget, block_tokens=self.block_tokens,
                                watermark=self.watermark, preemption=self.preemption, priority=self.priority,

@@ -41,7 +41,8 @@ def serve_result(run: ServeRun, requests: Requests, scheduler: str, model: str, 
     arch = " + ".join(dict.fromkeys(p.system.name for p in run.pools))
     return ServeResult(arch, model, scheduler, n_chips, requests, record, dynamic + idle + transfer,
                        {"dynamic_j": dynamic, "idle_j": idle, "transfer_j": transfer}, config, slo,
-                       usd_per_chip_hour, tuple(warnings), run.table.replica.copy())
+                       usd_per_chip_hour, tuple(warnings), run.table.replica.copy(),
+                       run.table.prefix_hits.copy())
 
 
 def engine_record(run: ServeRun) -> EngineRecord:
@@ -95,15 +96,19 @@ class ServeResult:
     usd_per_chip_hour: float | None = None
     warnings: tuple[str, ...] = ()
     replica_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    prefix_hit_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
 
     @cached_property
     def requests(self) -> pd.DataFrame:
         """One row per request: ``arrival_s, prompt_len, output_len, queue_s, ttft_s,
         tpot_s, e2e_s, itl_max_s, n_preemptions, met_slo, completed`` (metrics module),
-        plus the ``replica`` (server) that last served it."""
+        plus the ``replica`` (server) that last served it and its ``prefix_hit_tokens``
+        (prompt tokens found in a cached prefix)."""
         frame = request_frame(self.requests_in, self.record, self.slo)
         if self.replica_of.size == len(frame):
             frame["replica"] = self.replica_of
+        if self.prefix_hit_tokens.size == len(frame):
+            frame["prefix_hit_tokens"] = self.prefix_hit_tokens
         return frame
 
     @property
@@ -124,6 +129,8 @@ class ServeResult:
         out["energy_per_output_token_j"] = self.energy_j / tokens if tokens else math.nan
         out["average_power_w"] = self.energy_j / duration if duration and duration > 0 else math.nan
         out["output_tokens_per_s_per_chip"] = out["output_tokens_per_s"] / self.n_chips
+        prompt = float(self.requests_in.prompt_len.sum())
+        out["prefix_hit_rate"] = float(self.prefix_hit_tokens.sum()) / prompt if prompt else 0.0
         return out
 
     @property

@@ -171,8 +171,13 @@ def test_prefix_caching_saves_prefill() -> None:
 
 
 def test_bad_input_is_refused_with_the_numbers() -> None:
-    with pytest.raises(ConfigError, match="KV blocks"):
+    with pytest.raises(ConfigError, match="exceed llama2-7b's context of 4096"):
         hwsim.serve(hwsim.Requests.offline(2, 100_000, 100_000), "h100-sxm", model="llama2-7b")
+    with pytest.raises(ConfigError, match=r"needs 12500 KV blocks of 16 tokens; the cache holds \d+"):
+        hwsim.serve(hwsim.Requests.offline(2, 100_000, 100_000), "h100-sxm", model="llama2-7b",
+                    max_model_len=200_000)
+    with pytest.raises(ConfigError, match="do not fit one vllm iteration of max_num_batched_tokens=512"):
+        hwsim.serve(hwsim.Requests.offline(2, 1000, 10), "h100-sxm", max_num_batched_tokens=512)
     with pytest.raises(ConfigError, match="scheduler"):
         hwsim.serve(hwsim.Requests.offline(2, 10, 10), "h100-sxm", scheduler="fifo")
     with pytest.raises(ConfigError, match="max_num_seqz"):
