@@ -5,32 +5,28 @@ from __future__ import annotations
 import difflib
 import inspect
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from hwsim.arch.model import Chip
 from hwsim.arch.system import System, load_system, single_chip_system
 from hwsim.cost import OpCost, collective_op_cost, cost_op
-from hwsim.dtypes import dtype_bytes, normalize_dtype
-from hwsim.engine.inference import INFERENCE_PHASES, InferenceRun, run_inference
-from hwsim.engine.pipeline import StageTimes, play_pipeline
-from hwsim.engine.power import apply_power_limit
-from hwsim.engine.schedule import Schedule, run_schedule
+from hwsim.dtypes import normalize_dtype
+from hwsim.engine.inference import INFERENCE_PHASES, run_inference
 from hwsim.engine.serve.deploy import serve_requests
 from hwsim.engine.serve.metrics import SLO
 from hwsim.engine.serve.options import serve_options
 from hwsim.engine.serve.requests import Requests
 from hwsim.engine.serve.result import ServeResult, serve_result
+from hwsim.engine.step import StepRun, run_step
 from hwsim.errors import ConfigError
 from hwsim.mapping.fit import check_fit, costing_warnings
 from hwsim.result import Result
-from hwsim.workload.graph import SegmentRole, Workload
+from hwsim.workload.graph import Workload
 from hwsim.workload.lower import lower
-from hwsim.workload.ops import Collective, Embedding, Op
+from hwsim.workload.ops import Collective, Op
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec, load_model_spec
-from hwsim.workload.train import accumulation_pass, runs_once_per_step
 
 
 def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: Any) -> Workload:
@@ -208,20 +204,14 @@ def simulate(
     assert cache is not None
     warnings = (*workload.warnings, *costing_warnings(workload, chip))
     if workload.phase in INFERENCE_PHASES and workload.spec is not None and fold:
-        return replace(_inference_result(workload, system, run_inference(workload, system, cache)),
-                       warnings=warnings)
-    schedule = apply_power_limit(run_schedule(workload, chip, cache, fold=fold), chip)
-    accumulate = None
-    if workload.phase == "train" and plan is not None and plan.microbatches > 1:
-        # Micro-batches before the last accumulate gradients: they run without what runs
-        # once per step (optimizer, gradient reduction of whole gradients).
-        acc = replace(workload, passes=(accumulation_pass(workload.passes[0], plan),))
-        accumulate = apply_power_limit(run_schedule(acc, chip, cache, fold=fold), chip)
-    return replace(_result(workload, system, schedule, accumulate), warnings=warnings)
+        run = run_inference(workload, system, cache)
+    else:
+        run = run_step(workload, system, cache, fold)
+    return _result(workload, system, run, warnings)
 
 
-def _inference_result(workload: Workload, system: System, run: InferenceRun) -> Result:
-    """A :class:`Result` from a static inference run (every chip of the plan)."""
+def _result(workload: Workload, system: System, run: StepRun, warnings: tuple[str, ...]) -> Result:
+    """The :class:`Result` of a run (every chip of the plan): totals, tokens, TTFT/TPOT."""
     chip, plan = system.chip, workload.plan
     n_chips = plan.n_chips if plan else 1
     latency = run.latency_s
@@ -229,16 +219,12 @@ def _inference_result(workload: Workload, system: System, run: InferenceRun) -> 
                  "interconnect_j": run.link_j, "idle_j": chip.idle_power_w * latency * n_chips}
     if not plan:
         breakdown.pop("interconnect_j")
-    batch = workload.params["batch"]
     ttft = tpot = None
+    tokens = sum(p.tokens for p in workload.passes)
     if workload.phase == "request":
-        tokens = batch * workload.params["new_tokens"]
+        tokens = workload.params["batch"] * workload.params["new_tokens"]
         ttft = run.first_token_s or 0.0
         tpot = (latency - ttft) / workload.params["new_tokens"]
-    elif workload.phase == "prefill":
-        tokens = batch * workload.params["prompt_len"]
-    else:
-        tokens = batch
     dtype = str(workload.params.get("dtype", "bf16"))
     params = dict(workload.params)
     if plan:
@@ -249,106 +235,5 @@ def _inference_result(workload: Workload, system: System, run: InferenceRun) -> 
         bytes_by_level={f"{k}_bytes": v for k, v in run.level_bytes.items()}, flops=run.flops,
         tokens=tokens, peak_flops_per_s=chip.peak_flops_per_s(dtype) * n_chips, params=params,
         ttft_s=ttft, tpot_s=tpot, schedule_fn=run.schedule_fn, level_names=chip.level_names,
-        time_by_bound_s=run.time_by_bound_s,
-    )
-
-
-def _chips_running(workload: Workload, role: SegmentRole, op: Op) -> float:
-    """How many times the whole step runs a record of one chip's schedule: every chip
-    runs its layers for every micro-batch; only the first (last) pipeline stage embeds
-    (runs the head and loss); what runs once per step (the optimizer, the reduction of
-    accumulated gradients) runs once per chip."""
-    plan = workload.plan or Plan()
-    if runs_once_per_step(plan, role, op):
-        return plan.n_chips
-    per_stage = role in (SegmentRole.EMBED, SegmentRole.HEAD, SegmentRole.LOSS,
-                         SegmentRole.EMBED_BWD_OPTIMIZER) or isinstance(op, Embedding)
-    return plan.n_chips * plan.microbatches / (plan.pp if per_stage else 1)
-
-
-def _totals(workload: Workload, schedule: Schedule, levels: tuple[str, ...]
-            ) -> tuple[float, float, float, dict, dict]:
-    """FLOP, compute, link and per-level energy and bytes of the whole step (all chips)."""
-    flops = compute_j = link_j = 0.0
-    level_bytes = dict.fromkeys(levels, 0.0)
-    level_j = dict.fromkeys(levels, 0.0)
-    for rec in schedule.records:
-        role = workload.passes[rec.pass_index].segments[rec.segment_index].role
-        mult = schedule.multiplicity(rec) * _chips_running(workload, role, rec.op)
-        flops += mult * rec.cost.flops
-        compute_j += mult * rec.cost.compute_energy_j
-        link_j += mult * rec.cost.link_energy_j
-        for t, e in zip(rec.cost.traffic, rec.cost.level_energy_j, strict=True):
-            level_bytes[t.level] += mult * t.bytes
-            level_j[t.level] += mult * e
-    return flops, compute_j, link_j, level_bytes, level_j
-
-
-def _segment_time_s(workload: Workload, schedule: Schedule, role: SegmentRole) -> float:
-    """Wall time of the segments of ``role`` in the (first) pass, in s."""
-    idx = [i for i, s in enumerate(workload.passes[0].segments) if s.role is role]
-    recs = [r for r in schedule.records if r.segment_index in idx and r.pass_index == 0]
-    return max((r.end_s for r in recs), default=0.0) - min((r.start_s for r in recs), default=0.0)
-
-
-def _pipeline_latency_s(workload: Workload, system: System, schedule: Schedule,
-                        accumulate: Schedule | None) -> float:
-    plan = workload.plan
-    train = workload.phase == "train"
-    r = SegmentRole
-    t = {role: _segment_time_s(workload, schedule, role) for role in r}
-    # Every micro-batch runs what ``accumulate`` holds; the step's once-per-step work
-    # (the optimizer, and the tail of a gradient reduction run after the last backward)
-    # follows the last micro-batch.
-    acc = t if accumulate is None else {role: _segment_time_s(workload, accumulate, role) for role in r}
-    embed_bwd_s = 0.0 if accumulate is None else acc[r.EMBED_BWD_OPTIMIZER]
-    optimizer_s = t[r.EMBED_BWD_OPTIMIZER] - embed_bwd_s + t[r.LAYER_BWD] - acc[r.LAYER_BWD]
-    times = StageTimes(embed_s=acc[r.EMBED], layers_fwd_s=acc[r.LAYER], head_s=acc[r.HEAD] + acc[r.LOSS],
-                       layers_bwd_s=acc[r.LAYER_BWD], embed_bwd_s=embed_bwd_s, optimizer_s=optimizer_s)
-    mb_tokens = workload.passes[0].tokens // (plan.dp * plan.microbatches)
-    dtype = str(workload.params.get("dtype", "bf16"))
-    send = Collective("send_recv", mb_tokens * workload.spec.hidden_size * dtype_bytes(dtype), "pp", plan.pp,
-                      dtype)
-    send_s = collective_op_cost(system, send, plan.strides["pp"]).latency_s
-    makespan, _ = play_pipeline(times, plan.pp, plan.microbatches, send_s, plan.pipeline_schedule, train)
-    return makespan
-
-
-def _result(workload: Workload, system: System, schedule: Schedule,
-            accumulate: Schedule | None = None) -> Result:
-    chip, plan = system.chip, workload.plan
-    levels = chip.level_names
-    # One chip's schedule is one micro-batch of one replica (one stage with pp): the
-    # totals scale its work to the whole step over every chip.
-    flops, compute_j, link_j, level_bytes, level_j = _totals(workload, schedule, levels)
-    latency = schedule.latency_s
-    n_chips = plan.n_chips if plan else 1
-    if plan and (plan.microbatches > 1 or plan.pp > 1):
-        if plan.pp > 1:
-            latency = _pipeline_latency_s(workload, system, schedule, accumulate)
-        else:
-            # Every micro-batch but the last runs ``accumulate`` (inference: all alike).
-            per_mb = latency if accumulate is None else accumulate.latency_s
-            latency = latency + (plan.microbatches - 1) * per_mb
-    breakdown = {"compute_j": compute_j, **{f"{k}_j": v for k, v in level_j.items()},
-                 "interconnect_j": link_j, "idle_j": chip.idle_power_w * latency * n_chips}
-    if not plan:
-        breakdown.pop("interconnect_j")
-    ttft = tpot = None
-    tokens = sum(p.tokens for p in workload.passes)
-    if workload.phase == "request":
-        ttft = schedule.pass_end_s[0]
-        n_steps = len(workload.passes) - 1
-        tpot = (schedule.pass_end_s[-1] - ttft) / n_steps
-        tokens = sum(p.tokens for p in workload.passes[1:])
-    dtype = str(workload.params.get("dtype", "bf16"))
-    params = dict(workload.params)
-    if plan:
-        params |= {"plan": plan.label(), "n_chips": n_chips}
-    return Result(
-        arch=system.name if plan else chip.name, workload=workload.name, phase=workload.phase,
-        latency_s=latency, energy_j=sum(breakdown.values()), energy_breakdown_j=breakdown,
-        bytes_by_level={f"{k}_bytes": v for k, v in level_bytes.items()}, flops=flops,
-        tokens=tokens, peak_flops_per_s=chip.peak_flops_per_s(dtype) * n_chips, params=params,
-        ttft_s=ttft, tpot_s=tpot, schedule_fn=lambda: schedule, level_names=levels,
+        time_by_bound_s=run.time_by_bound_s, warnings=warnings,
     )

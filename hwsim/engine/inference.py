@@ -11,7 +11,7 @@ model with iterations composed by a scheduler instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,6 +24,7 @@ from hwsim.dtypes import dtype_bytes
 from hwsim.engine.iteration import ReplicaModel
 from hwsim.engine.replica import Replica
 from hwsim.engine.schedule import Schedule, SegmentRun
+from hwsim.engine.step import StepRun
 from hwsim.workload.graph import Workload
 from hwsim.workload.ops import Collective
 from hwsim.workload.plan import Plan
@@ -31,35 +32,8 @@ from hwsim.workload.plan import Plan
 INFERENCE_PHASES = ("prefill", "decode", "request")
 
 
-@dataclass(frozen=True)
-class InferenceRun:
-    """Totals of a static inference run over every chip the plan uses.
-
-    Attributes
-    ----------
-    latency_s : float
-        First iteration start to last iteration end, in s.
-    flops, compute_j, link_j : float
-    level_bytes, level_j : dict
-        By memory level name.
-    first_token_s : float or None
-        Requests: when every sequence had its first token (its prefill done), in s.
-    time_by_bound_s : dict
-        Op time of one chip by bound, in s.
-    schedule_fn : callable
-        Builds the op-level schedule of micro-batch 0 (on one tensor-parallel rank,
-        through every stage) on demand.
-    """
-
-    latency_s: float
-    flops: float
-    compute_j: float
-    link_j: float
-    level_bytes: dict[str, float]
-    level_j: dict[str, float]
-    first_token_s: float | None
-    time_by_bound_s: dict[str, float]
-    schedule_fn: Callable[[], Schedule]
+InferenceRun = StepRun
+"""A static inference run's totals (the same record as any step's)."""
 
 
 def compositions(workload: Workload) -> list[tuple[str, int, int]]:
