@@ -165,6 +165,14 @@ class _PassPlan:
     events: bool  # the pass has concurrent work: SimPy processes, not the direct recurrence
     profiles: list[Profile | None]  # the recurrence's per-node constants (attention: per run)
     groups: list[tuple[int, int, int]]  # (first, stop, folded copies) of each op instance, in order
+    energy_j: list[float]  # each node's energy at full clock (attention nodes: per run)
+    collective: list[bool]
+    alternatives: list[int]  # nodes whose cost has an alternative mapping
+
+
+def _full_j(cost: OpCost) -> float:
+    """Dynamic energy of an op at full clock, in J."""
+    return cost.compute_energy_j + sum(cost.level_energy_j) + cost.link_energy_j
 
 
 def _sums(cost: OpCost) -> list[float]:
@@ -306,8 +314,13 @@ class ReplicaModel:
                 groups[-1] = (groups[-1][0], i + 1, copies)
             else:
                 groups.append((i, i + 1, copies))
+        energy = [_full_j(n.cost) for n in nodes]
+        collective = [isinstance(n.op, Collective) for n in nodes]
+        alternatives = [i for i, n in enumerate(nodes)
+                        if n.cost.alternative is not None and not collective[i]]
         plan = self._passes[key] = _PassPlan(workload, nodes, runs, mult, attention, static, first_of,
-                                             not is_chain(nodes), [None] * len(nodes), groups)
+                                             not is_chain(nodes), [None] * len(nodes), groups, energy,
+                                             collective, alternatives)
         return plan
 
     def _cost_or_skip(self, op: Op, fewest_kernels: bool = False) -> OpCost:
@@ -380,10 +393,9 @@ class ReplicaModel:
         at_full_clock = True
         if power is not None and not detail:
             # Most iterations never empty the bucket: walk plain numbers, no schedule.
-            energy, swaps = self._full_clock_energies(nodes, log)
+            energy, swaps = self._full_clock_energies(plan, log)
             span = [end - start for _, start, end, _, _ in log]
-            coll = [isinstance(node.op, Collective) for node in nodes]
-            at_full_clock = power.walk_at_full_clock(energy, span, coll, plan.groups)
+            at_full_clock = power.walk_at_full_clock(energy, span, plan.collective, plan.groups)
             for i, alt in swaps.items():
                 dyn += plan.mult[i] * (np.asarray(_sums(alt)) - np.asarray(_sums(nodes[i].cost)))
         if detail or not at_full_clock:
@@ -391,12 +403,19 @@ class ReplicaModel:
             if power is not None:
                 schedule = apply_power_limit(schedule, self.chip, power)
             return self._from_schedule(schedule, detail)
-        return self._cost(now + self._shift(plan, log), dyn, self._bounds(plan, log), None)
+        bounds = self._bounds(plan, log) if not self.token_grid else {}
+        return self._cost(now + self._shift(plan, log), dyn, bounds, None)
 
-    def _full_clock_energies(self, nodes: list[_Node], log: list) -> tuple[list[float], dict[int, OpCost]]:
+    def _full_clock_energies(self, plan: _PassPlan, log: list) -> tuple[list[float], dict[int, OpCost]]:
         """Each op's energy at full clock, and the ops that run their ``alternative``
         mapping: as the power walk picks, one that fits the op's slot just as well
-        and draws less energy."""
+        (its slot is ``max(duration, duration - busy + its busy)``) and draws less energy."""
+        energy = list(plan.energy_j)
+        for i, _ in plan.attention:
+            energy[i] = _full_j(plan.nodes[i].cost)
+        swaps: dict[int, OpCost] = {}
+        if not plan.alternatives:
+            return energy, swaps
         home = self.chip.memory[self.chip.home_level]
         bandwidth = home.bandwidth_bytes_per_s * home.achievable_fraction
 
@@ -404,18 +423,15 @@ class ReplicaModel:
             home_s = transfer_time_s(home, cost.traffic[-1].bytes) - prefetched / bandwidth
             return cost.overhead_s + max((cost.compute_s, *cost.level_s[:-1], home_s, 0.0))
 
-        energies, swaps = [], {}
-        for i, (node, (_, _, _, prefetched, _)) in enumerate(zip(nodes, log, strict=True)):
-            cost = node.cost
-            energy = cost.compute_energy_j + sum(cost.level_energy_j) + cost.link_energy_j
+        for i in plan.alternatives:
+            cost = plan.nodes[i].cost
             alt = cost.alternative
-            if alt is not None and not isinstance(node.op, Collective):
-                alt_j = alt.compute_energy_j + sum(alt.level_energy_j) + alt.link_energy_j
-                # The walk's slot for the alternative: max(duration, duration - busy + its busy).
-                if busy_s(alt, prefetched) <= busy_s(cost, prefetched) and alt_j < energy:
-                    energy, swaps[i] = alt_j, alt
-            energies.append(energy)
-        return energies, swaps
+            assert alt is not None
+            prefetched = log[i][3]
+            alt_j = _full_j(alt)
+            if alt_j < energy[i] and busy_s(alt, prefetched) <= busy_s(cost, prefetched):
+                energy[i], swaps[i] = alt_j, alt
+        return energy, swaps
 
     def _shift(self, plan: _PassPlan, log: list) -> float:
         """Time the folded instances of repeated segments add, in s."""
