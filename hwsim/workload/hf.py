@@ -35,6 +35,7 @@ from hwsim.workload.hf_keys import (
     UNTIED_TYPES,
 )
 from hwsim.workload.hf_reader import ConfigReader as _Reader
+from hwsim.workload.hf_ssm import HYBRID_SSM_TYPES, PURE_SSM_TYPES, jamba_fields, pure_ssm_fields
 
 _GATED_ACTS = {"silu", "swish", "swiglu", "geglu"}
 
@@ -45,9 +46,9 @@ def refusal(data: dict[str, Any], model_type: str, architecture: str) -> str | N
     if mt in ENCODER_DECODER_TYPES or data.get("is_encoder_decoder") is True:
         name = ENCODER_DECODER_TYPES.get(mt, architecture or model_type or "this model")
         return f"encoder-decoder ({name}) is not modelled yet"
-    if mt in SSM_TYPES:
+    if mt in SSM_TYPES and mt not in PURE_SSM_TYPES:
         return f"Mamba layers (state-space, {SSM_TYPES[mt]}) are not modelled yet"
-    if mt in SSM_HYBRID_TYPES:
+    if mt in SSM_HYBRID_TYPES and mt not in HYBRID_SSM_TYPES:
         return (f"{SSM_HYBRID_TYPES[mt]}: a hybrid of attention and Mamba layers (state-space); "
                 "Mamba layers are not modelled yet")
     if mt in LINEAR_ATTENTION_TYPES:
@@ -104,10 +105,19 @@ def normalize(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[s
     if why:
         return {}, {}, [f"{source}: {why}"]
     f: dict[str, Any] = {"model_type": mt, "architecture": arch}
+    if mt in PURE_SSM_TYPES:
+        return _finish(pure_ssm_fields(r, mt, notes) | {"architecture": arch}, r, text, prefix, notes, source)
     _core(r, f, mt)
     _attention(r, f, mt, notes)
     _ffn(r, f, mt, notes)
     _embeddings(r, f, mt, arch, notes)
+    if mt in HYBRID_SSM_TYPES:
+        jamba_fields(r, f)
+    return _finish(f, r, text, prefix, notes, source)
+
+
+def _finish(f: dict[str, Any], r: _Reader, text: dict[str, Any], prefix: str, notes: list[str],
+            source: str) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     _near_misses(text, r.read, prefix, notes)
     f["notes"] = tuple(notes)
     if "name" in text and isinstance(text["name"], str):

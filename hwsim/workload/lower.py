@@ -200,6 +200,9 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
     if n_layers is not None:
         _check_positive(source, n_layers=n_layers)
         spec = spec.model_copy(update={"num_hidden_layers": n_layers})
+    if spec.is_ssm and phase == "train":
+        raise ConfigError([f"{source}: phase: training of state-space (Mamba) layers is not modelled yet; "
+                           "prefill, decode and request are"])
     if spec.encoder_only and phase in ("decode", "request"):
         raise ConfigError([f"{source}: phase: encoder-only model has no {phase} phase"])
     if plan is not None:

@@ -93,6 +93,8 @@ def layer_graph(
             g.add_op("attn_post_norm", Elementwise(layer.norm, norm_rows, d, dtype), [x])
             x = "attn_post_norm"
         g.add_op("attn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x])
+        if not layer.ffn.present:
+            return g  # a Mamba block: norm, mixer, residual
         g.add_op("ffn_norm", Elementwise(layer.norm, norm_rows, d, dtype), ["attn_residual"])
         x = _gather_input(g, "ffn_gather", "ffn_norm", n_tokens, d, dtype, plan)
         last = add_ffn(g, layer, plan, x, n_tokens, dtype, sparsity, capacity_factor)
@@ -157,7 +159,7 @@ def host_streams(g: OperatorGraph, layer: LayerSpec, plan: Plan, batch: int, q_l
     if "weights" in plan.offload:
         g.add_op("weights_stream", Collective("host_read", layer_param_bytes(layer, plan, dtype), "host", 1,
                                               dtype, prefetch=True))
-    if "kv_cache" in plan.offload and layer.mixer.is_causal:
+    if "kv_cache" in plan.offload and layer.attention is not None and layer.mixer.is_causal:
         per_token = kv_bytes_per_token(layer, plan.tp, dtype_bytes(dtype))
         held = layer.mixer.kv_tokens_held(max(0, kv_len - q_len))
         cached = batch * math.ceil(held / plan.cp) * per_token

@@ -26,6 +26,7 @@ from hwsim.workload.layers import (
     FfnSpec,
     LayerSpec,
     MlaSpec,
+    SsmSpec,
     active_layer_params,
     layer_params,
     layer_weight_params,
@@ -85,6 +86,21 @@ class ModelSpec(BaseModel):
     shared_expert_gate: bool = Field(default=False, strict=True)
     router_bias: bool = Field(default=False, strict=True)
     moe_layers: tuple[bool, ...] = ()
+    has_ffn: bool = Field(default=True, strict=True)
+    # state-space (Mamba) mixers: every layer (``ssm_layers`` empty) or those marked True
+    ssm_kind: Literal["mamba", "mamba2"] | None = None
+    ssm_layers: tuple[bool, ...] = ()
+    ssm_d_inner: int | None = Field(default=None, gt=0, strict=True)
+    ssm_d_state: int = Field(default=16, gt=0, strict=True)
+    ssm_d_conv: int = Field(default=4, gt=0, strict=True)
+    ssm_dt_rank: int = Field(default=0, ge=0, strict=True)
+    ssm_n_heads: int = Field(default=0, ge=0, strict=True)
+    ssm_head_dim: int = Field(default=0, ge=0, strict=True)
+    ssm_n_groups: int = Field(default=1, gt=0, strict=True)
+    ssm_chunk_size: int = Field(default=256, gt=0, strict=True)
+    ssm_proj_bias: bool = Field(default=False, strict=True)
+    ssm_conv_bias: bool = Field(default=True, strict=True)
+    ssm_bc_norms: bool = Field(default=False, strict=True)
     # embeddings and heads
     embedding_size: int | None = Field(default=None, gt=0, strict=True)
     position_embeddings: int = Field(default=0, ge=0, strict=True)
@@ -111,6 +127,16 @@ class ModelSpec(BaseModel):
                              f"num_local_experts ({self.num_local_experts})")
         if self.is_moe and self.moe_layers and not any(self.moe_layers):
             raise ValueError("moe_layers: an MoE model needs at least one MoE layer")
+        if self.ssm_kind is not None:
+            if self.ssm_d_inner is None:
+                raise ValueError("ssm_d_inner: a state-space model needs its inner width")
+            if self.ssm_kind == "mamba" and not self.ssm_dt_rank:
+                raise ValueError("ssm_dt_rank: a Mamba mixer needs its time-step rank")
+            if self.ssm_kind == "mamba2" and self.ssm_n_heads * self.ssm_head_dim != self.ssm_d_inner:
+                raise ValueError(f"ssm_n_heads x ssm_head_dim ({self.ssm_n_heads} x {self.ssm_head_dim}) "
+                                 f"must equal ssm_d_inner ({self.ssm_d_inner})")
+        if self.ssm_layers and self.ssm_kind is None:
+            raise ValueError("ssm_layers: needs ssm_kind (the state-space mixer of those layers)")
         return self
 
     # Derived shape ---------------------------------------------------------------------
@@ -157,6 +183,22 @@ class ModelSpec(BaseModel):
         return self.kv_lora_rank is not None
 
     @property
+    def is_ssm(self) -> bool:
+        """Some layer is a state-space (Mamba) mixer."""
+        return self.ssm_kind is not None and (not self.ssm_layers or any(self.ssm_layers))
+
+    def is_ssm_layer(self, i: int) -> bool:
+        if self.ssm_kind is None:
+            return False
+        return not self.ssm_layers or self.ssm_layers[i % len(self.ssm_layers)]
+
+    def _ssm(self) -> SsmSpec:
+        assert self.ssm_kind is not None and self.ssm_d_inner is not None
+        return SsmSpec(self.ssm_kind, self.ssm_d_inner, self.ssm_d_state, self.ssm_d_conv, self.ssm_dt_rank,
+                       self.ssm_n_heads, self.ssm_head_dim, self.ssm_n_groups, self.ssm_chunk_size,
+                       self.ssm_proj_bias, self.ssm_conv_bias, self.ssm_bc_norms)
+
+    @property
     def context_limit(self) -> int | None:
         """Longest context the model is made for: ``max_position_embeddings``, extended
         by a ``rope_scaling`` factor (None if the config states neither)."""
@@ -182,6 +224,8 @@ class ModelSpec(BaseModel):
             is_causal=not self.encoder_only, mla=mla)
 
     def _ffn(self, i: int) -> FfnSpec:
+        if not self.has_ffn:
+            return FfnSpec(0, False)
         moe = self.is_moe and (not self.moe_layers or self.moe_layers[i % len(self.moe_layers)])
         if not moe:
             return FfnSpec(self.intermediate_size or 4 * self.hidden_size, self.is_gated, self.mlp_bias)
@@ -215,7 +259,8 @@ class ModelSpec(BaseModel):
             per_group = max(1, self.num_hidden_layers // self.shared_layer_groups)
             shared = i % per_group != 0
         norm_bias = self.norm_type == "layernorm" if self.norm_bias is None else self.norm_bias
-        return LayerSpec(self._attention(i), self._ffn(i), self.hidden_size, self.norm_type, norm_bias,
+        mixer = self._ssm() if self.is_ssm_layer(i) else self._attention(i)
+        return LayerSpec(mixer, self._ffn(i), self.hidden_size, self.norm_type, norm_bias,
                          self.norms_per_layer, self.parallel_block, shared)
 
     def layers(self) -> tuple[LayerSpec, ...]:
