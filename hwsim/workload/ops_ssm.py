@@ -153,10 +153,8 @@ def _io_bytes(op: SelectiveScan, tokens: float, n_seqs: int, n_prior: int) -> tu
     """(read, write) bytes of the scan's inputs, outputs and stored states."""
     elem = dtype_bytes(op.dtype)
     c, n, g = op.channels, op.d_state, op.n_groups
-    if op.variant == "mamba":
-        per_token_in = 3 * c + 2 * n  # x, dt, z; B and C
-    else:
-        per_token_in = c + op.n_heads + 2 * g * n  # x, dt per head; B and C per group
+    # Mamba: x, dt and z per channel, B and C; Mamba-2: x per channel, dt per head, B and C per group.
+    per_token_in = 3 * c + 2 * n if op.variant == "mamba" else c + op.n_heads + 2 * g * n
     read = tokens * per_token_in * elem + n_prior * op.state_elements * elem
     write = tokens * c * elem + n_seqs * op.state_elements * elem
     return read, write

@@ -159,9 +159,10 @@ def host_streams(g: OperatorGraph, layer: LayerSpec, plan: Plan, batch: int, q_l
     if "weights" in plan.offload:
         g.add_op("weights_stream", Collective("host_read", layer_param_bytes(layer, plan, dtype), "host", 1,
                                               dtype, prefetch=True))
-    if "kv_cache" in plan.offload and layer.attention is not None and layer.mixer.is_causal:
+    attention = layer.attention  # a state-space layer's fixed state stays on the chip
+    if "kv_cache" in plan.offload and attention is not None and attention.is_causal:
         per_token = kv_bytes_per_token(layer, plan.tp, dtype_bytes(dtype))
-        held = layer.mixer.kv_tokens_held(max(0, kv_len - q_len))
+        held = attention.kv_tokens_held(max(0, kv_len - q_len))
         cached = batch * math.ceil(held / plan.cp) * per_token
         if cached:
             g.add_op("kv_stream", Collective("host_read", cached, "host", 1, dtype, prefetch=True))
