@@ -58,7 +58,7 @@ def pure_ssm_fields(r: ConfigReader, mt: str, notes: list[str]) -> dict[str, Any
     f["hidden_act"] = r.text("hidden_act", default="silu")
     f["tie_word_embeddings"] = r.flag("tie_word_embeddings", kind == "mamba")
     f["is_encoder"] = False
-    r.read.update({"intermediate_size", "rms_norm", "fused_add_norm", "residual_in_fp32", "time_step_min",
+    r.read.update({"rms_norm", "fused_add_norm", "residual_in_fp32", "time_step_min",
                    "time_step_max", "time_step_floor", "time_step_scale", "time_step_init_scheme",
                    "rescale_prenorm_residual", "use_mambapy", "mixer_rms_eps", "time_step_limit",
                    "use_associative_scan", "n_layer", "norm_before_gate", "layer_norm_epsilon"})
@@ -66,6 +66,10 @@ def pure_ssm_fields(r: ConfigReader, mt: str, notes: list[str]) -> dict[str, Any
         r.problems.append(f"{r.prefix}hidden_size: required")
         return f
     d_inner = _expand(r, "expand", hidden)
+    saved = r.integer("intermediate_size")
+    if saved and d_inner and saved != d_inner:
+        notes.append(f"intermediate_size {saved} ignored: the mixer is expand x hidden_size = {d_inner} "
+                     "wide, as transformers' config class sets it")
     f |= {"ssm_kind": kind, "ssm_d_inner": d_inner,
           "ssm_d_state": r.integer("state_size", default=16 if kind == "mamba" else 128, field="ssm_d_state"),
           "ssm_d_conv": r.integer("conv_kernel", default=4, field="ssm_d_conv"),
