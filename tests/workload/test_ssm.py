@@ -137,7 +137,8 @@ def test_mamba_layer_ops() -> None:
 
 def _scan(spec: ModelSpec, phase: str, **shape: int) -> SelectiveScan:
     w = lower(spec, phase, batch=1, **shape)
-    return next(op for seg in w.passes[0].segments for _, op in seg.graph.ops() if isinstance(op, SelectiveScan))
+    ops = [op for seg in w.passes[0].segments for _, op in seg.graph.ops()]
+    return next(op for op in ops if isinstance(op, SelectiveScan))
 
 
 def test_mamba2_prefill_is_chunked_gemms() -> None:
