@@ -17,6 +17,7 @@ import difflib
 import math
 from typing import Any
 
+from hwsim.workload.hf_encdec import ENCDEC_TYPES, encdec_fields
 from hwsim.workload.hf_keys import (
     ALIBI_TYPES,
     COMMON_IGNORED_KEYS,
@@ -43,6 +44,8 @@ _GATED_ACTS = {"silu", "swish", "swiglu", "geglu"}
 def refusal(data: dict[str, Any], model_type: str, architecture: str) -> str | None:
     """Why hwsim cannot model this config (by name), or None."""
     mt = model_type.lower()
+    if mt in ENCDEC_TYPES:
+        return None
     if mt in ENCODER_DECODER_TYPES or data.get("is_encoder_decoder") is True:
         name = ENCODER_DECODER_TYPES.get(mt, architecture or model_type or "this model")
         return f"encoder-decoder ({name}) is not modelled yet"
@@ -105,6 +108,8 @@ def normalize(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[s
     if why:
         return {}, {}, [f"{source}: {why}"]
     f: dict[str, Any] = {"model_type": mt, "architecture": arch}
+    if mt in ENCDEC_TYPES:
+        return _finish(encdec_fields(r, mt, notes) | {"architecture": arch}, r, text, prefix, notes, source)
     if mt in PURE_SSM_TYPES:
         return _finish(pure_ssm_fields(r, mt, notes) | {"architecture": arch}, r, text, prefix, notes, source)
     _core(r, f, mt)

@@ -79,6 +79,8 @@ class AttentionSpec:
     alibi: bool = False
     is_causal: bool = True
     mla: MlaSpec | None = None
+    rel_bias_buckets: int = 0
+    """T5's learned relative-position bias (buckets x heads), in the first layer of each stack."""
 
     @property
     def v_head_dim(self) -> int:
@@ -182,7 +184,8 @@ class LayerSpec:
     ``n_norms`` counts the layer's norm modules (Gemma-2 has four, GPT-J one);
     ``parallel`` means attention and FFN both read the layer input and their outputs are
     summed into the residual; ``shared`` that the weights are those of the layer before
-    (ALBERT): stored once, still read by every layer.
+    (ALBERT): stored once, still read by every layer. ``cross``: an encoder-decoder's
+    decoder layer attends to the encoder output between its self-attention and its FFN.
     """
 
     mixer: AttentionSpec | SsmSpec
@@ -193,6 +196,7 @@ class LayerSpec:
     n_norms: int = 2
     parallel: bool = False
     shared: bool = False
+    cross: AttentionSpec | None = None
 
     @property
     def label(self) -> str:
@@ -204,6 +208,8 @@ class LayerSpec:
             attn = "MLA" if a.mla else (f"{a.kind} {a.window}" if a.window else a.kind) + " attention"
         f = self.ffn
         ffn = f"MoE {f.n_experts}x top-{f.top_k}" if f.is_moe else f"dense FFN {f.width}"
+        if self.cross is not None:
+            attn += ", cross-attention"
         return f"{attn}, {ffn}" if f.present else attn
 
     @property
@@ -233,7 +239,7 @@ def attention_params(a: AttentionSpec, d: int, tp: int = 1) -> float:
     if a.qkv_bias:
         qkv += a.head_dim * (h + 2 * kv_h)
     out = h * a.head_dim * d + (d if a.o_bias else 0)
-    extra = (2 * a.head_dim if a.qk_norm else 0) + (h if a.sinks else 0)
+    extra = (2 * a.head_dim if a.qk_norm else 0) + (h if a.sinks else 0) + a.rel_bias_buckets * h
     return float(qkv + out + extra)
 
 
@@ -298,7 +304,8 @@ def layer_params(layer: LayerSpec, tp: int = 1, ep: int = 1) -> tuple[float, flo
 def layer_weight_params(layer: LayerSpec, tp: int = 1, ep: int = 1) -> tuple[float, float]:
     """(dense, expert) parameters ``layer`` reads on one chip, shared or not."""
     dense, expert = ffn_params(layer.ffn, layer.hidden_size, tp, ep)
-    return dense + mixer_params(layer, tp) + norm_params(layer), expert
+    cross = attention_params(layer.cross, layer.hidden_size, tp) if layer.cross is not None else 0.0
+    return dense + mixer_params(layer, tp) + cross + norm_params(layer), expert
 
 
 def active_layer_params(layer: LayerSpec) -> float:

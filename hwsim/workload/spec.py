@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -87,6 +88,10 @@ class ModelSpec(BaseModel):
     router_bias: bool = Field(default=False, strict=True)
     moe_layers: tuple[bool, ...] = ()
     has_ffn: bool = Field(default=True, strict=True)
+    # encoder-decoder (T5, BART): the first num_encoder_layers layers are the encoder's
+    is_encoder_decoder: bool = Field(default=False, strict=True)
+    num_encoder_layers: int = Field(default=0, ge=0, strict=True)
+    relative_attention_buckets: int = Field(default=0, ge=0, strict=True)
     # state-space (Mamba) mixers: every layer (``ssm_layers`` empty) or those marked True
     ssm_kind: Literal["mamba", "mamba2"] | None = None
     ssm_layers: tuple[bool, ...] = ()
@@ -135,6 +140,9 @@ class ModelSpec(BaseModel):
             if self.ssm_kind == "mamba2" and self.ssm_n_heads * self.ssm_head_dim != self.ssm_d_inner:
                 raise ValueError(f"ssm_n_heads x ssm_head_dim ({self.ssm_n_heads} x {self.ssm_head_dim}) "
                                  f"must equal ssm_d_inner ({self.ssm_d_inner})")
+        if self.is_encoder_decoder and not 0 < self.num_encoder_layers < self.num_hidden_layers:
+            raise ValueError(f"num_encoder_layers ({self.num_encoder_layers}) must leave decoder layers of "
+                             f"the {self.num_hidden_layers}")
         if self.ssm_layers and self.ssm_kind is None:
             raise ValueError("ssm_layers: needs ssm_kind (the state-space mixer of those layers)")
         return self
@@ -210,6 +218,14 @@ class ModelSpec(BaseModel):
         return self.max_position_embeddings
 
     # Layers ------------------------------------------------------------------------------
+    @property
+    def num_decoder_layers(self) -> int:
+        """Layers of the decoder stack (all layers unless encoder-decoder)."""
+        return self.num_hidden_layers - self.num_encoder_layers
+
+    def is_decoder_layer(self, i: int) -> bool:
+        return not self.is_encoder_decoder or i >= self.num_encoder_layers
+
     def _attention(self, i: int) -> AttentionSpec:
         kind = self.layer_attention[i % len(self.layer_attention)] if self.layer_attention else "full"
         window = {"sliding": self.sliding_window, "chunked": self.attention_chunk_size}.get(kind)
@@ -221,7 +237,8 @@ class ModelSpec(BaseModel):
             n_heads=self.num_attention_heads, n_kv_heads=self.n_kv_heads, head_dim=self.d_head,
             kind=kind, window=window, qkv_bias=self.attention_bias, o_bias=self.attention_out_bias,
             qk_norm=self.qk_norm, softcap=self.attn_softcap, sinks=self.attention_sinks, alibi=self.alibi,
-            is_causal=not self.encoder_only, mla=mla)
+            is_causal=not self.encoder_only and self.is_decoder_layer(i), mla=mla,
+            rel_bias_buckets=self.relative_attention_buckets if i in (0, self.num_encoder_layers) else 0)
 
     def _ffn(self, i: int) -> FfnSpec:
         if not self.has_ffn:
@@ -253,6 +270,13 @@ class ModelSpec(BaseModel):
         copied.__dict__.pop("_layer_cache", None)
         return copied
 
+    def with_layers(self, n_layers: int) -> ModelSpec:
+        """The model cut (or its layer pattern repeated) to ``n_layers`` layers; an
+        encoder-decoder to ``n_layers`` in each stack."""
+        if self.is_encoder_decoder:
+            return self.model_copy(update={"num_hidden_layers": 2 * n_layers, "num_encoder_layers": n_layers})
+        return self.model_copy(update={"num_hidden_layers": n_layers})
+
     def _build_layer(self, i: int) -> LayerSpec:
         shared = False
         if self.shared_layer_groups:
@@ -260,8 +284,13 @@ class ModelSpec(BaseModel):
             shared = i % per_group != 0
         norm_bias = self.norm_type == "layernorm" if self.norm_bias is None else self.norm_bias
         mixer = self._ssm() if self.is_ssm_layer(i) else self._attention(i)
+        cross, n_norms = None, self.norms_per_layer
+        if self.is_encoder_decoder and self.is_decoder_layer(i):
+            a = self._attention(i)
+            cross = replace(a, is_causal=False, rel_bias_buckets=0)
+            n_norms += 1
         return LayerSpec(mixer, self._ffn(i), self.hidden_size, self.norm_type, norm_bias,
-                         self.norms_per_layer, self.parallel_block, shared)
+                         n_norms, self.parallel_block, shared, cross)
 
     def layers(self) -> tuple[LayerSpec, ...]:
         """Every layer, in order."""
@@ -279,15 +308,16 @@ class ModelSpec(BaseModel):
     def embedding_param_count(self) -> int:
         """Token, position and token-type tables, their norm and ALBERT's projection."""
         e, d = self.embedding_width, self.hidden_size
-        n = (self.vocab_size + self.position_embeddings + self.type_vocab_size) * e
-        n += self._norm_params(e) if self.embedding_norm else 0
+        stacks = 2 if self.is_encoder_decoder else 1  # each stack its own positions and norm
+        n = (self.vocab_size + stacks * self.position_embeddings + self.type_vocab_size) * e
+        n += stacks * self._norm_params(e) if self.embedding_norm else 0
         n += e * d + d if e != d else 0
         return n
 
     def head_param_count(self) -> int:
         """Final norm, untied LM head (and its bias), or an encoder's pooler and masked-LM head."""
         d, e = self.hidden_size, self.embedding_width
-        n = self._norm_params(d) if self.final_norm else 0
+        n = (2 if self.is_encoder_decoder else 1) * self._norm_params(d) if self.final_norm else 0
         if self.encoder_only:
             n += (d * d + d) if self.pooler else 0
             n += (d * e + e + self._norm_params(e) + self.vocab_size) if self.mlm_head else 0

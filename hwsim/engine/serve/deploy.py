@@ -153,6 +153,11 @@ def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Pl
                    progress: Callable[[int], None] | None = None) -> tuple[ServeRun, list[str]]:
     """Build the pools, check the requests, run; return the run and its notes.
     ``progress`` is called with the number of requests that have just finished."""
+    if spec.is_encoder_decoder:
+        raise ConfigError([f"serve: model: {spec.name or spec.model_type}: serving encoder-decoder models "
+                           f"({spec.model_type.upper()}: an encoder pass per request, a cross-attention "
+                           "cache of its source) is not modelled yet; simulate its prefill, decode and "
+                           "request phases with hwsim.simulate"])
     if spec.is_ssm and opts.prefix_caching:
         raise ConfigError([f"serve: prefix_caching: {spec.name or 'the model'} has state-space (Mamba) "
                            "layers, whose state at a prefix's end is not cached; prefix caching is not "
