@@ -1,8 +1,10 @@
 """Reading a Hugging Face ``config.json``: every spelling into canonical fields.
 
 One step turns the keys of any supported architecture into the canonical fields of
-:class:`~hwsim.workload.spec.ModelSpec`: it unwraps ``text_config``, refuses by name
-what hwsim cannot model (encoder-decoders, state-space and linear-attention layers),
+:class:`~hwsim.workload.spec.ModelSpec`: it unwraps ``text_config``, reads Mamba,
+Mamba-2 and Jamba's state-space keys (:mod:`hwsim.workload.hf_ssm`) and T5 / BART
+encoder-decoders (:mod:`hwsim.workload.hf_encdec`), refuses by name what hwsim cannot
+model (other encoder-decoders and hybrids, linear-attention and recurrent layers),
 reads the architecture's own defaults (a key absent from a saved config takes its
 config class's default, not a global one), and notes what it simplified and which
 unread keys look like misspellings of keys it reads.
