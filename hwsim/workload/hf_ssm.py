@@ -4,10 +4,10 @@ and Jamba's Mamba layers, into the ``ssm_*`` fields of
 
 Defaults are those of transformers' config classes (``MambaConfig``,
 ``FalconMambaConfig``, ``Mamba2Config``, ``JambaConfig``), so a saved config that omits
-a key reads as ``from_pretrained`` would. The widths follow the modeling code:
-``intermediate_size = int(expand * hidden_size)`` (the saved ``intermediate_size`` of a
-Mamba config is ignored by ``MambaConfig`` too), ``time_step_rank: "auto"`` is
-``ceil(hidden_size / 16)``.
+a key reads as ``from_pretrained`` would. The mixer is ``intermediate_size`` wide where
+the config saves one (the checkpoint's weights are: Falcon-Mamba-7B saves ``expand: 16``
+beside ``intermediate_size: 8192``), else ``int(expand * hidden_size)``;
+``time_step_rank: "auto"`` is ``ceil(hidden_size / 16)``.
 """
 
 from __future__ import annotations
@@ -66,10 +66,12 @@ def pure_ssm_fields(r: ConfigReader, mt: str, notes: list[str]) -> dict[str, Any
         r.problems.append(f"{r.prefix}hidden_size: required")
         return f
     d_inner = _expand(r, "expand", hidden)
-    saved = r.integer("intermediate_size")
+    saved = r.integer("intermediate_size", field="ssm_d_inner")
     if saved and d_inner and saved != d_inner:
-        notes.append(f"intermediate_size {saved} ignored: the mixer is expand x hidden_size = {d_inner} "
-                     "wide, as transformers' config class sets it")
+        # Falcon-Mamba-7B saves expand 16 beside intermediate_size 8192: its weights are 8192 wide.
+        notes.append(f"intermediate_size {saved} taken as the mixer width; expand x hidden_size would "
+                     f"give {d_inner}")
+        d_inner = saved
     f |= {"ssm_kind": kind, "ssm_d_inner": d_inner,
           "ssm_d_state": r.integer("state_size", default=16 if kind == "mamba" else 128, field="ssm_d_state"),
           "ssm_d_conv": r.integer("conv_kernel", default=4, field="ssm_d_conv"),

@@ -216,8 +216,11 @@ def test_training_and_prefix_caching_are_refused() -> None:
         hwsim.serve(hwsim.Requests.offline(2, 64, 4), "h100-sxm", model="mamba-2.8b", prefix_caching=True)
 
 
-def test_saved_intermediate_size_disagreeing_is_noted() -> None:
-    """A Mamba config whose intermediate_size is not expand x hidden says which it used."""
-    spec = spec_from_dict(_config("mamba-130m") | {"intermediate_size": 1000}, "cfg.json")
-    assert any("intermediate_size 1000 ignored" in n for n in spec.notes)
-    assert spec.param_count() == 129_135_360
+def test_saved_intermediate_size_is_the_mixer_width() -> None:
+    """Falcon-Mamba-7B saves expand 16 beside intermediate_size 8192: the weights (7.27B
+    in all, tiiuae/falcon-mamba-7b model page) are 8192 wide, and the disagreement is noted."""
+    spec = _zoo("falcon-mamba-7b")
+    assert spec.ssm_d_inner == 8192
+    assert any("intermediate_size 8192 taken as the mixer width" in n for n in spec.notes)
+    assert spec.param_count() / 1e9 == pytest.approx(7.27, rel=0.002)
+    assert any("weightless RMS normalisation" in n for n in spec.notes)
