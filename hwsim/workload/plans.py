@@ -69,8 +69,8 @@ def plan_problems(spec: ModelSpec, phase: str, plan: Plan, *, batch: int, **shap
     out = []
     heads, kv, tp = spec.num_attention_heads, spec.n_kv_heads, plan.tp
     out += _ssm_problems(spec, tp)
-    if not spec.has_ffn:
-        pass  # a pure state-space model: no attention heads, no FFN
+    if spec.is_ssm and not spec.ssm_layers:
+        pass  # every layer a state-space mixer: no attention heads, no FFN to split
     elif heads % tp:
         out.append(f"tp={tp} does not divide {heads} attention heads")
     elif kv % tp and tp % kv:
