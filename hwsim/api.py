@@ -203,7 +203,10 @@ def simulate(
         cache = CostCache(chip, system, plan)
     assert cache is not None
     warnings = (*workload.warnings, *costing_warnings(workload, chip))
-    if workload.phase in INFERENCE_PHASES and workload.spec is not None and fold:
+    # The replica engine re-lowers decoder-only passes from the spec; an encoder-decoder's
+    # passes (encoder, cross-attention) run as lowered, op by op.
+    replica = workload.spec is not None and not workload.spec.is_encoder_decoder
+    if workload.phase in INFERENCE_PHASES and replica and fold:
         run = run_inference(workload, system, cache)
     else:
         run = run_step(workload, system, cache, fold)

@@ -9,6 +9,9 @@ Phases (see ``docs/conventions.md``):
 - ``request``: a prefill, then ``new_tokens`` decode steps, the cache growing by one
   token per step; reports time to first token (the prefill) and time per output token.
 - ``train``: one optimizer step over ``batch`` x ``seq_len`` tokens.
+
+Encoder-decoders (T5, BART) read ``prompt_len`` as the source the encoder reads and
+the decoder cross-attends to (:mod:`hwsim.workload.encdec`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
+from hwsim.workload.encdec import check_encdec, encdec_passes
 from hwsim.workload.graph import Pass, Segment, SegmentRole, Workload
 from hwsim.workload.layers import LayerSpec, group_layers
 from hwsim.workload.memory import memory_per_chip, sequence_kv_bytes, stage_layers
@@ -134,7 +138,8 @@ def lower(
         Prompt tokens (prefill, request), KV-cache tokens (decode), decode steps
         (request), tokens per sequence (train).
     n_layers : int, optional
-        Override the number of layers (e.g. to simulate a slice of a large model).
+        Override the number of layers (e.g. to simulate a slice of a large model); of
+        each stack for an encoder-decoder.
     dtype : str
         Weights, activations and KV cache dtype.
     attention_impl : {"flash", "naive"}
@@ -160,7 +165,7 @@ def lower(
             "attention_impl": attention_impl, "sparsity": sparsity, "lm_head": lm_head,
             "moe_capacity_factor": moe_capacity_factor}
     workload = _lower(spec, phase, plan, **args)
-    if plan is not None:
+    if plan is not None and not spec.is_encoder_decoder:
         # What one chip holds: its shares of weights, cache, activations and state.
         sliced = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})
         mem = memory_per_chip(sliced, phase, plan, batch=batch, prompt_len=prompt_len,
@@ -199,7 +204,12 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
                            f"got {factor!r}"])
     if n_layers is not None:
         _check_positive(source, n_layers=n_layers)
-        spec = spec.model_copy(update={"num_hidden_layers": n_layers})
+        spec = spec.with_layers(n_layers)
+    if spec.is_ssm and phase == "train":
+        raise ConfigError([f"{source}: phase: training of state-space (Mamba) layers is not modelled yet; "
+                           "prefill, decode and request are"])
+    if spec.is_encoder_decoder:
+        check_encdec(spec, phase, plan, source)
     if spec.encoder_only and phase in ("decode", "request"):
         raise ConfigError([f"{source}: phase: encoder-only model has no {phase} phase"])
     if plan is not None:
@@ -213,9 +223,15 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
     params: dict[str, Any] = {"batch": batch, "dtype": dtype, "n_layers": spec.num_hidden_layers,
                               "attention_impl": attention_impl}
     resident = {"weights_bytes": weights}
-    if phase == "prefill":
+    passes: tuple[Pass, ...]
+    if spec.is_encoder_decoder:
+        _check_positive(source, prompt_len=prompt_len, context_len=context_len, new_tokens=new_tokens)
+        passes, resident["kv_cache_bytes"] = encdec_passes(spec, phase, batch, prompt_len, context_len,
+                                                           new_tokens, opts)
+        params |= {"prompt_len": prompt_len, "context_len": context_len, "new_tokens": new_tokens}
+    elif phase == "prefill":
         _check_positive(source, prompt_len=prompt_len)
-        passes: tuple[Pass, ...] = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts),)
+        passes = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts),)
         resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, prompt_len, dtype)
         params["prompt_len"] = prompt_len
     elif phase == "decode":

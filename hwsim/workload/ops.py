@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
+from hwsim.workload.ops_ssm import CausalConv1d, SelectiveScan
 
 
 def sparsity_problem(pattern: str | None) -> str | None:
@@ -370,7 +371,7 @@ class Collective:
         return 2.0 * self.n_bytes
 
 
-Op = MatMul | Attention | Elementwise | Embedding | Optimizer | Collective
+Op = MatMul | Attention | Elementwise | Embedding | Optimizer | Collective | CausalConv1d | SelectiveScan
 """Any operator."""
 
 

@@ -153,6 +153,15 @@ def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Pl
                    progress: Callable[[int], None] | None = None) -> tuple[ServeRun, list[str]]:
     """Build the pools, check the requests, run; return the run and its notes.
     ``progress`` is called with the number of requests that have just finished."""
+    if spec.is_encoder_decoder:
+        raise ConfigError([f"serve: model: {spec.name or spec.model_type}: serving encoder-decoder models "
+                           f"({spec.model_type.upper()}: an encoder pass per request, a cross-attention "
+                           "cache of its source) is not modelled yet; simulate its prefill, decode and "
+                           "request phases with hwsim.simulate"])
+    if spec.is_ssm and opts.prefix_caching:
+        raise ConfigError([f"serve: prefix_caching: {spec.name or 'the model'} has state-space (Mamba) "
+                           "layers, whose state at a prefix's end is not cached; prefix caching is not "
+                           "modelled for them"])
     pools, notes = build_pools(system, spec, plan, dtype, opts, costs)
     longest = int((requests.prompt_len + requests.output_len).max())
     max_model_len = opts.max_model_len or spec.context_limit or longest
@@ -175,7 +184,11 @@ def approximations(run: ServeRun, spec: ModelSpec, opts: ServeOptions) -> list[s
         notes.append(f"iterations of more than {GRID_EXACT_TOKENS} new tokens: their linear ops are "
                      f"interpolated between exactly costed token counts {gap_pct:.1f} % apart "
                      "(within 1 % of exact)")
-    notes.append("attention of a batch mixing lengths: " + ATTENTION_APPROXIMATION)
+    if any(spec.layer(i).attention is not None for i in range(spec.num_hidden_layers)):
+        notes.append("attention of a batch mixing lengths: " + ATTENTION_APPROXIMATION)
+    if spec.is_ssm:
+        notes.append("state-space layers: each request's conv and SSM state is counted in whole KV "
+                     "blocks of the cache, in the cache dtype")
     if spec.is_mla:
         notes.append("MLA: iterations mixing lengths run every request in the absorbed form "
                      "(vLLM runs prefill chunks expanded)")
