@@ -226,7 +226,7 @@ def _result(workload: Workload, system: System, run: StepRun, warnings: tuple[st
         ttft = run.first_token_s or 0.0
         tpot = (latency - ttft) / workload.params["new_tokens"]
     dtype = str(workload.params.get("dtype", "bf16"))
-    params = dict(workload.params)
+    params = dict(workload.params) | run.stats
     if plan:
         params |= {"plan": plan.label(), "n_chips": n_chips}
     return Result(

@@ -78,9 +78,20 @@ def stage_send_s(system: System, model: ReplicaModel) -> Callable[[int], float]:
     return send_s
 
 
+def run_generation(workload: Workload, system: System, model: ReplicaModel, cost_of: Callable[..., OpCost],
+                   send: Callable[[int], float] | None) -> InferenceRun:
+    """A request under a decoding strategy (:mod:`hwsim.engine.generate`)."""
+    from hwsim.engine.generate import run_generation as run
+
+    return run(workload, system, model, cost_of, send)
+
+
 def run_inference(workload: Workload, system: System, cost_of: Callable[..., OpCost]) -> InferenceRun:
     """Run ``workload`` (lowered for prefill, decode or request, with or without a plan)."""
     model = replica_model(workload, system, cost_of)
+    if workload.phase == "request" and workload.lower_args.get("decoding") is not None:
+        send = stage_send_s(system, model) if model.plan.pp > 1 else None
+        return run_generation(workload, system, model, cost_of, send)
     return _run(workload, system, model, detail=False)
 
 
