@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from hwsim.cost.model import OpCost, transfer_time_s
+from hwsim.dtypes import dtype_bytes
 from hwsim.cost.sampling import beam_cost, beam_reorder_bytes, sampling_cost
 from hwsim.engine.iteration import ReplicaModel
 from hwsim.workload.decoding import (
@@ -49,6 +50,7 @@ from hwsim.workload.decoding import (
     parse_kv_policy,
     sequences_per_request,
 )
+from hwsim.workload.layers import kv_bytes_per_token
 from hwsim.workload.ops import MatMul
 from hwsim.workload.spec import ModelSpec, load_model_spec
 
@@ -87,6 +89,15 @@ class SideCost:
         self.energy_j += energy_j
         if draft:
             self.draft_s += time_s
+
+
+def model_kv_bytes_per_token(model: ReplicaModel) -> float:
+    """KV bytes one cached token of one sequence takes on one chip of ``model``'s replica
+    (its layers' share, averaged over pipeline stages), in B."""
+    spec, plan = model.spec, model.plan
+    width = dtype_bytes(model.dtype)
+    total = sum(kv_bytes_per_token(spec.layer(i), plan.tp, width) for i in range(spec.num_hidden_layers))
+    return total / plan.pp
 
 
 class DecodingModel:
@@ -220,14 +231,8 @@ class DecodingModel:
         return transfer_time_s(home, n_bytes), energy * self.target.plan.tp
 
     def kv_bytes_per_token(self) -> float:
-        """KV bytes one token of one sequence takes on one chip, over all its layers."""
-        from hwsim.dtypes import dtype_bytes
-        from hwsim.workload.layers import kv_bytes_per_token
-
-        spec, plan = self.target.spec, self.target.plan
-        width = dtype_bytes(self.target.dtype)
-        total = sum(kv_bytes_per_token(spec.layer(i), plan.tp, width) for i in range(spec.num_hidden_layers))
-        return total / plan.pp
+        """KV bytes one token of one sequence takes on one chip (the target's)."""
+        return model_kv_bytes_per_token(self.target)
 
     def draw_tokens(self, n: int) -> np.ndarray:
         """Tokens each of ``n`` decode steps yields (1 without drafting), drawn from the
@@ -244,4 +249,4 @@ class DecodingModel:
         return d.mean_tokens_per_step if isinstance(d, Speculative | TreeHeads) else 1.0
 
 
-__all__ = ["DecodingModel", "SideCost", "draft_model", "draft_spec"]
+__all__ = ["DecodingModel", "SideCost", "draft_model", "draft_spec", "model_kv_bytes_per_token"]
