@@ -63,7 +63,7 @@ def workload_options(func: F) -> F:
 
 
 _WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers",
-                  "dtype", "attention_impl", "sparsity")
+                  "dtype", "attention_impl", "sparsity", "decoding", "kv_policy")
 
 
 def build_workload(model: str, phase: str, opts: dict[str, Any]) -> Any:
