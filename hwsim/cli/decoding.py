@@ -55,8 +55,9 @@ def pop_decoding(opts: dict[str, Any]) -> dict[str, Any]:
     """Remove the decoding flags from ``opts``; return ``decoding=`` / ``kv_policy=``
     keyword arguments (empty when none was given)."""
     out: dict[str, Any] = {}
-    for kind_key, params_key, name, flag in (("decoding_kind", "decoding_params", "decoding", "--decoding-param"),
-                                             ("kv_policy_kind", "kv_params", "kv_policy", "--kv-param")):
+    flags = (("decoding_kind", "decoding_params", "decoding", "--decoding-param"),
+             ("kv_policy_kind", "kv_params", "kv_policy", "--kv-param"))
+    for kind_key, params_key, name, flag in flags:
         kind, params = opts.pop(kind_key, None), opts.pop(params_key, ())
         if kind is None and params:
             raise ConfigError([f"{flag}: give the kind too (--{name.replace('_', '-')} KIND)"])

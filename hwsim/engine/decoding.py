@@ -36,8 +36,8 @@ from typing import Any
 import numpy as np
 
 from hwsim.cost.model import OpCost, transfer_time_s
-from hwsim.dtypes import dtype_bytes
 from hwsim.cost.sampling import beam_cost, beam_reorder_bytes, sampling_cost
+from hwsim.dtypes import dtype_bytes
 from hwsim.engine.iteration import ReplicaModel
 from hwsim.workload.decoding import (
     Beam,

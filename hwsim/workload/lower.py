@@ -193,7 +193,8 @@ def _with_decoding(workload: Workload, spec: ModelSpec, phase: str, plan: Plan |
         raise ConfigError([f"{source}: decoding: strategies and KV policies apply to phase='request', "
                            f"not {phase!r}"])
     p = workload.params
-    sliced = spec if args["n_layers"] is None else spec.model_copy(update={"num_hidden_layers": args["n_layers"]})
+    n_layers = args["n_layers"]
+    sliced = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})
     resident, notes = decoding_resident(
         strategy, policy, sliced, p["batch"], p["prompt_len"], p["new_tokens"],
         lambda n: _kv_cache_bytes(sliced, p["batch"], n, p["dtype"]),

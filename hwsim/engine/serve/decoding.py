@@ -95,7 +95,7 @@ class ServeDecoding:
 def decoding_capacity(kv: Any, decoding: DecodingModel, memory_fraction: float) -> Any:
     """``kv`` (a :class:`~hwsim.engine.serve.run.KVCapacity`) under the strategy's KV
     policy and a time-shared draft (module docstring)."""
-    d, policy, target = decoding.decoding, decoding.kv_policy, decoding.target
+    d, policy = decoding.decoding, decoding.kv_policy
     layout: KVLayout = kv.layout
     if policy.cap_tokens is not None:
         # Every growing layer then holds at most the cap: a window over the whole model.

@@ -21,8 +21,8 @@ import numpy as np
 from hwsim.arch.system import System, load_system
 from hwsim.cost.attention_batch import APPROXIMATION as ATTENTION_APPROXIMATION
 from hwsim.cost.model import OpCost
-from hwsim.engine.iteration import GRID_EXACT_TOKENS, GRID_PER_OCTAVE, ReplicaModel
 from hwsim.engine.decoding import DecodingModel
+from hwsim.engine.iteration import GRID_EXACT_TOKENS, GRID_PER_OCTAVE, ReplicaModel
 from hwsim.engine.serve.decoding import decoding_capacity, decoding_notes
 from hwsim.engine.serve.options import ServeOptions
 from hwsim.engine.serve.requests import Requests
@@ -71,8 +71,9 @@ def _pool(role: Role, system: System, spec: ModelSpec, plan: Plan, replicas: int
         decoding = DecodingModel(opts.decoding, opts.kv_policy, model, model.cost_of, opts.block_tokens)
         kv = decoding_capacity(kv, decoding, opts.memory_fraction)
         if kv.n_blocks <= 0:
-            raise ConfigError([f"{system.name}: serve: decoding: {opts.decoding.label()} leaves no memory for "
-                               f"a KV cache beside the draft's weights ({kv.weights_bytes / GIB:.1f} GiB in all)"])
+            raise ConfigError([f"{system.name}: serve: decoding: {opts.decoding.label()} leaves no memory "
+                               f"for a KV cache beside the draft's weights ({kv.weights_bytes / GIB:.1f} GiB "
+                               "of weights in all)"])
     return Pool(system, model, replicas, role, kv, decoding)
 
 

@@ -132,7 +132,8 @@ class ReplicaServer:
         q, k, n_logits, side_j = batch.q, batch.k, batch.n_logits, 0.0
         if self.decoding is not None:
             # The strategy's rows and side work (draft passes run before the verify).
-            q, k, n_logits, side_s, side_j = self.decoding.iteration(q, k, n_logits, before >= t.prompt[batch.ids])
+            decode = before >= t.prompt[batch.ids]
+            q, k, n_logits, side_s, side_j = self.decoding.iteration(q, k, n_logits, decode)
             if side_s > 0:
                 yield env.timeout(side_s)
         run = yield env.process(self.replica.run(q, k, n_logits, free))

@@ -307,7 +307,9 @@ class Scheduler:
         drawn = self.decoding.tokens(int(ids.size))
         drawn = np.minimum(drawn, t.output[ids] - t.generated[ids])
         for j, rid in enumerate(ids.tolist()):
-            while drawn[j] > 1 and not self.kv.grow(np.array([rid]), np.array([t.computed[rid] + drawn[j] - 1])):
+            # Each accepted draft needs its KV slot; accept fewer when no block is free.
+            while drawn[j] > 1 and not self.kv.grow(np.array([rid]),
+                                                    np.array([t.computed[rid] + drawn[j] - 1])):
                 drawn[j] -= 1
         counts[decode] = drawn
         self.decoding.record(int(ids.size), int(drawn.sum()))

@@ -24,7 +24,8 @@ def test_beam_width_one_serves_as_greedy() -> None:
     """One beam: the same iterations, times and energy as greedy serving."""
     requests = hwsim.Requests.poisson(12, 20.0, 96, 24, seed=3)
     greedy = hwsim.serve(requests, "h100-sxm", model="llama2-7b", **SMALL)
-    beam = hwsim.serve(requests, "h100-sxm", model="llama2-7b", decoding={"kind": "beam", "n_beams": 1}, **SMALL)
+    beam = hwsim.serve(requests, "h100-sxm", model="llama2-7b", decoding={"kind": "beam", "n_beams": 1},
+                       **SMALL)
     assert beam.output_tokens_per_s == greedy.output_tokens_per_s
     assert beam.energy_j == greedy.energy_j
     assert beam.iterations.equals(greedy.iterations)
@@ -83,8 +84,8 @@ def test_kv_policy_capacity() -> None:
     """Compression to half the bytes doubles the blocks; a cap lets long requests fit."""
     requests = hwsim.Requests.offline(2, 64, 8)
     full = hwsim.serve(requests, "h100-sxm", model="llama2-7b", **SMALL)
-    half = hwsim.serve(requests, "h100-sxm", model="llama2-7b", kv_policy={"kind": "full", "compression_ratio": 0.5},
-                       **SMALL)
+    half = hwsim.serve(requests, "h100-sxm", model="llama2-7b",
+                       kv_policy={"kind": "full", "compression_ratio": 0.5}, **SMALL)
     blocks = full.config["pools"][0]["kv_blocks"]
     assert half.config["pools"][0]["kv_blocks"] in (2 * blocks, 2 * blocks + 1)
     assert any("compression" in w for w in half.warnings)
