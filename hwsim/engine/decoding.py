@@ -58,7 +58,8 @@ from hwsim.workload.spec import ModelSpec, load_model_spec
 def draft_spec(decoding: Any, target: ModelSpec) -> ModelSpec | None:
     """The model the draft passes run (None: no draft model, or Medusa's heads)."""
     if isinstance(decoding, Speculative):
-        spec = target if decoding.draft is None else load_model_spec(decoding.draft)
+        draft = decoding.draft
+        spec = target if draft is None else draft if isinstance(draft, ModelSpec) else load_model_spec(draft)
         if decoding.draft_n_layers is not None:
             spec = spec.model_copy(update={"num_hidden_layers": decoding.draft_n_layers})
         return spec

@@ -45,6 +45,7 @@ from pydantic import (
 
 from hwsim._yaml import validation_problems
 from hwsim.errors import ConfigError
+from hwsim.workload.spec import ModelSpec
 
 Probability = Annotated[float, Field(ge=0, le=1)]
 
@@ -146,7 +147,7 @@ class Speculative(_Drafted):
     """
 
     kind: Literal["speculative"] = "speculative"
-    draft: str | None = None
+    draft: str | ModelSpec | None = None
     draft_n_layers: StrictInt | None = Field(default=None, ge=1)
     k: StrictInt = Field(default=4, ge=1, le=64)
     placement: Literal["shared", "separate"] = "shared"
@@ -154,6 +155,15 @@ class Speculative(_Drafted):
     @property
     def n_draft(self) -> int:
         return self.k
+
+    @property
+    def draft_name(self) -> str | None:
+        return self.draft.name if isinstance(self.draft, ModelSpec) else self.draft
+
+    def label(self) -> str:
+        fields = {k: v for k, v in self.model_dump(exclude={"kind", "draft"}).items() if v is not None}
+        shown = ", ".join(f"{k}={v}" for k, v in {"draft": self.draft_name, **fields}.items() if v is not None)
+        return f"speculative({shown})"
 
     @model_validator(mode="after")
     def _draft_named(self) -> Speculative:
