@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from hwsim import report
 from hwsim._yaml import validation_problems
 from hwsim.api import serve
-from hwsim.cli.decoding import decoding_options, pop_decoding
 from hwsim.cli.group import main
+from hwsim.cli.options import decoding_options, pop_decoding
 from hwsim.engine.serve.metrics import SLO
 from hwsim.engine.serve.profiles import PROFILES
 from hwsim.engine.serve.requests import Requests

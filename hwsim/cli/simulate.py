@@ -10,14 +10,15 @@ import click
 from hwsim import report
 from hwsim.api import simulate
 from hwsim.arch.system import load_system
-from hwsim.cli.decoding import decoding_options, pop_decoding
 from hwsim.cli.group import EXIT_ERROR, echo_warnings, error_lines, main, refuse_warnings
 from hwsim.cli.options import (
     DEFAULT_COMPARE_ARCHS,
     build_workload,
+    decoding_options,
     json_option,
     plan_from_options,
     plan_options,
+    pop_decoding,
     strict_option,
     workload_options,
 )

@@ -63,12 +63,12 @@ def speedup(row: dict[str, str]) -> Callable[[Chip], float]:
     def predict(chip: Chip) -> float:
         target = t5_decoder(row["target"])
         draft = t5_decoder(row["draft"])
-        shape = {"phase": "request", "batch": 1, "prompt_len": int(row["prompt_len"]),
-                 "new_tokens": int(row["output_len"])}
-        greedy = hwsim.simulate(lower(target, **shape), chip)
+        prompt, new = int(row["prompt_len"]), int(row["output_len"])
+        greedy = hwsim.simulate(lower(target, "request", prompt_len=prompt, new_tokens=new), chip)
         spec = {"kind": "speculative", "draft": draft, "k": int(row["gamma"]),
                 "acceptance_rate": float(row["alpha"])}
-        fast = hwsim.simulate(lower(target, **shape, decoding=spec), chip)
+        fast = hwsim.simulate(lower(target, "request", prompt_len=prompt, new_tokens=new, decoding=spec),
+                              chip)
         return greedy.latency_s / fast.latency_s
 
     return predict

@@ -162,7 +162,8 @@ class Speculative(_Drafted):
 
     def label(self) -> str:
         fields = {k: v for k, v in self.model_dump(exclude={"kind", "draft"}).items() if v is not None}
-        shown = ", ".join(f"{k}={v}" for k, v in {"draft": self.draft_name, **fields}.items() if v is not None)
+        named = {"draft": self.draft_name, **fields}
+        shown = ", ".join(f"{k}={v}" for k, v in named.items() if v is not None)
         return f"speculative({shown})"
 
     @model_validator(mode="after")

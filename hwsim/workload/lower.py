@@ -198,7 +198,7 @@ def _with_decoding(workload: Workload, spec: ModelSpec, phase: str, plan: Plan |
     resident, notes = decoding_resident(
         strategy, policy, sliced, p["batch"], p["prompt_len"], p["new_tokens"],
         lambda n: _kv_cache_bytes(sliced, p["batch"], n, p["dtype"]),
-        lambda d: (d if isinstance(d, ModelSpec) else load_model_spec(d)).param_count() * dtype_bytes(p["dtype"]))
+        lambda d: _spec_of(d).param_count() * dtype_bytes(p["dtype"]))
     if plan is not None and "kv_cache_bytes" in workload.resident_bytes:
         # What one chip holds of the cache: the plan's share of the whole.
         share = workload.resident_bytes["kv_cache_bytes"] / max(_kv_cache_bytes(
@@ -209,6 +209,10 @@ def _with_decoding(workload: Workload, spec: ModelSpec, phase: str, plan: Plan |
     params = p | {"decoding": strategy.label(), "kv_policy": policy.label()}
     workload = replace(workload, resident_bytes=workload.resident_bytes | resident, params=params)
     return workload, args | {"decoding": strategy, "kv_policy": policy}, notes
+
+
+def _spec_of(model: ModelSpec | str) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else load_model_spec(model)
 
 
 def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt_len: int,
