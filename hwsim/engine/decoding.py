@@ -246,8 +246,15 @@ class DecodingModel:
 
     @property
     def mean_tokens_per_step(self) -> float:
+        """``E[L]``, tokens per decode step (1 without drafting)."""
         d = self.decoding
         return d.mean_tokens_per_step if isinstance(d, Speculative | TreeHeads) else 1.0
+
+    @property
+    def var_tokens_per_step(self) -> float:
+        """``Var[L]``, tokens squared (0 without drafting)."""
+        d = self.decoding
+        return d.var_tokens_per_step if isinstance(d, Speculative | TreeHeads) else 0.0
 
 
 __all__ = ["DecodingModel", "SideCost", "draft_model", "draft_spec", "model_kv_bytes_per_token"]

@@ -88,6 +88,7 @@ def run_generation(workload: Workload, system: System, model: ReplicaModel, cost
     stats: dict[str, Any] = {
         "decoding": dm.decoding.label(), "kv_policy": dm.kv_policy.label(),
         "decode_steps": steps, "accepted_tokens_per_step": new / steps if steps else 0.0,
+        "expected_tokens_per_step": mean, "var_tokens_per_step": dm.var_tokens_per_step,
         "draft_time_share": side["draft_s"] / env.now if env.now > 0 else 0.0,
         "side_time_s": side["time_s"] / plan.microbatches,
     }

@@ -33,7 +33,7 @@ from hwsim.validation.cases import DATA, Case, _role, _rows
 from hwsim.workload.lower import lower
 from hwsim.workload.spec import ModelSpec, spec_from_dict
 
-GROUP = "speculative decoding speedup (published)"
+GROUP = "speculative decoding speedup"
 
 #: T5 v1.1 decoder stacks (google/t5-v1_1-* config.json: d_model, num_heads, d_kv,
 #: d_ff, num_decoder_layers; vocab 32128, gated-gelu, untied head).

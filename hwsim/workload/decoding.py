@@ -321,12 +321,29 @@ __all__ = ["DECODING_KINDS", "KV_POLICY_KINDS", "Beam", "Decoding", "FullKV", "G
            "parse_kv_policy", "sequences_per_request", "shared_prompt_tokens"]
 
 
+def draft_head_params(decoding: Any, spec: ModelSpec) -> float:
+    """Parameters of the heads a tree strategy adds to ``spec``: Medusa's ``depth``
+    heads (a hidden x hidden block and a hidden x vocab head each); EAGLE's draft head
+    (one decoder layer of the target's shape and a 2 hidden x hidden input projection;
+    it shares the target's embedding and LM head). 0 for other strategies."""
+    if not isinstance(decoding, TreeHeads):
+        return 0.0
+    h, vocab = spec.hidden_size, spec.vocab_size
+    if decoding.kind == "medusa":
+        return float(decoding.depth * (h * h + h * vocab))
+    embed_and_head = vocab * h * (1 if spec.tie_word_embeddings else 2)
+    per_layer = (spec.param_count() - embed_and_head) / spec.num_hidden_layers
+    return float(per_layer + 2 * h * h)
+
+
 def decoding_resident(decoding: Any, kv_policy: Any, spec: Any, batch: int, prompt_len: int, new_tokens: int,
-                      kv_bytes: Any, weights_bytes_of: Any) -> tuple[dict[str, float], list[str]]:
+                      kv_bytes: Any, weights_bytes_of: Any, param_bytes: float = 2.0
+                      ) -> tuple[dict[str, float], list[str]]:
     """Resident bytes a strategy changes for a static batch of requests, and its notes.
 
     ``kv_bytes(n_tokens)`` gives the batch's KV bytes for ``n_tokens`` tokens per
-    sequence; ``weights_bytes_of(model)`` a draft model's weights.
+    sequence; ``weights_bytes_of(model)`` a draft model's weights; ``param_bytes`` the
+    bytes of one parameter (draft heads).
     """
     n_seq = sequences_per_request(decoding)
     tokens = shared_prompt_tokens(prompt_len, new_tokens, n_seq, 16) if n_seq > 1 else prompt_len + new_tokens
@@ -337,6 +354,8 @@ def decoding_resident(decoding: Any, kv_policy: Any, spec: Any, batch: int, prom
     notes = []
     if isinstance(decoding, Speculative) and decoding.draft is not None and decoding.placement == "shared":
         out["draft_weights_bytes"] = float(weights_bytes_of(decoding.draft))
+    if isinstance(decoding, TreeHeads):
+        out["draft_weights_bytes"] = draft_head_params(decoding, spec) * param_bytes
     if not isinstance(decoding, Greedy):
         notes.append(f"decoding {decoding.label()}: costed per step as docs/decoding.md describes; the "
                      "side work's energy (draft passes, heads, selection kernels) is booked under compute_j")

@@ -198,7 +198,7 @@ def _with_decoding(workload: Workload, spec: ModelSpec, phase: str, plan: Plan |
     resident, notes = decoding_resident(
         strategy, policy, sliced, p["batch"], p["prompt_len"], p["new_tokens"],
         lambda n: _kv_cache_bytes(sliced, p["batch"], n, p["dtype"]),
-        lambda d: _spec_of(d).param_count() * dtype_bytes(p["dtype"]))
+        lambda d: _spec_of(d).param_count() * dtype_bytes(p["dtype"]), dtype_bytes(p["dtype"]))
     if plan is not None and "kv_cache_bytes" in workload.resident_bytes:
         # What one chip holds of the cache: the plan's share of the whole.
         share = workload.resident_bytes["kv_cache_bytes"] / max(_kv_cache_bytes(

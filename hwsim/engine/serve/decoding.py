@@ -26,7 +26,7 @@ import numpy as np
 from hwsim.dtypes import dtype_bytes
 from hwsim.engine.decoding import DecodingModel, model_kv_bytes_per_token
 from hwsim.engine.serve.kv import KVBlocks, KVLayout
-from hwsim.workload.decoding import Speculative, shared_prompt_tokens
+from hwsim.workload.decoding import Speculative, TreeHeads, draft_head_params, shared_prompt_tokens
 
 
 @dataclass
@@ -116,6 +116,10 @@ def decoding_capacity(kv: Any, decoding: DecodingModel, memory_fraction: float) 
         # target's cache of its layers: nothing extra).
         draft_kv = model_kv_bytes_per_token(draft) if d.draft is not None else 0.0
         per_token += draft_kv
+    if isinstance(d, TreeHeads):
+        plan = decoding.target.plan
+        draft_weights = draft_head_params(d, decoding.target.spec) * dtype_bytes(decoding.target.dtype) / (
+            plan.tp * plan.pp)
     block = layout.block_tokens * per_token * ratio
     n_blocks = max(0, math.floor((left - draft_weights) / block)) if block > 0 else 0
     scale = block / layout.block_bytes if layout.block_bytes else 1.0
@@ -151,6 +155,7 @@ def decoding_figures(servers: list[Any], log: list[Any]) -> dict[str, float]:
     model = parts[0].model
     return {"accepted_tokens_per_step": tokens / steps if steps else math.nan,
             "expected_tokens_per_step": model.mean_tokens_per_step,
+            "var_tokens_per_step": model.var_tokens_per_step,
             "draft_time_share": sum(p.draft_s for p in parts) / busy if busy > 0 else 0.0,
             "side_time_s": side, "side_energy_j": sum(p.side_j for p in parts),
             "sequences_per_request": float(model.n_sequences)}
