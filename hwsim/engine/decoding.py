@@ -15,6 +15,8 @@ A greedy decode step is one target pass with ``q_i = 1`` per request. Under a st
 - **eagle**: the draft is one decoder layer of the target's shape with its embedding
   and LM head, run ``depth`` times over one tree level each (``tree_tokens / depth``
   tokens per request); the target verifies the tree as for Medusa.
+- **lookahead**: the target's pass carries ``tree_tokens`` tokens per request (the
+  Jacobi window and the n-gram guesses), with no side work.
 - **beam** / **parallel sampling**: every decode request is ``n`` sequences (rows of
   ``q = 1`` over the same context: each reads the shared prompt's KV), then the beam
   top-k or the sampling kernels (:mod:`hwsim.cost.sampling`) and, for beams, the
@@ -178,7 +180,7 @@ class DecodingModel:
             self._draft_passes(out, q, k, decode, d.k, 1)
         elif isinstance(d, TreeHeads) and d.kind == "eagle" and self.draft is not None:
             self._draft_passes(out, q, k, decode, d.depth, -(-(d.tree_tokens - 1) // d.depth))
-        elif isinstance(d, TreeHeads):
+        elif isinstance(d, TreeHeads) and d.kind == "medusa":
             out.add(*self._medusa_heads(n_sampling, d.depth), draft=True)
         if isinstance(d, Beam) and n_decode:
             out.add(*beam_cost(self.target.chip, n_decode, d.n_beams, vocab))

@@ -16,6 +16,9 @@ A *decoding strategy* says how each decode step of a request turns into work:
 - ``medusa`` (Cai et al. 2024) and ``eagle`` (Li et al. 2024): draft heads on the
   target's last hidden state propose a token tree of ``tree_tokens`` nodes over
   ``depth`` levels; the target verifies the whole tree in one pass under a tree mask.
+  ``lookahead`` (Jacobi / lookahead decoding, Fu et al. 2024): no draft at all; the
+  target's own pass carries ``tree_tokens`` tokens (lookahead window and n-gram
+  candidates) through the same verify mechanism, with its own acceptance model.
 - ``beam``: ``n_beams`` hypotheses per request; they share the prompt's KV blocks
   (copy-on-write), so a request holds prompt + ``n_beams`` x generated tokens.
 
@@ -178,10 +181,12 @@ class TreeHeads(_Drafted):
 
     Attributes
     ----------
-    kind : {"medusa", "eagle"}
+    kind : {"medusa", "eagle", "lookahead"}
         ``medusa``: ``depth`` heads (a residual block and an LM head each) on the
         last hidden state, all in one step; ``eagle``: one decoder layer plus the
-        target's LM head, run ``depth`` times (one tree level each).
+        target's LM head, run ``depth`` times (one tree level each); ``lookahead``:
+        no heads, the candidates come from the target's own Jacobi iterations
+        (``depth`` = n-gram size - 1; ``tree_tokens`` = window x depth + guesses x depth).
     depth : int
         Tree levels (drafted tokens along a path).
     tree_tokens : int
@@ -189,7 +194,7 @@ class TreeHeads(_Drafted):
         feeds this many tokens per request.
     """
 
-    kind: Literal["medusa", "eagle"]
+    kind: Literal["medusa", "eagle", "lookahead"]
     depth: StrictInt = Field(default=4, ge=1, le=32)
     tree_tokens: StrictInt = Field(default=64, ge=2, le=4096)
 
@@ -258,7 +263,7 @@ KVPolicy = Annotated[FullKV | StreamingKV | HeavyHitterKV, Field(discriminator="
 
 _DECODING: TypeAdapter[Any] = TypeAdapter(Decoding)
 _KV_POLICY: TypeAdapter[Any] = TypeAdapter(KVPolicy)
-DECODING_KINDS = ("greedy", "sampling", "speculative", "medusa", "eagle", "beam")
+DECODING_KINDS = ("greedy", "sampling", "speculative", "medusa", "eagle", "lookahead", "beam")
 KV_POLICY_KINDS = ("full", "streaming", "h2o")
 
 
@@ -326,7 +331,7 @@ def draft_head_params(decoding: Any, spec: ModelSpec) -> float:
     heads (a hidden x hidden block and a hidden x vocab head each); EAGLE's draft head
     (one decoder layer of the target's shape and a 2 hidden x hidden input projection;
     it shares the target's embedding and LM head). 0 for other strategies."""
-    if not isinstance(decoding, TreeHeads):
+    if not isinstance(decoding, TreeHeads) or decoding.kind == "lookahead":
         return 0.0
     h, vocab = spec.hidden_size, spec.vocab_size
     if decoding.kind == "medusa":

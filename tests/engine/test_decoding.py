@@ -123,3 +123,12 @@ def test_streaming_cap_shortens_long_decodes() -> None:
     assert capped.ttft_s == pytest.approx(full.ttft_s)
     assert capped.latency_s < full.latency_s
     assert any("kv_policy" in w for w in capped.warnings)
+
+
+def test_lookahead_has_no_side_work() -> None:
+    """Lookahead decoding verifies its own guesses: no draft time, and with a long
+    enough accepted length it beats greedy."""
+    run = _run(decoding={"kind": "lookahead", "depth": 4, "tree_tokens": 40, "acceptance_rate": 0.6})
+    assert run.params["draft_time_share"] == 0.0
+    assert run.params["side_time_s"] == 0.0
+    assert run.latency_s < _run().latency_s
