@@ -168,6 +168,9 @@ def decoding_notes(model: DecodingModel | None) -> list[str]:
     d, policy = model.decoding, model.kv_policy
     notes = [f"decoding {d.label()}, kv_policy {policy.label()}: side work (draft passes, heads, selection "
              "kernels) runs before each target pass, at full clock, outside the power limit"]
+    if isinstance(d, Speculative) and d.placement == "separate":
+        notes.append("speculative, placement='separate': the draft's own chips are not counted in n_chips "
+                     "or idle energy (its passes' dynamic energy is)")
     if isinstance(d, Speculative):
         notes.append("speculative: KV slots of a step's accepted drafts are allocated after the verify "
                      "(vLLM reserves k lookahead slots before it); a step that finds no block accepts fewer")
