@@ -15,10 +15,16 @@ request, by both the baseline and speculation) and each layer's cross-attention 
 left out of both sides of the ratio. Prompt and output lengths per task are assumptions
 (EnDe: 64 + 64 tokens; CNNDM: 512 + 128). Table 2's temperature-1 rows are not used.
 
+**Cai et al. 2024 (Medusa), Table 1** (``data/published/tree_decoding.csv``): Medusa-2
+on Vicuna-7B/13B/33B and Zephyr-7B, MT-Bench, batch 1 on one A100-80GB; the table gives
+the acceleration rate (mean tokens per step), the per-step overhead and the speedup.
+hwsim takes the tokens per step as input (as an i.i.d. acceptance rate over 4 heads with
+that mean) and predicts the speedup; the tree (63 candidates and the root) is the
+repository's default, an assumption, and so are the lengths (128 + 256 tokens).
+
 Not compared: Chen et al. 2023 (Chinchilla 70B with a 4B draft on 16 TPU-v4, Table 1)
-reports speedups but not an acceptance rate in the same table; Medusa's and EAGLE's
-speedups (Vicuna and LLaMA2-Chat on A100) need their per-step acceptance lengths, which
-were not transcribed in this change. See docs/decoding.md.
+reports speedups but not an acceptance rate in the same table; EAGLE's acceptance
+lengths were not transcribed in this change. See docs/decoding.md.
 """
 
 from __future__ import annotations
@@ -58,6 +64,44 @@ def t5_decoder(name: str) -> ModelSpec:
     return spec_from_dict(config, name=f"{name}-v1.1-decoder")
 
 
+#: LLaMA-30B (Vicuna-33B's base; huggyllama/llama-30b config.json).
+LLAMA_30B: dict[str, Any] = {
+    "model_type": "llama", "hidden_size": 6656, "num_attention_heads": 52, "num_key_value_heads": 52,
+    "intermediate_size": 17920, "num_hidden_layers": 60, "vocab_size": 32000, "hidden_act": "silu",
+    "tie_word_embeddings": False, "max_position_embeddings": 2048,
+}
+
+
+def rate_for_mean(mean_tokens: float, depth: int) -> float:
+    """The i.i.d. acceptance rate whose ``E[L] = (1 - a^(depth+1)) / (1 - a)`` is
+    ``mean_tokens`` (bisection; ``E[L]`` rises with ``a``)."""
+    lo, hi = 0.0, 1.0
+    for _ in range(100):
+        a = (lo + hi) / 2
+        if (1 - a ** (depth + 1)) / (1 - a) < mean_tokens:
+            lo = a
+        else:
+            hi = a
+    return (lo + hi) / 2
+
+
+def tree_speedup(row: dict[str, str]) -> Callable[[Chip], float]:
+    """hwsim's Medusa speedup for one row: greedy over Medusa request latency."""
+    def predict(chip: Chip) -> float:
+        model = spec_from_dict(LLAMA_30B, name="llama-30b") if row["model"] == "llama-30b" else \
+            hwsim.load_model_spec(row["model"])
+        depth = int(row["depth"])
+        spec = {"kind": row["method"], "depth": depth, "tree_tokens": int(row["tree_tokens"]),
+                "acceptance_rate": rate_for_mean(float(row["tokens_per_step"]), depth)}
+        prompt, new = int(row["prompt_len"]), int(row["output_len"])
+        greedy = hwsim.simulate(lower(model, "request", prompt_len=prompt, new_tokens=new), chip)
+        fast = hwsim.simulate(lower(model, "request", prompt_len=prompt, new_tokens=new, decoding=spec),
+                              chip)
+        return greedy.latency_s / fast.latency_s
+
+    return predict
+
+
 def speedup(row: dict[str, str]) -> Callable[[Chip], float]:
     """hwsim's speedup for one row: greedy over speculative request latency."""
     def predict(chip: Chip) -> float:
@@ -75,9 +119,14 @@ def speedup(row: dict[str, str]) -> Callable[[Chip], float]:
 
 
 def decoding_cases() -> Iterator[Case]:
-    """One case per row of ``speculative_decoding.csv``."""
+    """One case per row of ``speculative_decoding.csv`` and ``tree_decoding.csv``."""
     for r in _rows(DATA / "published" / "speculative_decoding.csv"):
         name = (f"{r['task']} {r['target']} <- {r['draft']}, gamma {r['gamma']}, alpha {r['alpha']}, "
                 f"temp {r['temperature']}")
         yield Case(GROUP, name, r["arch"], float(r["speedup"]), "x", speedup(r),
+                   f"[{r['source']}] {r['reference']}, {r['table']}", _role(r))
+    for r in _rows(DATA / "published" / "tree_decoding.csv"):
+        name = (f"{r['method']}-2 {r['model_as_published']} ({r['model']}), "
+                f"{r['tokens_per_step']} tokens/step, tree {r['tree_tokens']}")
+        yield Case(GROUP, name, r["arch"], float(r["speedup"]), "x", tree_speedup(r),
                    f"[{r['source']}] {r['reference']}, {r['table']}", _role(r))
