@@ -34,7 +34,9 @@ def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: 
 
     Keyword overrides: ``batch``, ``prompt_len``, ``context_len``, ``new_tokens``,
     ``seq_len``, ``n_layers``, ``dtype``, ``attention_impl``, ``sparsity``, ``lm_head``,
-    ``plan`` (see :func:`hwsim.workload.lower`).
+    ``plan``, and for ``phase="request"`` ``decoding`` and ``kv_policy`` (a strategy and
+    a KV-cache policy: :mod:`hwsim.workload.decoding`, ``docs/decoding.md``); see
+    :func:`hwsim.workload.lower`.
 
     Raises
     ------
@@ -83,7 +85,9 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
         ``max_num_batched_tokens``, ``block_tokens``, ``memory_fraction``, ``watermark``,
         ``preemption`` ("recompute"/"swap"), ``priority``, ``prefix_caching``, ``replicas``,
         ``router``, ``host_overhead_s``, ``attention_impl``, ``n_layers``, ``pools``
-        (disaggregated prefill/decode), ``transfer_bytes_per_s``, ``usd_per_chip_hour``.
+        (disaggregated prefill/decode), ``transfer_bytes_per_s``, ``usd_per_chip_hour``,
+        ``decoding`` and ``kv_policy`` (token-generation strategy and KV-cache policy:
+        :mod:`hwsim.workload.decoding`; their figures join ``metrics``).
 
     Returns
     -------
@@ -229,7 +233,7 @@ def _result(workload: Workload, system: System, run: StepRun, warnings: tuple[st
         ttft = run.first_token_s or 0.0
         tpot = (latency - ttft) / workload.params["new_tokens"]
     dtype = str(workload.params.get("dtype", "bf16"))
-    params = dict(workload.params)
+    params = dict(workload.params) | run.stats
     if plan:
         params |= {"plan": plan.label(), "n_chips": n_chips}
     return Result(

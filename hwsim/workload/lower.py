@@ -22,6 +22,7 @@ from typing import Any
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
+from hwsim.workload.decoding import FullKV, Greedy, decoding_resident, parse_decoding, parse_kv_policy
 from hwsim.workload.encdec import check_encdec, encdec_passes
 from hwsim.workload.graph import Pass, Segment, SegmentRole, Workload
 from hwsim.workload.layers import LayerSpec, group_layers
@@ -30,7 +31,7 @@ from hwsim.workload.ops import sparsity_problem
 from hwsim.workload.parallel import period_graph, sharded_embedding, sharded_head
 from hwsim.workload.plan import PHASES, Plan
 from hwsim.workload.plans import plan_problems
-from hwsim.workload.spec import ModelSpec
+from hwsim.workload.spec import ModelSpec, load_model_spec
 from hwsim.workload.train import train_segments
 from hwsim.workload.warnings import lowering_warnings, simulated_stage
 
@@ -124,6 +125,8 @@ def lower(
     lm_head: bool = True,
     plan: Plan | None = None,
     moe_capacity_factor: float = 1.0,
+    decoding: Any = None,
+    kv_policy: Any = None,
 ) -> Workload:
     """Lower ``spec`` for ``phase`` into a :class:`Workload`.
 
@@ -157,6 +160,9 @@ def lower(
         MoE routing imbalance: every expert's buffer is padded to this multiple (at
         least 1) of the mean load, as capacity-factor routers do; scales the expert
         GEMMs and the expert-parallel all-to-alls. 1: uniform routing.
+    decoding, kv_policy : spec, mapping or str, optional
+        Request phase only: the token-generation strategy and KV-cache policy
+        (:mod:`hwsim.workload.decoding`; default greedy over the whole cache).
 
     The returned workload's ``warnings`` say what was simplified or assumed.
     """
@@ -173,8 +179,45 @@ def lower(
                               dtype=workload.params["dtype"], attention_impl=attention_impl)
         resident = {k: v for k, v in mem.as_dict().items() if k not in ("total_bytes", "offloaded_bytes")}
         workload = replace(workload, resident_bytes=resident)
-    warnings = lowering_warnings(spec, phase, plan, workload, args)
+    workload, args, notes = _with_decoding(workload, spec, phase, plan, args, decoding, kv_policy)
+    warnings = (*lowering_warnings(spec, phase, plan, workload, args), *notes)
     return replace(workload, spec=spec, lower_args=args, plan=plan, warnings=warnings)
+
+
+def _with_decoding(workload: Workload, spec: ModelSpec, phase: str, plan: Plan | None, args: dict[str, Any],
+                   decoding: Any,
+                   kv_policy: Any) -> tuple[Workload, dict[str, Any], list[str]]:
+    """Attach a decoding strategy and KV policy (request phase) and the resident bytes
+    they change; greedy over the whole cache changes nothing."""
+    source = f"workload {spec.name or '<model>'}"
+    strategy = parse_decoding(decoding, f"{source}: decoding")
+    policy = parse_kv_policy(kv_policy, f"{source}: kv_policy")
+    if isinstance(strategy, Greedy) and policy == FullKV():
+        return workload, args, []
+    if phase != "request":
+        raise ConfigError([f"{source}: decoding: strategies and KV policies apply to phase='request', "
+                           f"not {phase!r}"])
+    p = workload.params
+    n_layers = args["n_layers"]
+    sliced = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})
+    resident, notes = decoding_resident(
+        strategy, policy, sliced, p["batch"], p["prompt_len"], p["new_tokens"],
+        lambda n: _kv_cache_bytes(sliced, p["batch"], n, p["dtype"]),
+        lambda d: _spec_of(d).param_count() * dtype_bytes(p["dtype"]), dtype_bytes(p["dtype"]))
+    if plan is not None and "kv_cache_bytes" in workload.resident_bytes:
+        # What one chip holds of the cache: the plan's share of the whole.
+        share = workload.resident_bytes["kv_cache_bytes"] / max(_kv_cache_bytes(
+            sliced, p["batch"], p["prompt_len"] + p["new_tokens"], p["dtype"]), 1e-30)
+        resident["kv_cache_bytes"] = resident["kv_cache_bytes"] * share
+        if "draft_weights_bytes" in resident:
+            resident["draft_weights_bytes"] /= plan.tp * plan.pp
+    params = p | {"decoding": strategy.label(), "kv_policy": policy.label()}
+    workload = replace(workload, resident_bytes=workload.resident_bytes | resident, params=params)
+    return workload, args | {"decoding": strategy, "kv_policy": policy}, notes
+
+
+def _spec_of(model: ModelSpec | str) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else load_model_spec(model)
 
 
 def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt_len: int,

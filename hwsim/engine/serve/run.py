@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import simpy
 
@@ -22,6 +22,7 @@ from hwsim.dtypes import dtype_bytes
 from hwsim.engine.inference import stage_send_s
 from hwsim.engine.iteration import ReplicaModel
 from hwsim.engine.replica import Replica
+from hwsim.engine.serve.decoding import ServeDecoding, make_kv
 from hwsim.engine.serve.kv import KVBlocks, KVLayout
 from hwsim.engine.serve.loop import IterationLog, KVTransfer, ReplicaServer, Router, arrivals, drain
 from hwsim.engine.serve.scheduler import Scheduler, SchedulerConfig
@@ -108,6 +109,7 @@ class Pool:
     replicas: int
     role: Role
     kv: KVCapacity
+    decoding: Any = None  # a DecodingModel when the run's strategy is not plain greedy
 
     @property
     def n_chips(self) -> int:
@@ -137,10 +139,13 @@ def _servers(env: simpy.Environment, pool: Pool, first_index: int, table: Reques
         replica = Replica(env, model, send, name=f"{pool.role}{i}")
         kv = KVBlocks(pool.kv.n_blocks, config.block_tokens, table.n,
                       watermark_blocks=math.floor(config.watermark * pool.kv.n_blocks), layout=pool.kv.layout)
+        kv = make_kv(kv, pool.decoding, table.prompt)
         scheduler = Scheduler(config, table, kv)
         scheduler.bytes_per_block = pool.kv.block_bytes
-        out.append(ReplicaServer(env, first_index + i, replica, scheduler, table, log, host_overhead_s,
-                                 swap_bw))
+        server = ReplicaServer(env, first_index + i, replica, scheduler, table, log, host_overhead_s, swap_bw)
+        if pool.decoding is not None:
+            server.decoding = scheduler.decoding = ServeDecoding(pool.decoding)
+        out.append(server)
     return out
 
 
