@@ -13,6 +13,7 @@ mapping's exact time is known, every mapping slower than it at full clock is out
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwsim.arch.model import Chip
-from hwsim.cost.model import level_instances
+from hwsim.cost.model import level_instances, level_time_s
 from hwsim.cost.power import headroom_w
 from hwsim.mapping.gemm import operand_bytes
 from hwsim.mapping.gemm_arrays import GemmCandidates
@@ -29,10 +30,6 @@ from hwsim.workload.ops import MatMul
 #: Relative slack when pruning by a lower bound: a mapping is skipped only when its time
 #: at full clock exceeds the best exact time by more than rounding could explain.
 PRUNE_SLACK = 1e-9
-
-Times = tuple[float, float, float]
-"""``(sustained_s, full_s, on_chip_s)`` of one mapping (:func:`~hwsim.cost.matmul.mapping_times`)."""
-
 
 @dataclass(frozen=True)
 class CandidateCosts:
@@ -72,9 +69,11 @@ def _reuse_reads(op: MatMul, tile_m: int | np.ndarray, tile_n: int | np.ndarray,
     return a * np.ceil(np.true_divide(op.n, tile_n)) + b * b_scale * np.ceil(np.true_divide(op.m, tile_m))
 
 
-def _level_s(chip: Chip, name: str, n_bytes: np.ndarray) -> np.ndarray:
-    """:func:`~hwsim.cost.model.transfer_time_s` elementwise (its ramp through
-    ``math.expm1``, whose last bit numpy's may not share)."""
+def _level_s(chip: Chip, name: str, n_bytes: float | np.ndarray) -> float | np.ndarray:
+    """:func:`~hwsim.cost.model.level_time_s` for a byte count or an array of them (the
+    ramp through ``math.expm1``, whose last bit numpy's may not share)."""
+    if not isinstance(n_bytes, np.ndarray):
+        return level_time_s(chip, name, n_bytes)
     spec = chip.memory[name]
     steady = n_bytes / (spec.bandwidth_bytes_per_s * level_instances(chip, name) * spec.achievable_fraction)
     if spec.ramp_s <= 0:
@@ -86,7 +85,8 @@ def _level_s(chip: Chip, name: str, n_bytes: np.ndarray) -> np.ndarray:
 def candidate_costs(chip: Chip, op: MatMul, cands: GemmCandidates, *, speedup: float, b_scale: float,
                     outer_tiles: dict[str, tuple[int, int]], compute_energy_j: float) -> CandidateCosts:
     """The ranking's inputs for every candidate (as ``make_cost`` over
-    ``gemm_traffic`` would give them, one mapping at a time)."""
+    ``gemm_traffic`` would give them, one mapping at a time). A level whose bytes do not
+    depend on the mapping (one refilled from a shared level's fixed tile) stays a float."""
     unit = chip.compute_units
     n = len(cands)
     compute_s = cands.compute_cycles / unit.clock_hz / unit.fraction(op.dtype) / speedup
@@ -95,9 +95,9 @@ def candidate_costs(chip: Chip, op: MatMul, cands: GemmCandidates, *, speedup: f
     _, _, c_bytes = operand_bytes(op.m, op.k, op.n, op.dtype, op.batch, op.b_shared)
     names = chip.level_names
     first_shared = next(name for name in names if chip.memory[name].scope == "shared")
-    partial = (cands.split_k - 1) * op.batch * op.m * op.n * 4.0  # 0 where there is no split
-    level_s, energy = [], np.zeros(n)
-    home_bytes = np.zeros(n)
+    level_s: list[float | np.ndarray] = []
+    energy: float | np.ndarray = 0
+    moved: float | np.ndarray = 0.0
     for i, name in enumerate(names):
         if i == 0:
             reads = _reuse_reads(op, cands.tile_m, cands.tile_n, b_scale)
@@ -106,75 +106,79 @@ def candidate_costs(chip: Chip, op: MatMul, cands: GemmCandidates, *, speedup: f
             reads = _reuse_reads(op, tile_m, cands.tile_n, b_scale)
         else:
             reads = _reuse_reads(op, *outer_tiles[names[i - 1]], b_scale)
-        reads, writes = np.broadcast_to(reads, (n,)), np.full(n, c_bytes)
+        writes: float | np.ndarray = c_bytes
         if name == first_shared:
+            partial = (cands.split_k - 1) * op.batch * op.m * op.n * 4.0  # 0 where there is no split
             reads, writes = reads + partial, writes + partial
         spec = chip.memory[name]
         moved = reads + writes
         level_s.append(_level_s(chip, name, moved))
+        # In the order sum() adds the scalar path's level energies (0 + e0 + e1 + ...).
         energy = energy + (reads * spec.read_energy_pj_per_byte + writes * spec.write_energy_pj_per_byte) * 1e-12
-        home_bytes = moved
-    latency_s = overhead_s + np.maximum.reduce([compute_s, *level_s])
-    on_chip_s = overhead_s + np.maximum.reduce([compute_s, *level_s[:-1]])
-    energy_j = compute_energy_j + energy
+    slowest = functools.reduce(np.maximum, level_s, compute_s)
+    latency_s = overhead_s + slowest
+    on_chip_s = overhead_s + functools.reduce(np.maximum, level_s[:-1], compute_s)
+    energy_j = np.broadcast_to(compute_energy_j + energy, (n,))
     over_j = energy_j - headroom_w(chip) * latency_s
-    return CandidateCosts(latency_s, on_chip_s, energy_j, home_bytes, over_j, n_kernels)
+    return CandidateCosts(latency_s, on_chip_s, energy_j, np.broadcast_to(moved, (n,)), over_j, n_kernels)
 
 
-def _first_of_minima(index: np.ndarray, keys: list[Callable[[np.ndarray], np.ndarray]]) -> int:
+def _first_of_minima(index: list[int], keys: list[Callable[[int], float]]) -> int:
     """The first of ``index`` (in order) whose keys are lexicographically smallest, as
-    Python's ``min`` over tuples picks; each key maps the remaining indices to values."""
+    Python's ``min`` over tuples picks; a key is evaluated only on the indices still tied."""
     for key in keys:
-        if index.size == 1:
+        if len(index) == 1:
             break
-        values = key(index)
-        index = index[values == values.min()]
-    return int(index[0])
+        values = [key(i) for i in index]
+        low = min(values)
+        index = [i for i, v in zip(index, values, strict=True) if v == low]
+    return index[0]
 
 
 def pick_mappings(chip: Chip, costs: CandidateCosts, allowed: np.ndarray,
-                  times: Callable[[int], Times]) -> tuple[int, int]:
+                  sustained_of: Callable[[int], float], full_of: Callable[[int], float]) -> tuple[int, int]:
     """Indices of the mapping fastest at full clock and of the mapping fastest under the
     power limit, ranked exactly as :func:`hwsim.cost.matmul._best` ranks the scalar
-    records (ties: the keys that follow, then the first). ``times(i)`` gives candidate
-    ``i``'s exact times; it is called only where the arrays cannot decide."""
-    latency = costs.latency_s
-    index = np.flatnonzero(allowed)
+    records (ties: the keys that follow, then the first). ``sustained_of(i)`` and
+    ``full_of(i)`` give candidate ``i``'s exact times under the limit with an empty and
+    with a full bucket; they are called only where the arrays cannot decide."""
+    # Lists: a few dozen candidates are picked faster in Python than with numpy calls.
+    latency, on_chip = costs.latency_s.tolist(), costs.on_chip_s.tolist()
+    home, energy, over = costs.home_bytes.tolist(), costs.energy_j.tolist(), costs.over_j.tolist()
+    index = np.flatnonzero(allowed).tolist()
     if headroom_w(chip) <= 0.0:
         # No power limit: every time is the standalone latency and energy does not rank.
-        keys = [lambda i: latency[i], lambda i: costs.on_chip_s[i], lambda i: costs.home_bytes[i]]
-        fast = _first_of_minima(index, keys)
+        fast = _first_of_minima(index, [latency.__getitem__, on_chip.__getitem__, home.__getitem__])
         return fast, fast
-    # A full bucket covers what a mapping draws above the limit: it keeps the full clock.
-    full = np.where(costs.over_j <= chip.burst_energy_j, latency, np.nan)
-    sustained = np.where(costs.over_j <= 0.0, latency, np.nan)
+    # A full bucket covers what a mapping draws above the limit: it keeps the full clock;
+    # an empty one only what draws nothing above it. Elsewhere the time is not known yet.
+    burst = chip.burst_energy_j
+    full: list[float | None] = [t if o <= burst else None for t, o in zip(latency, over, strict=True)]
+    held: list[float | None] = [t if o <= 0.0 else None for t, o in zip(latency, over, strict=True)]
 
-    def exact(i: int) -> None:
-        sustained[i], full[i], _ = times(i)
+    def exact(values: list[float | None], of: Callable[[int], float]) -> Callable[[int], float]:
+        def get(i: int) -> float:
+            value = values[i]
+            if value is None:
+                value = values[i] = of(i)
+            return value
+        return get
 
-    def settle(values: np.ndarray) -> float:
-        # Known values bound the best; the rest are evaluated fastest first until their
-        # full-clock latency (a lower bound of both times) exceeds the best known.
-        known = values[index]
-        best = float(np.nanmin(known)) if not np.isnan(known).all() else math.inf
-        for i in index[np.isnan(known)][np.argsort(latency[index][np.isnan(known)], kind="stable")]:
+    full_s, held_s = exact(full, full_of), exact(held, sustained_of)
+
+    def best_of(values: list[float | None], get: Callable[[int], float]) -> list[int]:
+        # Both times are at least the full-clock latency: evaluate the unknown fastest
+        # first, until that lower bound exceeds the best time known.
+        known = [values[i] for i in index if values[i] is not None]
+        best = min(known) if known else math.inf
+        for i in sorted((i for i in index if values[i] is None), key=latency.__getitem__):
             if latency[i] > best * (1.0 + PRUNE_SLACK):
                 break
-            exact(int(i))
-            best = min(best, float(values[i]))
-        return best
+            best = min(best, get(i))
+        return [i for i in index if values[i] == best]
 
-    def lazy(values: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
-        def key(i: np.ndarray) -> np.ndarray:
-            for j in i[np.isnan(values[i])]:
-                exact(int(j))
-            return values[i]
-        return key
-
-    best_full = settle(full)
-    fast = _first_of_minima(index[full[index] == best_full], [
-        lambda i: costs.on_chip_s[i], lazy(sustained), lambda i: costs.energy_j[i], lambda i: costs.home_bytes[i]])
-    best_held = settle(sustained)
-    held = _first_of_minima(index[sustained[index] == best_held], [
-        lambda i: costs.energy_j[i], lazy(full), lambda i: costs.on_chip_s[i], lambda i: costs.home_bytes[i]])
-    return fast, held
+    fast = _first_of_minima(best_of(full, full_s), [on_chip.__getitem__, held_s, energy.__getitem__,
+                                                    home.__getitem__])
+    held_i = _first_of_minima(best_of(held, held_s), [energy.__getitem__, full_s, on_chip.__getitem__,
+                                                      home.__getitem__])
+    return fast, held_i

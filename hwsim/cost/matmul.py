@@ -183,7 +183,9 @@ def matmul_cost(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
             built[i] = (mapping_cost(chip, op, mapping, shared), mapping)
         return built[i]
 
-    fast, held = pick_mappings(chip, costs, allowed, lambda i: mapping_times(chip, record(i)[0]))
+    fast, held = pick_mappings(chip, costs, allowed,
+                               lambda i: power_limited_s(chip, record(i)[0], burst_j=0.0),
+                               lambda i: power_limited_s(chip, record(i)[0]))
     return _named(chip, op, record(fast), record(held))
 
 

@@ -14,6 +14,7 @@ Everything here is a pure function of (shape, arch); results are small frozen re
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -72,14 +73,19 @@ def _tile_candidates(chip: Chip, dtype: str) -> list[tuple[int, int]]:
     unit = chip.compute_units
     per_unit = [lvl for lvl in chip.memory.values() if lvl.scope == "per_unit"]
     cap = per_unit[0].capacity_bytes if per_unit else math.inf
-    elem = dtype_bytes(dtype)
+    return list(_fitting_tiles(unit.rows, unit.cols, cap, dtype_bytes(dtype)))
+
+
+@functools.lru_cache(maxsize=256)
+def _fitting_tiles(rows: int, cols: int, cap: float, elem: float) -> tuple[tuple[int, int], ...]:
+    # A pure function of four numbers, asked for by every GEMM: memoised.
     k_depth = max(1, STAGE_K_BYTES / elem)
     tiles = []
-    for tm in _granule_sizes(unit.rows, 256):
-        for tn in _granule_sizes(unit.cols, 256):
+    for tm in _granule_sizes(rows, 256):
+        for tn in _granule_sizes(cols, 256):
             if PIPELINE_STAGES * (tm + tn) * k_depth * elem <= cap:
                 tiles.append((tm, tn))
-    return tiles or [(unit.rows, unit.cols)]
+    return tuple(tiles) or ((rows, cols),)
 
 
 def _feed_bytes_per_cycle(chip: Chip, active_units: int) -> float:
@@ -216,7 +222,8 @@ def fit_tile(
         tn = int(room // (4 * tm_eff + 2 * k_depth * elem)) if room > 0 else 0
         tn = min(tn, n)
         if tn >= 1:
-            reads, _ = reuse_traffic(m, k, n, dtype, batch, b_shared, tm_eff, tn)
+            # reuse_traffic's reads, with the operand bytes computed once (b_scale 1)
+            reads = a * math.ceil(n / tn) + b * 1.0 * math.ceil(m / tm_eff)
             if best is None or reads < best[0]:
                 best = (reads, tm_eff, tn)
         if tm >= m:
