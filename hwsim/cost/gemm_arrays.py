@@ -60,10 +60,10 @@ class CandidateCosts:
     n_kernels: np.ndarray
 
 
-def _reuse_reads(op: MatMul, tile_m: int | np.ndarray, tile_n: int | np.ndarray,
+def _reuse_reads(op: MatMul, a: float, b: float, tile_m: int | np.ndarray, tile_n: int | np.ndarray,
                  b_scale: float) -> float | np.ndarray:
-    """Read bytes of :func:`~hwsim.mapping.gemm.reuse_traffic` for scalar or array tiles."""
-    a, b, _ = operand_bytes(op.m, op.k, op.n, op.dtype, op.batch, op.b_shared)
+    """Read bytes of :func:`~hwsim.mapping.gemm.reuse_traffic` for scalar or array tiles
+    (``a``, ``b``: the bytes of A and B)."""
     if isinstance(tile_m, int) and isinstance(tile_n, int):
         return a * math.ceil(op.n / tile_n) + b * b_scale * math.ceil(op.m / tile_m)
     return a * np.ceil(np.true_divide(op.n, tile_n)) + b * b_scale * np.ceil(np.true_divide(op.m, tile_m))
@@ -92,7 +92,7 @@ def candidate_costs(chip: Chip, op: MatMul, cands: GemmCandidates, *, speedup: f
     compute_s = cands.compute_cycles / unit.clock_hz / unit.fraction(op.dtype) / speedup
     n_kernels = 1 + (cands.split_k > 1).astype(np.int64)
     overhead_s = n_kernels * chip.kernel_overhead_s
-    _, _, c_bytes = operand_bytes(op.m, op.k, op.n, op.dtype, op.batch, op.b_shared)
+    a_bytes, b_bytes, c_bytes = operand_bytes(op.m, op.k, op.n, op.dtype, op.batch, op.b_shared)
     names = chip.level_names
     first_shared = next(name for name in names if chip.memory[name].scope == "shared")
     level_s: list[float | np.ndarray] = []
@@ -100,12 +100,12 @@ def candidate_costs(chip: Chip, op: MatMul, cands: GemmCandidates, *, speedup: f
     moved: float | np.ndarray = 0.0
     for i, name in enumerate(names):
         if i == 0:
-            reads = _reuse_reads(op, cands.tile_m, cands.tile_n, b_scale)
+            reads = _reuse_reads(op, a_bytes, b_bytes, cands.tile_m, cands.tile_n, b_scale)
         elif chip.memory[names[i - 1]].scope == "per_unit":
             tile_m = np.minimum(op.m, cands.tile_m * unit.cluster_size)
-            reads = _reuse_reads(op, tile_m, cands.tile_n, b_scale)
+            reads = _reuse_reads(op, a_bytes, b_bytes, tile_m, cands.tile_n, b_scale)
         else:
-            reads = _reuse_reads(op, *outer_tiles[names[i - 1]], b_scale)
+            reads = _reuse_reads(op, a_bytes, b_bytes, *outer_tiles[names[i - 1]], b_scale)
         writes: float | np.ndarray = c_bytes
         if name == first_shared:
             partial = (cands.split_k - 1) * op.batch * op.m * op.n * 4.0  # 0 where there is no split
