@@ -114,7 +114,8 @@ def candidate_costs(chip: Chip, op: MatMul, cands: GemmCandidates, *, speedup: f
         moved = reads + writes
         level_s.append(_level_s(chip, name, moved))
         # In the order sum() adds the scalar path's level energies (0 + e0 + e1 + ...).
-        energy = energy + (reads * spec.read_energy_pj_per_byte + writes * spec.write_energy_pj_per_byte) * 1e-12
+        pj = reads * spec.read_energy_pj_per_byte + writes * spec.write_energy_pj_per_byte
+        energy = energy + pj * 1e-12
     slowest = functools.reduce(np.maximum, level_s, compute_s)
     latency_s = overhead_s + slowest
     on_chip_s = overhead_s + functools.reduce(np.maximum, level_s[:-1], compute_s)
@@ -169,8 +170,8 @@ def pick_mappings(chip: Chip, costs: CandidateCosts, allowed: np.ndarray,
     def best_of(values: list[float | None], get: Callable[[int], float]) -> list[int]:
         # Both times are at least the full-clock latency: evaluate the unknown fastest
         # first, until that lower bound exceeds the best time known.
-        known = [values[i] for i in index if values[i] is not None]
-        best = min(known) if known else math.inf
+        known = [value for i in index if (value := values[i]) is not None]
+        best: float = min(known) if known else math.inf
         for i in sorted((i for i in index if values[i] is None), key=latency.__getitem__):
             if latency[i] > best * (1.0 + PRUNE_SLACK):
                 break

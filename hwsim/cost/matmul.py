@@ -146,7 +146,10 @@ def mapping_cost(chip: Chip, op: MatMul, mapping: GemmMapping, shared: _Shared) 
     )
 
 
-def _named(chip: Chip, op: MatMul, fast: tuple[OpCost, GemmMapping], held: tuple[OpCost, GemmMapping]) -> OpCost:
+Built = tuple[OpCost, GemmMapping]
+
+
+def _named(chip: Chip, op: MatMul, fast: Built, held: Built) -> OpCost:
     """The winning cost (``held`` its alternative where it is another mapping), each named
     by what holds its compute time. Named for the winners only: what holds a compute time
     if it is the longest."""
@@ -175,9 +178,9 @@ def matmul_cost(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
     costs = candidate_costs(chip, op, cands, speedup=shared.speedup, b_scale=shared.b_scale,
                             outer_tiles=shared.outer_tiles, compute_energy_j=shared.compute_energy_j)
     allowed = costs.n_kernels == costs.n_kernels.min() if fewest_kernels else np.ones(len(cands), dtype=bool)
-    built: dict[int, tuple[OpCost, GemmMapping]] = {}
+    built: dict[int, Built] = {}
 
-    def record(i: int) -> tuple[OpCost, GemmMapping]:
+    def record(i: int) -> Built:
         if i not in built:
             mapping = cands.mapping(i)
             built[i] = (mapping_cost(chip, op, mapping, shared), mapping)
