@@ -73,17 +73,18 @@ def _tile_candidates(chip: Chip, dtype: str) -> list[tuple[int, int]]:
     unit = chip.compute_units
     per_unit = [lvl for lvl in chip.memory.values() if lvl.scope == "per_unit"]
     cap = per_unit[0].capacity_bytes if per_unit else math.inf
-    return list(_fitting_tiles(unit.rows, unit.cols, cap, dtype_bytes(dtype)))
+    return list(_fitting_tiles(unit.rows, unit.cols, cap, dtype_bytes(dtype), PIPELINE_STAGES, STAGE_K_BYTES))
 
 
 @functools.lru_cache(maxsize=256)
-def _fitting_tiles(rows: int, cols: int, cap: float, elem: float) -> tuple[tuple[int, int], ...]:
-    # A pure function of four numbers, asked for by every GEMM: memoised.
-    k_depth = max(1, STAGE_K_BYTES / elem)
+def _fitting_tiles(rows: int, cols: int, cap: float, elem: float, stages: int,
+                   stage_k_bytes: int) -> tuple[tuple[int, int], ...]:
+    # A pure function of numbers, asked for by every GEMM: memoised.
+    k_depth = max(1, stage_k_bytes / elem)
     tiles = []
     for tm in _granule_sizes(rows, 256):
         for tn in _granule_sizes(cols, 256):
-            if PIPELINE_STAGES * (tm + tn) * k_depth * elem <= cap:
+            if stages * (tm + tn) * k_depth * elem <= cap:
                 tiles.append((tm, tn))
     return tuple(tiles) or ((rows, cols),)
 

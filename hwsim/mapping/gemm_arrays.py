@@ -16,7 +16,8 @@ import numpy as np
 
 from hwsim.arch.model import Chip
 from hwsim.dtypes import dtype_bytes
-from hwsim.mapping.gemm import MIN_SPLIT_K, GemmMapping, _tile_candidates, dtype_cycle_factor
+from hwsim.mapping import gemm
+from hwsim.mapping.gemm import GemmMapping, _tile_candidates, dtype_cycle_factor
 
 #: Largest integer product the arrays may form: int64 holds it exactly (2**62 leaves a
 #: factor of two of headroom), as Python's unbounded ints do in the scalar path.
@@ -70,7 +71,8 @@ def tensor_core_candidates(chip: Chip, m: int, k: int, n: int, dtype: str, batch
     tiles = np.array(_tile_candidates(chip, dtype), dtype=np.int64).reshape(-1, 2)
     tm_t, tn_t = tiles[:, 0], tiles[:, 1]
     n_tiles_t = batch * _ceil_div(m, tm_t) * _ceil_div(n, tn_t)
-    max_split_t = np.maximum(1, np.minimum(unit.count // n_tiles_t, k // MIN_SPLIT_K))
+    # gemm.MIN_SPLIT_K is read at call time, as the scalar path reads it.
+    max_split_t = np.maximum(1, np.minimum(unit.count // n_tiles_t, k // gemm.MIN_SPLIT_K))
     # Splits 1, 2, 4, ... up to max_split: as many as max_split has bits (frexp is exact).
     n_splits_t = np.frexp(max_split_t.astype(np.float64))[1].astype(np.int64)
     owner = np.repeat(np.arange(tiles.shape[0]), n_splits_t)
