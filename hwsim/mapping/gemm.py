@@ -7,7 +7,10 @@ Two families, chosen by ``compute_units.kind``:
   drain cycles exactly as SCALE-Sim counts them (:mod:`hwsim.mapping.systolic`).
 - ``tensor_core``: output tiles (multiples of the MMA granule, sized to fit the per-unit
   buffer with a multi-stage pipeline) are spread over ``count`` units in waves, with
-  split-K when there are fewer tiles than units.
+  split-K when there are fewer tiles than units. A tile's K loop is as slow as the
+  slowest of its MACs, its operand feed and its loads' round trips (Little's law: the
+  pipeline keeps ``PIPELINE_STAGES`` stages in flight, each back one home-level latency
+  after it was issued).
 
 Everything here is a pure function of (shape, arch); results are small frozen records.
 """
@@ -100,6 +103,12 @@ def _feed_bytes_per_cycle(chip: Chip, active_units: int) -> float:
     return inner.bandwidth_bytes_per_s / max(1, min(unit.count, active_units)) / unit.clock_hz
 
 
+def load_trip_cycles(chip: Chip) -> float:
+    """Unit cycles from issuing a stage's operand loads to their arrival: the latency of
+    the home level (HBM), where a stand-alone GEMM's operands start."""
+    return chip.memory[chip.home_level].latency_s * chip.compute_units.clock_hz
+
+
 def gemm_candidates(
     chip: Chip, m: int, k: int, n: int, dtype: str, batch: int = 1
 ) -> list[GemmMapping]:
@@ -114,6 +123,8 @@ def gemm_candidates(
         return [GemmMapping(tile_m, min(n, unit.cols), 1, folds, math.ceil(folds / unit.count),
                             cycles * factor)]
     elem = dtype_bytes(dtype)
+    k_depth = max(1, STAGE_K_BYTES / elem)
+    trip_cycles = load_trip_cycles(chip)
     out = []
     for tm, tn in _tile_candidates(chip, dtype):
         n_tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
@@ -128,7 +139,11 @@ def gemm_candidates(
             # feed: its rate is capped by that bandwidth (efficiency of small tiles).
             feed = _feed_bytes_per_cycle(chip, n_tiles * split)
             feed_cycles = (tm + tn) * k_slice * elem / feed
-            out.append(GemmMapping(tm, tn, split, n_tiles, waves, waves * max(mac_cycles, feed_cycles)))
+            # A deep K slice of a small tile waits on its loads: with PIPELINE_STAGES
+            # stages in flight, one round trip of the home latency per that many stages.
+            trips = math.ceil(math.ceil(k_slice / k_depth) / PIPELINE_STAGES)
+            cycles = max(mac_cycles, feed_cycles, trips * trip_cycles)
+            out.append(GemmMapping(tm, tn, split, n_tiles, waves, waves * cycles))
             split *= 2
     return out
 

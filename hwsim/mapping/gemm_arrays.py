@@ -17,7 +17,7 @@ import numpy as np
 from hwsim.arch.model import Chip
 from hwsim.dtypes import dtype_bytes
 from hwsim.mapping import gemm
-from hwsim.mapping.gemm import GemmMapping, _tile_candidates, dtype_cycle_factor
+from hwsim.mapping.gemm import GemmMapping, _tile_candidates, dtype_cycle_factor, load_trip_cycles
 
 #: Largest integer product the arrays may form: int64 holds it exactly (2**62 leaves a
 #: factor of two of headroom), as Python's unbounded ints do in the scalar path.
@@ -88,6 +88,9 @@ def tensor_core_candidates(chip: Chip, m: int, k: int, n: int, dtype: str, batch
         feed: float | np.ndarray = inner.bandwidth_bytes_per_s / unit.clock_hz
     else:
         feed = inner.bandwidth_bytes_per_s / np.maximum(1, np.minimum(unit.count, active)) / unit.clock_hz
-    feed_cycles = (tm + tn) * k_slice * dtype_bytes(dtype) / feed
-    cycles = waves * np.maximum(mac_cycles, feed_cycles)
+    elem = dtype_bytes(dtype)
+    feed_cycles = (tm + tn) * k_slice * elem / feed
+    stage_loads = np.ceil(k_slice / max(1, gemm.STAGE_K_BYTES / elem))
+    trip_bound = np.ceil(stage_loads / gemm.PIPELINE_STAGES) * load_trip_cycles(chip)
+    cycles = waves * np.maximum(np.maximum(mac_cycles, feed_cycles), trip_bound)
     return GemmCandidates(tm, tn, split, n_tiles, waves, cycles)
