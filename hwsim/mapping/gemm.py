@@ -142,8 +142,8 @@ def gemm_candidates(
             # A deep K slice of a small tile waits on its loads: with PIPELINE_STAGES
             # stages in flight, one round trip of the home latency per that many stages.
             trips = math.ceil(math.ceil(k_slice / k_depth) / PIPELINE_STAGES)
-            cycles = max(mac_cycles, feed_cycles, trips * trip_cycles)
-            out.append(GemmMapping(tm, tn, split, n_tiles, waves, waves * cycles))
+            unit_cycles = max(mac_cycles, feed_cycles, trips * trip_cycles)
+            out.append(GemmMapping(tm, tn, split, n_tiles, waves, waves * unit_cycles))
             split *= 2
     return out
 
