@@ -152,7 +152,7 @@ def gemm_candidates(
 #: ``bound`` of a compute-limited op, docs/conventions.md): too few tiles or folds to give
 #: every unit work; tiles or folds mostly padding (the op is smaller than the unit's
 #: granule or array); a systolic array's fill and drain (few rows stream per fold); tiles
-#: too small for the unit's buffer to feed at full rate (tensor cores).
+#: too small for the unit's buffer to feed at full rate, or waiting on their loads (tensor cores).
 COMPUTE_LIMITS = ("occupancy", "padding", "fill_drain", "operand_feed")
 #: Below this share of the units' peak, a compute-limited op is named by its largest loss.
 COMPUTE_EFFICIENCY_FLOOR = 0.5
@@ -165,7 +165,7 @@ def compute_limit(chip: Chip, m: int, k: int, n: int, dtype: str, batch: int, ma
     The compute cycles of the busiest unit over the ideal (every PE of every unit doing
     a useful MAC) factor into *occupancy* (units given work in each wave), *padding*
     (useful share of the tiles or folds computed) and what remains: a systolic fold's
-    fill and drain, or the operand feed of a tensor core's small tiles.
+    fill and drain, or the operand feed (and load round trips) of a tensor core's small tiles.
     """
     unit = chip.compute_units
     factor = dtype_cycle_factor(unit, dtype, chip.name)
