@@ -3,9 +3,10 @@
 The same candidates, in the same order and with the same values bit for bit, as
 :func:`hwsim.mapping.gemm.gemm_candidates` lists one :class:`GemmMapping` at a time: the
 cost layer (:mod:`hwsim.cost.gemm_arrays`) evaluates them all at once and builds a
-record only for the mappings it keeps. Integer products stay exact in int64 while
-:func:`arrays_are_exact` holds (the callers fall back to the scalar path otherwise),
-and every float is formed by the same operations in the same order as the scalar code.
+record only for the mappings it keeps. Every integer the arrays form stays below 2**53 while
+:func:`arrays_are_exact` holds (the callers fall back to the scalar path otherwise), so
+int64 and float64 hold it as exactly as Python's ints, and every float is formed by the
+same operations in the same order as the scalar code.
 """
 
 from __future__ import annotations
@@ -19,16 +20,16 @@ from hwsim.dtypes import dtype_bytes
 from hwsim.mapping import gemm
 from hwsim.mapping.gemm import GemmMapping, _tile_candidates, dtype_cycle_factor, load_trip_cycles
 
-#: Largest integer product the arrays may form: int64 holds it exactly (2**62 leaves a
-#: factor of two of headroom), as Python's unbounded ints do in the scalar path.
-EXACT_INT_LIMIT = 2**62
+#: Integers the arrays form stay below this: int64 holds them and float64 converts them
+#: exactly, so a quotient or product rounds once, as Python's unbounded ints make it.
+EXACT_INT_LIMIT = 2**53
 
 
 def arrays_are_exact(chip: Chip, m: int, k: int, n: int, batch: int) -> bool:
     """Whether the array path applies (a tensor-core chip) and every integer it forms for
-    this GEMM fits int64 and converts to float64 as the scalar path's ints do: tile counts
-    and split-K partial sums (at most ``count batch m n``), tile MACs (at most
-    ``max(256, rows) max(256, cols) k``) and the operand extents themselves."""
+    this GEMM is below :data:`EXACT_INT_LIMIT`: tile counts and split-K partial sums (at
+    most ``count batch m n``), tile MACs (at most ``max(256, rows) max(256, cols) k``),
+    with a factor 8 of headroom (8192^3 is 2**42)."""
     unit = chip.compute_units
     biggest = max(8 * (unit.count + 1) * batch * m * n, 8 * max(256, unit.rows) * max(256, unit.cols) * k,
                   8 * batch * m * k * n)

@@ -104,7 +104,9 @@ def test_systolic_and_huge_gemms_take_the_scalar_path() -> None:
     are not evaluated as arrays."""
     assert not arrays_are_exact(CHIPS["tpu-v4"], 64, 64, 64, 1)
     assert arrays_are_exact(CHIPS["h100-sxm"], 8192, 8192, 8192, 1)
-    assert not arrays_are_exact(CHIPS["h100-sxm"], 2**20, 2**20, 2**20, 1)
+    assert not arrays_are_exact(CHIPS["h100-sxm"], 2**17, 2**17, 2**17, 1)
+    big = MatMul(2**17, 2**17, 2**17)
+    assert matmul_cost(CHIPS["h100-sxm"], big) == matmul_cost_scalar(CHIPS["h100-sxm"], big)
 
 
 def test_arrays_are_float64_and_int64() -> None:
