@@ -40,7 +40,7 @@ def normalize_dtype(name: str) -> str:
     ValueError
         If ``name`` is not a known dtype; the message lists the known ones.
     """
-    if name in DTYPE_BYTES:  # already canonical: the common case, asked for per operand
+    if isinstance(name, str) and name in DTYPE_BYTES:  # canonical: the common case, asked per operand
         return name
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)

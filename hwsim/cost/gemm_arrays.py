@@ -59,6 +59,12 @@ class CandidateCosts:
     over_j: np.ndarray
     n_kernels: np.ndarray
 
+    def are_finite(self) -> bool:
+        """Whether every value the ranking compares is finite (NaN compares unlike a
+        number: the scalar path then decides)."""
+        return all(bool(np.isfinite(a).all()) for a in (self.latency_s, self.on_chip_s, self.energy_j,
+                                                        self.home_bytes, self.over_j))
+
 
 def _reuse_reads(op: MatMul, a: float, b: float, tile_m: int | np.ndarray, tile_n: int | np.ndarray,
                  b_scale: float) -> float | np.ndarray:

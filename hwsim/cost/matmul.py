@@ -177,6 +177,10 @@ def matmul_cost(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
     cands = tensor_core_candidates(chip, op.m, op.k, op.n, op.dtype, op.batch)
     costs = candidate_costs(chip, op, cands, speedup=shared.speedup, b_scale=shared.b_scale,
                             outer_tiles=shared.outer_tiles, compute_energy_j=shared.compute_energy_j)
+    if not costs.are_finite():
+        # A chip built past the loaders (NaN, inf): Python's min over NaN keys keeps the
+        # first candidate; the scalar path ranks it so, and check_cost names the value.
+        return matmul_cost_scalar(chip, op, fewest_kernels)
     allowed = costs.n_kernels == costs.n_kernels.min() if fewest_kernels else np.ones(len(cands), dtype=bool)
     built: dict[int, Built] = {}
 
