@@ -364,3 +364,21 @@ def load_system(name_or_path: str | Path | System | Chip) -> System:
         return _default_chip_loader(str(beside) if beside.is_file() else name)
 
     return system_from_dict(data, str(path), chip_loader)
+
+
+def with_fabric_dims(system: System, fabric: str, dims: tuple[int, ...]) -> System:
+    """A copy of ``system`` whose fabric ``fabric`` joins ``dims`` chips (re-validated), so
+    a preset's chip count is a parameter (``groq-576`` with 4 racks: ``("c2c-cluster", (4,))``).
+
+    Raises
+    ------
+    ConfigError
+        If ``system`` has no fabric ``fabric``, or the new dims do not fit its topology.
+    """
+    names = [f.name for f in system.fabrics]
+    if fabric not in names:
+        raise ConfigError([f"{system.name}: fabrics: no fabric named {fabric!r} (has: {', '.join(names) or 'none'})"])
+    data = system.model_dump()
+    data["fabrics"][names.index(fabric)]["dims"] = tuple(dims)
+    resized = system_from_dict(data, f"{system.name} ({fabric}.dims = {list(dims)})")
+    return resized.model_copy(update={"name": f"{system.name}@{resized.n_chips}"})
