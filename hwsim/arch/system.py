@@ -387,7 +387,8 @@ def with_fabric_dims(system: System, fabric: str, dims: tuple[int, ...]) -> Syst
     """
     names = [f.name for f in system.fabrics]
     if fabric not in names:
-        raise ConfigError([f"{system.name}: fabrics: no fabric named {fabric!r} (has: {', '.join(names) or 'none'})"])
+        known = ", ".join(names) or "none"
+        raise ConfigError([f"{system.name}: fabrics: no fabric named {fabric!r} (has: {known})"])
     data = system.model_dump()
     data["fabrics"][names.index(fabric)]["dims"] = tuple(dims)
     resized = system_from_dict(data, f"{system.name} ({fabric}.dims = {list(dims)})")

@@ -75,7 +75,8 @@ def beam_samples_per_s(system_name: str, model: str, plan: hwsim.Plan, dtype: st
     sequences per replica (a multiple of ``beams``), one prefill per sample, then
     ``output_len`` decode steps of every sequence at the mean context."""
     system = hwsim.load_system(system_name)
-    sequences = plan.dp * max_batch_per_replica(system, plan, model, input_len + output_len, dtype, step=beams)
+    per_replica = max_batch_per_replica(system, plan, model, input_len + output_len, dtype, step=beams)
+    sequences = plan.dp * per_replica
     samples = sequences // beams
     prefill = hwsim.load_workload(model, phase="prefill", batch=samples, prompt_len=input_len, dtype=dtype)
     decode = hwsim.load_workload(model, phase="decode", batch=sequences,
@@ -90,7 +91,9 @@ def per_user_tokens_per_s(system: str, model: str, dtype: str, context_len: int)
     from hwsim.planner import rank_plans  # the planner imports the API: keep this module light
 
     decode = hwsim.load_workload(model, phase="decode", batch=1, context_len=context_len, dtype=dtype)
-    return 1.0 / rank_plans(decode, system, objective="latency_s").best.result.latency_s
+    best = rank_plans(decode, system, objective="latency_s").best.result
+    assert best is not None  # ranked plans carry their result
+    return 1.0 / best.latency_s
 
 
 def _predict(row: dict[str, str]) -> Callable[[Chip], float]:
@@ -111,21 +114,21 @@ def _predict(row: dict[str, str]) -> Callable[[Chip], float]:
 
 
 def _name(row: dict[str, str]) -> str:
-    kind, plan = row["kind"], _plan(row).label()
-    where = f"{row['system']} {plan}"
+    kind, what = row["kind"], f"{row['model']} {row['dtype']}"
+    where = f"{row['system']} {_plan(row).label()}"
     if kind == "static_batch":
-        return f"{row['model']} {row['dtype']} {row['input_len']}/{row['output_len']} B{row['batch']}, {where}"
+        return f"{what} {row['input_len']}/{row['output_len']} B{row['batch']}, {where}"
     if kind == "per_user":
-        return f"{row['model']} {row['dtype']} B1 context {row['input_len']}, {row['system']}"
+        return f"{what} B1 context {row['input_len']}, {row['system']}"
     beams = f" beam {row['beams']}" if kind == "mlperf_offline_beam" else ""
-    return f"{row['model']} {row['dtype']} offline in {row['input_len']} out {row['output_len']}{beams}, {where}"
+    return f"{what} offline in {row['input_len']} out {row['output_len']}{beams}, {where}"
 
 
 def machines_cases() -> Iterator[Case]:
     """Every row of ``machines.csv`` as a check case (see the module docstring)."""
     for r in _rows(CSV):
         if r["kind"] not in KINDS or r["system"] not in GROUPS:
-            raise ValueError(f"{CSV.name}: a row of kind {r['kind']!r} on {r['system']!r}: expected a kind of "
-                             f"{', '.join(KINDS)} on a system of {', '.join(GROUPS)}")
+            raise ValueError(f"{CSV.name}: a row of kind {r['kind']!r} on {r['system']!r}: expected a kind "
+                             f"of {', '.join(KINDS)} on a system of {', '.join(GROUPS)}")
         yield Case(GROUPS[r["system"]], _name(r), r["system"], float(r["value"]), r["unit"], _predict(r),
                    f"[{r['source']}] {r['reference']}", _role(r))

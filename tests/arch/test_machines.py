@@ -13,8 +13,8 @@ from hwsim.errors import ConfigError
 from hwsim.workload.lower import lower
 from hwsim.workload.spec import spec_from_dict
 
-CHIPS = ("b200-sxm", "gb200", "l40s", "l4", "mi300x", "mi325x", "gaudi2", "gaudi3", "tpu-v5p", "tpu-v6e", "wse3",
-         "bow-ipu", "wormhole-n150", "trainium2", "xeon-8480", "epyc-9654", "grace", "apple-m2-ultra",
+CHIPS = ("b200-sxm", "gb200", "l40s", "l4", "mi300x", "mi325x", "gaudi2", "gaudi3", "tpu-v5p", "tpu-v6e",
+         "wse3", "bow-ipu", "wormhole-n150", "trainium2", "xeon-8480", "epyc-9654", "grace", "apple-m2-ultra",
          "jetson-agx-orin")
 #: System preset, its chip count and its chip.
 SYSTEMS = {"dgx-b200": (8, "b200-sxm"), "gb200-nvl72": (72, "gb200"), "mi300x-8": (8, "mi300x"),
@@ -28,7 +28,8 @@ PEAKS = [
     ("gb200", "bf16", 2.5e15), ("gb200", "fp8", 5e15), ("gb200", "fp4", 10e15),
     ("l40s", "bf16", 366.5e12), ("l40s", "fp8", 733e12), ("l4", "bf16", 121e12), ("l4", "fp8", 242.5e12),
     ("mi300x", "bf16", 1307.4e12), ("mi300x", "fp8", 2614.9e12), ("mi325x", "bf16", 1307.4e12),
-    ("gaudi2", "bf16", 432e12), ("gaudi2", "fp8", 865e12), ("gaudi3", "bf16", 1835e12), ("gaudi3", "fp8", 1835e12),
+    ("gaudi2", "bf16", 432e12), ("gaudi2", "fp8", 865e12),
+    ("gaudi3", "bf16", 1835e12), ("gaudi3", "fp8", 1835e12),
     ("tpu-v5p", "bf16", 459e12), ("tpu-v5p", "int8", 918e12), ("tpu-v6e", "bf16", 918e12),
     ("tpu-v6e", "int8", 1840e12), ("wse3", "fp16", 125e15 / 8), ("bow-ipu", "fp16", 350e12),
     ("wormhole-n150", "fp16", 74e12), ("wormhole-n150", "fp8", 262e12), ("trainium2", "bf16", 667e12),

@@ -50,10 +50,10 @@ def test_static_batch_throughput_is_its_closed_form() -> None:
 
     plan = hwsim.Plan()
     got = m.static_batch_tokens_per_s("gaudi2", "llama2-7b", plan, "fp8", 128, 128, 64)
-    p = hwsim.simulate(hwsim.load_workload("llama2-7b", phase="prefill", batch=64, prompt_len=128, dtype="fp8"),
-                       "gaudi2").latency_s
-    d = hwsim.simulate(hwsim.load_workload("llama2-7b", phase="decode", batch=64, context_len=192, dtype="fp8"),
-                       "gaudi2").latency_s
+    prefill = hwsim.load_workload("llama2-7b", phase="prefill", batch=64, prompt_len=128, dtype="fp8")
+    decode = hwsim.load_workload("llama2-7b", phase="decode", batch=64, context_len=192, dtype="fp8")
+    p = hwsim.simulate(prefill, "gaudi2").latency_s
+    d = hwsim.simulate(decode, "gaudi2").latency_s
     assert got == pytest.approx(64 * 128 / (p + 128 * d))
 
 
