@@ -10,8 +10,10 @@ tuned to any of them (role ``check``). Four kinds of row:
   ``output_len`` output tokens; output tokens/s = ``batch x output_len / (t_prefill +
   output_len x t_decode)``, the decode step taken at the mean context ``input_len +
   output_len / 2``.
-- ``mlperf_offline``: MLPerf-style offline throughput, as ``multichip.py`` computes it
-  (a memory-filling batch per replica, its steady state).
+- ``mlperf_offline``: MLPerf Offline throughput, as ``multichip.py`` computes it: a
+  memory-filling batch per replica, its steady state.
+- ``trtllm_offline``: TensorRT-LLM's ``trtllm-bench`` maximum throughput, the same with the
+  prompts prefilled in iterations of at most 8,192 tokens (long prompts do not fit at once).
 - ``mlperf_offline_beam``: the same with a beam search: each sample decodes ``beams``
   sequences after one prefill of its prompt (GPT-J in MLPerf Inference).
 - ``per_user``: the rate one user sees from an SRAM-resident deployment (Cerebras, Groq):
@@ -24,6 +26,7 @@ different KV-cache dtype the row's note says so.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from functools import cache
 
@@ -43,6 +46,7 @@ GROUPS = {
     "hls-gaudi3": "gaudi3 llm batch throughput (published)",
     "mi300x-8": "mi300x llm batch latency (published)",
     "b200-sxm": "blackwell mlperf offline (published)",
+    "dgx-b200": "blackwell mlperf offline (published)",
     "gb200-nvl72": "blackwell mlperf offline (published)",
     "tpu-v5e-4": "tpu-v5e mlperf offline (published)",
     "wse3": "cerebras per-user decode (published)",
@@ -50,7 +54,9 @@ GROUPS = {
     "groq-rack": "groq per-user decode (published)",
     "groq-576": "groq per-user decode (published)",
 }
-KINDS = ("static_batch", "mlperf_offline", "mlperf_offline_beam", "per_user")
+#: Rows of these kinds form a group of their own per family (the group name's "mlperf" replaced).
+KIND_GROUPS = {"trtllm_offline": "trtllm-bench offline"}
+KINDS = ("static_batch", "mlperf_offline", "trtllm_offline", "mlperf_offline_beam", "per_user")
 
 
 def _plan(row: dict[str, str]) -> hwsim.Plan:
@@ -67,6 +73,28 @@ def static_batch_tokens_per_s(system: str, model: str, plan: hwsim.Plan, dtype: 
     t_prefill = hwsim.simulate(prefill, system, plan=plan).latency_s
     t_decode = hwsim.simulate(decode, system, plan=plan).latency_s
     return batch * output_len / (t_prefill + output_len * t_decode)
+
+
+#: Prompt tokens per prefill iteration (TensorRT-LLM's default ``max_num_tokens``).
+PREFILL_CHUNK_TOKENS = 8192
+
+
+def chunked_offline_tokens_per_s(system_name: str, model: str, plan: hwsim.Plan, dtype: str, input_len: int,
+                                 output_len: int) -> float:
+    """Offline throughput as :func:`offline_tokens_per_s`, but the memory-filling batch's
+    prompts are prefilled in iterations of at most :data:`PREFILL_CHUNK_TOKENS` tokens per
+    replica (whole prompts; one prompt when a prompt is longer), as an engine schedules them."""
+    system = hwsim.load_system(system_name)
+    per_replica = max_batch_per_replica(system, plan, model, input_len + output_len, dtype)
+    per_chunk = min(per_replica, max(1, PREFILL_CHUNK_TOKENS // input_len))
+    chunks = math.ceil(per_replica / per_chunk)
+    prefill = hwsim.load_workload(model, phase="prefill", batch=plan.dp * per_chunk, prompt_len=input_len,
+                                  dtype=dtype)
+    decode = hwsim.load_workload(model, phase="decode", batch=plan.dp * per_replica,
+                                 context_len=input_len + output_len // 2, dtype=dtype)
+    t_prefill = chunks * hwsim.simulate(prefill, system, plan=plan).latency_s
+    t_decode = hwsim.simulate(decode, system, plan=plan).latency_s
+    return plan.dp * per_replica * output_len / (t_prefill + output_len * t_decode)
 
 
 def beam_samples_per_s(system_name: str, model: str, plan: hwsim.Plan, dtype: str, input_len: int,
@@ -106,6 +134,8 @@ def _predict(row: dict[str, str]) -> Callable[[Chip], float]:
             return static_batch_tokens_per_s(system, model, plan, dtype, inp, out, int(row["batch"]))
         if kind == "mlperf_offline":
             return offline_tokens_per_s(system, model, plan, dtype, inp, out)
+        if kind == "trtllm_offline":
+            return chunked_offline_tokens_per_s(system, model, plan, dtype, inp, out)
         if kind == "mlperf_offline_beam":
             return beam_samples_per_s(system, model, plan, dtype, inp, out, int(row["beams"]))
         return per_user_tokens_per_s(system, model, dtype, inp)
@@ -121,6 +151,8 @@ def _name(row: dict[str, str]) -> str:
     if kind == "per_user":
         return f"{what} B1 context {row['input_len']}, {row['system']}"
     beams = f" beam {row['beams']}" if kind == "mlperf_offline_beam" else ""
+    if kind == "trtllm_offline":
+        return f"{what} trtllm-bench {row['input_len']}/{row['output_len']}, {where}"
     return f"{what} offline in {row['input_len']} out {row['output_len']}{beams}, {where}"
 
 
@@ -130,5 +162,8 @@ def machines_cases() -> Iterator[Case]:
         if r["kind"] not in KINDS or r["system"] not in GROUPS:
             raise ValueError(f"{CSV.name}: a row of kind {r['kind']!r} on {r['system']!r}: expected a kind "
                              f"of {', '.join(KINDS)} on a system of {', '.join(GROUPS)}")
-        yield Case(GROUPS[r["system"]], _name(r), r["system"], float(r["value"]), r["unit"], _predict(r),
+        group = GROUPS[r["system"]]
+        if r["kind"] in KIND_GROUPS:
+            group = group.replace("mlperf offline", KIND_GROUPS[r["kind"]])
+        yield Case(group, _name(r), r["system"], float(r["value"]), r["unit"], _predict(r),
                    f"[{r['source']}] {r['reference']}", _role(r))

@@ -29,6 +29,7 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "gaudi3 llm batch throughput (published)": {"mape_pct": 20.0},
     "mi300x llm batch latency (published)": {"mape_pct": 20.0},
     "blackwell mlperf offline (published)": {"mape_pct": 20.0},
+    "blackwell trtllm-bench offline (published)": {"mape_pct": 20.0},
     "tpu-v5e mlperf offline (published)": {"mape_pct": 20.0},
     "cerebras per-user decode (published)": {"mape_pct": 20.0},
     "groq per-user decode (published)": {"mape_pct": 20.0},
