@@ -16,6 +16,9 @@ tuned to any of them (role ``check``). Four kinds of row:
   prompts prefilled in iterations of at most 8,192 tokens (long prompts do not fit at once).
 - ``mlperf_offline_beam``: the same with a beam search: each sample decodes ``beams``
   sequences after one prefill of its prompt (GPT-J in MLPerf Inference).
+- ``train_fsdp``: training throughput per chip (MaxText's tiering table): one step of
+  ``batch`` sequences of ``input_len`` tokens, fully sharded over ``dp`` chips (ZeRO-3) with
+  activation recompute; tokens per step / step time / chips.
 - ``per_user``: the rate one user sees from an SRAM-resident deployment (Cerebras, Groq):
   one over a batch-1 decode step at ``input_len`` tokens of context, on the plan
   :func:`hwsim.planner.rank_plans` finds fastest (how such services are deployed).
@@ -49,6 +52,7 @@ GROUPS = {
     "dgx-b200": "blackwell mlperf offline (published)",
     "gb200-nvl72": "blackwell mlperf offline (published)",
     "tpu-v5e-4": "tpu-v5e mlperf offline (published)",
+    "tpu-v6e-256": "tpu-v6e training throughput (published)",
     "wse3": "cerebras per-user decode (published)",
     "cs3-cluster-4": "cerebras per-user decode (published)",
     "groq-rack": "groq per-user decode (published)",
@@ -56,7 +60,7 @@ GROUPS = {
 }
 #: Rows of these kinds form a group of their own per family (the group name's "mlperf" replaced).
 KIND_GROUPS = {"trtllm_offline": "trtllm-bench offline"}
-KINDS = ("static_batch", "mlperf_offline", "trtllm_offline", "mlperf_offline_beam", "per_user")
+KINDS = ("static_batch", "mlperf_offline", "trtllm_offline", "mlperf_offline_beam", "per_user", "train_fsdp")
 
 
 def _plan(row: dict[str, str]) -> hwsim.Plan:
@@ -124,6 +128,14 @@ def per_user_tokens_per_s(system: str, model: str, dtype: str, context_len: int)
     return 1.0 / best.latency_s
 
 
+def fsdp_train_tokens_per_s_per_chip(system: str, model: str, dtype: str, seq_len: int, batch: int,
+                                     dp: int) -> float:
+    """Training tokens/s per chip of one ZeRO-3, recomputing step of ``batch`` sequences."""
+    train = hwsim.load_workload(model, phase="train", batch=batch, seq_len=seq_len, dtype=dtype)
+    plan = hwsim.Plan(dp=dp, zero_stage=3, recompute=True)
+    return batch * seq_len / hwsim.simulate(train, system, plan=plan).latency_s / dp
+
+
 def _predict(row: dict[str, str]) -> Callable[[Chip], float]:
     kind, system, model, dtype = row["kind"], row["system"], row["model"], row["dtype"]
     plan, inp, out = _plan(row), int(row["input_len"]), int(row["output_len"])
@@ -138,6 +150,9 @@ def _predict(row: dict[str, str]) -> Callable[[Chip], float]:
             return chunked_offline_tokens_per_s(system, model, plan, dtype, inp, out)
         if kind == "mlperf_offline_beam":
             return beam_samples_per_s(system, model, plan, dtype, inp, out, int(row["beams"]))
+        if kind == "train_fsdp":
+            batch, dp = int(row["batch"]), int(row["dp"])
+            return fsdp_train_tokens_per_s_per_chip(system, model, dtype, inp, batch, dp)
         return per_user_tokens_per_s(system, model, dtype, inp)
 
     return lambda _: value()
@@ -150,6 +165,9 @@ def _name(row: dict[str, str]) -> str:
         return f"{what} {row['input_len']}/{row['output_len']} B{row['batch']}, {where}"
     if kind == "per_user":
         return f"{what} B1 context {row['input_len']}, {row['system']}"
+    if kind == "train_fsdp":
+        return (f"{what} train seq {row['input_len']} batch {row['batch']}, "
+                f"{row['system']} dp{row['dp']} zero3 recompute")
     beams = f" beam {row['beams']}" if kind == "mlperf_offline_beam" else ""
     if kind == "trtllm_offline":
         return f"{what} trtllm-bench {row['input_len']}/{row['output_len']}, {where}"
