@@ -53,6 +53,7 @@ GROUPS = {
     "gb200-nvl72": "blackwell mlperf offline (published)",
     "tpu-v5e-4": "tpu-v5e mlperf offline (published)",
     "tpu-v6e-256": "tpu-v6e training throughput (published)",
+    "tpu-v5p-512": "tpu-v5p training throughput (published)",
     "wse3": "cerebras per-user decode (published)",
     "cs3-cluster-4": "cerebras per-user decode (published)",
     "groq-rack": "groq per-user decode (published)",

@@ -32,6 +32,7 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "blackwell trtllm-bench offline (published)": {"mape_pct": 20.0},
     "tpu-v5e mlperf offline (published)": {"mape_pct": 20.0},
     "tpu-v6e training throughput (published)": {"mape_pct": 20.0},
+    "tpu-v5p training throughput (published)": {"mape_pct": 20.0},
     "cerebras per-user decode (published)": {"mape_pct": 20.0},
     "groq per-user decode (published)": {"mape_pct": 20.0},
     "scalesim cycles": {"max_pct": 1.0},
