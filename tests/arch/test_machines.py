@@ -19,7 +19,8 @@ CHIPS = ("b200-sxm", "gb200", "l40s", "l4", "mi300x", "mi325x", "gaudi2", "gaudi
 #: System preset, its chip count and its chip.
 SYSTEMS = {"dgx-b200": (8, "b200-sxm"), "gb200-nvl72": (72, "gb200"), "mi300x-8": (8, "mi300x"),
            "hls-gaudi2": (8, "gaudi2"), "hls-gaudi3": (8, "gaudi3"), "tpu-v5p-64": (64, "tpu-v5p"),
-           "tpu-v5p-512": (512, "tpu-v5p"), "tpu-v6e-8": (8, "tpu-v6e"), "tpu-v6e-256": (256, "tpu-v6e"), "tpu-v5e-4": (4, "tpu-v5e"),
+           "tpu-v5p-512": (512, "tpu-v5p"), "tpu-v6e-8": (8, "tpu-v6e"), "tpu-v6e-256": (256, "tpu-v6e"),
+           "tpu-v5e-4": (4, "tpu-v5e"),
            "cs3-cluster-4": (4, "wse3"), "cs3-weight-streaming": (1, "wse3"), "groq-576": (576, "groq-lpu"),
            "trn2-16": (16, "trainium2")}
 #: Dense matrix peaks the presets' sources state (FLOP/s or OP/s), see each YAML header.

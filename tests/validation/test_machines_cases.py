@@ -31,7 +31,8 @@ def test_every_row_is_a_sourced_check_case_with_its_assumptions() -> None:
 def test_every_new_accelerator_family_has_a_check_row() -> None:
     """The issue's families with a published figure here are each checked at least once."""
     systems = {r["system"] for r in _rows()}
-    families = ("gaudi2", "gaudi3", "mi300x", "b200", "gb200", "tpu-v5e", "tpu-v6e", "tpu-v5p", "wse3", "cs3", "groq")
+    families = ("gaudi2", "gaudi3", "mi300x", "b200", "gb200", "tpu-v5e", "tpu-v6e", "tpu-v5p", "wse3", "cs3",
+                "groq")
     for family in families:
         assert any(family in s for s in systems), family
 
