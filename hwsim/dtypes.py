@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4"]
+DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "fp4", "int4"]
 """The data types an architecture may state a throughput for."""
 
 DTYPES: tuple[str, ...] = get_args(DType)
@@ -17,6 +17,7 @@ DTYPE_BYTES: dict[str, float] = {
     "fp16": 2.0,
     "fp8": 1.0,
     "int8": 1.0,
+    "fp4": 0.5,  # e2m1 with a shared block scale (NVFP4/MXFP4): the scales are not counted
     "int4": 0.5,
 }
 
@@ -29,6 +30,9 @@ _ALIASES = {
     "fp8_e4m3": "fp8",
     "fp8_e5m2": "fp8",
     "e4m3": "fp8",
+    "nvfp4": "fp4",
+    "mxfp4": "fp4",
+    "e2m1": "fp4",
 }
 
 
@@ -57,4 +61,4 @@ def dtype_bytes(name: str) -> float:
 def accumulator_dtype(name: str) -> str:
     """The dtype results are written in: low-precision math writes bf16, int writes int8."""
     key = normalize_dtype(name)
-    return {"fp8": "bf16", "int4": "int8"}.get(key, key)
+    return {"fp8": "bf16", "fp4": "bf16", "int4": "int8"}.get(key, key)
