@@ -10,6 +10,7 @@ import click
 from hwsim import report
 from hwsim.api import simulate
 from hwsim.arch.system import load_system
+from hwsim.cli.compare_serve import pop_serving_options, run_serving_compare, serving_compare_options
 from hwsim.cli.group import EXIT_ERROR, echo_warnings, error_lines, main, refuse_warnings
 from hwsim.cli.options import (
     DEFAULT_COMPARE_ARCHS,
@@ -67,11 +68,14 @@ def simulate_cmd(arch: str, model: str, phase: str, show_ops: bool, as_json: boo
                    f"[default: {', '.join(DEFAULT_COMPARE_ARCHS)}].")
 @workload_options
 @click.option("--offload", is_flag=True, help="Systems: also try plans that offload to host memory.")
+@serving_compare_options
 @json_option
 @strict_option
-def compare_cmd(archs: tuple[str, ...], model: str, phase: str, offload: bool, as_json: bool, strict: bool,
-                **opts: Any) -> None:
-    """Simulate one workload on several architectures, one row each.
+@click.pass_context
+def compare_cmd(ctx: click.Context, archs: tuple[str, ...], model: str, phase: str, offload: bool,
+                as_json: bool, strict: bool, **opts: Any) -> None:
+    """Simulate one workload on several architectures, one row each; with --serve, serve
+    requests on each and rank them by cost per million tokens in a datacenter.
 
     A multi-chip system (`hwsim list systems`) runs the workload with its best plan,
     found as `hwsim plan` finds it. An architecture that cannot run the workload (it
@@ -79,7 +83,24 @@ def compare_cmd(archs: tuple[str, ...], model: str, phase: str, offload: bool, a
     the exit status is 2 only if none could run it. What a run simplified or assumed is
     printed after the table as ``warning: ARCH: ...`` lines on stderr; with --strict such
     a run is refused (its row says why) and the exit status is 2.
+
+    \b
+    --serve (docs/datacenter.md): each system serves the same requests (default 256
+    offline, capped so the run takes seconds) with the fastest of a few plans; the table
+    gives tokens/s, per chip, per rack, per kW, per dollar and the cost per million output
+    tokens, ranked, with the binding constraint ("why"). A system that cannot hold the
+    model is a row saying so, with the numbers.
+      hwsim compare --serve
+      hwsim compare --serve --arch dgx-b200 --arch wse3 --model llama3-70b --datacenter hyperscale
     """
+    serving = pop_serving_options(opts)
+    if serving.get("serving"):
+        run_serving_compare(ctx, archs, model, as_json, serving, opts)
+        return
+    given = [f"--{k.replace('_', '-')}" for k, v in serving.items()
+             if k != "serving" and ctx.get_parameter_source(k) == click.core.ParameterSource.COMMANDLINE]
+    if given:
+        raise ConfigError([f"{', '.join(given)}: only used with --serve"])
     workload = build_workload(model, phase, opts)
     outcomes: list[tuple[str, Result | str]] = []
     refused = False
