@@ -79,7 +79,8 @@ def as_point(value: ServingPoint | ServeResult | Mapping[str, Any]) -> ServingPo
         return ServingPoint(float(value["output_tokens_per_s"]), int(value["n_chips"]),
                             float(value["average_power_w"]), value, value.get("config", {}),
                             tuple(value.get("warnings", ())))
-    raise ConfigError([f"evaluate: expected a ServeResult, ServingPoint or mapping, got {type(value).__name__}"])
+    raise ConfigError([f"evaluate: expected a ServeResult, ServingPoint or mapping, "
+                       f"got {type(value).__name__}"])
 
 
 def plan_label(plan: Plan) -> str:
@@ -145,7 +146,8 @@ class ServingComparison:
         if not fit:
             return "no system could serve the model with a known cost"
         r = fit[0]
-        return (f"{r['arch']} ({r['plan']}): {r['usd_per_million_tokens']:.3g} USD per million output tokens, "
+        return (f"{r['arch']} ({r['plan']}): {r['usd_per_million_tokens']:.3g} USD per million "
+                f"output tokens, "
                 f"{r['output_tokens_per_s']:.4g} tok/s on {r['n_chips']} chips; {r['why']}")
 
     def to_frame(self) -> pd.DataFrame:
@@ -189,9 +191,11 @@ def rank(rows: Iterable[dict[str, Any]], by: str = "usd_per_million_tokens") -> 
     return good + rest
 
 
-def compare_serving(archs: Sequence[str | System] = DEFAULT_SERVING_ARCHS, *, model: str | Path = "llama3-70b",
-                    requests: Requests | None = None, dtype: str = "bf16", slo: SLO | None = None,
-                    datacenter: str | Path | dict[str, Any] | Datacenter | None = None, plan: Plan | None = None,
+def compare_serving(archs: Sequence[str | System] = DEFAULT_SERVING_ARCHS, *,
+                    model: str | Path = "llama3-70b", requests: Requests | None = None,
+                    dtype: str = "bf16", slo: SLO | None = None,
+                    datacenter: str | Path | dict[str, Any] | Datacenter | None = None,
+                    plan: Plan | None = None,
                     evaluate: Evaluator | None = None, rank_by: str = "usd_per_million_tokens",
                     budget_usd: float | None = None, **serve_options: Any) -> ServingComparison:
     """Serve ``model`` on each of ``archs``, cost each in ``datacenter`` and rank them.

@@ -92,7 +92,8 @@ def _costs(system: System, node: Node, point: ServingPoint, tokens: float, dc: D
     cost = tco(node, dc, n_nodes=n_nodes, tokens_per_s=tokens, serving_w=serving_w, idle_w=idle_w)
     out |= {"usd_per_million_tokens": cost.usd_per_million_tokens,
             "tokens_per_usd": 1e6 / cost.usd_per_million_tokens,
-            "capex_share": cost.capex_share, "energy_share": cost.energy_share, "rental_share": cost.rental_share}
+            "capex_share": cost.capex_share, "energy_share": cost.energy_share,
+            "rental_share": cost.rental_share}
     if budget_usd is not None:
         out["budget_tokens_per_s"] = tokens / n_nodes * _nodes_for(node, dc, budget_usd)
     return out

@@ -78,8 +78,8 @@ class Node(_Frozen):
     chip: str = Field(description="the chip preset these nodes hold")
     n_chips: int = Field(gt=0, le=1024, description="chips per node")
     chip_tdp_w: PositiveW | None = Field(
-        default=None, description="sustained (thermal design) power per chip; default the chip's power_limit_w")
-    host_power_w: NonNegW = Field(default=0.0, description="CPUs, DRAM, fans, storage of the node at full load")
+        default=None, description="sustained (thermal design) power per chip; default: power_limit_w")
+    host_power_w: NonNegW = Field(default=0.0, description="CPUs, DRAM, fans, storage at full load")
     network_power_w: NonNegW = Field(default=0.0, description="NICs and the node's share of the switches")
     rack_units: float = Field(gt=0, le=100, allow_inf_nan=False, description="rack units the node occupies")
     price_usd: NonNegUsd | None = Field(default=None, description="purchase price of the node, host included")
@@ -235,4 +235,5 @@ def tco(node: Node, dc: Datacenter, *, n_nodes: float, tokens_per_s: float, serv
     total = capex + energy + rental
     per_mtok = 1e6 * total / (tokens_per_s * u)
     share = (lambda x: x / total) if total > 0 else (lambda x: 0.0)
-    return TCO(capex, energy, rental, it_w, it_w * dc.pue, per_mtok, share(capex), share(energy), share(rental))
+    return TCO(capex, energy, rental, it_w, it_w * dc.pue, per_mtok,
+               share(capex), share(energy), share(rental))
