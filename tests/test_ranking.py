@@ -27,15 +27,16 @@ def fake(rates: dict[str, float], power_w: float = 500.0) -> Any:
         if system.chip.name not in rates:
             raise ConfigError([f"{system.name}: does not fit: needs 131.4 GiB of weights"])
         n = system.n_chips
-        return {"output_tokens_per_s": rates[system.chip.name] * n, "n_chips": n, "average_power_w": power_w * n}
+        return {"output_tokens_per_s": rates[system.chip.name] * n, "n_chips": n,
+                "average_power_w": power_w * n}
 
     return evaluate
 
 
 def test_rank_orders_by_cost_and_puts_misfits_last() -> None:
     """Cheapest first; a system the evaluator could not run is last, unranked, with its reason."""
-    cmp = hwsim.compare_serving(["dgx-b200", "wse3", "hls-gaudi3"], evaluate=fake({"b200-sxm": 1000, "gaudi3": 10}),
-                                plan=Plan(tp=8))
+    cmp = hwsim.compare_serving(["dgx-b200", "wse3", "hls-gaudi3"],
+                                evaluate=fake({"b200-sxm": 1000, "gaudi3": 10}), plan=Plan(tp=8))
     arches = [r["arch"] for r in cmp.rows]
     assert arches == ["dgx-b200", "hls-gaudi3", "wse3"]
     assert [r["rank"] for r in cmp.rows] == [1, 2, None]
@@ -49,7 +50,8 @@ def test_more_tokens_per_second_is_never_dearer_per_token() -> None:
     unchanged), and at least as much when its power doubles."""
     one = hwsim.compare_serving(["dgx-b200"], evaluate=fake({"b200-sxm": 100}), plan=Plan(tp=8)).rows[0]
     two = hwsim.compare_serving(["dgx-b200"], evaluate=fake({"b200-sxm": 200}), plan=Plan(tp=8)).rows[0]
-    hot = hwsim.compare_serving(["dgx-b200"], evaluate=fake({"b200-sxm": 100}, 1000.0), plan=Plan(tp=8)).rows[0]
+    hot = hwsim.compare_serving(["dgx-b200"], evaluate=fake({"b200-sxm": 100}, 1000.0),
+                                plan=Plan(tp=8)).rows[0]
     assert two["usd_per_million_tokens"] == pytest.approx(one["usd_per_million_tokens"] / 2)
     assert hot["usd_per_million_tokens"] > one["usd_per_million_tokens"]
     assert one["tokens_per_s_per_chip"] == pytest.approx(100)
