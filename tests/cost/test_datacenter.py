@@ -159,6 +159,6 @@ def test_every_shipped_preset_loads_and_every_number_has_a_source() -> None:
         assert node.chip == chip and chip in hwsim.list_archs()
     for path in [*ROOT.glob("*.yaml"), *ROOT.glob("nodes/*.yaml")]:
         for line in path.read_text().splitlines():
-            text = not re.match(r"^\w+:\s*[-+0-9.]", line) or line.startswith(("version", "description", "name"))
-            if not text:
+            words = line.startswith(("version", "description", "name"))
+            if re.match(r"^\w+:\s*[-+0-9.]", line) and not words:
                 assert re.search(r"#.*(\[[A-Z0-9-]+\]|\bD\b|assumption)", line), f"{path.name}: {line}"
