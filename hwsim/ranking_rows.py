@@ -4,10 +4,13 @@ power and cost figures, and the constraint that binds it.
 The "why" names the binding constraint, tested in this order:
 
 1. **SLO**: with an SLO, the run's percentile of TTFT, TPOT or E2E is over its limit.
-2. **power**: the chips average at least 95 % of their ``power_limit_w``.
-3. **memory capacity**: the KV cache filled (peak use >= 95 % of its blocks, or a request
+2. **offered load**: requests arrived over time and the run completed at least 80 % of the
+   arrival rate (arrival rate = Little's ``arrival_rate_x_mean_e2e`` / mean E2E), so the
+   arrivals, not the hardware, set the throughput.
+3. **power**: the chips average at least 95 % of their ``power_limit_w``.
+4. **memory capacity**: the KV cache filled (peak use >= 95 % of its blocks, or a request
    was preempted), so memory capacity capped the batch.
-4. **bandwidth** or **compute**: a roofline of the decode step at the run's mean batch per
+5. **bandwidth** or **compute**: a roofline of the decode step at the run's mean batch per
    replica: the home memory's time for weights plus the KV in use, against the matrix
    units' peak time for 2 FLOPs per weight per sequence; the larger binds. A roofline
    estimate, not the simulator's own time split.
@@ -88,7 +91,7 @@ def _costs(system: System, node: Node, point: ServingPoint, tokens: float, dc: D
                            "it_power_w": serving_w, "facility_power_w": serving_w * dc.pue,
                            "tokens_per_s_per_kw": tokens / (serving_w / 1e3) if serving_w > 0 else _NAN}
     if tokens <= 0:
-        return out | {"usd_per_million_tokens": _NAN, "tokens_per_usd": 0.0, "budget_tokens_per_s": _NAN}
+        return out | {"usd_per_million_tokens": _NAN, "tokens_per_usd": 0.0}
     cost = tco(node, dc, n_nodes=n_nodes, tokens_per_s=tokens, serving_w=serving_w, idle_w=idle_w)
     out |= {"usd_per_million_tokens": cost.usd_per_million_tokens,
             "tokens_per_usd": 1e6 / cost.usd_per_million_tokens,
@@ -111,8 +114,8 @@ def _nodes_for(node: Node, dc: Datacenter, budget_usd: float) -> int:
 
 def _driver(costs: dict[str, Any]) -> str:
     shares = {k: costs.get(f"{k}_share", 0.0) for k in ("capex", "energy", "rental")}
-    if not any(shares.values()):
-        return "no cost"
+    if not math.isfinite(costs.get("usd_per_million_tokens", _NAN)):
+        return "no tokens to cost"
     top = max(shares, key=lambda k: shares[k])
     return f"cost {shares[top]:.0%} {top}"
 
@@ -128,6 +131,14 @@ def binding_constraint(system: System, point: ServingPoint, dtype: str, slo: SLO
     per_chip = point.average_power_w / point.n_chips if point.n_chips else _NAN
     if chip.power_limit_w and per_chip >= 0.95 * chip.power_limit_w:
         return "power", f"chips average {per_chip:.0f} W of their {chip.power_limit_w:.0f} W limit"
+    lam_w, e2e = float(m.get("arrival_rate_x_mean_e2e", _NAN)), float(m.get("e2e_mean_s", _NAN))
+    arrival_rate = lam_w / e2e if math.isfinite(lam_w) and e2e > 0 else _NAN  # NaN when offline
+    done_rate = float(m.get("requests_per_s", _NAN))
+    if math.isfinite(arrival_rate) and done_rate >= 0.8 * arrival_rate:
+        # requests arrived over time and the system kept up with them: the offered load,
+        # not the hardware, set the throughput
+        return "offered load", (f"kept up with {arrival_rate:.3g} req/s arriving ({done_rate:.3g} req/s "
+                                "done); a capacity search finds the rate it could sustain")
     batch = float(m.get("batch_size_mean", _NAN))
     kv_max, preempted = float(m.get("kv_usage_max", _NAN)), float(m.get("n_preemptions", 0.0))
     if preempted > 0 or kv_max >= 0.95:

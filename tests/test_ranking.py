@@ -159,3 +159,27 @@ def test_cli_serving_options_need_serve() -> None:
     """--datacenter without --serve is refused rather than silently ignored."""
     res = CliRunner().invoke(main, ["compare", "--datacenter", "hyperscale"])
     assert res.exit_code == 2 and "only used with --serve" in res.output
+
+
+def test_binding_constraint_in_its_order() -> None:
+    """SLO, offered load, power, KV capacity, then the decode roofline (bandwidth or compute)."""
+    from hwsim.ranking import ServingPoint
+    from hwsim.ranking_rows import binding_constraint
+
+    system = hwsim.load_system("dgx-b200")
+    pools = {"pools": [{"weights_bytes_per_chip": 70e9, "kv_bytes_per_chip": 50e9, "replicas": 1}],
+             "options": {"max_num_seqs": 256}}
+
+    def why(metrics: dict[str, float], power_w: float = 500.0, slo: hwsim.SLO | None = None) -> str:
+        point = ServingPoint(1.0, 8, power_w * 8, {"n_requests": 1000.0, **metrics}, pools)
+        return binding_constraint(system, point, "bf16", slo)[0]
+
+    assert why({"slo_met": 0.0, "tpot_p99_s": 0.2}, slo=hwsim.SLO(tpot_s=0.05)) == "SLO"
+    assert why({"arrival_rate_x_mean_e2e": 4.0, "e2e_mean_s": 1.0, "requests_per_s": 3.9}) == "offered load"
+    assert why({"arrival_rate_x_mean_e2e": 4.0, "e2e_mean_s": 1.0, "requests_per_s": 1.0,
+                "batch_size_mean": 1.0}) == "bandwidth"
+    assert why({"batch_size_mean": 8.0}, power_w=990.0) == "power"  # b200-sxm: 1000 W limit
+    assert why({"batch_size_mean": 8.0, "n_preemptions": 3.0}) == "memory capacity"
+    # 70 GB at 8 TB/s is 8.75 ms; 2 x 35e9 weights x batch at 2.25 PFLOP/s passes it above batch ~280
+    assert why({"batch_size_mean": 8.0, "kv_usage_mean": 0.0}) == "bandwidth"
+    assert why({"batch_size_mean": 1000.0, "kv_usage_mean": 0.0}) == "compute"
