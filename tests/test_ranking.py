@@ -183,3 +183,13 @@ def test_binding_constraint_in_its_order() -> None:
     # 70 GB at 8 TB/s is 8.75 ms; 2 x 35e9 weights x batch at 2.25 PFLOP/s passes it above batch ~280
     assert why({"batch_size_mean": 8.0, "kv_usage_mean": 0.0}) == "bandwidth"
     assert why({"batch_size_mean": 1000.0, "kv_usage_mean": 0.0}) == "compute"
+
+
+def test_cli_lists_the_datacenter_presets() -> None:
+    """hwsim list datacenters / nodes: one row per shipped preset, JSON with units in the keys."""
+    res = CliRunner().invoke(main, ["list", "datacenters", "--json"])
+    assert res.exit_code == 0, res.output
+    rows = {r["name"]: r for r in json.loads(res.stdout)}
+    assert rows["default"]["pue"] == 1.58 and rows["hyperscale"]["rack_power_w"] == 130000
+    res = CliRunner().invoke(main, ["list", "nodes"])
+    assert res.exit_code == 0 and "dgx-b200" in res.stdout and "tpu-v6e-host" in res.stdout
