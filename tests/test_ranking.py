@@ -193,3 +193,15 @@ def test_cli_lists_the_datacenter_presets() -> None:
     assert rows["default"]["pue"] == 1.58 and rows["hyperscale"]["rack_power_w"] == 130000
     res = CliRunner().invoke(main, ["list", "nodes"])
     assert res.exit_code == 0 and "dgx-b200" in res.stdout and "tpu-v6e-host" in res.stdout
+
+
+def test_issue_17_systems_side_by_side_on_llama3_70b() -> None:
+    """The six systems of issue 17's "done when" serve LLaMA-3-70B, each with a finite cost, a
+    rank and a binding constraint."""
+    cmp = hwsim.compare_serving(model="llama3-70b", requests=hwsim.Requests.offline(32, 256, 32, 0))
+    assert sorted(r["arch"] for r in cmp.rows) == sorted(hwsim.ranking.DEFAULT_SERVING_ARCHS)
+    assert [r["rank"] for r in cmp.rows] == [1, 2, 3, 4, 5, 6]
+    costs = [r["usd_per_million_tokens"] for r in cmp.rows]
+    assert costs == sorted(costs) and all(0 < c < 1e3 for c in costs)
+    assert all(r["binding"] in ("bandwidth", "compute", "memory capacity", "power") for r in cmp.rows)
+    assert {r["arch"]: r["rental_share"] for r in cmp.rows}["tpu-v6e-8"] == 1.0
