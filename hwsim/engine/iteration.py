@@ -62,7 +62,7 @@ from hwsim.workload.blocks import MlaForm, attention_ops, mla_form
 from hwsim.workload.graph import OperatorGraph, Pass, Segment, SegmentRole, Workload
 from hwsim.workload.layers import LayerSpec, group_layers, stage_bounds
 from hwsim.workload.lower import run_name
-from hwsim.workload.ops import Collective, Op
+from hwsim.workload.ops import Attention, Collective, Op
 from hwsim.workload.parallel import (
     chain_graphs,
     host_streams,
@@ -87,6 +87,15 @@ def _stage_runs(spec: ModelSpec, plan: Plan) -> tuple[StageRuns, tuple[LayerSpec
         runs.append([(f, specs[f - first:f - first + period], repeat)
                      for f, period, repeat in group_layers(specs, first)])
     return runs, tuple(mla)
+
+
+def _batch_template(op: Mixer) -> Mixer:
+    """``op`` without the batch shape its batch cost ignores, so the two grid passes
+    around an iteration's token count (whose templates differ only there) share one
+    attention cost."""
+    if isinstance(op, Attention):
+        return replace(op, batch=1, q_len=1, kv_len=1)
+    return replace(op, batch=1, q_len=1, prior_state=False)
 
 
 class ReplicaModel:
@@ -207,7 +216,8 @@ class ReplicaModel:
         folded = {(r.pass_index, r.segment_index): r.repeat - r.simulated for r in runs}
         mult = np.array([(1 + folded[n.key[:2]] if n.key[2] == 1 else 1) * self.plan.tp for n in nodes],
                         dtype=np.float64)
-        attention = [] if shape else [(i, n.op) for i, n in enumerate(nodes) if isinstance(n.op, Mixer)]
+        attention = [] if shape else [(i, _batch_template(n.op)) for i, n in enumerate(nodes)
+                                      if isinstance(n.op, Mixer)]
         skip = {i for i, _ in attention}
         static = np.zeros(3 + 2 * len(self._levels))
         for i, n in enumerate(nodes):
