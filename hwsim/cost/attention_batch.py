@@ -145,7 +145,7 @@ def attention_batch_cost(chip: Chip, template: Attention, q: np.ndarray, k: np.n
         return attention_cost(chip, replace(template, batch=int(q.size), q_len=int(q[0]), kv_len=int(k[0])))
     unit = chip.compute_units
     elem = dtype_bytes(template.dtype)
-    kv_key_bytes = _kv_width(template) * elem
+    kv_key_bytes = _kv_width(template) * template.kv_elem_bytes
     decode = q == 1
     sums = _Sums()
     if decode.any():

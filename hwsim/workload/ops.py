@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
+from hwsim.workload.precision import weight_bits_per_param
 
 
 def sparsity_problem(pattern: str | None) -> str | None:
@@ -35,6 +36,12 @@ class MatMul:
     ``sparsity`` names an N:M pattern B was pruned to (``"2:4"``) or is ``None``.
     ``bias`` adds a bias vector of ``n`` to each output row in the kernel's epilogue
     (one FLOP per output element, the vector read with B).
+
+    Quantized weights (:mod:`hwsim.workload.precision`): ``w_dtype`` is B's stored
+    format where it differs from the math ``dtype`` (weight-only quantization: B is read
+    packed with one scale, and with ``zero_point`` one zero, per ``group_size`` weights,
+    and dequantized in the kernel); ``emulate`` lets a chip without math for ``dtype``
+    run the GEMM upcast to its bf16 rate (the result says so) instead of refusing it.
     """
 
     m: int
@@ -46,8 +53,19 @@ class MatMul:
     b_shared: bool = False
     sparsity: str | None = None
     bias: bool = False
+    w_dtype: str | None = None
+    group_size: int = 0
+    zero_point: bool = False
+    emulate: bool = False
 
     kind = "matmul"
+
+    @property
+    def weight_bits(self) -> float:
+        """Stored bits of one element of B (group scales and zeros included)."""
+        if self.w_dtype is None:
+            return 8.0 * dtype_bytes(self.dtype)
+        return weight_bits_per_param(self.w_dtype, self.dtype, self.group_size, self.zero_point)
 
     @property
     def flops(self) -> float:
@@ -62,6 +80,9 @@ class MatMul:
     @property
     def b_bytes(self) -> float:
         copies = 1 if self.b_shared else self.batch
+        if self.w_dtype is not None:
+            bias = self.n * dtype_bytes(self.dtype) if self.bias else 0.0
+            return copies * (self.k * self.n * self.weight_bits / 8 + bias)
         rows = self.k + (1 if self.bias else 0)
         return copies * rows * self.n * dtype_bytes(self.dtype)
 
@@ -95,6 +116,8 @@ class Attention:
     - ``softcap``: logits soft-capped (``c * tanh(s / c)``): one more transcendental per
       score on the vector units.
     - ``variant``: a label shown in the cost detail (``"mla absorbed"``).
+    - ``kv_dtype``: the KV cache's stored format where it differs from ``dtype`` (an
+      fp8 cache read by a bf16 kernel, dequantized as it loads).
     """
 
     batch: int
@@ -113,8 +136,14 @@ class Attention:
     latent_kv: bool = False
     softcap: bool = False
     variant: str = ""
+    kv_dtype: str | None = None
 
     kind = "attention"
+
+    @property
+    def kv_elem_bytes(self) -> float:
+        """Bytes of one cached K or V element."""
+        return dtype_bytes(self.kv_dtype or self.dtype)
 
     @property
     def v_dim(self) -> int:
@@ -176,9 +205,9 @@ class Attention:
     def kv_bytes(self) -> float:
         """Bytes of K and V together (shared across the heads of a group)."""
         if self.v_head_dim is None and not self.latent_kv:
-            return 2.0 * self.batch * self.n_kv_heads * self.kv_keys * self.head_dim * dtype_bytes(self.dtype)
+            return 2.0 * self.batch * self.n_kv_heads * self.kv_keys * self.head_dim * self.kv_elem_bytes
         width = self.head_dim if self.latent_kv else self.head_dim + self.v_dim
-        return float(self.batch * self.n_kv_heads * self.kv_keys * width * dtype_bytes(self.dtype))
+        return float(self.batch * self.n_kv_heads * self.kv_keys * width * self.kv_elem_bytes)
 
     @property
     def score_bytes(self) -> float:
@@ -232,6 +261,17 @@ ELEMENTWISE_KINDS: dict[str, tuple[float, float, float]] = {
     "softcap": (1, 1, 4),
     "softcap_bwd": (2, 1, 5),
     "sigmoid_mul": (2, 1, 5),
+    # Dynamic activation quantization of a tensor in the base dtype to a format half
+    # (``quantize8``) or a quarter (``quantize4``) as wide, scale per token: one pass
+    # reading the row, its amax (abs, max), then scale and convert each element.
+    "quantize8": (1, 0.5, 4),
+    "quantize4": (1, 0.25, 4),
+    # Per-tensor dynamic scale: a first pass reduces the whole tensor's amax.
+    "quantize8_tensor": (2, 0.5, 6),
+    "quantize4_tensor": (2, 0.25, 6),
+    # Static (calibrated) scale: scale and convert only.
+    "quantize8_static": (1, 0.5, 2),
+    "quantize4_static": (1, 0.25, 2),
 }
 
 PUBLIC_ELEMENTWISE = ("add", "gelu", "silu_mul", "softmax", "layernorm", "rmsnorm")

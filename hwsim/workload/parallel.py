@@ -30,6 +30,8 @@ from __future__ import annotations
 import math
 
 from hwsim.dtypes import dtype_bytes
+from hwsim.workload.precision import Precision
+from hwsim.workload.quantize import quantize_graph
 from hwsim.workload.blocks import MlaForm, add_attention, add_ffn, attention_ops, experts_touched
 from hwsim.workload.graph import OperatorGraph
 from hwsim.workload.layers import LayerSpec, kv_bytes_per_token, layer_weight_params
@@ -123,11 +125,18 @@ def sharded_layer(
 
 def period_graph(layers: tuple[LayerSpec, ...], plan: Plan, batch: int, q_len: int, kv_len: int, dtype: str,
                  attention_impl: str = "flash", sparsity: str | None = None, *,
-                 capacity_factor: float = 1.0, mla: MlaForm | None = None) -> OperatorGraph:
+                 capacity_factor: float = 1.0, mla: MlaForm | None = None,
+                 precision: Precision | None = None, first_layer: int = 0) -> OperatorGraph:
     """The layers of one period (e.g. five local and one global layer) chained in one
-    graph, their op names prefixed ``l0.``, ``l1.``...; one layer keeps plain names."""
-    return chain_graphs([sharded_layer(lyr, plan, batch, q_len, kv_len, dtype, attention_impl, sparsity,
-                                       capacity_factor=capacity_factor, mla=mla) for lyr in layers])
+    graph, their op names prefixed ``l0.``, ``l1.``...; one layer keeps plain names.
+    ``precision`` quantizes each layer (model layer ``first_layer + k`` for its
+    per-layer weight override; :mod:`hwsim.workload.quantize`)."""
+    graphs = [sharded_layer(lyr, plan, batch, q_len, kv_len, dtype, attention_impl, sparsity,
+                            capacity_factor=capacity_factor, mla=mla) for lyr in layers]
+    if precision is not None:
+        graphs = [quantize_graph(g, precision, precision.layer_weights(first_layer + k))
+                  for k, g in enumerate(graphs)]
+    return chain_graphs(graphs)
 
 
 def chain_graphs(graphs: list[OperatorGraph]) -> OperatorGraph:
