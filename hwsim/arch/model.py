@@ -137,6 +137,12 @@ class VectorUnit(_Frozen):
         description="share of a fused attention kernel's exponentials hidden under its "
         "matrix products (FlashAttention-3 overlaps softmax and MMA; FlashAttention-2 does not)",
     )
+    dequant_ops_per_element: Multiplier = Field(
+        default=2.0,
+        description="lane operations to unpack, convert and scale one quantized weight element "
+        "for a wider matrix unit (weight-only quantization, emulated formats): 2 is Marlin-style "
+        "bit tricks (one LOP3 unpack-convert, one scale FMA, per element)",
+    )
 
     @property
     def peak_ops_per_s(self) -> float:

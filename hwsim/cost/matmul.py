@@ -9,7 +9,14 @@ from hwsim.arch.model import Chip
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost
 from hwsim.cost.power import headroom_w, power_limited_s
 from hwsim.dtypes import dtype_bytes
-from hwsim.mapping.gemm import GemmMapping, compute_limit, fit_tile, gemm_candidates, reuse_traffic
+from hwsim.mapping.gemm import (
+    GemmMapping,
+    compute_limit,
+    emulation_dtype,
+    fit_tile,
+    gemm_candidates,
+    reuse_traffic,
+)
 from hwsim.mapping.systolic import systolic_level_bytes
 from hwsim.workload.ops import MatMul
 
@@ -49,6 +56,30 @@ def gemm_traffic(
             reads, writes = reads + partial, writes + partial
         out.append(LevelTraffic(name, reads, writes))
     return tuple(out)
+
+
+def emulated(chip: Chip, op: MatMul) -> MatMul | None:
+    """The GEMM a chip without math for ``op.dtype`` runs instead (``None``: it has the
+    math, or the op may not be emulated): the weights stay stored in their format and are
+    dequantized in the kernel, the math runs in
+    :func:`~hwsim.mapping.gemm.emulation_dtype`."""
+    fallback = emulation_dtype(chip.compute_units, op.dtype) if op.emulate else None
+    if fallback is None:
+        return None
+    return replace(op, dtype=fallback, w_dtype=op.w_dtype or op.dtype,
+                   group_size=op.group_size if op.w_dtype else 0, emulate=False)
+
+
+def dequant_s(chip: Chip, op: MatMul, mapping: GemmMapping) -> tuple[float, float]:
+    """(seconds, lane operations) the vector units spend dequantizing B in the kernel:
+    every tile row of the output loads and dequantizes its own copy of B's tiles."""
+    if op.w_dtype is None:
+        return 0.0, 0.0
+    vec = chip.vector_units
+    copies = 1 if op.b_shared else op.batch
+    loads = -(-op.m // mapping.tile_m)
+    ops = copies * op.k * op.n * loads * vec.dequant_ops_per_element
+    return ops / vec.peak_ops_per_s, ops
 
 
 def _sparsity(chip: Chip, op: MatMul) -> tuple[float, float]:
@@ -104,16 +135,29 @@ def matmul_cost(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
     at every level, split-K reduction kernel) and ranked by :func:`mapping_times`: the
     fastest at full clock wins, with the fastest under the power limit as its
     alternative; with ``fewest_kernels`` only mappings without split-K compete. 2:4-style
-    sparsity applies where the chip has a unit for the pattern."""
+    sparsity applies where the chip has a unit for the pattern.
+
+    Quantized weights (``op.w_dtype``) are read at their stored width and dequantized on
+    the vector units, in series with the MMAs of the same kernel; a format the chip has
+    no math for runs :func:`emulated` when the op allows it."""
+    fallback = emulated(chip, op)
+    if fallback is not None:
+        cost = matmul_cost(chip, fallback, fewest_kernels)
+        note = f"{op.dtype} emulated at {fallback.dtype}"
+        alt = cost.alternative
+        return replace(cost, detail=f"{cost.detail}, {note}",
+                       alternative=None if alt is None else replace(alt, detail=f"{alt.detail}, {note}"))
     unit = chip.compute_units
-    speedup, b_scale = _sparsity(chip, op)
+    speedup, sparse_scale = _sparsity(chip, op)
+    # Traffic counts B's elements at the math width: a packed B is that much smaller.
+    b_scale = sparse_scale * (op.weight_bits / (8 * dtype_bytes(op.dtype)) if op.w_dtype else 1.0)
     outer_tiles = {
         name: fit_tile(op.m, op.k, op.n, op.dtype, op.batch, op.b_shared, level.capacity_bytes)
         for name, level in chip.memory.items() if level.scope == "shared"
     }
     macs = op.flops / 2
     energy = macs * unit.energy_per_mac_pj.get(op.dtype, 0.0) * 1e-12 / speedup  # type: ignore[call-overload]
-    weight = op.b_bytes * b_scale if op.b_is_weight else 0.0
+    weight = op.b_bytes * sparse_scale if op.b_is_weight else 0.0
     candidates = []
     mappings = {}
     for mapping in gemm_candidates(chip, op.m, op.k, op.n, op.dtype, op.batch):
@@ -122,12 +166,16 @@ def matmul_cost(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
         if op.sparsity and speedup == 1.0:
             # No sparsity unit for this pattern: the pruned weights run (and are stored) dense.
             detail += f", {op.sparsity} unsupported: dense"
+        deq_s, deq_ops = dequant_s(chip, op, mapping)
+        if op.w_dtype is not None:
+            detail += f", {op.w_dtype} weights dequantized ({op.weight_bits:g} bits/weight)"
         cost = make_cost(
             chip, flops=op.flops, compute_cycles=mapping.compute_cycles / speedup,
-            compute_s=mapping.compute_cycles / unit.clock_hz / unit.fraction(op.dtype) / speedup,
+            compute_s=mapping.compute_cycles / unit.clock_hz / unit.fraction(op.dtype) / speedup + deq_s,
             traffic=gemm_traffic(chip, op, mapping, outer_tiles, b_scale),
             n_kernels=1 + (mapping.split_k > 1),  # split-K reduces in a second kernel
-            compute_energy_j=energy, prefetchable_bytes=weight, detail=detail,
+            compute_energy_j=energy + deq_ops * chip.vector_units.energy_per_op_pj * 1e-12,
+            prefetchable_bytes=weight, detail=detail,
             footprint_bytes=op.min_bytes,
         )
         candidates.append((mapping_times(chip, cost), cost))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from hwsim.arch.model import Chip
 from hwsim.errors import MappingError
+from hwsim.mapping.gemm import emulation_dtype
 from hwsim.units import format_bytes
 from hwsim.workload.graph import Workload
 from hwsim.workload.memory import workspace_allowance_bytes
@@ -33,12 +34,34 @@ def check_fit(workload: Workload, chip: Chip) -> None:
     )
 
 
+def _matmuls(workload: Workload) -> list[MatMul]:
+    return [op for p in workload.passes for s in p.segments for _, op in s.graph.ops()
+            if isinstance(op, MatMul)]
+
+
+def format_warnings(workload: Workload, chip: Chip) -> list[str]:
+    """A GEMM format the chip has no math for, emulated: one line per format."""
+    unit = chip.compute_units
+    lines = []
+    for fmt in sorted({op.dtype for op in _matmuls(workload) if op.emulate}):
+        fallback = emulation_dtype(unit, fmt)
+        if fallback is None:
+            continue  # native, or refused when costed
+        lines.append(f"precision: {chip.name} has no {fmt} matrix math (it has "
+                     f"{', '.join(chip.supported_dtypes)}); "
+                     f"{fmt} GEMMs are emulated: weights stored in {fmt}, dequantized on the vector units "
+                     f"({chip.vector_units.dequant_ops_per_element:g} ops/element) and multiplied at the "
+                     f"{fallback} rate (precision on_unsupported='refuse' refuses instead)")
+    return lines
+
+
 def costing_warnings(workload: Workload, chip: Chip) -> tuple[str, ...]:
     """What costing ``workload`` on ``chip`` simplifies without refusing it, one line
     each: an N:M sparsity pattern the chip has no sparsity unit for runs dense (the
-    pruned GEMMs at dense speed, their weights read dense)."""
-    wanted = sorted({op.sparsity for p in workload.passes for s in p.segments for _, op in s.graph.ops()
-                     if isinstance(op, MatMul) and op.sparsity})
+    pruned GEMMs at dense speed, their weights read dense); a matrix format it has no
+    math for is emulated (:func:`format_warnings`)."""
+    matmuls = _matmuls(workload)
+    wanted = sorted({op.sparsity for op in matmuls if op.sparsity})
     has = tuple(chip.sparsity.patterns) if chip.sparsity else ()
     lines = []
     for pattern in wanted:
@@ -46,4 +69,4 @@ def costing_warnings(workload: Workload, chip: Chip) -> tuple[str, ...]:
             it_has = f"it has {', '.join(has)}" if has else "it has no sparsity unit"
             lines.append(f"sparsity {pattern}: {chip.name} cannot run {pattern} sparse ({it_has}); "
                          "the pruned weight GEMMs run dense")
-    return tuple(lines)
+    return tuple(lines + format_warnings(workload, chip))

@@ -112,7 +112,8 @@ def model_weight_bytes(spec: ModelSpec, prec: Precision) -> float:
 
     emb, head = spec.embedding_param_count(), spec.head_param_count()
     layers = spec.param_count() - emb - head
-    total = layers * width(prec.weights) + emb * dtype_bytes(prec.embeddings) + head * dtype_bytes(prec.lm_head)
+    total = (layers * width(prec.weights) + emb * dtype_bytes(prec.embeddings)
+             + head * dtype_bytes(prec.lm_head))
     for index, dt in prec.layers:
         if index < spec.num_hidden_layers:
             total += spec.layer_param_count(index) * (width(dt) - width(prec.weights))
@@ -210,8 +211,7 @@ def lower(
         mem = memory_per_chip(sliced, phase, plan, batch=batch, prompt_len=prompt_len,
                               context_len=context_len, new_tokens=new_tokens, seq_len=seq_len,
                               dtype=workload.params["dtype"], attention_impl=attention_impl,
-                              precision=resolve_precision(f"workload {spec.name}", precision, dtype,
-                                                          weight_dtype, kv_dtype))
+                              precision=workload.precision)
         resident = {k: v for k, v in mem.as_dict().items() if k not in ("total_bytes", "offloaded_bytes")}
         workload = replace(workload, resident_bytes=resident)
     warnings = lowering_warnings(spec, phase, plan, workload, args)
@@ -307,4 +307,5 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
             "activations_bytes": saved,
         }
         params |= {"seq_len": seq_len, "lm_head": lm_head}
-    return Workload(spec.name, phase, passes, resident, params)
+    return Workload(spec.name, phase, passes, resident, params,
+                    precision=None if prec.is_uniform else prec)

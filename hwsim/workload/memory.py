@@ -62,12 +62,12 @@ import math
 from dataclasses import asdict, dataclass
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
-from hwsim.workload.precision import Precision, weight_bits_per_param
 from hwsim.errors import ConfigError
 from hwsim.units import format_bytes
 from hwsim.workload import layers as layers_mod
 from hwsim.workload.layers import LayerSpec
 from hwsim.workload.plan import PHASES, Plan
+from hwsim.workload.precision import Precision, weight_bits_per_param
 from hwsim.workload.spec import ModelSpec
 
 GIB = 2**30

@@ -30,13 +30,13 @@ from __future__ import annotations
 import math
 
 from hwsim.dtypes import dtype_bytes
-from hwsim.workload.precision import Precision
-from hwsim.workload.quantize import quantize_graph
 from hwsim.workload.blocks import MlaForm, add_attention, add_ffn, attention_ops, experts_touched
 from hwsim.workload.graph import OperatorGraph
 from hwsim.workload.layers import LayerSpec, kv_bytes_per_token, layer_weight_params
 from hwsim.workload.ops import Collective, Elementwise, Embedding, MatMul, Op
 from hwsim.workload.plan import Plan
+from hwsim.workload.precision import Precision
+from hwsim.workload.quantize import quantize_graph
 from hwsim.workload.spec import ModelSpec
 
 __all__ = ["attention_ops", "experts_touched", "layer_graph", "layer_param_bytes", "local_kv_heads",

@@ -178,7 +178,8 @@ def _checked(source: str, values: dict[str, Any]) -> Precision:
     if isinstance(gs, bool) or not isinstance(gs, int) or gs < 0:
         problems.append(f"{source}: group_size: must be a non-negative integer, got {gs!r}")
     if out.get("act_scale", "per_token") not in ACT_SCALES:
-        problems.append(f"{source}: act_scale: expected one of {', '.join(ACT_SCALES)}, got {out['act_scale']!r}")
+        problems.append(f"{source}: act_scale: expected one of {', '.join(ACT_SCALES)}, "
+                        f"got {out['act_scale']!r}")
     if out.get("on_unsupported", "emulate") not in ON_UNSUPPORTED:
         problems.append(f"{source}: on_unsupported: expected one of {', '.join(ON_UNSUPPORTED)}, "
                         f"got {out['on_unsupported']!r}")
@@ -191,10 +192,11 @@ def _checked(source: str, values: dict[str, Any]) -> Precision:
     if dtype_bits(prec.weights) > dtype_bits(prec.activations) + 1e-9:
         problems.append(f"{source}: weights: {prec.weights} weights are wider than the {prec.activations} "
                         "activations; quantized weights are at most as wide as their activations")
-    for key, value in (("layers", prec.layers), ("embeddings", prec.embeddings), ("lm_head", prec.lm_head)):
-        for dt in ([d for _, d in value] if key == "layers" else [value]):  # type: ignore[attr-defined]
-            if dtype_bits(dt) > dtype_bits(prec.base) + 1e-9:
-                problems.append(f"{source}: {key}: {dt} is wider than base {prec.base}")
+    wide = [("layers", d) for _, d in prec.layers]
+    wide += [("embeddings", prec.embeddings), ("lm_head", prec.lm_head)]
+    for key, dt in wide:
+        if dtype_bits(dt) > dtype_bits(prec.base) + 1e-9:
+            problems.append(f"{source}: {key}: {dt} is wider than base {prec.base}")
     if dtype_bits(prec.activations) > dtype_bits(prec.base) + 1e-9:
         problems.append(f"{source}: activations: {prec.activations} is wider than base {prec.base}")
     if problems:
