@@ -52,6 +52,7 @@ def workload_options(func: F) -> F:
         click.option("--seq-len", type=int, help="Train: tokens per sequence." + _dflt("seq_len")),
         click.option("--n-layers", type=int, help="Simulate this many layers instead of the model's."),
         click.option("--dtype", help="Weights/activations dtype, e.g. bf16, fp8, int8." + _dflt("dtype")),
+        *precision_options(),
         click.option("--attention", "attention_impl", type=click.Choice(["flash", "naive"]),
                      help="Attention kernel." + _dflt("attention_impl")),
         click.option("--sparsity", callback=check_sparsity,
@@ -63,7 +64,44 @@ def workload_options(func: F) -> F:
 
 
 _WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers",
-                  "dtype", "attention_impl", "sparsity")
+                  "dtype", "attention_impl", "sparsity", "precision", "weight_dtype", "kv_dtype")
+
+
+def precision_options() -> list[Callable[[F], F]]:
+    """``--precision``, ``--weight-dtype``, ``--kv-dtype`` (see docs/precision.md)."""
+    return [
+        click.option("--precision", callback=parse_precision,
+                     help="Per-tensor precision: a scheme (w4a16, w8a16, w8a8, fp8, fp8-kv, nvfp4, "
+                          "mxfp4...) or fields, e.g. 'scheme=w4a16,kv_cache=fp8,group_size=64,"
+                          "layers=0:bf16;31:bf16'."),
+        click.option("--weight-dtype", help="Layer weights' dtype (e.g. int4 for weight-only)."),
+        click.option("--kv-dtype", help="KV cache dtype (e.g. fp8)."),
+    ]
+
+
+def parse_precision(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A scheme name as it is; ``key=value,...`` as a mapping (``layers=i:dtype;...``,
+    integers and true/false converted)."""
+    if value is None or "=" not in value:
+        return value
+    out: dict[str, Any] = {}
+    for item in value.split(","):
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {item!r}")
+        if key == "layers":
+            try:
+                out[key] = {int(i): d for i, _, d in (p.partition(":") for p in raw.split(";") if p)}
+            except ValueError:
+                raise click.BadParameter(f"layers: expected index:dtype;..., got {raw!r}") from None
+        elif raw.isdigit():
+            out[key] = int(raw)
+        elif raw.lower() in ("true", "false"):
+            out[key] = raw.lower() == "true"
+        else:
+            out[key] = raw
+    return out
 
 
 def build_workload(model: str, phase: str, opts: dict[str, Any]) -> Any:

@@ -10,6 +10,8 @@ from hwsim.units import format_bytes
 from hwsim.workload.graph import Workload
 from hwsim.workload.memory import workspace_allowance_bytes
 from hwsim.workload.ops import MatMul
+from hwsim.workload.precision import Precision
+from hwsim.workload.quantize import gemm_formats
 
 
 def check_fit(workload: Workload, chip: Chip) -> None:
@@ -41,9 +43,21 @@ def _matmuls(workload: Workload) -> list[MatMul]:
 
 def format_warnings(workload: Workload, chip: Chip) -> list[str]:
     """A GEMM format the chip has no math for, emulated: one line per format."""
+    return _emulated_lines(chip, {op.dtype for op in _matmuls(workload) if op.emulate})
+
+
+def precision_warnings(precision: Precision, chip: Chip) -> list[str]:
+    """:func:`format_warnings` for the weight GEMMs a precision gives a model."""
+    if precision.is_uniform or precision.on_unsupported != "emulate":
+        return []
+    stored = {precision.weights, precision.embeddings, precision.lm_head, *(d for _, d in precision.layers)}
+    return _emulated_lines(chip, {gemm_formats(precision, w)[0] for w in stored})
+
+
+def _emulated_lines(chip: Chip, formats: set[str]) -> list[str]:
     unit = chip.compute_units
     lines = []
-    for fmt in sorted({op.dtype for op in _matmuls(workload) if op.emulate}):
+    for fmt in sorted(formats):
         fallback = emulation_dtype(unit, fmt)
         if fallback is None:
             continue  # native, or refused when costed
