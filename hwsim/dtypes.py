@@ -19,6 +19,9 @@ DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4",
 """The data types an architecture may state a throughput for."""
 
 DTYPES: tuple[str, ...] = get_args(DType)
+#: The plain formats every generic array runs (:func:`hwsim.arch.single.single_array`);
+#: the narrower and block-scaled ones are declared by the chips that have them.
+PLAIN_DTYPES: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4")
 
 
 @dataclass(frozen=True)

@@ -221,10 +221,49 @@ class SparsityPattern(_Frozen):
     metadata_bits_per_nonzero: BitsPerElement = 0.0
 
 
-class SparsityUnit(_Frozen):
-    """Structured-sparsity support, keyed by pattern (``"2:4"``)."""
+SparseFormat = Literal["bitmask", "csr", "coo", "rle"]
 
-    patterns: dict[str, SparsityPattern]
+
+class DensitySparsity(_Frozen):
+    """A unit for a density-driven pattern (unstructured, or blocks of one size), in
+    Sparseloop's terms: a storage format whose metadata costs bytes and decode work, and
+    an action on the zeros it finds, ``skip`` (no cycle, no energy) or ``gate`` (the
+    cycle is spent, the energy saved). A skipping unit's time follows the density,
+    ``max(density, min_density) / efficiency`` of the dense time (never more)."""
+
+    format: SparseFormat = Field(
+        default="bitmask",
+        description="storage of the nonzeros: bitmask (1 bit per position), csr (an index per "
+        "nonzero, a 32-bit pointer per row), coo (two indices per nonzero), rle (a run length "
+        "per nonzero)")
+    index_bits: BitsPerElement = Field(default=8.0, description="width of one index or run length")
+    action: Literal["skip", "gate"] = "skip"
+    efficiency: Fraction = Field(
+        default=1.0, description="share of the ideal (1/density) speed-up a skipping unit reaches")
+    min_density: ZeroToOne = Field(
+        default=0.0, description="density below which a skipping unit gains nothing more "
+        "(load imbalance, metadata decode bound)")
+    decode_ops_per_nonzero: Multiplier = Field(
+        default=0.0, description="vector-lane operations to decode the metadata of one nonzero")
+
+
+class SparsityUnit(_Frozen):
+    """Sparsity support: N:M patterns keyed ``"2:4"`` (a constant speed-up, as sparse
+    tensor cores have), and density-driven ``unstructured`` and ``blocks`` (keyed by
+    block shape, ``"4x4"``) units."""
+
+    patterns: dict[str, SparsityPattern] = Field(default_factory=dict)
+    unstructured: DensitySparsity | None = None
+    blocks: dict[str, DensitySparsity] = Field(default_factory=dict)
+
+    @field_validator("blocks")
+    @classmethod
+    def _block_names(cls, value: dict[str, DensitySparsity]) -> dict[str, DensitySparsity]:
+        for key in value:
+            parts = key.split("x")
+            if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+                raise ValueError(f"block {key!r}: expected 'RxC' with positive R and C, e.g. '4x4'")
+        return value
 
     @field_validator("patterns")
     @classmethod

@@ -17,6 +17,7 @@ from hwsim.mapping.gemm import (
     gemm_candidates,
     reuse_traffic,
 )
+from hwsim.mapping.sparsity import sparse_effect
 from hwsim.mapping.systolic import systolic_level_bytes
 from hwsim.workload.ops import MatMul
 
@@ -82,17 +83,6 @@ def dequant_s(chip: Chip, op: MatMul, mapping: GemmMapping) -> tuple[float, floa
     return ops / vec.peak_ops_per_s, ops
 
 
-def _sparsity(chip: Chip, op: MatMul) -> tuple[float, float]:
-    """(math speedup, stored fraction of B) for the op's N:M pattern on this chip;
-    (1, 1) when the chip has no unit for it and the pruned weights run dense."""
-    if not (op.sparsity and chip.sparsity and op.sparsity in chip.sparsity.patterns):
-        return 1.0, 1.0
-    pattern = chip.sparsity.patterns[op.sparsity]
-    n_kept, m_group = (int(x) for x in op.sparsity.split(":"))
-    meta = pattern.metadata_bits_per_nonzero / 8 / dtype_bytes(op.dtype)
-    return pattern.speedup, n_kept / m_group * (1 + meta)
-
-
 def mapping_times(chip: Chip, cost: OpCost) -> tuple[float, float, float]:
     """What one mapping of an op really costs where it runs: ``(sustained_s, full_s,
     on_chip_s)``.
@@ -148,25 +138,33 @@ def matmul_cost(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
         return replace(cost, detail=f"{cost.detail}, {note}",
                        alternative=None if alt is None else replace(alt, detail=f"{alt.detail}, {note}"))
     unit = chip.compute_units
-    speedup, sparse_scale = _sparsity(chip, op)
+    sparse = sparse_effect(chip, op)
+    speedup = sparse.speedup
     # Traffic counts B's elements at the math width: a packed B is that much smaller.
-    b_scale = sparse_scale * (op.weight_bits / (8 * dtype_bytes(op.dtype)) if op.w_dtype else 1.0)
+    packed = op.weight_bits / (8 * dtype_bytes(op.dtype)) if op.w_dtype else 1.0
+    b_scale = sparse.b_scale * packed
     outer_tiles = {
         name: fit_tile(op.m, op.k, op.n, op.dtype, op.batch, op.b_shared, level.capacity_bytes)
         for name, level in chip.memory.items() if level.scope == "shared"
     }
     macs = op.flops / 2
-    energy = macs * unit.energy_per_mac_pj.get(op.dtype, 0.0) * 1e-12 / speedup  # type: ignore[call-overload]
-    weight = op.b_bytes * sparse_scale if op.b_is_weight else 0.0
+    energy = macs * unit.energy_per_mac_pj.get(op.dtype, 0.0) * 1e-12  # type: ignore[call-overload]
+    energy = energy / speedup if sparse.energy_scale is None else energy * sparse.energy_scale
+    weight = op.b_bytes * sparse.b_scale if op.b_is_weight else 0.0
     candidates = []
     mappings = {}
     for mapping in gemm_candidates(chip, op.m, op.k, op.n, op.dtype, op.batch):
         detail = (f"tile {mapping.tile_m}x{mapping.tile_n}, split_k {mapping.split_k}, "
                   f"{mapping.n_tiles} tiles, {mapping.waves} waves")
-        if op.sparsity and speedup == 1.0:
+        if op.sparsity and not sparse.supported:
             # No sparsity unit for this pattern: the pruned weights run (and are stored) dense.
             detail += f", {op.sparsity} unsupported: dense"
         deq_s, deq_ops = dequant_s(chip, op, mapping)
+        if sparse.decode_ops:
+            # Every tile row of the output decodes its copy of B's metadata.
+            copies = (1 if op.b_shared else op.batch) * -(-op.m // mapping.tile_m)
+            deq_ops += sparse.decode_ops * copies
+            deq_s += sparse.decode_ops * copies / chip.vector_units.peak_ops_per_s
         if op.w_dtype is not None:
             detail += f", {op.w_dtype} weights dequantized ({op.weight_bits:g} bits/weight)"
         cost = make_cost(

@@ -6,6 +6,7 @@ from __future__ import annotations
 from hwsim.arch.model import Chip
 from hwsim.errors import MappingError
 from hwsim.mapping.gemm import emulation_dtype
+from hwsim.mapping.sparsity import sparse_effect
 from hwsim.units import format_bytes
 from hwsim.workload.graph import Workload
 from hwsim.workload.memory import workspace_allowance_bytes
@@ -71,16 +72,18 @@ def _emulated_lines(chip: Chip, formats: set[str]) -> list[str]:
 
 def costing_warnings(workload: Workload, chip: Chip) -> tuple[str, ...]:
     """What costing ``workload`` on ``chip`` simplifies without refusing it, one line
-    each: an N:M sparsity pattern the chip has no sparsity unit for runs dense (the
-    pruned GEMMs at dense speed, their weights read dense); a matrix format it has no
-    math for is emulated (:func:`format_warnings`)."""
+    each: a sparsity pattern the chip has no sparsity unit for runs dense (the pruned
+    GEMMs at dense speed, their weights read dense); a matrix format it has no math for
+    is emulated (:func:`format_warnings`)."""
     matmuls = _matmuls(workload)
-    wanted = sorted({op.sparsity for op in matmuls if op.sparsity})
-    has = tuple(chip.sparsity.patterns) if chip.sparsity else ()
+    lacking = sorted({op.sparsity for op in matmuls
+                      if op.sparsity and not sparse_effect(chip, op).supported})
+    unit = chip.sparsity
+    has = [*unit.patterns, *(["unstructured"] if unit.unstructured else []),
+           *(f"block{k}" for k in unit.blocks)] if unit else []
     lines = []
-    for pattern in wanted:
-        if pattern not in has:
-            it_has = f"it has {', '.join(has)}" if has else "it has no sparsity unit"
-            lines.append(f"sparsity {pattern}: {chip.name} cannot run {pattern} sparse ({it_has}); "
-                         "the pruned weight GEMMs run dense")
+    for pattern in lacking:
+        it_has = f"it has {', '.join(has)}" if has else "it has no sparsity unit"
+        lines.append(f"sparsity {pattern}: {chip.name} cannot run {pattern} sparse ({it_has}); "
+                     "the pruned weight GEMMs run dense")
     return tuple(lines + format_warnings(workload, chip))

@@ -14,16 +14,57 @@ from hwsim.dtypes import accumulator_dtype, dtype_bytes
 from hwsim.workload.precision import weight_bits_per_param
 
 
+@dataclass(frozen=True)
+class SparsitySpec:
+    """A parsed sparsity pattern: ``kind`` ``"nm"`` (``key`` ``"2:4"``), ``"unstructured"``
+    or ``"block"`` (``key`` the block shape ``"4x4"``), and the density kept (N/M for N:M)."""
+
+    kind: str
+    key: str
+    density: float
+
+
+def parse_sparsity(pattern: str) -> SparsitySpec:
+    """Parse ``"2:4"``, ``"unstructured:0.3"`` or ``"block4x4:0.5"`` (densities in (0, 1]).
+
+    Raises
+    ------
+    ValueError
+        With what a valid pattern looks like.
+    """
+    text = str(pattern).strip().lower()
+    head, sep, tail = text.partition(":")
+    if head.isdigit() and tail.isdigit():
+        n_kept, m_group = int(head), int(tail)
+        if not 0 < n_kept < m_group:
+            raise ValueError(f"pattern {pattern!r} needs 0 < N < M")
+        return SparsitySpec("nm", text, n_kept / m_group)
+    if not sep:
+        raise ValueError(f"expected an N:M pattern such as '2:4', 'unstructured:<density>' or "
+                         f"'block<R>x<C>:<density>', got {pattern!r}")
+    try:
+        density = float(tail)
+    except ValueError:
+        raise ValueError(f"{pattern!r}: density {tail!r} is not a number") from None
+    if not 0 < density <= 1:
+        raise ValueError(f"{pattern!r}: density must be in (0, 1], got {density:g}")
+    if head == "unstructured":
+        return SparsitySpec("unstructured", "unstructured", density)
+    shape = head.removeprefix("block").split("x")
+    if head.startswith("block") and len(shape) == 2 and all(p.isdigit() and int(p) > 0 for p in shape):
+        return SparsitySpec("block", head.removeprefix("block"), density)
+    raise ValueError(f"expected an N:M pattern such as '2:4', 'unstructured:<density>' or "
+                     f"'block<R>x<C>:<density>', got {pattern!r}")
+
+
 def sparsity_problem(pattern: str | None) -> str | None:
-    """Why ``pattern`` is not a valid N:M sparsity pattern (``None`` if it is, or is
-    ``None``)."""
+    """Why ``pattern`` is not a valid sparsity pattern (``None`` if it is, or is ``None``)."""
     if pattern is None:
         return None
-    parts = str(pattern).split(":")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        return f"expected an N:M pattern such as '2:4', got {pattern!r}"
-    if not 0 < int(parts[0]) < int(parts[1]):
-        return f"pattern {pattern!r} needs 0 < N < M"
+    try:
+        parse_sparsity(pattern)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -33,7 +74,8 @@ class MatMul:
 
     ``b_is_weight`` marks B as a parameter streamed from memory (a layer's weight);
     ``b_shared`` means the batch shares one B (so B is read once, not ``batch`` times).
-    ``sparsity`` names an N:M pattern B was pruned to (``"2:4"``) or is ``None``.
+    ``sparsity`` names the pattern B was pruned to (``"2:4"``, ``"unstructured:0.3"``,
+    ``"block4x4:0.5"``; :func:`parse_sparsity`) or is ``None``.
     ``bias`` adds a bias vector of ``n`` to each output row in the kernel's epilogue
     (one FLOP per output element, the vector read with B).
 
