@@ -132,6 +132,7 @@ SCHEMES: dict[str, dict[str, Any]] = {
     "w4a16-zp": {**_W4, "zero_point": True},
     "w8a8": {"weights": "int8", "activations": "int8"},
     "w8a8-static": {"weights": "int8", "activations": "int8", "act_scale": "static"},
+    "w8a8-tensor": {"weights": "int8", "activations": "int8", "act_scale": "per_tensor"},
     "w4a8": {"weights": "int4", "activations": "int8"},
     "fp8": {"weights": "fp8", "activations": "fp8"},
     "fp8-kv": {"weights": "fp8", "activations": "fp8", "kv_cache": "fp8"},
