@@ -124,7 +124,7 @@ def model_weight_bytes(spec: ModelSpec, prec: Precision) -> float:
 #: (the longest contexts are ~1e7 tokens, the deepest models ~1e3 layers), small enough
 #: that the arrays and loops an engine sizes by them stay finite.
 SHAPE_LIMITS = {"batch": 10**7, "prompt_len": 10**8, "context_len": 10**8, "new_tokens": 10**7,
-                "seq_len": 10**8, "n_layers": 10**5}
+                "seq_len": 10**8, "n_layers": 10**5, "attention_window": 10**8}
 
 
 def _check_positive(source: str, **values: int) -> None:
@@ -157,6 +157,7 @@ def lower(
     precision: str | dict[str, Any] | Precision | None = None,
     weight_dtype: str | None = None,
     kv_dtype: str | None = None,
+    attention_window: int | None = None,
 ) -> Workload:
     """Lower ``spec`` for ``phase`` into a :class:`Workload`.
 
@@ -196,6 +197,10 @@ def lower(
         or a Precision (see ``docs/precision.md``).
     weight_dtype, kv_dtype : str, optional
         Shorthands: the layer weights' and the KV cache's dtype.
+    attention_window : int, optional
+        Every layer attends to at most its ``attention_window`` most recent keys
+        (sliding-window attention, as Mistral's): scores, K/V reads and the KV cache held
+        are capped at the window.
 
     The returned workload's ``warnings`` say what was simplified or assumed.
     """
@@ -203,8 +208,14 @@ def lower(
             "new_tokens": new_tokens, "seq_len": seq_len, "n_layers": n_layers, "dtype": dtype,
             "attention_impl": attention_impl, "sparsity": sparsity, "lm_head": lm_head,
             "moe_capacity_factor": moe_capacity_factor, "precision": precision,
-            "weight_dtype": weight_dtype, "kv_dtype": kv_dtype}
-    workload = _lower(spec, phase, plan, **args)
+            "weight_dtype": weight_dtype, "kv_dtype": kv_dtype, "attention_window": attention_window}
+    if attention_window is not None:
+        _check_positive(f"workload {spec.name or '<model>'}", attention_window=attention_window)
+        if spec.encoder_only:
+            raise ConfigError([f"workload {spec.name}: attention_window: an encoder attends both ways; "
+                               "a sliding window applies to causal models"])
+        spec = spec.model_copy(update={"sliding_window": attention_window, "layer_attention": ("sliding",)})
+    workload = _lower(spec, phase, plan, **{k: v for k, v in args.items() if k != "attention_window"})
     if plan is not None:
         # What one chip holds: its shares of weights, cache, activations and state.
         sliced = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})
