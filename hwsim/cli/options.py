@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from hwsim._yaml import validation_problems
 from hwsim.api import load_workload
 from hwsim.errors import ConfigError
+from hwsim.workload.ops import parse_sparsity
 from hwsim.workload.lower import PHASES, lower
 from hwsim.workload.plan import Plan
 
@@ -28,13 +29,20 @@ def _dflt(key: str) -> str:
 
 
 def check_sparsity(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Click callback: ``value`` as a canonical ``N:M`` pattern (0 < N < M), or None."""
+    """Click callback: ``value`` as a canonical ``N:M`` pattern (0 < N < M), a density
+    pattern (``unstructured:0.3``, ``block4x4:0.5``), or None."""
     if value is None:
         return None
     match = re.fullmatch(r"(\d+):(\d+)", value.strip())
-    if not match or not 0 < int(match[1]) < int(match[2]):
-        raise click.BadParameter(f"expected an N:M pattern with 0 < N < M such as 2:4, got {value!r}")
-    return f"{int(match[1])}:{int(match[2])}"
+    if match:
+        if not 0 < int(match[1]) < int(match[2]):
+            raise click.BadParameter(f"expected an N:M pattern with 0 < N < M such as 2:4, got {value!r}")
+        return f"{int(match[1])}:{int(match[2])}"
+    try:
+        parse_sparsity(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value.strip().lower()
 
 
 def workload_options(func: F) -> F:
@@ -56,7 +64,10 @@ def workload_options(func: F) -> F:
         click.option("--attention", "attention_impl", type=click.Choice(["flash", "naive"]),
                      help="Attention kernel." + _dflt("attention_impl")),
         click.option("--sparsity", callback=check_sparsity,
-                     help="N:M pattern the weight GEMMs are pruned to, e.g. 2:4."),
+                     help="Pattern the weight GEMMs are pruned to: N:M (2:4), unstructured:<density> "
+                          "or block<R>x<C>:<density>."),
+        click.option("--attention-window", type=int,
+                     help="Every layer attends to at most this many recent keys (sliding window)."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -64,7 +75,8 @@ def workload_options(func: F) -> F:
 
 
 _WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers",
-                  "dtype", "attention_impl", "sparsity", "precision", "weight_dtype", "kv_dtype")
+                  "dtype", "attention_impl", "sparsity", "precision", "weight_dtype", "kv_dtype",
+                  "attention_window")
 
 
 def precision_options() -> list[Callable[[F], F]]:
