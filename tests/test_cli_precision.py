@@ -28,8 +28,8 @@ def test_simulate_precision_matches_api():
 
 def test_simulate_precision_fields_and_errors():
     """key=value fields parse; an unknown scheme is an error line, not a traceback."""
-    ok = run("simulate", "--arch", "h100-sxm", *SMALL, "--precision", "scheme=w4a16,group_size=64,layers=0:bf16",
-             "--json")
+    fields = "scheme=w4a16,group_size=64,layers=0:bf16"
+    ok = run("simulate", "--arch", "h100-sxm", *SMALL, "--precision", fields, "--json")
     assert ok.exit_code == 0, ok.output
     bad = run("simulate", "--arch", "h100-sxm", *SMALL, "--precision", "w3a7")
     assert bad.exit_code != 0 and "unknown scheme" in bad.output and "Traceback" not in bad.output

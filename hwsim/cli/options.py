@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from hwsim._yaml import validation_problems
 from hwsim.api import load_workload
 from hwsim.errors import ConfigError
-from hwsim.workload.ops import parse_sparsity
 from hwsim.workload.lower import PHASES, lower
+from hwsim.workload.ops import parse_sparsity
 from hwsim.workload.plan import Plan
 
 F = TypeVar("F", bound=Callable[..., Any])
