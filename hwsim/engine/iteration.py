@@ -49,7 +49,7 @@ from hwsim.workload.blocks import MlaForm, attention_ops, mla_form
 from hwsim.workload.graph import OperatorGraph, Pass, Segment, SegmentRole, Workload
 from hwsim.workload.layers import LayerSpec, group_layers, stage_bounds
 from hwsim.workload.lower import head_weights, run_name
-from hwsim.workload.ops import Attention, Collective, Op
+from hwsim.workload.ops import Attention, Collective, Op, Sparsity
 from hwsim.workload.parallel import (
     chain_graphs,
     host_streams,
@@ -219,7 +219,7 @@ class ReplicaModel:
     """
 
     def __init__(self, spec: ModelSpec, chip: Chip, plan: Plan, cost_of: Callable[..., OpCost],
-                 dtype: str = "bf16", attention_impl: str = "flash", sparsity: str | None = None,
+                 dtype: str = "bf16", attention_impl: str = "flash", sparsity: Sparsity = None,
                  per_shape: bool = False, token_grid: bool = False, capacity_factor: float = 1.0,
                  lowering: dict[Any, Any] | None = None, precision: Precision | None = None) -> None:
         self.spec, self.chip, self.plan, self.cost_of = spec, chip, plan, cost_of

@@ -43,8 +43,16 @@ def _matmuls(workload: Workload) -> list[MatMul]:
 
 
 def format_warnings(workload: Workload, chip: Chip) -> list[str]:
-    """A GEMM format the chip has no math for, emulated: one line per format."""
-    return _emulated_lines(chip, {op.dtype for op in _matmuls(workload) if op.emulate})
+    """A GEMM format the chip has no math for, emulated; a native one it states no MAC
+    energy for while it does for others (those MACs then cost no energy): one line each."""
+    used = {op.dtype for op in _matmuls(workload)}
+    lines = _emulated_lines(chip, {op.dtype for op in _matmuls(workload) if op.emulate})
+    unit = chip.compute_units
+    if unit.energy_per_mac_pj:
+        for fmt in sorted(d for d in used if unit.flops_per_cycle.get(d) and d not in unit.energy_per_mac_pj):  # type: ignore[call-overload]
+            lines.append(f"precision: {chip.name} states no energy_per_mac_pj for {fmt}; its {fmt} MACs "
+                         "are counted at no energy (operand traffic is counted)")
+    return lines
 
 
 def precision_warnings(precision: Precision, chip: Chip) -> list[str]:

@@ -22,7 +22,7 @@ from hwsim.errors import ConfigError
 from hwsim.workload.graph import Pass, Segment, SegmentRole, Workload
 from hwsim.workload.layers import LayerSpec, group_layers
 from hwsim.workload.memory import memory_per_chip, sequence_kv_bytes, stage_layers
-from hwsim.workload.ops import sparsity_problem
+from hwsim.workload.ops import Sparsity, normalize_sparsity, sparsity_problem
 from hwsim.workload.parallel import period_graph, sharded_embedding, sharded_head
 from hwsim.workload.plan import PHASES, Plan
 from hwsim.workload.plans import plan_problems
@@ -150,7 +150,7 @@ def lower(
     n_layers: int | None = None,
     dtype: str = "bf16",
     attention_impl: str = "flash",
-    sparsity: str | None = None,
+    sparsity: str | dict[str, str] | None = None,
     lm_head: bool = True,
     plan: Plan | None = None,
     moe_capacity_factor: float = 1.0,
@@ -176,8 +176,9 @@ def lower(
     dtype : str
         Weights, activations and KV cache dtype (when no ``precision`` is given).
     attention_impl : {"flash", "naive"}
-    sparsity : str, optional
-        N:M pattern the weight GEMMs were pruned to (``"2:4"``).
+    sparsity : str or dict, optional
+        Pattern the weight GEMMs were pruned to: N:M (``"2:4"``), ``"unstructured:<density>"``
+        or ``"block<R>x<C>:<density>"``; or one per part, ``{"attention": ..., "ffn": ...}``.
     lm_head : bool
         Training only: compute the LM head and cross-entropy (else loss on hidden states).
     plan : Plan, optional
@@ -209,6 +210,10 @@ def lower(
             "attention_impl": attention_impl, "sparsity": sparsity, "lm_head": lm_head,
             "moe_capacity_factor": moe_capacity_factor, "precision": precision,
             "weight_dtype": weight_dtype, "kv_dtype": kv_dtype, "attention_window": attention_window}
+    problem = sparsity_problem(sparsity)
+    if problem:
+        raise ConfigError([f"workload {spec.name or '<model>'}: sparsity: {problem}"])
+    args["sparsity"] = normalize_sparsity(sparsity)
     if attention_window is not None:
         _check_positive(f"workload {spec.name or '<model>'}", attention_window=attention_window)
         if spec.encoder_only:
@@ -231,7 +236,7 @@ def lower(
 
 def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt_len: int,
            context_len: int, new_tokens: int, seq_len: int, n_layers: int | None, dtype: str,
-           attention_impl: str, sparsity: str | None, lm_head: bool, moe_capacity_factor: float,
+           attention_impl: str, sparsity: Sparsity, lm_head: bool, moe_capacity_factor: float,
            precision: str | dict[str, Any] | Precision | None, weight_dtype: str | None,
            kv_dtype: str | None) -> Workload:
     source = f"workload {spec.name or '<model>'}"

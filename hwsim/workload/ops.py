@@ -57,12 +57,48 @@ def parse_sparsity(pattern: str) -> SparsitySpec:
                      f"'block<R>x<C>:<density>', got {pattern!r}")
 
 
-def sparsity_problem(pattern: str | None) -> str | None:
-    """Why ``pattern`` is not a valid sparsity pattern (``None`` if it is, or is ``None``)."""
-    if pattern is None:
+#: The tensor classes a sparsity mapping may name: attention projections, FFN (dense
+#: MLPs, routed and shared experts).
+SPARSITY_PARTS = ("attention", "ffn")
+Sparsity = str | tuple[tuple[str, str], ...] | None
+"""One pattern for every weight GEMM, or (part, pattern) pairs, or none."""
+
+
+def normalize_sparsity(value: object) -> Sparsity:
+    """``value`` (a pattern, a ``{part: pattern}`` mapping, or None) in hashable form.
+
+    Raises
+    ------
+    ValueError
+        For an unknown part or an invalid pattern.
+    """
+    if value is None:
         return None
+    if isinstance(value, dict):
+        unknown = [k for k in value if k not in SPARSITY_PARTS]
+        if unknown:
+            raise ValueError(f"unknown part {unknown[0]!r}; expected {' or '.join(SPARSITY_PARTS)}")
+        for pattern in value.values():
+            if pattern is not None:
+                parse_sparsity(pattern)
+        return tuple(sorted((k, str(v)) for k, v in value.items() if v is not None)) or None
+    if isinstance(value, tuple):
+        return normalize_sparsity(dict(value))
+    parse_sparsity(str(value))
+    return str(value)
+
+
+def sparsity_for(sparsity: Sparsity, part: str) -> str | None:
+    """The pattern of ``part``'s weight GEMMs under ``sparsity``."""
+    if sparsity is None or isinstance(sparsity, str):
+        return sparsity
+    return dict(sparsity).get(part)
+
+
+def sparsity_problem(pattern: object) -> str | None:
+    """Why ``pattern`` is not a valid sparsity (``None`` if it is, or is ``None``)."""
     try:
-        parse_sparsity(pattern)
+        normalize_sparsity(pattern)
     except ValueError as exc:
         return str(exc)
     return None

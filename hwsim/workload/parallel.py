@@ -33,7 +33,7 @@ from hwsim.dtypes import dtype_bytes
 from hwsim.workload.blocks import MlaForm, add_attention, add_ffn, attention_ops, experts_touched
 from hwsim.workload.graph import OperatorGraph
 from hwsim.workload.layers import LayerSpec, kv_bytes_per_token, layer_weight_params
-from hwsim.workload.ops import Collective, Elementwise, Embedding, MatMul, Op
+from hwsim.workload.ops import Collective, Elementwise, Embedding, MatMul, Op, Sparsity, sparsity_for
 from hwsim.workload.plan import Plan
 from hwsim.workload.precision import Precision
 from hwsim.workload.quantize import quantize_graph
@@ -68,7 +68,7 @@ def _gather_input(g: OperatorGraph, name: str, after: str, n_tok: int, d: int, d
 
 def layer_graph(
     layer: LayerSpec, plan: Plan, n_tokens: int, attention: list[tuple[str, Op]], dtype: str,
-    sparsity: str | None = None, *, cp_kv_tokens: int = 0, capacity_factor: float = 1.0,
+    sparsity: Sparsity = None, *, cp_kv_tokens: int = 0, capacity_factor: float = 1.0,
 ) -> OperatorGraph:
     """One chip's graph of one layer whose linear operators see ``n_tokens`` rows (this
     chip's tokens), with ``attention`` (from :func:`attention_ops`, or a caller's own
@@ -79,13 +79,15 @@ def layer_graph(
     g = OperatorGraph()
     g.add_op("attn_norm", Elementwise(layer.norm, norm_rows, d, dtype))
     x = _gather_input(g, "attn_gather", "attn_norm", n_tokens, d, dtype, plan)
-    attn = add_attention(g, layer, plan, x, n_tokens, attention, dtype, sparsity, cp_kv_tokens)
+    attn = add_attention(g, layer, plan, x, n_tokens, attention, dtype, sparsity_for(sparsity, "attention"),
+                         cp_kv_tokens)
     if layer.parallel:
         ffn_in = x
         if layer.n_norms >= 2:
             g.add_op("ffn_norm", Elementwise(layer.norm, norm_rows, d, dtype))
             ffn_in = _gather_input(g, "ffn_gather", "ffn_norm", n_tokens, d, dtype, plan)
-        last = add_ffn(g, layer, plan, ffn_in, n_tokens, dtype, sparsity, capacity_factor)
+        ffn_sparsity = sparsity_for(sparsity, "ffn")
+        last = add_ffn(g, layer, plan, ffn_in, n_tokens, dtype, ffn_sparsity, capacity_factor)
         g.add_op("branch_sum", Elementwise("residual_add", n_tokens, d, dtype), [attn, last])
         x = _block_sum(g, "block_allreduce", "branch_sum", n_tokens, d, dtype, plan)
         g.add_op("ffn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x])
@@ -97,7 +99,7 @@ def layer_graph(
         g.add_op("attn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x])
         g.add_op("ffn_norm", Elementwise(layer.norm, norm_rows, d, dtype), ["attn_residual"])
         x = _gather_input(g, "ffn_gather", "ffn_norm", n_tokens, d, dtype, plan)
-        last = add_ffn(g, layer, plan, x, n_tokens, dtype, sparsity, capacity_factor)
+        last = add_ffn(g, layer, plan, x, n_tokens, dtype, sparsity_for(sparsity, "ffn"), capacity_factor)
         x = _block_sum(g, "ffn_allreduce", last, n_tokens, d, dtype, plan)
         if layer.n_norms >= 4:
             g.add_op("ffn_post_norm", Elementwise(layer.norm, norm_rows, d, dtype), [x])
@@ -108,7 +110,7 @@ def layer_graph(
 
 def sharded_layer(
     spec: ModelSpec | LayerSpec, plan: Plan, batch: int, q_len: int, kv_len: int, dtype: str,
-    attention_impl: str = "flash", sparsity: str | None = None, *, capacity_factor: float = 1.0,
+    attention_impl: str = "flash", sparsity: Sparsity = None, *, capacity_factor: float = 1.0,
     mla: MlaForm | None = None,
 ) -> OperatorGraph:
     """One chip's graph of one layer (a :class:`LayerSpec`, or a model's first layer):
@@ -124,7 +126,7 @@ def sharded_layer(
 
 
 def period_graph(layers: tuple[LayerSpec, ...], plan: Plan, batch: int, q_len: int, kv_len: int, dtype: str,
-                 attention_impl: str = "flash", sparsity: str | None = None, *,
+                 attention_impl: str = "flash", sparsity: Sparsity = None, *,
                  capacity_factor: float = 1.0, mla: MlaForm | None = None,
                  precision: Precision | None = None, first_layer: int = 0) -> OperatorGraph:
     """The layers of one period (e.g. five local and one global layer) chained in one

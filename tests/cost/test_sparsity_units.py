@@ -101,3 +101,19 @@ def test_bad_block_key_is_refused():
     """A sparsity unit's block shape must read RxC."""
     with pytest.raises(ConfigError, match="blocks"):
         with_overrides(H100, {"sparsity.blocks": {"4by4": {"format": "csr"}}})
+
+
+def test_sparsity_per_part():
+    """A {part: pattern} mapping prunes only that part's GEMMs; a bad part is refused."""
+    w = hwsim.load_workload("llama2-7b", n_layers=1, context_len=256, sparsity={"ffn": "unstructured:0.5"})
+    ops = {name: op for p in w.passes for s in p.segments for name, op in s.graph.ops()}
+    assert ops["down_proj"].sparsity == "unstructured:0.5" and ops["qkv_proj"].sparsity is None
+    both = hwsim.load_workload("llama2-7b", n_layers=1, context_len=256,
+                               sparsity={"attention": "2:4", "ffn": "block4x4:0.5"})
+    ops = {name: op for p in both.passes for s in p.segments for name, op in s.graph.ops()}
+    assert ops["o_proj"].sparsity == "2:4" and ops["up_proj"].sparsity == "block4x4:0.5"
+    chip = _sparse_h100()
+    dense = hwsim.simulate(hwsim.load_workload("llama2-7b", n_layers=1, context_len=256), chip)
+    assert hwsim.simulate(w, chip).latency_s < dense.latency_s
+    with pytest.raises(ConfigError, match="sparsity: unknown part 'mlp'"):
+        hwsim.load_workload("llama2-7b", n_layers=1, sparsity={"mlp": "2:4"})
