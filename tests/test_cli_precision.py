@@ -43,3 +43,11 @@ def test_serve_kv_dtype_doubles_blocks():
     assert ref.exit_code == 0 and fp8.exit_code == 0, ref.output + fp8.output
     blocks = [json.loads(r.stdout)["config"]["pools"][0]["kv_blocks"] for r in (ref, fp8)]
     assert blocks[1] in (2 * blocks[0], 2 * blocks[0] + 1)
+
+
+def test_list_precisions():
+    """hwsim list precisions shows every scheme with its weight bits (w4a16: 4.125)."""
+    res = run("list", "precisions", "--json")
+    assert res.exit_code == 0, res.output
+    rows = {r["scheme"]: r for r in json.loads(res.stdout)}
+    assert rows["w4a16"]["weight_bits"] == "4.125" and rows["nvfp4"]["weight_bits"] == "4.5"
