@@ -34,7 +34,8 @@ import numpy as np
 from hwsim.arch.model import Chip
 from hwsim.cost.attention_batch import attention_batch_cost
 from hwsim.cost.model import OpCost, make_cost, streaming_traffic, transfer_time_s
-from hwsim.engine.chain import Profile, is_chain
+from hwsim.engine.chain import Profile, is_chain, node_profile
+from hwsim.engine.compiled import CompiledPass
 from hwsim.engine.power import PowerState, apply_power_limit
 from hwsim.engine.schedule import (
     Schedule,
@@ -175,6 +176,8 @@ class _PassPlan:
     energy_j: list[float]  # each node's energy at full clock (attention nodes: per run)
     collective: list[bool]
     alternatives: list[int]  # nodes whose cost has an alternative mapping
+    compiled: CompiledPass | None = None  # serving: what changes per iteration, compiled
+    static_swaps: np.ndarray | None = None  # totals' change from static nodes' alternatives
 
 
 def _full_j(cost: OpCost) -> float:
@@ -414,8 +417,15 @@ class ReplicaModel:
             nodes[i].cost = cost
             plan.profiles[i] = None
             dyn += plan.mult[i] * np.asarray(_sums(cost))
+        fast = self.token_grid and not detail and shape is None and not plan.events
+        if fast and plan.compiled is not None:
+            done = self._run_compiled(plan, power, dyn)
+            if done is not None:
+                return done
         log, now = evaluate_nodes(nodes, self.chip, plan.events, plan.profiles)
         at_full_clock = True
+        energy: list[float] = plan.energy_j
+        swaps: dict[int, OpCost] = {}
         if power is not None and not detail:
             # Most iterations never empty the bucket: walk plain numbers, no schedule.
             energy, swaps = self._full_clock_energies(plan, log)
@@ -423,6 +433,8 @@ class ReplicaModel:
             at_full_clock = power.walk_at_full_clock(energy, span, plan.collective, plan.groups)
             for i, alt in swaps.items():
                 dyn += plan.mult[i] * (np.asarray(_sums(alt)) - np.asarray(_sums(nodes[i].cost)))
+        if fast and at_full_clock and plan.compiled is None and not any(n.issue_s for n in nodes):
+            self._compile(plan, log, energy, swaps, power)
         if detail or not at_full_clock:
             schedule = fold_schedule(plan.workload, nodes, plan.runs, log, now)
             if power is not None:
@@ -430,6 +442,50 @@ class ReplicaModel:
             return self._from_schedule(schedule, detail)
         bounds = self._bounds(plan, log) if not self.token_grid else {}
         return self._cost(now + self._shift(plan, log), dyn, bounds, None)
+
+    def _compile(self, plan: _PassPlan, log: list, energy: list[float], swaps: dict[int, OpCost],
+                 power: PowerState | None) -> None:
+        """Compile ``plan`` from a full evaluation (see :mod:`hwsim.engine.compiled`)."""
+        # Attention changes with the batch, and so does the start of the op after it.
+        dynamic = {i for i, _ in plan.attention}
+        dynamic |= {i + 1 for i in dynamic if i + 1 < len(plan.nodes)}
+        plan.compiled = CompiledPass(plan.nodes, plan.profiles, log, self.chip, sorted(dynamic), plan.groups,
+                                     power.capacity_j if power else 0.0, power.headroom_w if power else 0.0,
+                                     list(energy))
+        delta = np.zeros_like(plan.static)
+        for i, alt in swaps.items():
+            if i not in dynamic:
+                delta += plan.mult[i] * (np.asarray(_sums(alt)) - np.asarray(_sums(plan.nodes[i].cost)))
+        plan.static_swaps = delta
+
+    def _run_compiled(
+        self, plan: _PassPlan, power: PowerState | None, dyn: np.ndarray
+    ) -> IterationCost | None:
+        """One iteration through the compiled pass; None where it does not apply (the
+        caller then evaluates op by op)."""
+        compiled = plan.compiled
+        assert compiled is not None and plan.static_swaps is not None
+        home = self.chip.memory[self.chip.home_level]
+        for i, _ in plan.attention:
+            plan.profiles[i] = node_profile(plan.nodes[i], home)
+        out = compiled.run()
+        if out is None:
+            return None
+        end, starts, (c, s, v, ok), swaps = out
+        if power is not None:
+            if not ok or power.level_j < v:
+                return None  # some op slows: the walk op by op decides how
+            power.level_j = min(c, power.level_j - s)
+        dyn = dyn + plan.static_swaps
+        for i, alt in swaps.items():
+            dyn += plan.mult[i] * (np.asarray(_sums(alt)) - np.asarray(_sums(plan.nodes[i].cost)))
+        shift = 0.0
+        for r in plan.runs:
+            if r.simulated < r.repeat:
+                a = plan.first_of[(r.pass_index, r.segment_index, 1)]
+                b = plan.first_of[(r.pass_index, r.segment_index, 2)]
+                shift += (r.repeat - r.simulated) * (starts[b] - starts[a])
+        return self._cost(end + shift, dyn, {}, None)
 
     def _full_clock_energies(self, plan: _PassPlan, log: list) -> tuple[list[float], dict[int, OpCost]]:
         """Each op's energy at full clock, and the ops that run their ``alternative``
