@@ -152,3 +152,15 @@ def test_a_chip_without_a_process_node_has_no_area_and_says_so(tmp_path):
                       objectives={"latency_s": "min", "area_mm2": "min"})
     areas = sweep(swept, executor="serial").to_frame().set_index("param_process_node_nm")["area_mm2"]
     assert areas[7] < areas[16]
+
+
+def test_precision_is_a_sweepable_workload_option():
+    """workload.precision sweeps like any workload option; each row equals hwsim.simulate."""
+    spec = make_spec(arch="h100-sxm", parameters={"workload.precision": ["bf16", "w4a16", "fp8-kv"]},
+                     derived=None)
+    frame = hwsim.sweep(spec, executor="serial").to_frame()
+    assert frame["error"].isna().all() and len(frame) == 3
+    for _, row in frame.iterrows():
+        scheme = row["param_workload.precision"]
+        w = hwsim.load_workload("llama2-7b", phase="decode", n_layers=2, precision=scheme)
+        assert row["latency_s"] == hwsim.simulate(w, "h100-sxm").latency_s
