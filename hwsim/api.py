@@ -125,6 +125,7 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
 
     run, notes = serve_requests(requests, system, spec, plan, prec, scheduler, opts, costs, progress)
     config = {"options": opts.model_dump(exclude={"pools"}), "plan": (plan or Plan()).label(),
+              "precision": prec.label(),
               "pools": [{"role": p.role, "arch": p.system.name, "plan": p.model.plan.label(),
                          "replicas": p.replicas, "kv_blocks": p.kv.n_blocks,
                          "kv_bytes_per_chip": p.kv.kv_bytes, "weights_bytes_per_chip": p.kv.weights_bytes}

@@ -12,8 +12,8 @@ from dataclasses import replace
 
 from hwsim.dtypes import dtype_bits
 from hwsim.workload.graph import OperatorGraph
-from hwsim.workload.ops import Attention, Elementwise, MatMul, Op
-from hwsim.workload.precision import Precision, is_weight_only
+from hwsim.workload.ops import Attention, Collective, Elementwise, MatMul, Op
+from hwsim.workload.precision import Precision, is_weight_only, weight_bits_per_param
 
 
 def gemm_formats(prec: Precision, weights: str) -> tuple[str, str | None, bool]:
@@ -63,5 +63,14 @@ def quantize_graph(g: OperatorGraph, prec: Precision, weights: str | None = None
                 preds = [f"{name}_quant"]
         elif isinstance(op, Attention) and prec.kv_cache != op.dtype:
             new = replace(op, kv_dtype=prec.kv_cache)
+        elif isinstance(op, Collective) and name in _RESCALED:
+            # Built at the base width: streamed weights and moved KV at their own.
+            stored = (weight_bits_per_param(weights, prec.activations, prec.group_size, prec.zero_point)
+                      if _RESCALED[name] == "weights" else dtype_bits(prec.kv_cache))
+            new = replace(op, n_bytes=op.n_bytes * stored / dtype_bits(prec.base))
         out.add_op(name, new, preds)
     return out
+
+
+#: Transfers a layer graph sizes at the base width, and which stored tensor they move.
+_RESCALED = {"weights_stream": "weights", "kv_stream": "kv", "kv_writeback": "kv", "cp_kv_gather": "kv"}

@@ -152,3 +152,19 @@ def test_matmul_default_bytes_unchanged():
     """A MatMul without w_dtype keeps its single-dtype byte count."""
     op = MatMul(4, 4096, 4096, "bf16", bias=True)
     assert op.b_bytes == 4097 * 4096 * 2
+
+
+def test_streamed_weights_and_kv_move_at_their_widths():
+    """Offloaded weights stream at 4.125 bits under w4a16; an offloaded fp8 cache at 1 byte."""
+    plan = hwsim.Plan(offload=("weights", "kv_cache"))
+    ref = hwsim.load_workload("llama2-7b", plan=plan, **SMALL)
+    quant = hwsim.load_workload("llama2-7b", plan=plan, precision="w4a16-fp8kv", **SMALL)
+
+    def streams(w):
+        return {n: op.n_bytes for n, op in _ops(w) if n in ("weights_stream", "kv_stream", "kv_writeback")}
+
+    a, b = streams(ref), streams(quant)
+    assert set(a) == {"weights_stream", "kv_stream", "kv_writeback"} == set(b)
+    assert b["weights_stream"] == pytest.approx(a["weights_stream"] * 4.125 / 16)
+    assert b["kv_stream"] == pytest.approx(a["kv_stream"] / 2)
+    assert b["kv_writeback"] == pytest.approx(a["kv_writeback"] / 2)
