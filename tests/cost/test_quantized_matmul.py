@@ -107,3 +107,16 @@ def test_serve_warns_on_emulated_format():
     req = hwsim.Requests.offline(4, prompt_len=64, output_len=4)
     res = hwsim.serve(req, "h100-sxm", model="llama2-7b", n_layers=2, precision="nvfp4")
     assert any("no nvfp4 matrix math" in w for w in res.warnings)
+
+
+def test_single_gemm_with_quantized_weights():
+    """hwsim.ops.gemm(weight_dtype='int4') is the packed GEMM; wider weights are refused."""
+    w = hwsim.ops.gemm(1, 4096, 4096, "bf16", weight_dtype="int4", group_size=64)
+    op = next(op for p in w.passes for s in p.segments for _, op in s.graph.ops())
+    assert op.w_dtype == "int4" and op.b_bytes == 4096 * 4096 * (4 + 16 / 64) / 8
+    dense = hwsim.simulate(hwsim.ops.gemm(1, 4096, 4096), "h100-sxm")
+    assert hwsim.simulate(w, "h100-sxm").latency_s < dense.latency_s
+    with pytest.raises(hwsim.ConfigError, match="weight_dtype"):
+        hwsim.ops.gemm(1, 64, 64, "fp8", weight_dtype="bf16")
+    emulated = hwsim.simulate(hwsim.ops.gemm(256, 4096, 4096, "mxfp4", emulate=True), "h100-sxm")
+    assert any("mxfp4" in line for line in emulated.warnings)
