@@ -48,7 +48,7 @@ WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", 
 WORKLOAD_PREFIX = "workload."
 #: Every metric a row carries, usable in objectives and constraints.
 METRICS = ("latency_s", "energy_j", "energy_per_token_j", "tokens_per_s", "power_w", "compute_utilization",
-           "area_mm2", "chip_cost_usd", "cost_per_mtok_usd")
+           "area_mm2", "chip_cost_usd", "cost_per_mtok_usd", "published_ppl_delta")
 Value = bool | int | float | str
 
 

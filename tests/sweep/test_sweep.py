@@ -160,6 +160,9 @@ def test_precision_is_a_sweepable_workload_option():
                      derived=None)
     frame = hwsim.sweep(spec, executor="serial").to_frame()
     assert frame["error"].isna().all() and len(frame) == 3
+    deltas = dict(zip(frame["param_workload.precision"], frame["published_ppl_delta"], strict=True))
+    assert deltas["bf16"] == 0.0 and deltas["w4a16"] == pytest.approx(0.16)  # AWQ Table 4, GPTQ-R
+    assert deltas["fp8-kv"] is None or pd.isna(deltas["fp8-kv"])  # nothing published: no proxy
     for _, row in frame.iterrows():
         scheme = row["param_workload.precision"]
         w = hwsim.load_workload("llama2-7b", phase="decode", n_layers=2, precision=scheme)
