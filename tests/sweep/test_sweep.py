@@ -167,3 +167,13 @@ def test_precision_is_a_sweepable_workload_option():
         scheme = row["param_workload.precision"]
         w = hwsim.load_workload("llama2-7b", phase="decode", n_layers=2, precision=scheme)
         assert row["latency_s"] == hwsim.simulate(w, "h100-sxm").latency_s
+
+
+def test_pareto_over_latency_and_the_accuracy_proxy():
+    """An objective on published_ppl_delta keeps only points a paper reports, on the front."""
+    spec = make_spec(arch="h100-sxm", derived=None,
+                     parameters={"workload.precision": ["bf16", "w4a16", "w4a16-zp", "fp8-kv"]},
+                     objectives={"latency_s": "min", "published_ppl_delta": "min"})
+    front = hwsim.sweep(spec, executor="serial").pareto()
+    assert set(front["param_workload.precision"]) <= {"bf16", "w4a16", "w4a16-zp"}
+    assert {"bf16", "w4a16-zp"} <= set(front["param_workload.precision"])
