@@ -120,3 +120,21 @@ def test_single_gemm_with_quantized_weights():
         hwsim.ops.gemm(1, 64, 64, "fp8", weight_dtype="bf16")
     emulated = hwsim.simulate(hwsim.ops.gemm(256, 4096, 4096, "mxfp4", emulate=True), "h100-sxm")
     assert any("mxfp4" in line for line in emulated.warnings)
+
+
+def test_fp8_kv_attention_reads_half_and_pays_dequant():
+    """An fp8 cache under bf16 attention reads half the K/V bytes and dequantizes them on the
+    vector units (2 ops per element); a bf16 cache pays nothing extra."""
+    from hwsim.cost.attention import kv_dequant_ops
+    from hwsim.workload.ops import Attention
+
+    ref = Attention(8, 32, 8, 1, 8192, 128)
+    fp8 = Attention(8, 32, 8, 1, 8192, 128, kv_dtype="fp8")
+    assert fp8.kv_bytes == ref.kv_bytes / 2
+    assert kv_dequant_ops(H100, ref, 1e6) == 0.0
+    a, b = cost_op(ref, H100), cost_op(fp8, H100)
+    elements = fp8.kv_bytes / fp8.kv_elem_bytes
+    extra = elements * H100.vector_units.dequant_ops_per_element / H100.vector_units.peak_ops_per_s
+    assert b.compute_s == pytest.approx(a.compute_s + extra)
+    assert b.traffic[-1].read_bytes < a.traffic[-1].read_bytes
+    assert b.latency_s < a.latency_s
