@@ -50,3 +50,36 @@ def test_w4a16_fp8kv_h100_vs_mxfp4_block_sparse_chip():
     assert c.latency_s < b.latency_s
     assert hwsim.accuracy_delta("llama3-70b", "w4a16-zp", metric="mmlu_loss_pct") == pytest.approx(1.29)
     assert hwsim.accuracy_delta("llama3-70b", "mxfp4", metric="mmlu_loss_pct") is None
+
+
+def test_block_sparse_attention_density():
+    """attention_density=0.25: a decode reads and scores a quarter of the keys, a prefill
+    scores a quarter; density 1 is dense exactly; bad densities are refused."""
+    from hwsim.workload.ops import Attention
+
+    kw = {"n_layers": 2, "context_len": 8192, "batch": 4}
+    dense = hwsim.load_workload("llama2-7b", **kw)
+    sparse = hwsim.load_workload("llama2-7b", attention_density=0.25, **kw)
+
+    def attn(w):
+        return next(op for p in w.passes for s in p.segments for _, op in s.graph.ops()
+                    if isinstance(op, Attention))
+
+    a, b = attn(dense), attn(sparse)
+    assert b.n_scores == pytest.approx(a.n_scores / 4)
+    assert b.kv_bytes == pytest.approx(a.kv_bytes / 4, rel=1e-3)
+    assert hwsim.simulate(sparse, H100).latency_s < hwsim.simulate(dense, H100).latency_s
+    one = hwsim.load_workload("llama2-7b", attention_density=1.0, **kw)
+    assert hwsim.simulate(one, H100).latency_s == hwsim.simulate(dense, H100).latency_s
+    pre = Attention(1, 32, 32, 4096, 4096, 128, key_density=0.5)
+    full = Attention(1, 32, 32, 4096, 4096, 128)
+    assert pre.n_scores == full.n_scores / 2 and pre.kv_keys == full.kv_keys  # the union reads all
+    assert cost_latency(pre) < cost_latency(full)
+    with pytest.raises(ConfigError, match="attention_density"):
+        hwsim.load_workload("llama2-7b", attention_density=1.5, **kw)
+
+
+def cost_latency(op):
+    from hwsim.cost import cost_op
+
+    return cost_op(op, H100).latency_s

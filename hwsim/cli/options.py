@@ -68,6 +68,8 @@ def workload_options(func: F) -> F:
                           "or block<R>x<C>:<density>."),
         click.option("--attention-window", type=int,
                      help="Every layer attends to at most this many recent keys (sliding window)."),
+        click.option("--attention-density", type=float,
+                     help="Block-sparse attention: share of key blocks each query block computes."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -76,7 +78,7 @@ def workload_options(func: F) -> F:
 
 _WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers",
                   "dtype", "attention_impl", "sparsity", "precision", "weight_dtype", "kv_dtype",
-                  "attention_window")
+                  "attention_window", "attention_density")
 
 
 def precision_options() -> list[Callable[[F], F]]:

@@ -47,6 +47,9 @@ def _unit_keys(op: Attention) -> tuple[list[int], int]:
         if op.is_causal and (op.window is not None or op.chunk is not None):
             seen -= _skipped_keys(op, op.kv_len - op.q_len + j * Q_BLOCK)
         keys.append(max(1, min(op.kv_len, seen)))
+    if op.key_density < 1.0:
+        # A block-sparse mask: each query block computes its share of the key blocks.
+        keys = [max(1, math.ceil(k * op.key_density)) for k in keys]
     return keys * group, Q_BLOCK
 
 

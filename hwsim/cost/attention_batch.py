@@ -48,7 +48,15 @@ APPROXIMATION = ("attention over requests of different lengths: one varlen kerne
 
 
 def decode_keys(template: Attention, k: np.ndarray) -> np.ndarray:
-    """Keys a single new query at the end of ``k`` cached-plus-new tokens reads."""
+    """Keys a single new query at the end of ``k`` cached-plus-new tokens reads (under a
+    block-sparse mask, its share of them)."""
+    keys = _decode_keys(template, k)
+    if template.key_density >= 1.0:
+        return keys
+    return np.maximum(1, np.ceil(keys * template.key_density)).astype(keys.dtype)
+
+
+def _decode_keys(template: Attention, k: np.ndarray) -> np.ndarray:
     if not template.is_causal:
         return k
     if template.window is not None:

@@ -44,7 +44,8 @@ from hwsim.quantities import Count, Flag, Real, Seed, exact_int, real_in
 
 SPEC_VERSION = 1
 WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers", "dtype",
-                 "attention_impl", "sparsity", "precision", "weight_dtype", "kv_dtype", "attention_window")
+                 "attention_impl", "sparsity", "precision", "weight_dtype", "kv_dtype", "attention_window",
+                 "attention_density")
 WORKLOAD_PREFIX = "workload."
 #: Every metric a row carries, usable in objectives and constraints.
 METRICS = ("latency_s", "energy_j", "energy_per_token_j", "tokens_per_s", "power_w", "compute_utilization",
@@ -128,6 +129,7 @@ class WorkloadSpec(_Frozen):
     weight_dtype: str | None = None
     kv_dtype: str | None = None
     attention_window: Count | None = None
+    attention_density: float | None = Field(default=None, gt=0, le=1)
 
     def options(self) -> dict[str, Any]:
         """The lowering options this workload sets (None left out)."""

@@ -77,6 +77,8 @@ class AttentionSpec:
     alibi: bool = False
     is_causal: bool = True
     mla: MlaSpec | None = None
+    key_density: float = 1.0
+    """Block-sparse masks: share of the key blocks each query block computes."""
 
     @property
     def v_head_dim(self) -> int:

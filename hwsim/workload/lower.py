@@ -158,6 +158,7 @@ def lower(
     weight_dtype: str | None = None,
     kv_dtype: str | None = None,
     attention_window: int | None = None,
+    attention_density: float | None = None,
 ) -> Workload:
     """Lower ``spec`` for ``phase`` into a :class:`Workload`.
 
@@ -202,6 +203,10 @@ def lower(
         Every layer attends to at most its ``attention_window`` most recent keys
         (sliding-window attention, as Mistral's): scores, K/V reads and the KV cache held
         are capped at the window.
+    attention_density : float, optional
+        Block-sparse attention on every layer: each query block computes this share (in
+        (0, 1]) of its key blocks (BigBird's window + global + random blocks, strided or
+        dilated masks at block granularity) and the kernel skips the rest.
 
     The returned workload's ``warnings`` say what was simplified or assumed.
     """
@@ -209,7 +214,8 @@ def lower(
             "new_tokens": new_tokens, "seq_len": seq_len, "n_layers": n_layers, "dtype": dtype,
             "attention_impl": attention_impl, "sparsity": sparsity, "lm_head": lm_head,
             "moe_capacity_factor": moe_capacity_factor, "precision": precision,
-            "weight_dtype": weight_dtype, "kv_dtype": kv_dtype, "attention_window": attention_window}
+            "weight_dtype": weight_dtype, "kv_dtype": kv_dtype, "attention_window": attention_window,
+            "attention_density": attention_density}
     problem = sparsity_problem(sparsity)
     if problem:
         raise ConfigError([f"workload {spec.name or '<model>'}: sparsity: {problem}"])
@@ -220,7 +226,14 @@ def lower(
             raise ConfigError([f"workload {spec.name}: attention_window: an encoder attends both ways; "
                                "a sliding window applies to causal models"])
         spec = spec.model_copy(update={"sliding_window": attention_window, "layer_attention": ("sliding",)})
-    workload = _lower(spec, phase, plan, **{k: v for k, v in args.items() if k != "attention_window"})
+    if attention_density is not None:
+        d = attention_density
+        if isinstance(d, bool) or not isinstance(d, int | float) or not (math.isfinite(d) and 0 < d <= 1):
+            raise ConfigError([f"workload {spec.name or '<model>'}: attention_density: must be in (0, 1], "
+                               f"got {d!r}"])
+        spec = spec.model_copy(update={"attention_key_density": float(d)})
+    workload = _lower(spec, phase, plan, **{k: v for k, v in args.items()
+                                           if k not in ("attention_window", "attention_density")})
     if plan is not None:
         # What one chip holds: its shares of weights, cache, activations and state.
         sliced = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})

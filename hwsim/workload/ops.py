@@ -8,6 +8,7 @@ level sees depends on the mapping and lives in ``hwsim.cost``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
@@ -196,6 +197,10 @@ class Attention:
     - ``variant``: a label shown in the cost detail (``"mla absorbed"``).
     - ``kv_dtype``: the KV cache's stored format where it differs from ``dtype`` (an
       fp8 cache read by a bf16 kernel, dequantized as it loads).
+    - ``key_density``: block-sparse masks (BigBird, strided, dilated at block
+      granularity): each query block computes this share of the key blocks it would
+      otherwise see, and the kernel skips the rest; the keys read from memory are the
+      union over query blocks (one query block reads only its share).
     """
 
     batch: int
@@ -215,6 +220,7 @@ class Attention:
     softcap: bool = False
     variant: str = ""
     kv_dtype: str | None = None
+    key_density: float = 1.0
 
     kind = "attention"
 
@@ -231,7 +237,12 @@ class Attention:
     @property
     def n_scores(self) -> float:
         """Query-key pairs actually computed (causal masks skip the future; windows and
-        chunks skip what lies before them)."""
+        chunks skip what lies before them; block-sparse masks keep ``key_density``)."""
+        scores = self._dense_scores
+        return scores if self.key_density >= 1.0 else scores * self.key_density
+
+    @property
+    def _dense_scores(self) -> float:
         q, kv = self.q_len, self.kv_len
         if not self.is_causal:
             return float(q * kv)
@@ -247,7 +258,16 @@ class Attention:
 
     @property
     def kv_keys(self) -> int:
-        """Distinct keys the queries read (all ``kv_len``, less what windows and chunks skip)."""
+        """Distinct keys the queries read (all ``kv_len``, less what windows and chunks
+        skip; under a block-sparse mask, the union of the query blocks' shares)."""
+        keys = self._dense_keys
+        if self.key_density >= 1.0:
+            return keys
+        q_blocks = -(-self.q_len // 128)  # query blocks of a fused kernel (cost.attention.Q_BLOCK)
+        return max(1, math.ceil(keys * min(1.0, self.key_density * q_blocks)))
+
+    @property
+    def _dense_keys(self) -> int:
         first = self.kv_len - min(self.q_len, self.kv_len)  # position of the first query
         if not self.is_causal:
             return self.kv_len
