@@ -36,8 +36,8 @@ def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: 
     Keyword overrides: ``batch``, ``prompt_len``, ``context_len``, ``new_tokens``,
     ``seq_len``, ``n_layers``, ``dtype``, ``attention_impl``, ``sparsity``, ``lm_head``,
     ``plan``, ``precision`` (a scheme such as ``"w4a16"``, ``"fp8-kv"``, ``"nvfp4"`` or a
-    mapping of per-tensor dtypes), ``weight_dtype``, ``kv_dtype`` (see
-    :func:`hwsim.workload.lower` and ``docs/precision.md``).
+    mapping of per-tensor dtypes), ``weight_dtype``, ``kv_dtype``, ``attention_window``,
+    ``attention_density`` (see :func:`hwsim.workload.lower` and ``docs/precision.md``).
 
     Raises
     ------
