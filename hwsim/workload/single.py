@@ -48,7 +48,8 @@ def gemm(m: int, k: int, n: int, dtype: str = "bf16", sparsity: str | None = Non
     kernel; ``emulate`` runs a ``dtype`` the chip has no math for upcast to its bf16 rate
     (see docs/precision.md)."""
     dtype = _validate("gemm", dtype, m=m, k=k, n=n)
-    problem = sparsity_problem(sparsity)
+    problem = (sparsity_problem(sparsity) if sparsity is None or isinstance(sparsity, str)
+               else f"expected a pattern such as '2:4' or 'unstructured:0.5', got {sparsity!r}")
     if problem:
         raise ConfigError([f"gemm: sparsity: {problem}"])
     w_dtype = None
