@@ -37,7 +37,9 @@ def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: 
     ``seq_len``, ``n_layers``, ``dtype``, ``attention_impl``, ``sparsity``, ``lm_head``,
     ``plan``, ``precision`` (a scheme such as ``"w4a16"``, ``"fp8-kv"``, ``"nvfp4"`` or a
     mapping of per-tensor dtypes), ``weight_dtype``, ``kv_dtype``, ``attention_window``,
-    ``attention_density`` (see :func:`hwsim.workload.lower` and ``docs/precision.md``).
+    ``attention_density`` (``docs/precision.md``), and for ``phase="request"``
+    ``decoding`` and ``kv_policy`` (a strategy and a KV-cache policy:
+    :mod:`hwsim.workload.decoding`, ``docs/decoding.md``); see :func:`hwsim.workload.lower`.
 
     Raises
     ------
@@ -95,7 +97,9 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
         ``max_num_batched_tokens``, ``block_tokens``, ``memory_fraction``, ``watermark``,
         ``preemption`` ("recompute"/"swap"), ``priority``, ``prefix_caching``, ``replicas``,
         ``router``, ``host_overhead_s``, ``attention_impl``, ``n_layers``, ``pools``
-        (disaggregated prefill/decode), ``transfer_bytes_per_s``, ``usd_per_chip_hour``.
+        (disaggregated prefill/decode), ``transfer_bytes_per_s``, ``usd_per_chip_hour``,
+        ``decoding`` and ``kv_policy`` (token-generation strategy and KV-cache policy:
+        :mod:`hwsim.workload.decoding`; their figures join ``metrics``).
 
     Returns
     -------
@@ -213,7 +217,10 @@ def simulate(
         cache = CostCache(chip, system, plan)
     assert cache is not None
     warnings = (*workload.warnings, *costing_warnings(workload, chip))
-    if workload.phase in INFERENCE_PHASES and workload.spec is not None and fold:
+    # The replica engine re-lowers decoder-only passes from the spec; an encoder-decoder's
+    # passes (encoder, cross-attention) run as lowered, op by op.
+    replica = workload.spec is not None and not workload.spec.is_encoder_decoder
+    if workload.phase in INFERENCE_PHASES and replica and fold:
         run = run_inference(workload, system, cache)
     else:
         run = run_step(workload, system, cache, fold)
@@ -238,7 +245,7 @@ def _result(workload: Workload, system: System, run: StepRun, warnings: tuple[st
     dtype = str(workload.params.get("dtype", "bf16"))
     if workload.precision is not None and not chip.peak_flops_per_s(dtype):
         dtype = emulation_dtype(chip.compute_units, dtype) or dtype  # emulated: the rate it runs at
-    params = dict(workload.params)
+    params = dict(workload.params) | run.stats
     if plan:
         params |= {"plan": plan.label(), "n_chips": n_chips}
     return Result(

@@ -96,6 +96,8 @@ def normalize_dtype(name: str) -> str:
     ValueError
         If ``name`` is not a known dtype; the message lists the known ones.
     """
+    if isinstance(name, str) and name in DTYPE_BYTES:  # canonical: the common case, asked per operand
+        return name
     key = str(name).strip().lower()
     key = _ALIASES.get(key, key)
     if key not in DTYPE_BYTES:

@@ -8,11 +8,13 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import yaml
 from pydantic import ValidationError
 
 from hwsim._yaml import validation_problems
 from hwsim.api import load_workload
 from hwsim.errors import ConfigError
+from hwsim.workload.decoding import DECODING_KINDS, KV_POLICY_KINDS
 from hwsim.workload.lower import PHASES, lower
 from hwsim.workload.ops import parse_sparsity
 from hwsim.workload.plan import Plan
@@ -78,7 +80,7 @@ def workload_options(func: F) -> F:
 
 _WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers",
                   "dtype", "attention_impl", "sparsity", "precision", "weight_dtype", "kv_dtype",
-                  "attention_window", "attention_density")
+                  "attention_window", "attention_density", "decoding", "kv_policy")
 
 
 def precision_options() -> list[Callable[[F], F]]:
@@ -155,3 +157,50 @@ def plan_from_options(opts: dict[str, Any]) -> Plan | None:
         return Plan(**given)
     except ValidationError as exc:
         raise ConfigError(validation_problems("plan", exc)) from None
+
+
+# Decoding strategies and KV policies (hwsim/workload/decoding.py): ``--decoding KIND``
+# with repeated ``--decoding-param KEY=VALUE`` (YAML scalars), ``--kv-policy`` and ``--kv-param``.
+def decoding_options(func: F) -> F:
+    """Add the four decoding flags to a command."""
+    options = [
+        click.option("--decoding", "decoding_kind", type=click.Choice(DECODING_KINDS), default=None,
+                     help="Token-generation strategy [default: greedy]."),
+        click.option("--decoding-param", "decoding_params", multiple=True, metavar="KEY=VALUE",
+                     help="A field of the strategy, e.g. k=4, acceptance_rate=0.8, draft=MODEL, n_beams=4."),
+        click.option("--kv-policy", "kv_policy_kind", type=click.Choice(KV_POLICY_KINDS), default=None,
+                     help="KV-cache policy [default: full]."),
+        click.option("--kv-param", "kv_params", multiple=True, metavar="KEY=VALUE",
+                     help="A field of the KV policy, e.g. window_tokens=2044, compression_ratio=0.5."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _params(flag: str, pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError([f"{flag}: expected KEY=VALUE, got {pair!r}"])
+        parsed = yaml.safe_load(value) if value.strip() else None
+        if isinstance(parsed, list):
+            parsed = tuple(parsed)
+        out[key.strip()] = parsed
+    return out
+
+
+def pop_decoding(opts: dict[str, Any]) -> dict[str, Any]:
+    """Remove the decoding flags from ``opts``; return ``decoding=`` / ``kv_policy=``
+    keyword arguments (empty when none was given)."""
+    out: dict[str, Any] = {}
+    flags = (("decoding_kind", "decoding_params", "decoding", "--decoding-param"),
+             ("kv_policy_kind", "kv_params", "kv_policy", "--kv-param"))
+    for kind_key, params_key, name, flag in flags:
+        kind, params = opts.pop(kind_key, None), opts.pop(params_key, ())
+        if kind is None and params:
+            raise ConfigError([f"{flag}: give the kind too (--{name.replace('_', '-')} KIND)"])
+        if kind is not None:
+            out[name] = {"kind": kind, **_params(flag, params)}
+    return out

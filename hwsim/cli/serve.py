@@ -25,7 +25,7 @@ from hwsim import report
 from hwsim._yaml import validation_problems
 from hwsim.api import serve
 from hwsim.cli.group import main
-from hwsim.cli.options import precision_options
+from hwsim.cli.options import decoding_options, pop_decoding, precision_options
 from hwsim.engine.serve.metrics import SLO
 from hwsim.engine.serve.profiles import PROFILES
 from hwsim.engine.serve.requests import Requests
@@ -237,6 +237,7 @@ def _title(result: ServeResult, requests: Requests) -> str:
 @request_options
 @scheduler_options
 @slo_options
+@decoding_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write requests.parquet, iterations.parquet and summary.json here.")
@@ -259,8 +260,9 @@ def serve_cmd(as_json: bool, output_dir: Path | None, as_csv: bool, trace_out: P
 
     if trace_out is not None:
         check_trace_path(trace_out)
+    decoding = pop_decoding(opts)
     requests = build_requests(opts)
-    arguments = serve_arguments(opts)
+    arguments = serve_arguments(opts) | decoding
     with ProgressBar(len(requests)) as progress:
         result = serve(requests, **arguments, progress=progress)
     for line in result.warnings:

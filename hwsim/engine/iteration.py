@@ -9,7 +9,9 @@ those tokens). What it costs decomposes as SERVING.md says:
   of requests that sample a token: the flattened op instances of a pass for ``(T,
   n_logits)`` are built and costed once and memoised (:class:`ReplicaModel`);
 - each layer's attention depends on the list of ``(q_i, k_i)``: one varlen kernel,
-  costed vectorised (:func:`hwsim.cost.attention_batch.attention_batch_cost`);
+  costed vectorised (:func:`hwsim.cost.attention_batch.attention_batch_cost`); so does
+  a state-space layer's selective scan (each request's state read and written, its
+  prompt chunked), through the same slot (:func:`hwsim.cost.ssm.mixer_batch_cost`);
 - the ops then run one after another on each chip (with next-op weight prefetch),
   evaluated directly (:mod:`hwsim.engine.chain`) with repeated layers folded; a pass with
   concurrent work falls back to SimPy processes;
@@ -32,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from hwsim.arch.model import Chip
-from hwsim.cost.attention_batch import attention_batch_cost
 from hwsim.cost.model import OpCost, make_cost, streaming_traffic, transfer_time_s
+from hwsim.cost.ssm import mixer_batch_cost
 from hwsim.engine.chain import Profile, is_chain, node_profile
 from hwsim.engine.compiled import CompiledPass
 from hwsim.engine.power import PowerState, apply_power_limit
@@ -51,6 +53,7 @@ from hwsim.workload.graph import OperatorGraph, Pass, Segment, SegmentRole, Work
 from hwsim.workload.layers import LayerSpec, group_layers, stage_bounds
 from hwsim.workload.lower import head_weights, run_name
 from hwsim.workload.ops import Attention, Collective, Op, Sparsity
+from hwsim.workload.ops_ssm import SelectiveScan
 from hwsim.workload.parallel import (
     chain_graphs,
     host_streams,
@@ -63,6 +66,10 @@ from hwsim.workload.plan import Plan
 from hwsim.workload.precision import Precision
 from hwsim.workload.quantize import quantize_graph
 from hwsim.workload.spec import ModelSpec
+
+Mixer = Attention | SelectiveScan
+"""A layer's per-request kernel, costed per iteration: attention, or a state-space
+layer's selective scan (its state traffic and chunking depend on each request)."""
 
 
 @dataclass
@@ -167,7 +174,7 @@ class _PassPlan:
     nodes: list[_Node]
     runs: list[SegmentRun]
     mult: np.ndarray  # op instances each node stands for, times chips running it
-    attention: list[tuple[int, Attention]]
+    attention: list[tuple[int, Mixer]]  # per-request kernels (attention, selective scans)
     static: np.ndarray  # [flops, compute_j, link_j, *level_bytes, *level_j] of the other nodes
     first_of: dict[tuple[int, int, int], int]  # (pass, segment, instance) -> first node
     events: bool  # the pass has concurrent work: SimPy processes, not the direct recurrence
@@ -326,7 +333,7 @@ class ReplicaModel:
         folded = {(r.pass_index, r.segment_index): r.repeat - r.simulated for r in runs}
         mult = np.array([(1 + folded[n.key[:2]] if n.key[2] == 1 else 1) * self.plan.tp for n in nodes],
                         dtype=np.float64)
-        attention = [] if shape else [(i, n.op) for i, n in enumerate(nodes) if isinstance(n.op, Attention)]
+        attention = [] if shape else [(i, n.op) for i, n in enumerate(nodes) if isinstance(n.op, Mixer)]
         skip = {i for i, _ in attention}
         static = np.zeros(3 + 2 * len(self._levels))
         for i, n in enumerate(nodes):
@@ -352,7 +359,7 @@ class ReplicaModel:
         return plan
 
     def _cost_or_skip(self, op: Op, fewest_kernels: bool = False) -> OpCost:
-        if isinstance(op, Attention):
+        if isinstance(op, Mixer):
             if self._placeholder is None:
                 self._placeholder = make_cost(self.chip, flops=0.0, compute_cycles=0.0, compute_s=0.0,
                                               traffic=streaming_traffic(self.chip, 0.0, 0.0), n_kernels=1,
@@ -391,7 +398,7 @@ class ReplicaModel:
             # MLA's expanded form up-projects every cached key: more than attention
             # depends on the lengths, so the pass is lowered for this shape.
             shape = (int(q.size), int(q[0]), int(k[0]))
-        attention: dict[Attention, OpCost] = {}
+        attention: dict[Mixer, OpCost] = {}
         lo, hi, w = grid_bracket(n_tokens) if self.token_grid and not detail and shape is None else (
             n_tokens, n_tokens, 0.0)
         if w == 0.0:
@@ -406,14 +413,14 @@ class ReplicaModel:
 
     def _run_pass(self, q: np.ndarray, k: np.ndarray, n_tokens: int, n_logits: int, stage: int,
                   power: PowerState | None, detail: bool, shape: tuple[int, int, int] | None,
-                  costs: dict[Attention, OpCost]) -> IterationCost:
+                  costs: dict[Mixer, OpCost]) -> IterationCost:
         plan = self._pass(n_tokens, n_logits, stage, shape)
         nodes = plan.nodes
         dyn = plan.static.copy()
         for i, template in plan.attention:
             cost = costs.get(template)
             if cost is None:
-                cost = costs[template] = attention_batch_cost(self.chip, template, q, k)
+                cost = costs[template] = mixer_batch_cost(self.chip, template, q, k)
             nodes[i].cost = cost
             plan.profiles[i] = None
             dyn += plan.mult[i] * np.asarray(_sums(cost))

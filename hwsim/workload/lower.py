@@ -9,6 +9,9 @@ Phases (see ``docs/conventions.md``):
 - ``request``: a prefill, then ``new_tokens`` decode steps, the cache growing by one
   token per step; reports time to first token (the prefill) and time per output token.
 - ``train``: one optimizer step over ``batch`` x ``seq_len`` tokens.
+
+Encoder-decoders (T5, BART) read ``prompt_len`` as the source the encoder reads and
+the decoder cross-attends to (:mod:`hwsim.workload.encdec`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from typing import Any
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
+from hwsim.workload.decoding import FullKV, Greedy, decoding_resident, parse_decoding, parse_kv_policy
+from hwsim.workload.encdec import check_encdec, encdec_passes
 from hwsim.workload.graph import Pass, Segment, SegmentRole, Workload
 from hwsim.workload.layers import LayerSpec, group_layers
 from hwsim.workload.memory import memory_per_chip, sequence_kv_bytes, stage_layers
@@ -28,7 +33,7 @@ from hwsim.workload.plan import PHASES, Plan
 from hwsim.workload.plans import plan_problems
 from hwsim.workload.precision import Precision, resolve_precision, weight_bits_per_param
 from hwsim.workload.quantize import quantize_graph
-from hwsim.workload.spec import ModelSpec
+from hwsim.workload.spec import ModelSpec, load_model_spec
 from hwsim.workload.train import train_segments
 from hwsim.workload.warnings import lowering_warnings, simulated_stage
 
@@ -159,6 +164,8 @@ def lower(
     kv_dtype: str | None = None,
     attention_window: int | None = None,
     attention_density: float | None = None,
+    decoding: Any = None,
+    kv_policy: Any = None,
 ) -> Workload:
     """Lower ``spec`` for ``phase`` into a :class:`Workload`.
 
@@ -173,7 +180,8 @@ def lower(
         Prompt tokens (prefill, request), KV-cache tokens (decode), decode steps
         (request), tokens per sequence (train).
     n_layers : int, optional
-        Override the number of layers (e.g. to simulate a slice of a large model).
+        Override the number of layers (e.g. to simulate a slice of a large model); of
+        each stack for an encoder-decoder.
     dtype : str
         Weights, activations and KV cache dtype (when no ``precision`` is given).
     attention_impl : {"flash", "naive"}
@@ -207,6 +215,9 @@ def lower(
         Block-sparse attention on every layer: each query block computes this share (in
         (0, 1]) of its key blocks (BigBird's window + global + random blocks, strided or
         dilated masks at block granularity) and the kernel skips the rest.
+    decoding, kv_policy : spec, mapping or str, optional
+        Request phase only: the token-generation strategy and KV-cache policy
+        (:mod:`hwsim.workload.decoding`; default greedy over the whole cache).
 
     The returned workload's ``warnings`` say what was simplified or assumed.
     """
@@ -234,7 +245,7 @@ def lower(
         spec = spec.model_copy(update={"attention_key_density": float(d)})
     workload = _lower(spec, phase, plan, **{k: v for k, v in args.items()
                                            if k not in ("attention_window", "attention_density")})
-    if plan is not None:
+    if plan is not None and not spec.is_encoder_decoder:
         # What one chip holds: its shares of weights, cache, activations and state.
         sliced = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})
         mem = memory_per_chip(sliced, phase, plan, batch=batch, prompt_len=prompt_len,
@@ -243,8 +254,46 @@ def lower(
                               precision=workload.precision)
         resident = {k: v for k, v in mem.as_dict().items() if k not in ("total_bytes", "offloaded_bytes")}
         workload = replace(workload, resident_bytes=resident)
-    warnings = lowering_warnings(spec, phase, plan, workload, args)
+    workload, args, notes = _with_decoding(workload, spec, phase, plan, args, decoding, kv_policy)
+    warnings = (*lowering_warnings(spec, phase, plan, workload, args), *notes)
     return replace(workload, spec=spec, lower_args=args, plan=plan, warnings=warnings)
+
+
+def _with_decoding(workload: Workload, spec: ModelSpec, phase: str, plan: Plan | None, args: dict[str, Any],
+                   decoding: Any,
+                   kv_policy: Any) -> tuple[Workload, dict[str, Any], list[str]]:
+    """Attach a decoding strategy and KV policy (request phase) and the resident bytes
+    they change; greedy over the whole cache changes nothing."""
+    source = f"workload {spec.name or '<model>'}"
+    strategy = parse_decoding(decoding, f"{source}: decoding")
+    policy = parse_kv_policy(kv_policy, f"{source}: kv_policy")
+    if isinstance(strategy, Greedy) and policy == FullKV():
+        return workload, args, []
+    if phase != "request":
+        raise ConfigError([f"{source}: decoding: strategies and KV policies apply to phase='request', "
+                           f"not {phase!r}"])
+    p = workload.params
+    kv_dtype = workload.precision.kv_cache if workload.precision is not None else p["dtype"]
+    n_layers = args["n_layers"]
+    sliced = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})
+    resident, notes = decoding_resident(
+        strategy, policy, sliced, p["batch"], p["prompt_len"], p["new_tokens"],
+        lambda n: _kv_cache_bytes(sliced, p["batch"], n, kv_dtype),
+        lambda d: _spec_of(d).param_count() * dtype_bytes(p["dtype"]), dtype_bytes(p["dtype"]))
+    if plan is not None and "kv_cache_bytes" in workload.resident_bytes:
+        # What one chip holds of the cache: the plan's share of the whole.
+        share = workload.resident_bytes["kv_cache_bytes"] / max(_kv_cache_bytes(
+            sliced, p["batch"], p["prompt_len"] + p["new_tokens"], kv_dtype), 1e-30)
+        resident["kv_cache_bytes"] = resident["kv_cache_bytes"] * share
+        if "draft_weights_bytes" in resident:
+            resident["draft_weights_bytes"] /= plan.tp * plan.pp
+    params = p | {"decoding": strategy.label(), "kv_policy": policy.label()}
+    workload = replace(workload, resident_bytes=workload.resident_bytes | resident, params=params)
+    return workload, args | {"decoding": strategy, "kv_policy": policy}, notes
+
+
+def _spec_of(model: ModelSpec | str) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else load_model_spec(model)
 
 
 def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt_len: int,
@@ -283,7 +332,15 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
                            f"got {factor!r}"])
     if n_layers is not None:
         _check_positive(source, n_layers=n_layers)
-        spec = spec.model_copy(update={"num_hidden_layers": n_layers})
+        spec = spec.with_layers(n_layers)
+    if spec.is_ssm and phase == "train":
+        raise ConfigError([f"{source}: phase: training of state-space (Mamba) layers is not modelled yet; "
+                           "prefill, decode and request are"])
+    if spec.is_encoder_decoder:
+        check_encdec(spec, phase, plan, source)
+        if not prec.is_uniform:
+            raise ConfigError([f"{source}: precision: per-tensor precisions are not modelled for "
+                               "encoder-decoder models; give one dtype"])
     if spec.encoder_only and phase in ("decode", "request"):
         raise ConfigError([f"{source}: phase: encoder-only model has no {phase} phase"])
     if plan is not None:
@@ -301,9 +358,15 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
         params |= {"dtype": prec.activations, "precision": prec.label()}
     kv_dtype = prec.kv_cache
     resident = {"weights_bytes": weights}
-    if phase == "prefill":
+    passes: tuple[Pass, ...]
+    if spec.is_encoder_decoder:
+        _check_positive(source, prompt_len=prompt_len, context_len=context_len, new_tokens=new_tokens)
+        passes, resident["kv_cache_bytes"] = encdec_passes(spec, phase, batch, prompt_len, context_len,
+                                                           new_tokens, opts)
+        params |= {"prompt_len": prompt_len, "context_len": context_len, "new_tokens": new_tokens}
+    elif phase == "prefill":
         _check_positive(source, prompt_len=prompt_len)
-        passes: tuple[Pass, ...] = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts),)
+        passes = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts),)
         resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, prompt_len, kv_dtype)
         params["prompt_len"] = prompt_len
     elif phase == "decode":

@@ -20,7 +20,10 @@ comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
   most its window of the tokens and an MLA layer caches ``kv_lora_rank +
   qk_rope_head_dim`` elements per token instead of K and V; tokens are ``prompt_len``
   (prefill), ``context_len + 1`` (decode, as :func:`hwsim.workload.lower` counts the
-  new token) or ``prompt_len + new_tokens`` (request). Encoders keep no cache.
+  new token) or ``prompt_len + new_tokens`` (request). Encoders keep no cache. A
+  state-space (Mamba) layer keeps a fixed state per sequence instead, whatever its
+  length: ``(d_conv - 1) * conv_channels + channels * d_state`` elements per chip
+  (:func:`hwsim.workload.layers.layer_state_bytes`).
 - **activations**, inference: the largest live tensors of one layer (residual, norm
   output and the wider of the attention or FFN intermediates; the score matrix too with
   naive attention) or the fp32 logits of the last positions, for one micro-batch.
@@ -65,7 +68,7 @@ from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
 from hwsim.units import format_bytes
 from hwsim.workload import layers as layers_mod
-from hwsim.workload.layers import LayerSpec
+from hwsim.workload.layers import LayerSpec, SsmSpec
 from hwsim.workload.plan import PHASES, Plan
 from hwsim.workload.precision import Precision, weight_bits_per_param
 from hwsim.workload.spec import ModelSpec
@@ -210,9 +213,17 @@ def _inference_layer_bytes(spec: ModelSpec, layer: LayerSpec, plan: Plan, b: int
     """Largest live tensors of one layer, or the last positions' fp32 logits (bytes)."""
     tp, d, att = plan.tp, spec.hidden_size, layer.mixer
     tokens = b * _split(q_len, plan.cp)
+    f = layer.ffn
+    if isinstance(att, SsmSpec):
+        # in_proj output (z, x, B, C, dt) and the scan output; no score matrix
+        c, h, g = att.local(tp)
+        attn = 2 * c + att.conv_channels(tp) + h + c
+        ffn = _split(max(f.width, f.shared_width), tp) * (3 if f.gated else 2) * max(f.top_k, 1)
+        layer_bytes = tokens * width * (2 * d + max(attn, ffn))
+        logits = b * _split(spec.vocab_size, tp) * 4.0
+        return max(layer_bytes, logits)
     q_heads, kv_heads = _split(att.n_heads, tp), _split(att.n_kv_heads, tp)
     attn = att.head_dim * (2 * q_heads + 2 * kv_heads)  # q, k, v and the attention output
-    f = layer.ffn
     ffn = _split(max(f.width, f.shared_width), tp) * (3 if f.gated else 2) * max(f.top_k, 1)
     layer_bytes = tokens * width * (2 * d + max(attn, ffn))  # + residual stream and norm output
     if not flash:

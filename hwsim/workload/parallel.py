@@ -69,11 +69,14 @@ def _gather_input(g: OperatorGraph, name: str, after: str, n_tok: int, d: int, d
 def layer_graph(
     layer: LayerSpec, plan: Plan, n_tokens: int, attention: list[tuple[str, Op]], dtype: str,
     sparsity: Sparsity = None, *, cp_kv_tokens: int = 0, capacity_factor: float = 1.0,
+    cross: list[tuple[str, Op]] | None = None,
 ) -> OperatorGraph:
     """One chip's graph of one layer whose linear operators see ``n_tokens`` rows (this
     chip's tokens), with ``attention`` (from :func:`attention_ops`, or a caller's own
     kernel for a mixed batch) between the projections. ``cp_kv_tokens``: tokens whose
-    keys and values a context-parallel group gathers."""
+    keys and values a context-parallel group gathers. ``cross``: an encoder-decoder
+    decoder layer's cross-attention ops (:mod:`hwsim.workload.encdec`), run in order
+    between a norm and a residual after the self-attention."""
     d = layer.hidden_size
     norm_rows = math.ceil(n_tokens / plan.tp) if plan.sequence_parallel else n_tokens
     g = OperatorGraph()
@@ -97,14 +100,25 @@ def layer_graph(
             g.add_op("attn_post_norm", Elementwise(layer.norm, norm_rows, d, dtype), [x])
             x = "attn_post_norm"
         g.add_op("attn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x])
-        g.add_op("ffn_norm", Elementwise(layer.norm, norm_rows, d, dtype), ["attn_residual"])
+        if not layer.ffn.present:
+            return g  # a Mamba block: norm, mixer, residual
+        residual = "attn_residual"
+        if cross:
+            g.add_op("cross_norm", Elementwise(layer.norm, norm_rows, d, dtype), [residual])
+            prev = "cross_norm"
+            for name, op in cross:
+                g.add_op(name, op, [prev])
+                prev = name
+            g.add_op("cross_residual", Elementwise("residual_add", norm_rows, d, dtype), [prev, residual])
+            residual = "cross_residual"
+        g.add_op("ffn_norm", Elementwise(layer.norm, norm_rows, d, dtype), [residual])
         x = _gather_input(g, "ffn_gather", "ffn_norm", n_tokens, d, dtype, plan)
         last = add_ffn(g, layer, plan, x, n_tokens, dtype, sparsity_for(sparsity, "ffn"), capacity_factor)
         x = _block_sum(g, "ffn_allreduce", last, n_tokens, d, dtype, plan)
         if layer.n_norms >= 4:
             g.add_op("ffn_post_norm", Elementwise(layer.norm, norm_rows, d, dtype), [x])
             x = "ffn_post_norm"
-        g.add_op("ffn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x, "attn_residual"])
+        g.add_op("ffn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x, residual])
     return g
 
 
@@ -168,9 +182,10 @@ def host_streams(g: OperatorGraph, layer: LayerSpec, plan: Plan, batch: int, q_l
     if "weights" in plan.offload:
         g.add_op("weights_stream", Collective("host_read", layer_param_bytes(layer, plan, dtype), "host", 1,
                                               dtype, prefetch=True))
-    if "kv_cache" in plan.offload and layer.mixer.is_causal:
+    attention = layer.attention  # a state-space layer's fixed state stays on the chip
+    if "kv_cache" in plan.offload and attention is not None and attention.is_causal:
         per_token = kv_bytes_per_token(layer, plan.tp, dtype_bytes(dtype))
-        held = layer.mixer.kv_tokens_held(max(0, kv_len - q_len))
+        held = attention.kv_tokens_held(max(0, kv_len - q_len))
         cached = batch * math.ceil(held / plan.cp) * per_token
         if cached:
             g.add_op("kv_stream", Collective("host_read", cached, "host", 1, dtype, prefetch=True))
