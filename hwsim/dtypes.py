@@ -60,7 +60,7 @@ FORMATS: dict[str, NumberFormat] = {
     "int8": NumberFormat(8, is_integer=True),
     "int4": NumberFormat(4, is_integer=True),
     "fp6": NumberFormat(6),
-    "fp4": NumberFormat(4),
+    "fp4": NumberFormat(4),  # e2m1 elements; block-scaled fp4 is nvfp4 / mxfp4
     "int2": NumberFormat(2, is_integer=True),
     "nvfp4": NumberFormat(4, block_size=16, scale_bits=8),
     "mxfp8": NumberFormat(8, block_size=32, scale_bits=8),
@@ -87,6 +87,12 @@ _ALIASES = {
     "e2m1": "fp4",
 }
 
+#: The element format whose matrix rate a block-scaled format runs at on a chip that
+#: states no rate of its own for it: a chip declaring ``fp4`` math (Blackwell) runs NVFP4
+#: and MXFP4 at that rate. (MXFP8/MXFP6 are not mapped: fp8 tensor cores without block
+#: scaling, as Hopper's, do not run MXFP8.)
+RATE_FAMILY: dict[str, str] = {"nvfp4": "fp4", "mxfp4": "fp4"}
+
 
 def normalize_dtype(name: str) -> str:
     """Return the canonical dtype name for ``name`` (case-insensitive, with aliases).
@@ -96,6 +102,8 @@ def normalize_dtype(name: str) -> str:
     ValueError
         If ``name`` is not a known dtype; the message lists the known ones.
     """
+    if isinstance(name, str) and name in DTYPE_BYTES:  # canonical: the common case, asked per operand
+        return name
     if isinstance(name, str) and name in DTYPE_BYTES:  # canonical: the common case, asked per operand
         return name
     key = str(name).strip().lower()

@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from hwsim.dtypes import DTYPES, DType
+from hwsim.dtypes import DTYPES, RATE_FAMILY, DType
 from hwsim.quantities import (
     AreaMm2,
     ArrayDim,
@@ -111,13 +111,26 @@ class ComputeUnit(_Frozen):
                 raise ValueError(f"{field} lists {sorted(extra)} which flops_per_cycle does not support")
         return self
 
+    def rate_key(self, dtype: str) -> str:
+        """The entry of ``flops_per_cycle`` that ``dtype`` runs at: its own, else its
+        element format's for a block-scaled format (:data:`hwsim.dtypes.RATE_FAMILY`:
+        a chip with fp4 math runs NVFP4 and MXFP4)."""
+        if dtype in self.flops_per_cycle or dtype not in RATE_FAMILY:
+            return dtype
+        family = RATE_FAMILY[dtype]
+        return family if family in self.flops_per_cycle else dtype
+
     def fraction(self, dtype: str) -> float:
         """Fraction of the ``dtype`` peak a large kernel sustains."""
-        return self.achievable_fraction_by_dtype.get(dtype, self.achievable_fraction)  # type: ignore[call-overload]
+        return self.achievable_fraction_by_dtype.get(self.rate_key(dtype), self.achievable_fraction)  # type: ignore[call-overload]
+
+    def mac_energy_pj(self, dtype: str) -> float:
+        """Energy of one ``dtype`` MAC (0 where the chip states none), in pJ."""
+        return self.energy_per_mac_pj.get(self.rate_key(dtype), 0.0)  # type: ignore[call-overload]
 
     def peak_flops_per_s(self, dtype: str) -> float:
         """Dense peak of all units for ``dtype``, in FLOP/s (0 if unsupported)."""
-        return self.count * self.clock_hz * self.flops_per_cycle.get(dtype, 0.0)  # type: ignore[call-overload]
+        return self.count * self.clock_hz * self.flops_per_cycle.get(self.rate_key(dtype), 0.0)  # type: ignore[call-overload]
 
 
 class VectorUnit(_Frozen):

@@ -8,7 +8,8 @@ memory latencies); units are spread over the matrix units longest first, so caus
 masks leave the imbalance they really leave. With fewer units than matrix units each
 unit's keys are split over several (split-KV, as FlashDecoding does). Decode-sized queries pack the heads of a
 GQA group into one block's rows (they share K and V). Systolic arrays run the two
-products as batched GEMMs. Off-chip traffic is Q, K, V and O once; inner levels
+products as batched GEMMs, or on the vector units where that is faster (decode queries
+fill one row of a large array). Off-chip traffic is Q, K, V and O once; inner levels
 re-read K and V once per query block. The naive kernel writes the score matrix, reads
 it for the softmax, writes and reads it again.
 """
@@ -111,7 +112,13 @@ def _systolic_compute_s(chip: Chip, op: Attention) -> float:
     passes = BACKWARD_MMA if op.backward else 1.0
     mma_s = (qk.compute_cycles + pv.compute_cycles) * passes / unit.clock_hz / unit.fraction(op.dtype)
     vec_s = _score_ops(op) * op.batch * op.n_heads * op.n_scores * passes / chip.vector_units.peak_ops_per_s
-    return max(mma_s, vec_s)
+    # A decode-sized query (a row or a GQA group) fills one row of a large array: the
+    # compiler may instead run both products on the vector units, one FMA per lane per
+    # cycle (Gaudi's TPCs, a TPU's VPU). The faster of the two is taken.
+    macs = op.batch * op.n_heads * op.n_scores * (op.head_dim + op.v_dim) * passes
+    on_vector_s = (macs + _score_ops(op) * op.batch * op.n_heads * op.n_scores * passes) \
+        / chip.vector_units.peak_ops_per_s
+    return min(max(mma_s, vec_s), on_vector_s)
 
 
 def kv_dequant_ops(chip: Chip, op: Attention, kv_elements: float) -> float:

@@ -149,7 +149,7 @@ def _shared(chip: Chip, op: MatMul) -> _Shared:
         for name, level in chip.memory.items() if level.scope == "shared"
     }
     macs = op.flops / 2
-    energy = macs * chip.compute_units.energy_per_mac_pj.get(op.dtype, 0.0) * 1e-12  # type: ignore[call-overload]
+    energy = macs * chip.compute_units.mac_energy_pj(op.dtype) * 1e-12
     energy = energy / speedup if sparse.energy_scale is None else energy * sparse.energy_scale
     weight = op.b_bytes * sparse.b_scale if op.b_is_weight else 0.0
     return _Shared(speedup, b_scale, outer_tiles, energy, weight, sparse)

@@ -49,7 +49,8 @@ def format_warnings(workload: Workload, chip: Chip) -> list[str]:
     lines = _emulated_lines(chip, {op.dtype for op in _matmuls(workload) if op.emulate})
     unit = chip.compute_units
     if unit.energy_per_mac_pj:
-        for fmt in sorted(d for d in used if unit.flops_per_cycle.get(d) and d not in unit.energy_per_mac_pj):  # type: ignore[call-overload]
+        for fmt in sorted(d for d in used if unit.flops_per_cycle.get(unit.rate_key(d))  # type: ignore[call-overload]
+                          and unit.rate_key(d) not in unit.energy_per_mac_pj):
             lines.append(f"precision: {chip.name} states no energy_per_mac_pj for {fmt}; its {fmt} MACs "
                          "are counted at no energy (operand traffic is counted)")
     return lines

@@ -55,7 +55,7 @@ class GemmMapping:
 
 def dtype_cycle_factor(unit: ComputeUnit, dtype: str, chip_name: str = "") -> float:
     """Cycles per MAC-slot for ``dtype`` relative to one MAC per PE per cycle."""
-    rate = unit.flops_per_cycle.get(dtype)  # type: ignore[call-overload]
+    rate = unit.flops_per_cycle.get(unit.rate_key(dtype))  # type: ignore[call-overload]
     if not rate:
         supported = ", ".join(unit.flops_per_cycle)
         raise MappingError(
@@ -72,7 +72,7 @@ def emulation_dtype(unit: ComputeUnit, dtype: str) -> str | None:
     """The format a unit without math for ``dtype`` runs it in (``None``: it has the
     math, or none of :data:`EMULATION_DTYPES`)."""
     rates = unit.flops_per_cycle
-    if rates.get(dtype):  # type: ignore[call-overload]
+    if rates.get(unit.rate_key(dtype)):  # type: ignore[call-overload]
         return None
     return next((d for d in EMULATION_DTYPES if rates.get(d)), None)  # type: ignore[call-overload]
 

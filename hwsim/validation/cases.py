@@ -205,7 +205,9 @@ def all_cases() -> list[Case]:
     """Every validation case the package ships."""
     # Imported here: the published builders import Case and the helpers from this module.
     from hwsim.validation.decoding import decoding_cases
+    from hwsim.validation.machines import machines_cases
     from hwsim.validation.multichip import multichip_cases
     from hwsim.validation.published import published_cases
 
-    return [*h100_cases(), *published_cases(), *multichip_cases(), *decoding_cases(), *scalesim_cases()]
+    return [*h100_cases(), *published_cases(), *multichip_cases(), *machines_cases(), *decoding_cases(),
+            *scalesim_cases()]

@@ -24,7 +24,15 @@ from hwsim.validation.report import validation_markdown
 
 #: MAPE and worst-row ceilings (%) on check rows for groups still short of THRESHOLDS
 #: (measured at the commit that adds them, rounded up by about one point).
-REGRESSION_CEILINGS: dict[str, dict[str, float]] = {}
+REGRESSION_CEILINGS: dict[str, dict[str, float]] = {
+    # issue #17's presets short of its 20 % target (docs/machines.md says why)
+    "gaudi3 llm batch throughput (published)": {"mape_pct": 36.3, "max_pct": 70.7},
+    "mi300x llm batch latency (published)": {"mape_pct": 54.7, "max_pct": 68.5},
+    "tpu-v5e mlperf offline (published)": {"mape_pct": 42.7, "max_pct": 42.7},
+    "cerebras per-user decode (published)": {"mape_pct": 21.8, "max_pct": 28.5},
+    "groq per-user decode (published)": {"mape_pct": 22.1, "max_pct": 42.7},
+    "blackwell trtllm-bench offline (published)": {"mape_pct": 71.5, "max_pct": 123.8},
+}
 #: Largest |error| (%) of a row that alone fitted a constant: it must still reproduce it
 #: (else the constant needs refitting). Joint fits over many rows are judged by the check
 #: rows of their groups instead.
@@ -69,7 +77,7 @@ def test_group_does_not_regress(group: str) -> None:
 
 
 @pytest.mark.parametrize("group", sorted(REGRESSION_CEILINGS))
-@pytest.mark.xfail(strict=True, reason="issue #3 target not met on check rows yet (see CHANGELOG)")
+@pytest.mark.xfail(strict=True, reason="issue #3/#17 target not met on check rows yet (see CHANGELOG)")
 def test_group_target_pending(group: str) -> None:
     """The issue's target for a group that does not meet it yet (strict xfail)."""
     assert _meets(group, THRESHOLDS[group])
