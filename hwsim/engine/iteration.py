@@ -61,8 +61,8 @@ from hwsim.engine.schedule import (
 from hwsim.workload.blocks import MlaForm, attention_ops, mla_form
 from hwsim.workload.graph import OperatorGraph, Pass, Segment, SegmentRole, Workload
 from hwsim.workload.layers import LayerSpec, group_layers, stage_bounds
-from hwsim.workload.lower import run_name
-from hwsim.workload.ops import Attention, Collective, Op
+from hwsim.workload.lower import head_weights, run_name
+from hwsim.workload.ops import Attention, Collective, Op, Sparsity
 from hwsim.workload.parallel import (
     chain_graphs,
     host_streams,
@@ -72,20 +72,27 @@ from hwsim.workload.parallel import (
     sharded_head,
 )
 from hwsim.workload.plan import Plan
+from hwsim.workload.precision import Precision
+from hwsim.workload.quantize import quantize_graph
 from hwsim.workload.spec import ModelSpec
 
 StageRuns = list[list[tuple[int, tuple[LayerSpec, ...], int]]]
 
 
-def _stage_runs(spec: ModelSpec, plan: Plan) -> tuple[StageRuns, tuple[LayerSpec, ...]]:
-    """Each stage's layers as ``(first, period, repeat)`` runs, and the MLA layer kinds."""
+def _stage_runs(spec: ModelSpec, plan: Plan, precision: Precision | None = None,
+                ) -> tuple[StageRuns, tuple[LayerSpec, ...]]:
+    """Each stage's layers as ``(first, period, repeat)`` runs (layers with another
+    weight dtype under ``precision`` apart), and the MLA layer kinds."""
     runs: StageRuns = []
     mla: set[LayerSpec] = set()
     for first, end in stage_bounds(spec.num_hidden_layers, plan.pp):
         specs = tuple(spec.layer(i) for i in range(first, end))
+        keys: tuple[Any, ...] = specs
+        if precision is not None and precision.layers:
+            keys = tuple((s, precision.layer_weights(i)) for i, s in enumerate(specs, first))
         mla |= {layer for layer in specs if layer.mixer.mla is not None}
         runs.append([(f, specs[f - first:f - first + period], repeat)
-                     for f, period, repeat in group_layers(specs, first)])
+                     for f, period, repeat in group_layers(keys, first)])
     return runs, tuple(mla)
 
 
@@ -130,23 +137,36 @@ class ReplicaModel:
     """
 
     def __init__(self, spec: ModelSpec, chip: Chip, plan: Plan, cost_of: Callable[..., OpCost],
-                 dtype: str = "bf16", attention_impl: str = "flash", sparsity: str | None = None,
+                 dtype: str = "bf16", attention_impl: str = "flash", sparsity: Sparsity = None,
                  per_shape: bool = False, token_grid: bool = False, capacity_factor: float = 1.0,
-                 lowering: dict[Any, Any] | None = None) -> None:
+                 lowering: dict[Any, Any] | None = None, precision: Precision | None = None) -> None:
         self.spec, self.chip, self.plan, self.cost_of = spec, chip, plan, cost_of
+        if precision is not None and precision.is_uniform:
+            dtype, precision = precision.base, None
+        elif precision is not None:
+            dtype = precision.base  # graphs are built in base, then quantized
+        self.precision = precision
         self.capacity_factor = capacity_factor
         self._lowering: dict[Any, Any] = {} if lowering is None else lowering
         # Each stage's layers as runs of repeated periods (chip-independent: kept with
         # the lowered passes).
-        runs_key = ("stage runs", spec.num_hidden_layers, plan.pp)
+        runs_key = ("stage runs", spec.num_hidden_layers, plan.pp, precision)
         if runs_key not in self._lowering:
-            self._lowering[runs_key] = _stage_runs(spec, plan)
+            self._lowering[runs_key] = _stage_runs(spec, plan, precision)
         self._stage_runs, mla = self._lowering[runs_key]
         self._mla_layers = mla  # one MLA layer of each kind chooses the form
         self.dtype, self.attention_impl, self.sparsity = dtype, attention_impl, sparsity
         self.per_shape, self.token_grid = per_shape, token_grid
         self._passes: dict[tuple[int, ...], PassPlan] = {}
         self._levels = chip.level_names
+
+    @property
+    def kv_dtype(self) -> str:
+        """The KV cache's dtype."""
+        return self.precision.kv_cache if self.precision is not None else self.dtype
+
+    def _quantized(self, graph: OperatorGraph, weights: str | None = None) -> OperatorGraph:
+        return graph if self.precision is None else quantize_graph(graph, self.precision, weights)
 
     @property
     def n_stages(self) -> int:
@@ -168,33 +188,37 @@ class ReplicaModel:
             n_tokens = shape[0] * -(-shape[1] // plan.cp)
         segments = []
         if stage == 0:
-            segments.append(Segment("embed", sharded_embedding(spec, plan, n_tokens, dtype),
-                                    role=SegmentRole.EMBED))
+            embed = sharded_embedding(spec, plan, n_tokens, dtype)
+            emb_dtype = self.precision.embeddings if self.precision else None
+            segments.append(Segment("embed", self._quantized(embed, emb_dtype), role=SegmentRole.EMBED))
         runs = self._stage_runs[stage]
-        for index, (_, period, repeat) in enumerate(runs):
-            graph = self._period(period, n_tokens, shape)
+        for index, (first, period, repeat) in enumerate(runs):
+            graph = self._period(period, n_tokens, shape, first)
             segments.append(Segment(run_name(runs, index), graph, repeat, SegmentRole.LAYER, len(period)))
         if stage == plan.pp - 1 and not spec.encoder_only and n_logits > 0:
-            segments.append(Segment("head", sharded_head(spec, plan, n_tokens, n_logits, dtype),
-                                    role=SegmentRole.HEAD))
+            head = sharded_head(spec, plan, n_tokens, n_logits, dtype)
+            weights = None if self.precision is None else head_weights(spec, self.precision)
+            segments.append(Segment("head", self._quantized(head, weights), role=SegmentRole.HEAD))
         passes = (Pass("iteration", tuple(segments), tokens=n_tokens),)
         return Workload(spec.name, "iteration", passes, {}, {"dtype": dtype})
 
     def _period(self, period: tuple[LayerSpec, ...], n_tokens: int,
-                shape: tuple[int, int, int] | None) -> OperatorGraph:
+                shape: tuple[int, int, int] | None, first: int = 0) -> OperatorGraph:
         """One period of layers; per-iteration attention when ``shape`` is None (MLA in
         its absorbed form, which a mixed batch's decodes use)."""
         plan, dtype, impl = self.plan, self.dtype, self.attention_impl
         cf = self.capacity_factor
         if shape is not None:
-            return period_graph(period, plan, *shape, dtype, impl, self.sparsity, capacity_factor=cf)
-        graphs = []
+            return period_graph(period, plan, *shape, dtype, impl, self.sparsity, capacity_factor=cf,
+                                precision=self.precision, first_layer=first)
+        graphs: list[OperatorGraph] = []
         for layer in period:
             form: MlaForm | None = "absorbed" if layer.mixer.mla is not None else None
             ops = attention_ops(layer, plan, n_tokens, 1, 1, dtype, impl, form)
             graph = layer_graph(layer, plan, n_tokens, ops, dtype, self.sparsity, capacity_factor=cf)
             host_streams(graph, layer, plan, n_tokens, 1, 1, dtype)  # weights (a streamed KV is per shape)
-            graphs.append(graph)
+            prec = self.precision
+            graphs.append(self._quantized(graph, prec.layer_weights(first + len(graphs)) if prec else None))
         return chain_graphs(graphs)
 
     def _pass(self, n_tokens: int, n_logits: int, stage: int,
@@ -203,7 +227,8 @@ class ReplicaModel:
         plan = self._passes.get(key)
         if plan is not None:
             return plan
-        low_key = (self.plan, self.dtype, self.attention_impl, self.sparsity, self.capacity_factor, key)
+        low_key = (self.plan, self.dtype, self.attention_impl, self.sparsity, self.capacity_factor,
+                   self.precision, key)
         lowered = self._lowering.get(low_key)
         if lowered is None:
             workload = self._workload(n_tokens, n_logits, stage, shape)
