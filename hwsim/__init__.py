@@ -9,6 +9,7 @@ True
 """
 
 from hwsim import ops, planner, sweep  # sweep: a callable module, hwsim.sweep(spec) runs a sweep
+from hwsim.accuracy import accuracy_delta, published_accuracy
 from hwsim.api import CostCache, load_workload, serve, simulate
 from hwsim.arch import Chip, list_archs, load_arch
 from hwsim.arch.system import System, list_systems, load_system
@@ -38,6 +39,8 @@ __all__ = [
     "load_datacenter",
     "load_node",
     "rank",
+    "accuracy_delta",
+    "published_accuracy",
     "Plan",
     "Requests",
     "SLO",

@@ -42,7 +42,7 @@ DEFAULT_N_REQUESTS = 256
 DEFAULT_SERVING_MODEL = "llama3-70b"
 #: ``hwsim compare`` options that describe a single-step workload, not a serving run.
 _NOT_SERVING = ("phase", "batch", "context_len", "new_tokens", "seq_len", "attention_impl", "sparsity",
-                "offload", "strict")
+                "attention_window", "attention_density", "offload", "strict")
 
 
 def serving_compare_options(func: F) -> F:
@@ -97,7 +97,7 @@ def run_serving_compare(ctx: click.Context, archs: tuple[str, ...], model: str, 
         model = DEFAULT_SERVING_MODEL
     requests = _requests(serving.get("n_requests") or DEFAULT_N_REQUESTS, serving.get("rate_per_s"),
                          opts.get("prompt_len") or 512, serving.get("output_len") or 128)
-    extra = {"n_layers": opts["n_layers"]} if opts.get("n_layers") else {}
+    extra = {k: opts[k] for k in ("n_layers", "precision", "weight_dtype", "kv_dtype") if opts.get(k)}
     comparison = compare_serving(archs or DEFAULT_SERVING_ARCHS, model=model, requests=requests,
                                  dtype=opts.get("dtype") or "bf16", slo=_slo(serving),
                                  datacenter=serving.get("datacenter"), rank_by=serving["rank_by"],

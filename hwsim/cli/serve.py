@@ -25,7 +25,7 @@ from hwsim import report
 from hwsim._yaml import validation_problems
 from hwsim.api import serve
 from hwsim.cli.group import main
-from hwsim.cli.options import decoding_options, pop_decoding
+from hwsim.cli.options import decoding_options, pop_decoding, precision_options
 from hwsim.engine.serve.metrics import SLO
 from hwsim.engine.serve.profiles import PROFILES
 from hwsim.engine.serve.requests import Requests
@@ -81,6 +81,7 @@ def deployment_options(func: F) -> F:
         click.option("--n-layers", type=int, default=None,
                      help="Serve this many layers instead of the model's."),
         click.option("--dtype", default="bf16", show_default=True, help="Weights, activations and KV dtype."),
+        *precision_options(),
         click.option("--tp", type=click.IntRange(min=1), default=None,
                      help="Tensor-parallel chips per replica."),
         click.option("--pp", type=click.IntRange(min=1), default=None, help="Pipeline stages per replica."),
@@ -181,8 +182,9 @@ def serve_arguments(opts: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         raise ConfigError(validation_problems("plan", exc)) from None
     options = {k: opts[k] for k in _OPTION_KEYS if opts.get(k) is not None}
+    prec = {k: opts[k] for k in ("precision", "weight_dtype", "kv_dtype") if opts.get(k) is not None}
     return {"arch": opts["arch"], "model": opts["model"], "plan": plan, "dtype": opts["dtype"],
-            "scheduler": opts["scheduler"], "slo": build_slo(opts), **options}
+            "scheduler": opts["scheduler"], "slo": build_slo(opts), **prec, **options}
 
 
 class ProgressBar:

@@ -21,6 +21,7 @@ import math
 
 from hwsim.arch.model import Chip
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost
+from hwsim.dtypes import dtype_bytes
 from hwsim.mapping.gemm import dtype_cycle_factor, map_gemm
 from hwsim.workload.ops import Attention
 
@@ -47,6 +48,9 @@ def _unit_keys(op: Attention) -> tuple[list[int], int]:
         if op.is_causal and (op.window is not None or op.chunk is not None):
             seen -= _skipped_keys(op, op.kv_len - op.q_len + j * Q_BLOCK)
         keys.append(max(1, min(op.kv_len, seen)))
+    if op.key_density < 1.0:
+        # A block-sparse mask: each query block computes its share of the key blocks.
+        keys = [max(1, math.ceil(k * op.key_density)) for k in keys]
     return keys * group, Q_BLOCK
 
 
@@ -117,6 +121,14 @@ def _systolic_compute_s(chip: Chip, op: Attention) -> float:
     return min(max(mma_s, vec_s), on_vector_s)
 
 
+def kv_dequant_ops(chip: Chip, op: Attention, kv_elements: float) -> float:
+    """Vector-lane operations that dequantize ``kv_elements`` cached K/V elements stored
+    narrower than the kernel's math (an fp8 cache under bf16 attention); 0 otherwise."""
+    if op.kv_dtype is None or op.kv_elem_bytes >= dtype_bytes(op.dtype):
+        return 0.0
+    return kv_elements * chip.vector_units.dequant_ops_per_element
+
+
 def _score_ops(op: Attention) -> float:
     """Vector operations per score: scale, max, exponential, sum (and the soft cap)."""
     return 4.0 + (4.0 if op.softcap else 0.0)
@@ -150,8 +162,15 @@ def attention_cost(chip: Chip, op: Attention) -> OpCost:
         LevelTraffic(name, (io - writes) if name == names[-1] else inner_reads, writes) for name in names
     )
     n_scores = op.batch * op.n_heads * op.n_scores * passes
+    # A narrow cache is dequantized as each K/V tile loads (once per query block that
+    # streams it), on the vector units, in series with the block products.
+    loads = max(q_blocks * causal_share, 1.0) * passes
+    deq_ops = kv_dequant_ops(chip, op, op.kv_bytes / op.kv_elem_bytes * loads)
+    if deq_ops:
+        compute_s += deq_ops / chip.vector_units.peak_ops_per_s
+        cycles = compute_s * unit.clock_hz * unit.fraction(op.dtype)
     energy = (op.flops / 2 * unit.energy_per_mac_pj.get(op.dtype, 0.0)  # type: ignore[call-overload]
-              + n_scores * _score_ops(op) * chip.vector_units.energy_per_op_pj) * 1e-12
+              + (n_scores * _score_ops(op) + deq_ops) * chip.vector_units.energy_per_op_pj) * 1e-12
     variant = f"{op.variant}, " if op.variant else ""
     if op.window is not None:
         variant += f"window {op.window}, "

@@ -60,7 +60,7 @@ def replica_model(workload: Workload, system: System, cost_of: Callable[..., OpC
                         attention_impl=str(args.get("attention_impl", "flash")),
                         sparsity=args.get("sparsity"), per_shape=plan.cp > 1 or "kv_cache" in plan.offload,
                         capacity_factor=float(args.get("moe_capacity_factor", 1.0)),
-                        lowering=workload.iteration_cache)
+                        lowering=workload.iteration_cache, precision=workload.precision)
 
 
 def stage_send_s(system: System, model: ReplicaModel) -> Callable[[int], float]:

@@ -27,7 +27,8 @@ from hwsim.errors import MappingError
 from hwsim.mapping.systolic import fold_dims, systolic_fold_cycles, systolic_gemm_cycles
 
 __all__ = [
-    "COMPUTE_LIMITS", "GemmMapping", "compute_limit", "dtype_cycle_factor", "fit_tile", "gemm_candidates",
+    "COMPUTE_LIMITS", "EMULATION_DTYPES", "GemmMapping", "compute_limit", "dtype_cycle_factor",
+    "emulation_dtype", "fit_tile", "gemm_candidates",
     "map_gemm", "operand_bytes", "reuse_traffic", "systolic_fold_cycles", "systolic_gemm_cycles",
 ]
 
@@ -54,13 +55,26 @@ class GemmMapping:
 
 def dtype_cycle_factor(unit: ComputeUnit, dtype: str, chip_name: str = "") -> float:
     """Cycles per MAC-slot for ``dtype`` relative to one MAC per PE per cycle."""
-    rate = unit.flops_per_cycle.get(dtype)  # type: ignore[call-overload]
+    rate = unit.flops_per_cycle.get(unit.rate_key(dtype))  # type: ignore[call-overload]
     if not rate:
         supported = ", ".join(unit.flops_per_cycle)
         raise MappingError(
             f"{chip_name or 'arch'}: compute_units do not support {dtype} (supported: {supported})"
         )
     return 2.0 * unit.rows * unit.cols / rate
+
+
+#: Matrix formats an emulated GEMM falls back to, in order of preference.
+EMULATION_DTYPES = ("bf16", "fp16", "fp32")
+
+
+def emulation_dtype(unit: ComputeUnit, dtype: str) -> str | None:
+    """The format a unit without math for ``dtype`` runs it in (``None``: it has the
+    math, or none of :data:`EMULATION_DTYPES`)."""
+    rates = unit.flops_per_cycle
+    if rates.get(unit.rate_key(dtype)):  # type: ignore[call-overload]
+        return None
+    return next((d for d in EMULATION_DTYPES if rates.get(d)), None)  # type: ignore[call-overload]
 
 
 def _granule_sizes(granule: int, limit: int) -> list[int]:

@@ -23,8 +23,9 @@ tuned to any of them (role ``check``). Four kinds of row:
   one over a batch-1 decode step at ``input_len`` tokens of context, on the plan
   :func:`hwsim.planner.rank_plans` finds fastest (how such services are deployed).
 
-hwsim runs weights, activations and KV cache in one dtype; where the source used a
-different KV-cache dtype the row's note says so.
+Weights, activations and KV cache share the row's ``dtype`` unless its ``kv_dtype``
+column names the KV cache's own (the TensorRT-LLM FP4 rows: their checkpoints keep an
+fp8 KV cache); where a source's KV dtype is unknown, the row's note says what is assumed.
 """
 
 from __future__ import annotations
@@ -85,18 +86,19 @@ PREFILL_CHUNK_TOKENS = 8192
 
 
 def chunked_offline_tokens_per_s(system_name: str, model: str, plan: hwsim.Plan, dtype: str, input_len: int,
-                                 output_len: int) -> float:
+                                 output_len: int, kv_dtype: str | None = None) -> float:
     """Offline throughput as :func:`offline_tokens_per_s`, but the memory-filling batch's
     prompts are prefilled in iterations of at most :data:`PREFILL_CHUNK_TOKENS` tokens per
-    replica (whole prompts; one prompt when a prompt is longer), as an engine schedules them."""
+    replica (whole prompts; one prompt when a prompt is longer), as an engine schedules them;
+    the KV cache in ``kv_dtype`` where the source names one apart from ``dtype``."""
     system = hwsim.load_system(system_name)
-    per_replica = max_batch_per_replica(system, plan, model, input_len + output_len, dtype)
+    per_replica = max_batch_per_replica(system, plan, model, input_len + output_len, dtype, kv_dtype=kv_dtype)
     per_chunk = min(per_replica, max(1, PREFILL_CHUNK_TOKENS // input_len))
     chunks = math.ceil(per_replica / per_chunk)
     prefill = hwsim.load_workload(model, phase="prefill", batch=plan.dp * per_chunk, prompt_len=input_len,
-                                  dtype=dtype)
+                                  dtype=dtype, kv_dtype=kv_dtype)
     decode = hwsim.load_workload(model, phase="decode", batch=plan.dp * per_replica,
-                                 context_len=input_len + output_len // 2, dtype=dtype)
+                                 context_len=input_len + output_len // 2, dtype=dtype, kv_dtype=kv_dtype)
     t_prefill = chunks * hwsim.simulate(prefill, system, plan=plan).latency_s
     t_decode = hwsim.simulate(decode, system, plan=plan).latency_s
     return plan.dp * per_replica * output_len / (t_prefill + output_len * t_decode)
@@ -148,7 +150,8 @@ def _predict(row: dict[str, str]) -> Callable[[Chip], float]:
         if kind == "mlperf_offline":
             return offline_tokens_per_s(system, model, plan, dtype, inp, out)
         if kind == "trtllm_offline":
-            return chunked_offline_tokens_per_s(system, model, plan, dtype, inp, out)
+            kv_dtype = row.get("kv_dtype") or None
+            return chunked_offline_tokens_per_s(system, model, plan, dtype, inp, out, kv_dtype)
         if kind == "mlperf_offline_beam":
             return beam_samples_per_s(system, model, plan, dtype, inp, out, int(row["beams"]))
         if kind == "train_fsdp":

@@ -59,6 +59,8 @@ def attention_ops(layer: LayerSpec, plan: Plan, batch: int, q_len: int, kv_len: 
         return ssm_ops(layer, plan, batch, q_len, kv_len, dtype)
     h, kv_h = local_heads(a, plan.tp)
     kw = {"is_causal": a.is_causal, "dtype": dtype, "impl": impl, "softcap": a.softcap}
+    if a.key_density < 1.0:
+        kw["key_density"] = a.key_density
     if a.kind == "sliding":
         kw["window"] = a.window
     elif a.kind == "chunked":

@@ -79,6 +79,8 @@ class AttentionSpec:
     alibi: bool = False
     is_causal: bool = True
     mla: MlaSpec | None = None
+    key_density: float = 1.0
+    """Block-sparse masks: share of the key blocks each query block computes."""
     rel_bias_buckets: int = 0
     """T5's learned relative-position bias (buckets x heads), in the first layer of each stack."""
 

@@ -72,6 +72,10 @@ class ModelSpec(BaseModel):
     parallel_block: bool = Field(default=False, strict=True)
     sliding_window: int | None = Field(default=None, gt=0, strict=True)
     attention_chunk_size: int | None = Field(default=None, gt=0, strict=True)
+    #: Block-sparse attention: the share of its (causal, windowed) key blocks each query
+    #: block computes (BigBird's window + global + random blocks, strided or dilated
+    #: masks at block granularity); 1: dense.
+    attention_key_density: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
     layer_attention: tuple[Literal["full", "sliding", "chunked"], ...] = ()
     q_lora_rank: int | None = Field(default=None, gt=0, strict=True)
     kv_lora_rank: int | None = Field(default=None, gt=0, strict=True)
@@ -238,7 +242,8 @@ class ModelSpec(BaseModel):
             kind=kind, window=window, qkv_bias=self.attention_bias, o_bias=self.attention_out_bias,
             qk_norm=self.qk_norm, softcap=self.attn_softcap, sinks=self.attention_sinks, alibi=self.alibi,
             is_causal=not self.encoder_only and self.is_decoder_layer(i), mla=mla,
-            rel_bias_buckets=self.relative_attention_buckets if i in (0, self.num_encoder_layers) else 0)
+            rel_bias_buckets=self.relative_attention_buckets if i in (0, self.num_encoder_layers) else 0,
+            key_density=self.attention_key_density)
 
     def _ffn(self, i: int) -> FfnSpec:
         if not self.has_ffn:

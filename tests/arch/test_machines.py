@@ -98,11 +98,15 @@ def test_injection_bandwidth_matches_source(name: str, per_chip_bytes_per_s: flo
 
 
 def test_fp4_is_half_a_byte_and_bf16_accumulated() -> None:
-    """fp4 (NVFP4/MXFP4 aliases) stores half a byte per element and writes bf16 results."""
+    """fp4 (e2m1) stores half a byte per element and writes bf16 results; the block-scaled
+    NVFP4 and MXFP4 count their scales and run at a chip's fp4 rate (docs/precision.md)."""
     from hwsim.dtypes import accumulator_dtype, dtype_bytes, normalize_dtype
 
-    assert normalize_dtype("nvfp4") == normalize_dtype("MXFP4") == "fp4"
+    assert normalize_dtype("E2M1") == "fp4"
     assert dtype_bytes("fp4") == 0.5 and accumulator_dtype("fp4") == "bf16"
+    assert dtype_bytes("nvfp4") == (4 + 8 / 16) / 8 and dtype_bytes("mxfp4") == (4 + 8 / 32) / 8
+    b200 = hwsim.load_arch("b200-sxm")
+    assert b200.peak_flops_per_s("nvfp4") == b200.peak_flops_per_s("mxfp4") == b200.peak_flops_per_s("fp4")
 
 
 def test_fp4_halves_a_memory_bound_decode_against_fp8() -> None:

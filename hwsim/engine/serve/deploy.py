@@ -30,9 +30,11 @@ from hwsim.engine.serve.run import Pool, Role, ServeRun, kv_capacity, run_servin
 from hwsim.engine.serve.scheduler import SchedulerConfig
 from hwsim.engine.serve.table import RequestTable
 from hwsim.errors import ConfigError
+from hwsim.mapping.fit import precision_warnings
 from hwsim.units import GIB
 from hwsim.workload.decoding import FullKV, Greedy, shared_prompt_tokens
 from hwsim.workload.plan import Plan
+from hwsim.workload.precision import Precision
 from hwsim.workload.spec import ModelSpec
 
 CostFactory = Callable[[System, Plan], Callable[..., OpCost]]
@@ -53,11 +55,11 @@ def _replica_plan(plan: Plan, where: str) -> Plan:
     return plan.model_copy(update={"dp": 1, "microbatches": 1, "zero_stage": 0, "recompute": False})
 
 
-def _pool(role: Role, system: System, spec: ModelSpec, plan: Plan, replicas: int, dtype: str,
+def _pool(role: Role, system: System, spec: ModelSpec, plan: Plan, replicas: int, precision: Precision,
           opts: ServeOptions, costs: CostFactory) -> Pool:
     replica_plan = _replica_plan(plan, f"{system.name} ({role})")
-    model = ReplicaModel(spec, system.chip, replica_plan, costs(system, replica_plan), dtype=dtype,
-                         attention_impl=opts.attention_impl, token_grid=True)
+    model = ReplicaModel(spec, system.chip, replica_plan, costs(system, replica_plan), dtype=precision.base,
+                         attention_impl=opts.attention_impl, token_grid=True, precision=precision)
     budget = opts.scheduler_config("vllm").max_num_batched_tokens
     kv = kv_capacity(model, opts.memory_fraction, opts.block_tokens, min(budget, 1 << 20))
     if kv.n_blocks <= 0:
@@ -77,9 +79,18 @@ def _pool(role: Role, system: System, spec: ModelSpec, plan: Plan, replicas: int
     return Pool(system, model, replicas, role, kv, decoding)
 
 
-def build_pools(system: System, spec: ModelSpec, plan: Plan | None, dtype: str, opts: ServeOptions,
+def build_pools(system: System, spec: ModelSpec, plan: Plan | None, precision: Precision, opts: ServeOptions,
                 costs: CostFactory) -> tuple[list[Pool], list[str]]:
-    """The pools of a run and the notes to pass on as warnings."""
+    """The pools of a run and the notes to pass on as warnings (formats a pool's chip
+    emulates among them)."""
+    pools, notes = _build_pools(system, spec, plan, precision, opts, costs)
+    for chip in {id(p.model.chip): p.model.chip for p in pools}.values():
+        notes += precision_warnings(precision, chip)
+    return pools, notes
+
+
+def _build_pools(system: System, spec: ModelSpec, plan: Plan | None, dtype: Precision, opts: ServeOptions,
+                 costs: CostFactory) -> tuple[list[Pool], list[str]]:
     notes: list[str] = []
     if not opts.pools:
         plan = plan or Plan()
@@ -161,7 +172,7 @@ def transfer_bandwidth(pools: list[Pool], given: float | None) -> float:
     return min(rates)
 
 
-def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Plan | None, dtype: str,
+def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Plan | None, dtype: Precision,
                    scheduler: str, opts: ServeOptions, costs: CostFactory,
                    progress: Callable[[int], None] | None = None) -> tuple[ServeRun, list[str]]:
     """Build the pools, check the requests, run; return the run and its notes.

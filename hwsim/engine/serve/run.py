@@ -56,7 +56,7 @@ def kv_layout(model: ReplicaModel, block_tokens: int) -> KVLayout:
     hold the most per token (then per request), its full-attention (MLA: latent) layers
     apart from its sliding-window ones, and its state-space layers' fixed state."""
     spec, plan = model.spec, model.plan
-    width = dtype_bytes(model.dtype)
+    width = dtype_bytes(model.kv_dtype)
     best: KVLayout | None = None
     for first, end in stage_bounds(spec.num_hidden_layers, plan.pp):
         growing = state = 0.0
@@ -89,7 +89,7 @@ def kv_capacity(model: ReplicaModel, memory_fraction: float, block_tokens: int,
     chip = model.chip
     memory = chip.level_capacity_bytes(chip.home_level)
     usage = memory_per_chip(model.spec, "prefill", model.plan, batch=1, prompt_len=max_batched_tokens,
-                            dtype=model.dtype, attention_impl=model.attention_impl,
+                            dtype=model.dtype, attention_impl=model.attention_impl, precision=model.precision,
                             workspace_bytes=workspace_allowance_bytes(memory))
     usable = memory * memory_fraction
     left = usable - usage.weights_bytes - usage.activations_bytes - usage.workspace_bytes
