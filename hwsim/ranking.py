@@ -234,7 +234,8 @@ def compare_serving(archs: Sequence[str | System] = DEFAULT_SERVING_ARCHS, *,
         evaluate = serve_evaluator(requests, str(model), dtype, slo, **serve_options)
     rows = []
     for arch in archs:
-        rows.append(row_for(arch, evaluate, dc, plan, slo is not None, dtype, budget_usd, slo))
+        rows.append(row_for(arch, evaluate, dc, plan, slo is not None, dtype, budget_usd, slo,
+                            serve_options.get("weight_dtype")))
     n = len(requests)
     described = f"{n} requests from {requests.source}"
     notes = (f"each system serves the same {n} requests once per plan tried (a capped run: "

@@ -40,7 +40,8 @@ def _problems(exc: HwsimError) -> str:
 
 
 def row_for(arch: str | System, evaluate: Evaluator, dc: Datacenter, plan: Plan | None, use_goodput: bool,
-            dtype: str, budget_usd: float | None, slo: SLO | None = None) -> dict[str, Any]:
+            dtype: str, budget_usd: float | None, slo: SLO | None = None,
+            weight_dtype: str | None = None) -> dict[str, Any]:
     """The row of one system (never raises for a bad system: the row says why)."""
     name = arch if isinstance(arch, str) else arch.name
     row: dict[str, Any] = {"rank": None, "arch": name, "fits": False, "why": "", "warnings": []}
@@ -58,7 +59,7 @@ def row_for(arch: str | System, evaluate: Evaluator, dc: Datacenter, plan: Plan 
     row |= {"fits": True, "plan": plan_label(best), "n_chips_used": point.n_chips,
             "output_tokens_per_s": tokens, "tokens_per_s_per_chip": tokens / system.n_chips,
             "chip_power_w": point.average_power_w / point.n_chips, "warnings": list(point.warnings)}
-    binding, detail = binding_constraint(system, point, dtype, slo if use_goodput else None)
+    binding, detail = binding_constraint(system, point, dtype, slo if use_goodput else None, weight_dtype)
     try:
         node = load_node(system.chip.name)
     except HwsimError as exc:
@@ -120,7 +121,8 @@ def _driver(costs: dict[str, Any]) -> str:
     return f"cost {shares[top]:.0%} {top}"
 
 
-def binding_constraint(system: System, point: ServingPoint, dtype: str, slo: SLO | None) -> tuple[str, str]:
+def binding_constraint(system: System, point: ServingPoint, dtype: str, slo: SLO | None,
+                       weight_dtype: str | None = None) -> tuple[str, str]:
     """The constraint that binds a run, and its numbers (order: module docstring)."""
     m, chip = point.metrics, system.chip
     if slo is not None and m.get("slo_met") == 0.0:
@@ -153,7 +155,8 @@ def binding_constraint(system: System, point: ServingPoint, dtype: str, slo: SLO
     home = chip.memory[chip.home_level]
     memory_s = (weights + kv) / home.bandwidth_bytes_per_s
     peak = chip.peak_flops_per_s(dtype)
-    compute_s = 2.0 * weights / dtype_bytes(dtype) * batch / peak if peak > 0 else math.inf
+    n_params = weights / dtype_bytes(weight_dtype or dtype)  # parameters held on one chip
+    compute_s = 2.0 * n_params * batch / peak if peak > 0 else math.inf
     kind = "bandwidth" if memory_s >= compute_s else "compute"
     detail = (f"decode at mean batch {batch:.3g}: {(weights + kv) / 1e9:.3g} GB per chip per step "
               f"{memory_s * 1e3:.3g} ms at {home.bandwidth_bytes_per_s / 1e12:.3g} TB/s vs "
