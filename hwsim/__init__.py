@@ -13,11 +13,14 @@ from hwsim.accuracy import accuracy_delta, published_accuracy
 from hwsim.api import CostCache, load_workload, serve, simulate
 from hwsim.arch import Chip, list_archs, load_arch
 from hwsim.arch.system import System, list_systems, load_system
+from hwsim.cost.datacenter import Datacenter, Node
+from hwsim.datacenter import list_datacenters, load_datacenter, load_node
 from hwsim.engine.serve.metrics import SLO
 from hwsim.engine.serve.requests import Requests
 from hwsim.engine.serve.result import ServeResult
 from hwsim.errors import ConfigError, HwsimError, MappingError
 from hwsim.planner import rank_plans
+from hwsim.ranking import ServingComparison, compare_serving, rank
 from hwsim.result import Result
 from hwsim.sweep import SweepResult, SweepSpec
 from hwsim.sweep.spec import load_spec as load_sweep_spec
@@ -28,6 +31,14 @@ from hwsim.workload.plan import Plan
 __version__ = "0.1.0"
 
 __all__ = [
+    "Datacenter",
+    "Node",
+    "ServingComparison",
+    "compare_serving",
+    "list_datacenters",
+    "load_datacenter",
+    "load_node",
+    "rank",
     "accuracy_delta",
     "published_accuracy",
     "Plan",

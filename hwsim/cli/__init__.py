@@ -5,7 +5,7 @@ command, each registering itself on that group when imported here.
 ``python -m hwsim`` run the same group.
 """
 
-from hwsim.cli import listing, op, plan, plot, serve, simulate, sweep, validate  # noqa: F401  (register)
+from hwsim.cli import compare, listing, op, plan, plot, serve, simulate, sweep, validate  # noqa: F401  (register)
 from hwsim.cli.group import main
 
 __all__ = ["main"]

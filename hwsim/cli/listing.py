@@ -1,4 +1,5 @@
-"""``hwsim list archs|systems|models|precisions``: the shipped presets and precision schemes."""
+"""``hwsim list archs|systems|models|precisions|datacenters|nodes``: the shipped presets,
+precision schemes and datacenter presets."""
 
 from __future__ import annotations
 
@@ -14,16 +15,19 @@ from hwsim.arch.model import Chip
 from hwsim.arch.system import list_systems, load_system
 from hwsim.cli.group import error_lines, main
 from hwsim.cli.options import json_option
+from hwsim.datacenter import list_datacenters, list_nodes, load_datacenter, load_node
 from hwsim.errors import HwsimError
 from hwsim.workload.precision import SCHEMES, is_weight_only, resolve_precision, weight_bits_per_param
 from hwsim.workload.spec import ModelSpec, list_models, load_model_spec
 
 
 @main.command("list")
-@click.argument("what", type=click.Choice(["archs", "systems", "models", "precisions"]))
+@click.argument("what", type=click.Choice(["archs", "systems", "models", "precisions", "datacenters",
+                                           "nodes"]))
 @json_option
 def list_cmd(what: str, as_json: bool) -> None:
-    """List the shipped architecture, system or model presets, or the precision schemes."""
+    """List the shipped architecture, system or model presets, the precision schemes, or the
+    datacenter facilities and nodes of ``hwsim compare --serve`` (docs/datacenter.md)."""
     columns: Any
     rows: Any
     if what == "precisions":
@@ -41,6 +45,8 @@ def list_cmd(what: str, as_json: bool) -> None:
             fabrics = " + ".join(f"{f.name} ({f.topology} {'x'.join(map(str, f.dims))})"
                                  for f in system.fabrics)
             rows.append((name, system.chip.name, system.n_chips, fabrics or "none"))
+    elif what in ("datacenters", "nodes"):
+        columns, rows = _datacenter_rows(what)
     elif what == "archs":
         chips: list[tuple[str, Chip | str]] = [(n, _try(load_arch, n)) for n in list_archs()]
         columns, rows = report.ARCH_COLUMNS, report.arch_rows(chips)
@@ -51,6 +57,19 @@ def list_cmd(what: str, as_json: bool) -> None:
         click.echo(json.dumps([dict(zip(columns, row, strict=True)) for row in rows], indent=2))
     else:
         click.echo(report.format_table(columns, rows))
+
+
+def _datacenter_rows(what: str) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    if what == "datacenters":
+        facilities = [load_datacenter(n) for n in list_datacenters()]
+        return (("name", "pue", "usd_per_kwh", "rack_power_w", "rack_units", "lifetime_years", "utilization",
+                 "description"),
+                [(d.name, d.pue, d.usd_per_kwh, d.rack_power_w, d.rack_units, d.lifetime_years, d.utilization,
+                  d.description) for d in facilities])
+    nodes = [load_node(c) for c in list_nodes()]
+    return (("chip", "name", "n_chips", "rack_units", "price_usd", "usd_per_chip_hour", "description"),
+            [(n.chip, n.name, n.n_chips, n.rack_units, n.price_usd, n.usd_per_chip_hour, n.description)
+             for n in nodes])
 
 
 def _try(loader: Callable[[str], Any], name: str) -> Any:
