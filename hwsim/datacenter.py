@@ -1,5 +1,5 @@
-"""Loading the datacenter presets: facilities (``datacenter/*.yaml``) and the nodes chips
-are housed in (``datacenter/nodes/<chip>.yaml``), with errors that name the file and path.
+"""Loading the datacenter presets: facilities (``arch_configs/datacenter/*.yaml``) and the nodes chips
+are housed in (``arch_configs/datacenter/nodes/<chip>.yaml``), with errors that name the file and path.
 
 The formulas are in :mod:`hwsim.cost.datacenter`; this module only reads files.
 """
@@ -19,7 +19,7 @@ from hwsim.errors import ConfigError
 
 
 def _folder(sub: str = "") -> Path:
-    base = data_dir("datacenter")
+    base = data_dir("arch_configs") / "datacenter"
     return base / sub if sub else base
 
 
@@ -28,12 +28,12 @@ def _names(folder: Path) -> list[str]:
 
 
 def list_datacenters() -> list[str]:
-    """Names of the shipped facility presets (``datacenter/*.yaml``)."""
+    """Names of the shipped facility presets (``arch_configs/datacenter/*.yaml``)."""
     return _names(_folder())
 
 
 def list_nodes() -> list[str]:
-    """Chips with a shipped node preset (``datacenter/nodes/<chip>.yaml``)."""
+    """Chips with a shipped node preset (``arch_configs/datacenter/nodes/<chip>.yaml``)."""
     return _names(_folder("nodes"))
 
 
@@ -73,7 +73,7 @@ def load_datacenter(spec: str | Path | dict[str, Any] | Datacenter | None = None
 
 
 def load_node(chip: str | Path) -> Node:
-    """The node preset housing chips named ``chip`` (``datacenter/nodes/<chip>.yaml``), or
+    """The node preset housing chips named ``chip`` (``arch_configs/datacenter/nodes/<chip>.yaml``), or
     a node YAML path.
 
     Raises
@@ -85,6 +85,7 @@ def load_node(chip: str | Path) -> Node:
     if not path.is_file():
         path = _folder("nodes") / f"{chip}.yaml"
     if not path.is_file():
-        raise ConfigError([f"{chip}: no node preset (datacenter/nodes/{chip}.yaml) says how this chip is "
-                           f"housed, powered and priced (chips with one: {', '.join(list_nodes())})"])
+        raise ConfigError([f"{chip}: no node preset (arch_configs/datacenter/nodes/{chip}.yaml) says how "
+                           f"this chip is housed, powered and priced "
+                           f"(chips with one: {', '.join(list_nodes())})"])
     return _validate(Node, read_yaml(path), str(path))  # type: ignore[no-any-return]

@@ -210,7 +210,7 @@ def compare_serving(archs: Sequence[str | System] = DEFAULT_SERVING_ARCHS, *,
     slo : SLO, optional
         With an SLO the throughput used is goodput (tokens of requests meeting it).
     datacenter : preset name, path, mapping or Datacenter
-        Default ``"default"`` (``datacenter/default.yaml``).
+        Default ``"default"`` (``arch_configs/datacenter/default.yaml``).
     plan : Plan, optional
         Use this plan on every system instead of searching :func:`candidate_plans`.
     evaluate : callable(system, plan), optional

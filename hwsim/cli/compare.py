@@ -59,8 +59,8 @@ def serving_compare_options(func: F) -> F:
         click.option("--rate", "rate_per_s", type=float, default=None,
                      help="--serve: Poisson arrivals at this many requests/s [default: offline]."),
         click.option("--datacenter", default="default", show_default=True,
-                     help="--serve: facility preset (datacenter/*.yaml: default, hyperscale, enterprise-air) "
-                          "or a YAML path."),
+                     help="--serve: facility preset (arch_configs/datacenter/*.yaml: default, hyperscale, "
+                          "enterprise-air) or a YAML path."),
         click.option("--rank-by", type=click.Choice(list(RANK_KEYS)), default="usd_per_million_tokens",
                      show_default=True, help="--serve: what orders the ranking."),
         click.option("--budget-usd", type=float, default=None,

@@ -25,7 +25,7 @@ from hwsim.cost.datacenter import (
 from hwsim.datacenter import list_datacenters, list_nodes, load_datacenter, load_node
 from hwsim.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[2] / "datacenter"
+ROOT = Path(__file__).resolve().parents[2] / "arch_configs" / "datacenter"
 BOUGHT = Node(name="n", chip="b200-sxm", n_chips=8, host_power_w=5700, network_power_w=600, rack_units=10,
               price_usd=100_000, network_usd=20_000)
 RENTED = Node(name="r", chip="tpu-v6e", n_chips=8, chip_tdp_w=350, rack_units=4, usd_per_chip_hour=2.0)
@@ -148,7 +148,7 @@ def test_bad_files_name_the_file_and_path(tmp_path: Path) -> None:
 
 
 def test_every_shipped_preset_loads_and_every_number_has_a_source() -> None:
-    """datacenter/*.yaml and datacenter/nodes/*.yaml load; each node names a shipped chip; every
+    """datacenter/*.yaml and arch_configs/datacenter/nodes/*.yaml load; each node names a shipped chip; every
     numeric line carries a source key, a derivation (D) or the word assumption."""
     assert {"default", "hyperscale", "enterprise-air"} <= set(list_datacenters())
     assert set(list_nodes()) >= {"b200-sxm", "mi300x", "gaudi3", "tpu-v6e", "wse3", "xeon-8480"}
