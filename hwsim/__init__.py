@@ -9,7 +9,7 @@ True
 """
 
 from hwsim import ops, planner, sweep  # sweep: a callable module, hwsim.sweep(spec) runs a sweep
-from hwsim.api import CostCache, load_workload, serve, simulate
+from hwsim.api import CostCache, ServeCache, find_capacity, load_workload, serve, simulate
 from hwsim.arch import Chip, list_archs, load_arch
 from hwsim.arch.system import System, list_systems, load_system
 from hwsim.engine.serve.metrics import SLO
@@ -32,6 +32,7 @@ __all__ = [
     "SLO",
     "ServeResult",
     "serve",
+    "find_capacity",
     "planner",
     "rank_plans",
     "System",
@@ -40,6 +41,7 @@ __all__ = [
     "Chip",
     "ConfigError",
     "CostCache",
+    "ServeCache",
     "HwsimError",
     "MappingError",
     "Result",

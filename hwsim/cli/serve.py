@@ -240,8 +240,10 @@ def _title(result: ServeResult, requests: Requests) -> str:
 @click.option("--csv", "as_csv", is_flag=True, help="With -o: CSV frames instead of Parquet.")
 @click.option("--trace-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a Perfetto trace (.json): a track per replica, a slice per iteration.")
+@click.option("--find-capacity", is_flag=True,
+              help="Search the highest Poisson rate that meets the --slo-* limits (--requests per run).")
 def serve_cmd(as_json: bool, output_dir: Path | None, as_csv: bool, trace_out: Path | None,
-              **opts: Any) -> None:
+              find_capacity: bool, **opts: Any) -> None:
     """Serve a stream of requests: continuous batching under a paged KV cache, iteration
     by iteration, on one or more replicas; print latency percentiles, throughput and energy.
 
@@ -250,10 +252,19 @@ def serve_cmd(as_json: bool, output_dir: Path | None, as_csv: bool, trace_out: P
       hwsim serve --arch h100-sxm --model llama2-7b --requests 200 --rate 5
       hwsim serve --arch dgx-h100 --model llama2-70b --tp 8 --profile chat --rate 2 --slo-ttft-ms 2000
       hwsim serve --trace requests.csv --scheduler sarathi --json -o runs/sarathi
+      hwsim serve --arch h100-sxm --model llama2-7b --requests 300 --find-capacity --slo-ttft-ms 500
     """
     from hwsim.serve_trace import write_serve_trace
     from hwsim.trace import check_trace_path
 
+    if find_capacity:
+        from hwsim.cli.capacity import run_find_capacity
+
+        if output_dir is not None or trace_out is not None or as_csv:
+            raise ConfigError(["--find-capacity: prints the search; -o, --csv and --trace-out are "
+                               "for one run"])
+        run_find_capacity(opts, serve_arguments(opts), as_json)
+        return
     if trace_out is not None:
         check_trace_path(trace_out)
     requests = build_requests(opts)

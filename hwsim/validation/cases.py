@@ -206,5 +206,6 @@ def all_cases() -> list[Case]:
     # Imported here: the published builders import Case and the helpers from this module.
     from hwsim.validation.multichip import multichip_cases
     from hwsim.validation.published import published_cases
+    from hwsim.validation.serving import serving_cases
 
-    return [*h100_cases(), *published_cases(), *multichip_cases(), *scalesim_cases()]
+    return [*h100_cases(), *published_cases(), *multichip_cases(), *scalesim_cases(), *serving_cases()]

@@ -1,0 +1,253 @@
+"""Published serving results (``data/published/serving.csv``, issue 14) as validation cases.
+
+Every row of the file's ``check`` split becomes a case whose prediction is an
+:func:`hwsim.serve` run of the row's configuration; no parameter was fitted on any of
+them (role ``check``). The ``heldout`` rows are left for the larger held-out judgement
+the issue names and are not in :func:`serving_cases` (``serving_cases("heldout")``
+builds them). The file's README states the sources and their assumptions; the mapping
+from a row to a run is:
+
+- **Scheduler**: TensorRT-LLM's in-flight batching with its default ``GUARANTEED_NO_EVICT``
+  policy admits a request with its whole prompt beside the running decodes and reserves
+  its prompt and output up front: hwsim's ``orca`` scheduler, with trtllm-bench's example
+  limits (4,096 sequences, 8,192 tokens per iteration) where the row states none, the
+  row's ``max_batch`` where it does (MLPerf). ``static_batch`` rows run ``static`` (one
+  batch of ``max_batch`` identical requests), ``batch1`` rows one request.
+- **KV memory**: the row's ``kv_mem_fraction`` (0.95 for the v0.20 rows, 0.90 for
+  MLPerf), else hwsim's default 0.9 of the chip's memory.
+- **Lengths**: fixed, as every TensorRT-LLM row states. MLPerf Llama-2-70B: 295 prompt
+  tokens (the OpenOrca subset's mean, an assumption shared with
+  :mod:`hwsim.validation.multichip`) and the log's own mean output length (from the
+  row's note; 294, the dataset's, for the one row whose log was not read). MLPerf
+  Mixtral rows are left out: their dataset's input lengths are in no source read.
+- **Plan**: the row's ``tp`` and ``replicas``; MLPerf rows that do not state them use
+  NVIDIA's own configuration for the GPU (H100: TP2 x 4, H200: TP1 x 8), as the notes say.
+- **Arrivals**: ``offline`` rows (and QPS = INF) all at t = 0; ``server_rate`` and
+  ``mlperf_server`` rows Poisson at the row's rate with seed 0 (the TensorRT-LLM table
+  does not state its arrival process).
+
+Speed (deterministic, each cap stated in the case's name): every :data:`RUN_STRIDE`-th
+run configuration of the split in file order is a case (``every_run=True``: all); an
+offline run simulates at most :data:`OFFLINE_WAVES` times the requests its replicas hold
+at once (the batch the KV cache and ``max_num_seqs`` allow) instead of the run's tens of
+thousands: equal-length requests run in lockstep waves, so the first wave is the steady
+state; a server run simulates its first :data:`SERVER_REQUESTS` arrivals (its
+throughput then includes the drain after the last arrival, a few end-to-end latencies).
+Rows of one run configuration share one simulation, and runs share op costs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import hwsim
+from hwsim.arch.model import Chip
+from hwsim.engine.serve.deploy import build_pools
+from hwsim.engine.serve.options import serve_options
+from hwsim.engine.serve.result import ServeResult
+from hwsim.validation.cases import Case, _rows
+from hwsim.validation.multichip import MLPERF_INPUT_TOKENS
+from hwsim.validation.published import FOLDER, gptj_spec
+from hwsim.workload.spec import ModelSpec
+
+SERVING_CSV = FOLDER / "serving.csv"
+#: Throughput groups (output tokens/s, per GPU or whole run; requests/s) by the chips a
+#: run used, and the latency group (TTFT, ITL, TPOT), which has no target.
+GROUP_ONE_GPU = "serving throughput 1 gpu (published)"
+GROUP_MULTI_GPU = "serving throughput multi-gpu node (published)"
+GROUP_LATENCY = "serving latency (published)"
+THROUGHPUT_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "requests_per_s")
+
+#: Offline runs simulate at most this many waves of the batch their replicas hold.
+OFFLINE_WAVES = 1
+#: Every RUN_STRIDE-th run configuration of the split (in file order, all its rows) is a
+#: case: simulating all of them takes minutes (a wave of a memory-filling batch with 2,048
+#: output tokens is thousands of iterations).
+RUN_STRIDE = 3
+#: Server runs simulate at most this many arrivals.
+SERVER_REQUESTS = 120
+#: TensorRT-LLM's runtime limits where a row states none (trtllm-bench's example run).
+TRT_MAX_SEQS = 4096
+TRT_MAX_TOKENS = 8192
+#: Mean output tokens per sample of MLPerf's Llama-2-70B dataset (the FP16 reference run,
+#: ``data/published/README.md``), for a row whose log's own mean was not read.
+MLPERF_DATASET_OUTPUT_TOKENS = 294
+#: NVIDIA's MLPerf v4.1 Llama-2-70B configurations, (tp, replicas) by GPU preset.
+MLPERF_PLANS = {"dgx-h100": (2, 4), "dgx-h200": (1, 8)}
+
+_PREDICT = {
+    "output_tokens_per_s": lambda r, n: r.output_tokens_per_s,
+    "output_tokens_per_s_per_gpu": lambda r, n: r.output_tokens_per_s / n,
+    "requests_per_s": lambda r, n: r.metrics["requests_per_s"],
+    "ttft_ms": lambda r, n: r.metrics["ttft_mean_s"] * 1e3,
+    "ttft_mean_ms": lambda r, n: r.metrics["ttft_mean_s"] * 1e3,
+    "ttft_p99_ms": lambda r, n: r.metrics["ttft_p99_s"] * 1e3,
+    "itl_mean_ms": lambda r, n: r.metrics["itl_mean_s"] * 1e3,
+    "tpot_mean_ms": lambda r, n: r.metrics["tpot_mean_s"] * 1e3,
+    "tpot_p99_ms": lambda r, n: r.metrics["tpot_p99_s"] * 1e3,
+}
+
+
+@dataclass(frozen=True)
+class ServingRun:
+    """One run configuration of ``serving.csv``, as an :func:`hwsim.serve` call."""
+
+    system: str
+    model: str
+    dtype: str
+    tp: int
+    replicas: int
+    scenario: str
+    prompt_len: int
+    output_len: int
+    n_requests: int
+    rate_per_s: float
+    max_num_seqs: int
+    memory_fraction: float
+
+    @property
+    def n_chips(self) -> int:
+        return self.tp * self.replicas
+
+    def spec(self) -> ModelSpec:
+        return gptj_spec() if self.model == "gpt-j-6b" else hwsim.load_model_spec(self.model)
+
+    @property
+    def is_static(self) -> bool:
+        return self.scenario in ("static_batch", "batch1")
+
+    def _options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"max_num_seqs": self.max_num_seqs, "memory_fraction": self.memory_fraction,
+                                   "replicas": self.replicas}
+        if not self.is_static:
+            options["max_num_batched_tokens"] = max(TRT_MAX_TOKENS, self.prompt_len + self.output_len)
+        return options
+
+    def serve(self, system: hwsim.System, cache: hwsim.ServeCache, n_requests: int) -> ServeResult:
+        """Serve the first ``n_requests`` of the run's requests on ``system``."""
+        if self.rate_per_s > 0:
+            reqs = hwsim.Requests.poisson(n_requests, self.rate_per_s, self.prompt_len, self.output_len,
+                                          seed=0)
+        else:
+            reqs = hwsim.Requests.offline(n_requests, self.prompt_len, self.output_len)
+        return hwsim.serve(reqs, system, model=self.spec(), plan=hwsim.Plan(tp=self.tp), dtype=self.dtype,
+                           scheduler="static" if self.is_static else "orca", cache=cache, **self._options())
+
+    def simulated_requests(self, system: hwsim.System, cache: hwsim.ServeCache) -> int:
+        """The requests simulated (the caps of the module docstring)."""
+        if self.is_static:
+            return self.n_requests
+        if self.rate_per_s > 0:
+            return min(self.n_requests, SERVER_REQUESTS)
+        # The batch one replica holds: its KV blocks over a request's, within max_num_seqs.
+        opts = serve_options("orca", self._options())
+        pools, _ = build_pools(system, self.spec(), hwsim.Plan(tp=self.tp), self.dtype, opts, cache)
+        blocks = math.ceil((self.prompt_len + self.output_len) / opts.block_tokens)
+        held = min(self.max_num_seqs, max(1, pools[0].kv.n_blocks // blocks))
+        return min(self.n_requests, OFFLINE_WAVES * held * self.replicas)
+
+
+def _mean_output(note: str) -> int:
+    """The log's mean output length from a row's note, else the dataset's (README)."""
+    m = re.search(r"mean output tokens per sample ([0-9.]+)", note)
+    return round(float(m.group(1))) if m else MLPERF_DATASET_OUTPUT_TOKENS
+
+
+def _number(text: str, default: float) -> float:
+    m = re.match(r"\s*([0-9.]+)", text)
+    return float(m.group(1)) if m else default
+
+
+def serving_run(row: dict[str, str]) -> ServingRun | None:
+    """The run of a row, or None for a row left out (module docstring)."""
+    model = "gpt-j-6b" if row["model"] == "gptj-6b" else row["model"]
+    if row["model_status"].startswith("not shipped") and model != "gpt-j-6b":
+        return None
+    mlperf = row["scenario"].startswith("mlperf")
+    if mlperf and model != "llama2-70b":
+        return None  # input lengths of the Mixtral dataset are in no source read
+    if not mlperf and not row["output_len"].isdigit():
+        return None  # a generation rate whose output length the source does not give
+    if row["tp"].isdigit():
+        tp, replicas = int(row["tp"]), int(row["replicas"])
+    elif mlperf:
+        tp, replicas = MLPERF_PLANS[row["system"]]
+    else:
+        return None
+    prompt = MLPERF_INPUT_TOKENS if mlperf else int(row["input_len"])
+    output = _mean_output(row["note"]) if mlperf else int(row["output_len"])
+    static = row["scenario"] in ("static_batch", "batch1")
+    seqs = int(row["max_batch"]) if row["max_batch"].isdigit() else (1 if static else TRT_MAX_SEQS)
+    rate = float(row["rate_per_s"]) if row["scenario"] in ("server_rate", "mlperf_server") else 0.0
+    n = seqs if static else int(row["n_requests"] or 500)
+    dtype = "fp8" if mlperf and row["dtype"] == "not stated" else row["dtype"]  # NVIDIA's config
+    return ServingRun(row["system"], model, dtype, tp, replicas, row["scenario"], prompt, output, n,
+                      rate, seqs, _number(row["kv_mem_fraction"], 0.9))
+
+
+def _group(row: dict[str, str], run: ServingRun) -> str:
+    if row["metric"] not in THROUGHPUT_METRICS:
+        return GROUP_LATENCY
+    return GROUP_ONE_GPU if run.n_chips == 1 else GROUP_MULTI_GPU
+
+
+def _name(row: dict[str, str], run: ServingRun) -> str:
+    """The case's name: the run, and how much of it is simulated (module docstring)."""
+    if run.scenario == "batch1":
+        what = "batch 1" if run.max_num_seqs == 1 else f"batch {run.max_num_seqs}"
+    elif run.scenario == "static_batch":
+        what = f"static batch {run.max_num_seqs}"
+    elif run.rate_per_s > 0:
+        first = min(run.n_requests, SERVER_REQUESTS)
+        what = f"Poisson {run.rate_per_s:g}/s, first {first} of {run.n_requests}"
+    else:
+        what = f"offline, <= {OFFLINE_WAVES} batches of {run.n_requests}"
+    plan = f"tp{run.tp}" + (f"x{run.replicas}" if run.replicas > 1 else "")
+    lengths = f"{run.prompt_len}/{run.output_len}"
+    head = f"{row['source_key']} {run.model} {run.system} {run.dtype} {plan} {lengths}"
+    return f"{head} {what}: {row['metric']}"
+
+
+class _Runs:
+    """Each run configuration simulated once, its rows sharing the result; one
+    :class:`hwsim.ServeCache` for all of them."""
+
+    def __init__(self) -> None:
+        self.cache = hwsim.ServeCache()
+        self.systems: dict[str, hwsim.System] = {}
+        self.results: dict[ServingRun, ServeResult] = {}
+
+    def result(self, run: ServingRun) -> ServeResult:
+        if run not in self.results:
+            if run.system not in self.systems:
+                self.systems[run.system] = hwsim.load_system(run.system)
+            system = self.systems[run.system]
+            self.results[run] = run.serve(system, self.cache, run.simulated_requests(system, self.cache))
+        return self.results[run]
+
+    def predict(self, run: ServingRun, metric: str) -> Callable[[Chip], float]:
+        return lambda _: float(_PREDICT[metric](self.result(run), run.n_chips))
+
+
+def serving_cases(split: str = "check", every_run: bool = False) -> Iterator[Case]:
+    """One case per row of ``serving.csv`` in ``split`` (see the module docstring), for
+    every :data:`RUN_STRIDE`-th run configuration, or for all with ``every_run``."""
+    runs = _Runs()
+    seen: list[ServingRun] = []
+    for row in _rows(SERVING_CSV):
+        if row["split"] != split:
+            continue
+        run = serving_run(row)
+        if run is None:
+            continue
+        if run not in seen:
+            seen.append(run)
+        if not every_run and seen.index(run) % RUN_STRIDE:
+            continue
+        source = f"[{row['source_key']}] {row['reference']}"
+        yield Case(_group(row, run), _name(row, run), run.system, float(row["value"]), row["unit"],
+                   runs.predict(run, row["metric"]), source, "check")
