@@ -13,8 +13,11 @@ from a row to a run is:
   limits (4,096 sequences, 8,192 tokens per iteration) where the row states none, the
   row's ``max_batch`` where it does (MLPerf). ``static_batch`` rows run ``static`` (one
   batch of ``max_batch`` identical requests), ``batch1`` rows one request.
-- **KV memory**: the row's ``kv_mem_fraction`` (0.95 for the v0.20 rows, 0.90 for
-  MLPerf), else hwsim's default 0.9 of the chip's memory.
+- **KV memory**: TensorRT-LLM sizes its KV cache as a fraction of the memory left
+  *free* after the engine is loaded (``kv_cache_free_gpu_mem_fraction``; vLLM and hwsim
+  take a fraction of the whole memory): the row's ``kv_mem_fraction`` (0.95 for the
+  v0.20 rows, 0.90 for MLPerf), else TensorRT-LLM's default 0.9, converted to hwsim's
+  ``memory_fraction`` for the row's model, dtype and plan.
 - **Lengths**: fixed, as every TensorRT-LLM row states. MLPerf Llama-2-70B: 295 prompt
   tokens (the OpenOrca subset's mean, an assumption shared with
   :mod:`hwsim.validation.multichip`) and the log's own mean output length (from the
@@ -31,8 +34,9 @@ run configuration of the split in file order is a case (``every_run=True``: all)
 offline run simulates at most :data:`OFFLINE_WAVES` times the requests its replicas hold
 at once (the batch the KV cache and ``max_num_seqs`` allow) instead of the run's tens of
 thousands: equal-length requests run in lockstep waves, so the first wave is the steady
-state; a server run simulates its first :data:`SERVER_REQUESTS` arrivals (its
-throughput then includes the drain after the last arrival, a few end-to-end latencies).
+state; a server run simulates its first :data:`SERVER_REQUESTS` arrivals (an MLPerf
+Server run those of :data:`SERVER_WINDOW_S` seconds if more), and its throughput is that
+of the steady part of the run (:func:`steady_rates`), as a run of hours measures it.
 Rows of one run configuration share one simulation, and runs share op costs.
 """
 
@@ -68,8 +72,13 @@ OFFLINE_WAVES = 1
 #: case: simulating all of them takes minutes (a wave of a memory-filling batch with 2,048
 #: output tokens is thousands of iterations).
 RUN_STRIDE = 3
-#: Server runs simulate at most this many arrivals.
+#: Server runs simulate at most this many arrivals; MLPerf Server runs (hours of
+#: arrivals) the arrivals of SERVER_WINDOW_S seconds if that is more.
 SERVER_REQUESTS = 120
+SERVER_WINDOW_S = 30.0
+#: TensorRT-LLM's default ``kv_cache_free_gpu_mem_fraction``: the KV cache takes this
+#: share of the memory left free after the engine is loaded.
+TRT_FREE_MEMORY_FRACTION = 0.9
 #: TensorRT-LLM's runtime limits where a row states none (trtllm-bench's example run).
 TRT_MAX_SEQS = 4096
 TRT_MAX_TOKENS = 8192
@@ -79,16 +88,38 @@ MLPERF_DATASET_OUTPUT_TOKENS = 294
 #: NVIDIA's MLPerf v4.1 Llama-2-70B configurations, (tp, replicas) by GPU preset.
 MLPERF_PLANS = {"dgx-h100": (2, 4), "dgx-h200": (1, 8)}
 
-_PREDICT = {
-    "output_tokens_per_s": lambda r, n: r.output_tokens_per_s,
-    "output_tokens_per_s_per_gpu": lambda r, n: r.output_tokens_per_s / n,
-    "requests_per_s": lambda r, n: r.metrics["requests_per_s"],
-    "ttft_ms": lambda r, n: r.metrics["ttft_mean_s"] * 1e3,
-    "ttft_mean_ms": lambda r, n: r.metrics["ttft_mean_s"] * 1e3,
-    "ttft_p99_ms": lambda r, n: r.metrics["ttft_p99_s"] * 1e3,
-    "itl_mean_ms": lambda r, n: r.metrics["itl_mean_s"] * 1e3,
-    "tpot_mean_ms": lambda r, n: r.metrics["tpot_mean_s"] * 1e3,
-    "tpot_p99_ms": lambda r, n: r.metrics["tpot_p99_s"] * 1e3,
+def steady_rates(result: ServeResult) -> tuple[float, float]:
+    """Output tokens/s and completed requests/s of a server run between the arrival of
+    its first quarter's last request and its last arrival: a long run's steady state,
+    without the warm-up of an empty server nor the drain after the last arrival (which
+    a run of hours, as MLPerf's, does not see)."""
+    arrivals = result.requests_in.arrival_s
+    start, end = float(arrivals[len(arrivals) // 4]), float(arrivals[-1])
+    if end <= start:
+        return result.output_tokens_per_s, result.metrics["requests_per_s"]
+    tokens = result.record.token_time_s
+    finish = result.record.finish_s
+    n_tokens = int(((tokens > start) & (tokens <= end)).sum())
+    n_done = int(((finish > start) & (finish <= end)).sum())
+    return n_tokens / (end - start), n_done / (end - start)
+
+
+def _throughput(result: ServeResult, run: ServingRun) -> tuple[float, float]:
+    if run.rate_per_s > 0:
+        return steady_rates(result)
+    return result.output_tokens_per_s, result.metrics["requests_per_s"]
+
+
+_PREDICT: dict[str, Callable[[ServeResult, ServingRun], float]] = {
+    "output_tokens_per_s": lambda r, run: _throughput(r, run)[0],
+    "output_tokens_per_s_per_gpu": lambda r, run: _throughput(r, run)[0] / run.n_chips,
+    "requests_per_s": lambda r, run: _throughput(r, run)[1],
+    "ttft_ms": lambda r, run: r.metrics["ttft_mean_s"] * 1e3,
+    "ttft_mean_ms": lambda r, run: r.metrics["ttft_mean_s"] * 1e3,
+    "ttft_p99_ms": lambda r, run: r.metrics["ttft_p99_s"] * 1e3,
+    "itl_mean_ms": lambda r, run: r.metrics["itl_mean_s"] * 1e3,
+    "tpot_mean_ms": lambda r, run: r.metrics["tpot_mean_s"] * 1e3,
+    "tpot_p99_ms": lambda r, run: r.metrics["tpot_p99_s"] * 1e3,
 }
 
 
@@ -107,7 +138,7 @@ class ServingRun:
     n_requests: int
     rate_per_s: float
     max_num_seqs: int
-    memory_fraction: float
+    free_memory_fraction: float
 
     @property
     def n_chips(self) -> int:
@@ -120,34 +151,50 @@ class ServingRun:
     def is_static(self) -> bool:
         return self.scenario in ("static_batch", "batch1")
 
-    def _options(self) -> dict[str, Any]:
-        options: dict[str, Any] = {"max_num_seqs": self.max_num_seqs, "memory_fraction": self.memory_fraction,
+    def _options(self, memory_fraction: float) -> dict[str, Any]:
+        options: dict[str, Any] = {"max_num_seqs": self.max_num_seqs, "memory_fraction": memory_fraction,
                                    "replicas": self.replicas}
         if not self.is_static:
             options["max_num_batched_tokens"] = max(TRT_MAX_TOKENS, self.prompt_len + self.output_len)
         return options
 
-    def serve(self, system: hwsim.System, cache: hwsim.ServeCache, n_requests: int) -> ServeResult:
-        """Serve the first ``n_requests`` of the run's requests on ``system``."""
-        if self.rate_per_s > 0:
-            reqs = hwsim.Requests.poisson(n_requests, self.rate_per_s, self.prompt_len, self.output_len,
-                                          seed=0)
-        else:
-            reqs = hwsim.Requests.offline(n_requests, self.prompt_len, self.output_len)
-        return hwsim.serve(reqs, system, model=self.spec(), plan=hwsim.Plan(tp=self.tp), dtype=self.dtype,
-                           scheduler="static" if self.is_static else "orca", cache=cache, **self._options())
+    def _pool_kv(self, system: hwsim.System, cache: hwsim.ServeCache, memory_fraction: float) -> Any:
+        opts = serve_options("orca", self._options(memory_fraction))
+        pools, _ = build_pools(system, self.spec(), hwsim.Plan(tp=self.tp), self.dtype, opts, cache)
+        return pools[0].kv
 
-    def simulated_requests(self, system: hwsim.System, cache: hwsim.ServeCache) -> int:
+    def memory_fraction(self, system: hwsim.System, cache: hwsim.ServeCache) -> float:
+        """hwsim's ``memory_fraction`` (of the whole memory) that gives the KV cache
+        TensorRT-LLM's ``free_memory_fraction`` of the memory left after the weights,
+        activations and workspace: ``1 - (1 - f) * free / memory``."""
+        kv = self._pool_kv(system, cache, 1.0)
+        free = kv.memory_bytes - kv.weights_bytes - kv.activations_bytes - kv.workspace_bytes
+        return min(1.0, 1.0 - (1.0 - self.free_memory_fraction) * max(free, 0.0) / kv.memory_bytes)
+
+    def serve(self, system: hwsim.System, cache: hwsim.ServeCache) -> ServeResult:
+        """Serve the run's simulated requests (the caps of the module docstring) on ``system``."""
+        fraction = self.memory_fraction(system, cache)
+        n = self.simulated_requests(system, cache, fraction)
+        if self.rate_per_s > 0:
+            reqs = hwsim.Requests.poisson(n, self.rate_per_s, self.prompt_len, self.output_len, seed=0)
+        else:
+            reqs = hwsim.Requests.offline(n, self.prompt_len, self.output_len)
+        return hwsim.serve(reqs, system, model=self.spec(), plan=hwsim.Plan(tp=self.tp), dtype=self.dtype,
+                           scheduler="static" if self.is_static else "orca", cache=cache,
+                           **self._options(fraction))
+
+    def simulated_requests(self, system: hwsim.System, cache: hwsim.ServeCache,
+                           memory_fraction: float) -> int:
         """The requests simulated (the caps of the module docstring)."""
         if self.is_static:
             return self.n_requests
         if self.rate_per_s > 0:
-            return min(self.n_requests, SERVER_REQUESTS)
+            window = math.ceil(self.rate_per_s * SERVER_WINDOW_S) if self.scenario == "mlperf_server" else 0
+            return min(self.n_requests, max(SERVER_REQUESTS, window))
         # The batch one replica holds: its KV blocks over a request's, within max_num_seqs.
-        opts = serve_options("orca", self._options())
-        pools, _ = build_pools(system, self.spec(), hwsim.Plan(tp=self.tp), self.dtype, opts, cache)
-        blocks = math.ceil((self.prompt_len + self.output_len) / opts.block_tokens)
-        held = min(self.max_num_seqs, max(1, pools[0].kv.n_blocks // blocks))
+        kv = self._pool_kv(system, cache, memory_fraction)
+        blocks = int(kv.layout.blocks(self.prompt_len + self.output_len))
+        held = min(self.max_num_seqs, max(1, kv.n_blocks // blocks))
         return min(self.n_requests, OFFLINE_WAVES * held * self.replicas)
 
 
@@ -182,11 +229,15 @@ def serving_run(row: dict[str, str]) -> ServingRun | None:
     output = _mean_output(row["note"]) if mlperf else int(row["output_len"])
     static = row["scenario"] in ("static_batch", "batch1")
     seqs = int(row["max_batch"]) if row["max_batch"].isdigit() else (1 if static else TRT_MAX_SEQS)
-    rate = float(row["rate_per_s"]) if row["scenario"] in ("server_rate", "mlperf_server") else 0.0
-    n = seqs if static else int(row["n_requests"] or 500)
+    server = row["scenario"] in ("server_rate", "mlperf_server")
+    if server and not row["rate_per_s"]:
+        return None  # a server run whose arrival rate was not read
+    rate = float(row["rate_per_s"]) if server else 0.0
+    # Unstated run sizes: MLPerf runs last >= 2,400 s (offline: capped at the batch anyway).
+    n = seqs if static else int(row["n_requests"]) if row["n_requests"].isdigit() else 10**7
     dtype = "fp8" if mlperf and row["dtype"] == "not stated" else row["dtype"]  # NVIDIA's config
     return ServingRun(row["system"], model, dtype, tp, replicas, row["scenario"], prompt, output, n,
-                      rate, seqs, _number(row["kv_mem_fraction"], 0.9))
+                      rate, seqs, _number(row["kv_mem_fraction"], TRT_FREE_MEMORY_FRACTION))
 
 
 def _group(row: dict[str, str], run: ServingRun) -> str:
@@ -226,11 +277,11 @@ class _Runs:
             if run.system not in self.systems:
                 self.systems[run.system] = hwsim.load_system(run.system)
             system = self.systems[run.system]
-            self.results[run] = run.serve(system, self.cache, run.simulated_requests(system, self.cache))
+            self.results[run] = run.serve(system, self.cache)
         return self.results[run]
 
     def predict(self, run: ServingRun, metric: str) -> Callable[[Chip], float]:
-        return lambda _: float(_PREDICT[metric](self.result(run), run.n_chips))
+        return lambda _: float(_PREDICT[metric](self.result(run), run))
 
 
 def serving_cases(split: str = "check", every_run: bool = False) -> Iterator[Case]:
