@@ -71,11 +71,14 @@ OFFLINE_WAVES = 1
 #: Every RUN_STRIDE-th run configuration of the split (in file order, all its rows) is a
 #: case: simulating all of them takes minutes (a wave of a memory-filling batch with 2,048
 #: output tokens is thousands of iterations).
-RUN_STRIDE = 3
+RUN_STRIDE = 4
 #: Server runs simulate at most this many arrivals; MLPerf Server runs (hours of
 #: arrivals) the arrivals of SERVER_WINDOW_S seconds if that is more.
 SERVER_REQUESTS = 120
-SERVER_WINDOW_S = 30.0
+SERVER_WINDOW_S = 15.0
+#: Requests of a run whose size is not stated (an MLPerf run of at least 10 minutes): the
+#: caps above always apply.
+UNSTATED_REQUESTS = 10**7
 #: TensorRT-LLM's default ``kv_cache_free_gpu_mem_fraction``: the KV cache takes this
 #: share of the memory left free after the engine is loaded.
 TRT_FREE_MEMORY_FRACTION = 0.9
@@ -89,19 +92,19 @@ MLPERF_DATASET_OUTPUT_TOKENS = 294
 MLPERF_PLANS = {"dgx-h100": (2, 4), "dgx-h200": (1, 8)}
 
 def steady_rates(result: ServeResult) -> tuple[float, float]:
-    """Output tokens/s and completed requests/s of a server run between the arrival of
-    its first quarter's last request and its last arrival: a long run's steady state,
-    without the warm-up of an empty server nor the drain after the last arrival (which
-    a run of hours, as MLPerf's, does not see)."""
+    """Output tokens/s of a server run between the arrival of its first quarter's last
+    request and its last arrival: a long run's steady state, without the warm-up of an
+    empty server nor the drain after the last arrival (which a run of hours, as MLPerf's,
+    does not see); and completed requests/s, that rate over the mean output length (in a
+    steady state every request completes with its output; counting completions in the
+    window would miss those that end one end-to-end latency after it)."""
     arrivals = result.requests_in.arrival_s
     start, end = float(arrivals[len(arrivals) // 4]), float(arrivals[-1])
     if end <= start:
         return result.output_tokens_per_s, result.metrics["requests_per_s"]
     tokens = result.record.token_time_s
-    finish = result.record.finish_s
-    n_tokens = int(((tokens > start) & (tokens <= end)).sum())
-    n_done = int(((finish > start) & (finish <= end)).sum())
-    return n_tokens / (end - start), n_done / (end - start)
+    rate = int(((tokens > start) & (tokens <= end)).sum()) / (end - start)
+    return rate, rate / float(result.requests_in.output_len.mean())
 
 
 def _throughput(result: ServeResult, run: ServingRun) -> tuple[float, float]:
@@ -183,14 +186,18 @@ class ServingRun:
                            scheduler="static" if self.is_static else "orca", cache=cache,
                            **self._options(fraction))
 
+    def server_requests(self) -> int:
+        """Arrivals a server run simulates (module docstring)."""
+        window = math.ceil(self.rate_per_s * SERVER_WINDOW_S) if self.scenario == "mlperf_server" else 0
+        return min(self.n_requests, max(SERVER_REQUESTS, window))
+
     def simulated_requests(self, system: hwsim.System, cache: hwsim.ServeCache,
                            memory_fraction: float) -> int:
         """The requests simulated (the caps of the module docstring)."""
         if self.is_static:
             return self.n_requests
         if self.rate_per_s > 0:
-            window = math.ceil(self.rate_per_s * SERVER_WINDOW_S) if self.scenario == "mlperf_server" else 0
-            return min(self.n_requests, max(SERVER_REQUESTS, window))
+            return self.server_requests()
         # The batch one replica holds: its KV blocks over a request's, within max_num_seqs.
         kv = self._pool_kv(system, cache, memory_fraction)
         blocks = int(kv.layout.blocks(self.prompt_len + self.output_len))
@@ -234,7 +241,7 @@ def serving_run(row: dict[str, str]) -> ServingRun | None:
         return None  # a server run whose arrival rate was not read
     rate = float(row["rate_per_s"]) if server else 0.0
     # Unstated run sizes: MLPerf runs last >= 2,400 s (offline: capped at the batch anyway).
-    n = seqs if static else int(row["n_requests"]) if row["n_requests"].isdigit() else 10**7
+    n = seqs if static else int(row["n_requests"]) if row["n_requests"].isdigit() else UNSTATED_REQUESTS
     dtype = "fp8" if mlperf and row["dtype"] == "not stated" else row["dtype"]  # NVIDIA's config
     return ServingRun(row["system"], model, dtype, tp, replicas, row["scenario"], prompt, output, n,
                       rate, seqs, _number(row["kv_mem_fraction"], TRT_FREE_MEMORY_FRACTION))
@@ -246,6 +253,10 @@ def _group(row: dict[str, str], run: ServingRun) -> str:
     return GROUP_ONE_GPU if run.n_chips == 1 else GROUP_MULTI_GPU
 
 
+def _size(run: ServingRun) -> str:
+    return str(run.n_requests) if run.n_requests < UNSTATED_REQUESTS else "an MLPerf run"
+
+
 def _name(row: dict[str, str], run: ServingRun) -> str:
     """The case's name: the run, and how much of it is simulated (module docstring)."""
     if run.scenario == "batch1":
@@ -253,10 +264,10 @@ def _name(row: dict[str, str], run: ServingRun) -> str:
     elif run.scenario == "static_batch":
         what = f"static batch {run.max_num_seqs}"
     elif run.rate_per_s > 0:
-        first = min(run.n_requests, SERVER_REQUESTS)
-        what = f"Poisson {run.rate_per_s:g}/s, first {first} of {run.n_requests}"
+        first = run.server_requests()
+        what = f"Poisson {run.rate_per_s:g}/s, first {first} of {_size(run)}"
     else:
-        what = f"offline, <= {OFFLINE_WAVES} batches of {run.n_requests}"
+        what = f"offline, <= {OFFLINE_WAVES} batches of {_size(run)}"
     plan = f"tp{run.tp}" + (f"x{run.replicas}" if run.replicas > 1 else "")
     lengths = f"{run.prompt_len}/{run.output_len}"
     head = f"{row['source_key']} {run.model} {run.system} {run.dtype} {plan} {lengths}"

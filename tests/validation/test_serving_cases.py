@@ -83,3 +83,4 @@ def test_steady_rates_of_a_server_that_keeps_up() -> None:
     measured = 150 / (reqs.arrival_s[-1] - reqs.arrival_s[50])  # arrivals in the window
     assert done == pytest.approx(measured, rel=0.05)
     assert tokens == pytest.approx(16 * measured, rel=0.05)
+    assert tokens == 16 * done
