@@ -61,8 +61,8 @@ from hwsim.workload.spec import ModelSpec
 SERVING_CSV = FOLDER / "serving.csv"
 #: Throughput groups (output tokens/s, per GPU or whole run; requests/s) by the chips a
 #: run used, and the latency group (TTFT, ITL, TPOT), which has no target.
-GROUP_ONE_GPU = "serving throughput 1 gpu (published)"
-GROUP_MULTI_GPU = "serving throughput multi-gpu node (published)"
+GROUP_ONE_GPU = "serving throughput 1 gpu"
+GROUP_MULTI_GPU = "serving throughput multi-gpu node"
 GROUP_LATENCY = "serving latency (published)"
 THROUGHPUT_METRICS = ("output_tokens_per_s", "output_tokens_per_s_per_gpu", "requests_per_s")
 
@@ -90,6 +90,7 @@ TRT_MAX_TOKENS = 8192
 MLPERF_DATASET_OUTPUT_TOKENS = 294
 #: NVIDIA's MLPerf v4.1 Llama-2-70B configurations, (tp, replicas) by GPU preset.
 MLPERF_PLANS = {"dgx-h100": (2, 4), "dgx-h200": (1, 8)}
+
 
 def steady_rates(result: ServeResult) -> tuple[float, float]:
     """Output tokens/s of a server run between the arrival of its first quarter's last

@@ -26,6 +26,12 @@ from hwsim.validation.report import validation_markdown
 #: (measured at the commit that adds them, rounded up by about one point).
 REGRESSION_CEILINGS: dict[str, dict[str, float]] = {
     "h100 gemm bf16": {"mape_pct": 9.2, "max_pct": 25.0},
+    # issue 14's serving targets (10 % / 15 %), not met: multi-GPU tensor-parallel runs
+    # come out 20-100 % faster than TensorRT-LLM's, memory-tight runs (70B on one H100 or
+    # two in fp16) 2-3x faster, and two static-batch rows disagree with their own tables
+    # by 2-5x (docs/serving.md, "Validation against published serving runs").
+    "serving throughput 1 gpu": {"mape_pct": 20.0},
+    "serving throughput multi-gpu node": {"mape_pct": 57.0},
 }
 #: Largest |error| (%) of a row that alone fitted a constant: it must still reproduce it
 #: (else the constant needs refitting). Joint fits over many rows are judged by the check
