@@ -9,7 +9,7 @@ True
 """
 
 from hwsim import ops, planner, sweep  # sweep: a callable module, hwsim.sweep(spec) runs a sweep
-from hwsim.api import CostCache, ServeCache, find_capacity, load_workload, serve, simulate
+from hwsim.api import CostCache, ServeCache, find_capacity, find_replicas, load_workload, serve, simulate
 from hwsim.arch import Chip, list_archs, load_arch
 from hwsim.arch.system import System, list_systems, load_system
 from hwsim.engine.serve.metrics import SLO
@@ -33,6 +33,7 @@ __all__ = [
     "ServeResult",
     "serve",
     "find_capacity",
+    "find_replicas",
     "planner",
     "rank_plans",
     "System",

@@ -15,7 +15,13 @@ from hwsim.arch.system import System, load_system, single_chip_system
 from hwsim.cost import OpCost, collective_op_cost, cost_op
 from hwsim.dtypes import normalize_dtype
 from hwsim.engine.inference import INFERENCE_PHASES, run_inference
-from hwsim.engine.serve.capacity import CapacityResult, check_slo, search_capacity
+from hwsim.engine.serve.capacity import (
+    CapacityResult,
+    ReplicaResult,
+    check_slo,
+    search_capacity,
+    search_replicas,
+)
 from hwsim.engine.serve.deploy import serve_requests
 from hwsim.engine.serve.metrics import SLO
 from hwsim.engine.serve.options import serve_options
@@ -172,6 +178,32 @@ def find_capacity(arch: Chip | System | str | Path, *, model: str | Path | Model
     # The offline run comes first and fixes the chips; the search needs them only at the end.
     result = search_capacity(serve_at, slo, 1, rel_tol=rel_tol, max_evals=max_evals)
     return replace(result, n_chips=n_chips[0])
+
+
+def find_replicas(arch: Chip | System | str | Path, *, rate_per_s: float,
+                  model: str | Path | ModelSpec = "llama2-7b", slo: SLO, n_requests: int = 500,
+                  prompt_len: Any = 512, output_len: Any = 128,
+                  seed: int = 0, plan: Plan | None = None, dtype: str = "bf16", scheduler: str = "vllm",
+                  max_replicas: int | None = None, cache: ServeCache | None = None,
+                  **options: Any) -> ReplicaResult:
+    """The fewest data-parallel replicas of ``plan`` on ``arch`` that serve Poisson
+    arrivals at ``rate_per_s`` within ``slo``, by bisection on the count (at most
+    ``max_replicas``, default as many as the system's chips hold). Arguments as
+    :func:`find_capacity`; ``options`` must not set ``replicas``."""
+    check_slo(slo, "find_replicas")
+    if "replicas" in options:
+        raise ConfigError(["find_replicas: replicas: the search chooses the count; give max_replicas"])
+    system = load_system(arch)
+    per_replica = (plan or Plan()).tp * (plan or Plan()).pp
+    most = max_replicas if max_replicas is not None else max(1, system.n_chips // per_replica)
+    reqs = Requests.poisson(n_requests, rate_per_s, prompt_len, output_len, seed)
+    costs = ServeCache() if cache is None else cache
+
+    def serve_with(n: int) -> ServeResult:
+        return serve(reqs, system, model=model, plan=plan, dtype=dtype, scheduler=scheduler, slo=slo,
+                     cache=costs, replicas=n, **options)
+
+    return search_replicas(serve_with, slo, float(rate_per_s), most)
 
 
 class CostCache:

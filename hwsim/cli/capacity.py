@@ -1,5 +1,7 @@
 """``hwsim serve --find-capacity``: the highest Poisson rate that meets the ``--slo-*``
-limits (:func:`hwsim.find_capacity`), with the options of ``hwsim serve``."""
+limits (:func:`hwsim.find_capacity`), or with ``--rate R`` the fewest replicas that
+serve ``R`` requests/s within them (:func:`hwsim.find_replicas`; ``--dp`` caps the
+count), with the options of ``hwsim serve``."""
 
 from __future__ import annotations
 
@@ -9,9 +11,9 @@ from typing import Any
 
 import click
 
-from hwsim.api import find_capacity
+from hwsim.api import find_capacity, find_replicas
 from hwsim.cli.serve import DEFAULT_N_REQUESTS, DEFAULT_OUTPUT_LEN, DEFAULT_PROMPT_LEN
-from hwsim.engine.serve.capacity import CapacityResult
+from hwsim.engine.serve.capacity import CapacityResult, ReplicaResult
 from hwsim.engine.serve.profiles import PROFILES
 from hwsim.errors import ConfigError
 
@@ -19,10 +21,9 @@ from hwsim.errors import ConfigError
 def capacity_arguments(opts: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments of :func:`hwsim.find_capacity` from the parsed options and the
     :func:`~hwsim.cli.serve.serve_arguments` they gave."""
-    clash = [flag for flag, key in (("--rate", "rate_per_s"), ("--cv", "cv"), ("--trace", "trace_csv"))
-             if opts.get(key) is not None]
+    clash = [flag for flag, key in (("--cv", "cv"), ("--trace", "trace_csv")) if opts.get(key) is not None]
     if clash:
-        raise ConfigError([f"--find-capacity: the search chooses the Poisson rate itself; "
+        raise ConfigError([f"--find-capacity: the search serves Poisson arrivals of generated lengths; "
                            f"drop {', '.join(clash)}"])
     if arguments.get("slo") is None:
         raise ConfigError(["--find-capacity: give at least one limit (--slo-ttft-ms, --slo-tpot-ms or "
@@ -59,9 +60,39 @@ def format_capacity(result: CapacityResult) -> str:
     return "\n".join([head, *lines])
 
 
+def format_replicas(result: ReplicaResult) -> str:
+    """The fewest replicas and every evaluated count, as text."""
+    lines = ["replicas  meets_slo  ttft_p99_ms  tpot_p99_ms  out_tok_s"]
+    for p in result.points:
+        m = p.metrics
+        lines.append(f"{p.replicas:8d}  {'yes' if p.meets_slo else 'no':>9}  {m['ttft_p99_s'] * 1e3:11.4g}  "
+                     f"{m['tpot_p99_s'] * 1e3:11.4g}  {m['output_tokens_per_s']:9.4g}")
+    if result.replicas is None:
+        head = f"replicas: even {result.max_replicas} miss the SLO at {result.rate_per_s:.4g} requests/s"
+    else:
+        head = f"replicas: {result.replicas} serve {result.rate_per_s:.4g} requests/s within the SLO"
+    return "\n".join([head, *lines])
+
+
 def run_find_capacity(opts: dict[str, Any], arguments: dict[str, Any], as_json: bool) -> None:
     """Search, then print the answer (a table, or JSON with ``--json``)."""
-    result = find_capacity(**capacity_arguments(opts, arguments))
+    kwargs = capacity_arguments(opts, arguments)
+    rate = opts.get("rate_per_s")
+    if rate is not None:
+        plan = kwargs.get("plan")
+        if plan is not None and plan.dp > 1:
+            kwargs["max_replicas"] = plan.dp
+            kwargs["plan"] = plan.model_copy(update={"dp": 1})
+        replicas = find_replicas(**kwargs, rate_per_s=rate)
+        if as_json:
+            summary = {"replicas": replicas.replicas, "rate_per_s": replicas.rate_per_s,
+                       "max_replicas": replicas.max_replicas}
+            points = _finite(replicas.to_frame().to_dict("records"))
+            click.echo(json.dumps({"summary": summary, "points": points}))
+        else:
+            click.echo(format_replicas(replicas))
+        return
+    result = find_capacity(**kwargs)
     if as_json:
         points = result.to_frame().to_dict("records")
         click.echo(json.dumps({"summary": _finite(result.summary()), "points": _finite(points)}))

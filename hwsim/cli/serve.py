@@ -241,7 +241,8 @@ def _title(result: ServeResult, requests: Requests) -> str:
 @click.option("--trace-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a Perfetto trace (.json): a track per replica, a slice per iteration.")
 @click.option("--find-capacity", is_flag=True,
-              help="Search the highest Poisson rate that meets the --slo-* limits (--requests per run).")
+              help="Search the highest Poisson rate that meets the --slo-* limits (--requests per run); "
+                   "with --rate R, the fewest replicas (at most --dp) that serve R within them.")
 def serve_cmd(as_json: bool, output_dir: Path | None, as_csv: bool, trace_out: Path | None,
               find_capacity: bool, **opts: Any) -> None:
     """Serve a stream of requests: continuous batching under a paged KV cache, iteration

@@ -195,3 +195,62 @@ def search_capacity(serve_at: Callable[[float], ServeResult], slo: SLO, n_chips:
             else:
                 hi = mid
     return CapacityResult(lo, bound, hi, slo, n_chips, tuple(points), runs.get(lo) if lo > 0 else None)
+
+
+@dataclass(frozen=True)
+class ReplicaPoint:
+    """One evaluated replica count: whether it met the SLO at the target rate, and the
+    run's metrics named in :data:`POINT_METRICS`."""
+
+    replicas: int
+    meets_slo: bool
+    metrics: dict[str, float]
+
+
+@dataclass(frozen=True)
+class ReplicaResult:
+    """What :func:`search_replicas` found: the fewest ``replicas`` (None if even
+    ``max_replicas`` miss) meeting ``slo`` at ``rate_per_s``, every point in evaluation
+    order, and the run at the answer (``best``)."""
+
+    replicas: int | None
+    rate_per_s: float
+    max_replicas: int
+    slo: SLO
+    points: tuple[ReplicaPoint, ...]
+    best: ServeResult | None
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per evaluated replica count: ``replicas``, ``meets_slo``, the metrics."""
+        return pd.DataFrame([{"replicas": p.replicas, "meets_slo": p.meets_slo, **p.metrics}
+                             for p in self.points])
+
+
+def search_replicas(serve_with: Callable[[int], ServeResult], slo: SLO, rate_per_s: float,
+                    max_replicas: int) -> ReplicaResult:
+    """The fewest replicas in ``1..max_replicas`` that meet ``slo`` at ``rate_per_s``, by
+    bisection on the count (meeting the SLO is taken as monotone in it: more replicas
+    behind the router never queue longer); ``serve_with(r)`` serves the stream on ``r``."""
+    slo = check_slo(slo)
+    if isinstance(max_replicas, bool) or not isinstance(max_replicas, int) or max_replicas < 1:
+        raise ConfigError([f"find_replicas: max_replicas: must be an integer >= 1, got {max_replicas!r}"])
+    points: list[ReplicaPoint] = []
+    runs: dict[int, ServeResult] = {}
+
+    def evaluate(n: int) -> bool:
+        result = runs[n] = serve_with(n)
+        ok = meets(result)
+        metrics = {k: float(result.metrics.get(k, math.nan)) for k in POINT_METRICS}
+        points.append(ReplicaPoint(n, ok, metrics))
+        return ok
+
+    if not evaluate(max_replicas):
+        return ReplicaResult(None, rate_per_s, max_replicas, slo, tuple(points), None)
+    lo, hi = 0, max_replicas  # lo misses (0 replicas serve nothing), hi meets
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if evaluate(mid):
+            hi = mid
+        else:
+            lo = mid
+    return ReplicaResult(hi, rate_per_s, max_replicas, slo, tuple(points), runs[hi])

@@ -123,5 +123,28 @@ def test_cli_find_capacity() -> None:
     assert data["summary"]["capacity_requests_per_s"] > 0 and data["points"][0]["rate_per_s"] is None
     bad = CliRunner().invoke(main, args)
     assert bad.exit_code != 0 and "at least one limit" in bad.output
-    clash = CliRunner().invoke(main, [*args, "--slo-ttft-ms", "4", "--rate", "3"])
-    assert clash.exit_code != 0 and "drop --rate" in clash.output
+    clash = CliRunner().invoke(main, [*args, "--slo-ttft-ms", "4", "--rate", "3", "--cv", "2"])
+    assert clash.exit_code != 0 and "drop --cv" in clash.output
+    fewest = CliRunner().invoke(main, [*args, "--arch", "dgx-h100", "--slo-ttft-ms", "4", "--rate", "5",
+                                       "--dp", "4"])
+    assert fewest.exit_code == 0, fewest.output
+    assert fewest.output.startswith("replicas: ")
+
+
+def test_fewest_replicas_meet_a_rate_that_one_cannot() -> None:
+    """At a rate above one replica's capacity, more replicas are needed; the answer meets
+    the SLO and one fewer does not; an impossible limit gives None."""
+    cache = hwsim.ServeCache()
+    slo = hwsim.SLO(ttft_s=0.004)
+    one = _capacity(slo, cache)
+    res = hwsim.find_replicas("dgx-h100", rate_per_s=2.5 * one.rate_per_s, slo=slo, cache=cache, **SHAPE)
+    assert res.replicas is not None and 2 <= res.replicas <= 8
+    frame = res.to_frame().set_index("replicas")
+    assert bool(frame.loc[res.replicas, "meets_slo"])
+    if res.replicas - 1 in frame.index:
+        assert not bool(frame.loc[res.replicas - 1, "meets_slo"])
+    assert res.best is not None and res.best.metrics["ttft_p99_s"] <= 0.004
+    none = hwsim.find_replicas("dgx-h100", rate_per_s=10.0, slo=hwsim.SLO(ttft_s=1e-6), cache=cache, **SHAPE)
+    assert none.replicas is None and len(none.points) == 1
+    with pytest.raises(ConfigError, match="max_replicas"):
+        hwsim.find_replicas("dgx-h100", rate_per_s=1.0, slo=slo, max_replicas=0, **SHAPE)
