@@ -9,6 +9,7 @@ True
 """
 
 from hwsim import ops, planner, sweep  # sweep: a callable module, hwsim.sweep(spec) runs a sweep
+from hwsim.accuracy import accuracy_delta, published_accuracy
 from hwsim.api import CostCache, ServeCache, find_capacity, find_replicas, load_workload, serve, simulate
 from hwsim.arch import Chip, list_archs, load_arch
 from hwsim.arch.system import System, list_systems, load_system
@@ -27,6 +28,8 @@ from hwsim.workload.plan import Plan
 __version__ = "0.1.0"
 
 __all__ = [
+    "accuracy_delta",
+    "published_accuracy",
     "Plan",
     "Requests",
     "SLO",

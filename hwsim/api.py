@@ -13,7 +13,6 @@ from typing import Any
 from hwsim.arch.model import Chip
 from hwsim.arch.system import System, load_system, single_chip_system
 from hwsim.cost import OpCost, collective_op_cost, cost_op
-from hwsim.dtypes import normalize_dtype
 from hwsim.engine.inference import INFERENCE_PHASES, run_inference
 from hwsim.engine.serve.capacity import (
     CapacityResult,
@@ -30,11 +29,13 @@ from hwsim.engine.serve.result import ServeResult, serve_result
 from hwsim.engine.step import StepRun, run_step
 from hwsim.errors import ConfigError
 from hwsim.mapping.fit import check_fit, costing_warnings
+from hwsim.mapping.gemm import emulation_dtype
 from hwsim.result import Result
 from hwsim.workload.graph import Workload
 from hwsim.workload.lower import lower
 from hwsim.workload.ops import Collective, Op
 from hwsim.workload.plan import Plan
+from hwsim.workload.precision import Precision, resolve_precision
 from hwsim.workload.spec import ModelSpec, load_model_spec
 
 
@@ -43,7 +44,11 @@ def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: 
 
     Keyword overrides: ``batch``, ``prompt_len``, ``context_len``, ``new_tokens``,
     ``seq_len``, ``n_layers``, ``dtype``, ``attention_impl``, ``sparsity``, ``lm_head``,
-    ``plan`` (see :func:`hwsim.workload.lower`).
+    ``plan``, ``precision`` (a scheme such as ``"w4a16"``, ``"fp8-kv"``, ``"nvfp4"`` or a
+    mapping of per-tensor dtypes), ``weight_dtype``, ``kv_dtype``, ``attention_window``,
+    ``attention_density`` (``docs/precision.md``), and for ``phase="request"``
+    ``decoding`` and ``kv_policy`` (a strategy and a KV-cache policy:
+    :mod:`hwsim.workload.decoding`, ``docs/decoding.md``); see :func:`hwsim.workload.lower`.
 
     Raises
     ------
@@ -65,8 +70,9 @@ def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: 
 def serve(requests: Requests, arch: Chip | System | str | Path, *,
           model: str | Path | ModelSpec = "llama2-7b", plan: Plan | None = None,
           dtype: str = "bf16", scheduler: str = "vllm", slo: SLO | None = None,
-          progress: Callable[[int], None] | None = None, cache: ServeCache | None = None,
-          **options: Any) -> ServeResult:
+          progress: Callable[[int], None] | None = None,
+          precision: str | dict[str, Any] | Precision | None = None, weight_dtype: str | None = None,
+          kv_dtype: str | None = None, cache: ServeCache | None = None, **options: Any) -> ServeResult:
     """Serve ``requests`` on ``arch`` with ``model``: requests arrive over time, a scheduler
     batches them iteration by iteration under a paged KV cache, replicas run the batches.
 
@@ -81,6 +87,13 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
         Each replica's ``tp`` and ``pp``; ``dp`` replicas (default 1) unless
         ``replicas`` is given.
     dtype : str
+        Every tensor's dtype, when no ``precision`` is given.
+    precision : str, dict or Precision, optional
+        Per-tensor-class dtypes, as :func:`load_workload` takes them (``"w4a16"``,
+        ``"fp8-kv"``, ``{"scheme": "w4a16", "kv_cache": "fp8"}``): the weights' bytes and
+        the KV cache's width set the KV blocks that fit.
+    weight_dtype, kv_dtype : str, optional
+        Shorthands for the weights' and the KV cache's dtype.
     scheduler : {"vllm", "sarathi", "orca", "static"}
         See :mod:`hwsim.engine.serve.scheduler`.
     slo : SLO, optional
@@ -93,7 +106,9 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
         ``max_num_batched_tokens``, ``block_tokens``, ``memory_fraction``, ``watermark``,
         ``preemption`` ("recompute"/"swap"), ``priority``, ``prefix_caching``, ``replicas``,
         ``router``, ``host_overhead_s``, ``attention_impl``, ``n_layers``, ``pools``
-        (disaggregated prefill/decode), ``transfer_bytes_per_s``, ``usd_per_chip_hour``.
+        (disaggregated prefill/decode), ``transfer_bytes_per_s``, ``usd_per_chip_hour``,
+        ``decoding`` and ``kv_policy`` (token-generation strategy and KV-cache policy:
+        :mod:`hwsim.workload.decoding`; their figures join ``metrics``).
 
     Returns
     -------
@@ -112,15 +127,13 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
         spec = spec.model_copy(update={"num_hidden_layers": opts.n_layers})
     if spec.encoder_only:
         raise ConfigError([f"serve: model: {spec.name} is an encoder; it generates no tokens to serve"])
-    try:
-        dtype = normalize_dtype(dtype)
-    except ValueError as exc:
-        raise ConfigError([f"serve: dtype: {exc}"]) from None
+    prec = resolve_precision("serve", precision, dtype, weight_dtype, kv_dtype)
     costs = ServeCache() if cache is None else cache
     if not isinstance(costs, ServeCache):
         raise ConfigError([f"serve: cache: expected hwsim.ServeCache, got {type(costs).__name__}"])
-    run, notes = serve_requests(requests, system, spec, plan, dtype, scheduler, opts, costs, progress)
+    run, notes = serve_requests(requests, system, spec, plan, prec, scheduler, opts, costs, progress)
     config = {"options": opts.model_dump(exclude={"pools"}), "plan": (plan or Plan()).label(),
+              "precision": prec.label(),
               "pools": [{"role": p.role, "arch": p.system.name, "plan": p.model.plan.label(),
                          "replicas": p.replicas, "kv_blocks": p.kv.n_blocks,
                          "kv_bytes_per_chip": p.kv.kv_bytes, "weights_bytes_per_chip": p.kv.weights_bytes}
@@ -313,7 +326,10 @@ def simulate(
         cache = CostCache(chip, system, plan)
     assert cache is not None
     warnings = (*workload.warnings, *costing_warnings(workload, chip))
-    if workload.phase in INFERENCE_PHASES and workload.spec is not None and fold:
+    # The replica engine re-lowers decoder-only passes from the spec; an encoder-decoder's
+    # passes (encoder, cross-attention) run as lowered, op by op.
+    replica = workload.spec is not None and not workload.spec.is_encoder_decoder
+    if workload.phase in INFERENCE_PHASES and replica and fold:
         run = run_inference(workload, system, cache)
     else:
         run = run_step(workload, system, cache, fold)
@@ -336,7 +352,9 @@ def _result(workload: Workload, system: System, run: StepRun, warnings: tuple[st
         ttft = run.first_token_s or 0.0
         tpot = (latency - ttft) / workload.params["new_tokens"]
     dtype = str(workload.params.get("dtype", "bf16"))
-    params = dict(workload.params)
+    if workload.precision is not None and not chip.peak_flops_per_s(dtype):
+        dtype = emulation_dtype(chip.compute_units, dtype) or dtype  # emulated: the rate it runs at
+    params = dict(workload.params) | run.stats
     if plan:
         params |= {"plan": plan.label(), "n_chips": n_chips}
     return Result(

@@ -10,6 +10,7 @@ from hwsim.arch.model import (
     VectorUnit,
 )
 from hwsim.arch.single import single_array
+from hwsim.arch.system import with_fabric_dims
 
 __all__ = [
     "Chip",
@@ -22,5 +23,6 @@ __all__ = [
     "list_archs",
     "load_arch",
     "single_array",
+    "with_fabric_dims",
     "with_overrides",
 ]

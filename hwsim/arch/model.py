@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from hwsim.dtypes import DTYPES, DType
+from hwsim.dtypes import DTYPES, RATE_FAMILY, DType
 from hwsim.quantities import (
     AreaMm2,
     ArrayDim,
@@ -111,13 +111,26 @@ class ComputeUnit(_Frozen):
                 raise ValueError(f"{field} lists {sorted(extra)} which flops_per_cycle does not support")
         return self
 
+    def rate_key(self, dtype: str) -> str:
+        """The entry of ``flops_per_cycle`` that ``dtype`` runs at: its own, else its
+        element format's for a block-scaled format (:data:`hwsim.dtypes.RATE_FAMILY`:
+        a chip with fp4 math runs NVFP4 and MXFP4)."""
+        if dtype in self.flops_per_cycle or dtype not in RATE_FAMILY:
+            return dtype
+        family = RATE_FAMILY[dtype]
+        return family if family in self.flops_per_cycle else dtype
+
     def fraction(self, dtype: str) -> float:
         """Fraction of the ``dtype`` peak a large kernel sustains."""
-        return self.achievable_fraction_by_dtype.get(dtype, self.achievable_fraction)  # type: ignore[call-overload]
+        return self.achievable_fraction_by_dtype.get(self.rate_key(dtype), self.achievable_fraction)  # type: ignore[call-overload]
+
+    def mac_energy_pj(self, dtype: str) -> float:
+        """Energy of one ``dtype`` MAC (0 where the chip states none), in pJ."""
+        return self.energy_per_mac_pj.get(self.rate_key(dtype), 0.0)  # type: ignore[call-overload]
 
     def peak_flops_per_s(self, dtype: str) -> float:
         """Dense peak of all units for ``dtype``, in FLOP/s (0 if unsupported)."""
-        return self.count * self.clock_hz * self.flops_per_cycle.get(dtype, 0.0)  # type: ignore[call-overload]
+        return self.count * self.clock_hz * self.flops_per_cycle.get(self.rate_key(dtype), 0.0)  # type: ignore[call-overload]
 
 
 class VectorUnit(_Frozen):
@@ -136,6 +149,12 @@ class VectorUnit(_Frozen):
         default=0.0,
         description="share of a fused attention kernel's exponentials hidden under its "
         "matrix products (FlashAttention-3 overlaps softmax and MMA; FlashAttention-2 does not)",
+    )
+    dequant_ops_per_element: Multiplier = Field(
+        default=2.0,
+        description="lane operations to unpack, convert and scale one quantized weight element "
+        "for a wider matrix unit (weight-only quantization, emulated formats): 2 is Marlin-style "
+        "bit tricks (one LOP3 unpack-convert, one scale FMA, per element)",
     )
 
     @property
@@ -215,10 +234,49 @@ class SparsityPattern(_Frozen):
     metadata_bits_per_nonzero: BitsPerElement = 0.0
 
 
-class SparsityUnit(_Frozen):
-    """Structured-sparsity support, keyed by pattern (``"2:4"``)."""
+SparseFormat = Literal["bitmask", "csr", "coo", "rle"]
 
-    patterns: dict[str, SparsityPattern]
+
+class DensitySparsity(_Frozen):
+    """A unit for a density-driven pattern (unstructured, or blocks of one size), in
+    Sparseloop's terms: a storage format whose metadata costs bytes and decode work, and
+    an action on the zeros it finds, ``skip`` (no cycle, no energy) or ``gate`` (the
+    cycle is spent, the energy saved). A skipping unit's time follows the density,
+    ``max(density, min_density) / efficiency`` of the dense time (never more)."""
+
+    format: SparseFormat = Field(
+        default="bitmask",
+        description="storage of the nonzeros: bitmask (1 bit per position), csr (an index per "
+        "nonzero, a 32-bit pointer per row), coo (two indices per nonzero), rle (a run length "
+        "per nonzero)")
+    index_bits: BitsPerElement = Field(default=8.0, description="width of one index or run length")
+    action: Literal["skip", "gate"] = "skip"
+    efficiency: Fraction = Field(
+        default=1.0, description="share of the ideal (1/density) speed-up a skipping unit reaches")
+    min_density: ZeroToOne = Field(
+        default=0.0, description="density below which a skipping unit gains nothing more "
+        "(load imbalance, metadata decode bound)")
+    decode_ops_per_nonzero: Multiplier = Field(
+        default=0.0, description="vector-lane operations to decode the metadata of one nonzero")
+
+
+class SparsityUnit(_Frozen):
+    """Sparsity support: N:M patterns keyed ``"2:4"`` (a constant speed-up, as sparse
+    tensor cores have), and density-driven ``unstructured`` and ``blocks`` (keyed by
+    block shape, ``"4x4"``) units."""
+
+    patterns: dict[str, SparsityPattern] = Field(default_factory=dict)
+    unstructured: DensitySparsity | None = None
+    blocks: dict[str, DensitySparsity] = Field(default_factory=dict)
+
+    @field_validator("blocks")
+    @classmethod
+    def _block_names(cls, value: dict[str, DensitySparsity]) -> dict[str, DensitySparsity]:
+        for key in value:
+            parts = key.split("x")
+            if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+                raise ValueError(f"block {key!r}: expected 'RxC' with positive R and C, e.g. '4x4'")
+        return value
 
     @field_validator("patterns")
     @classmethod

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from hwsim.arch.load import arch_from_dict
 from hwsim.arch.model import Chip, Dataflow
-from hwsim.dtypes import DTYPES
+from hwsim.dtypes import PLAIN_DTYPES
 from hwsim.errors import ConfigError
 
 
@@ -81,7 +81,7 @@ def single_array(
                        "(SCALE-Sim style)",
         "compute_units": {
             "kind": "systolic_array", "rows": rows, "cols": cols, "count": 1, "dataflow": dataflow,
-            "clock_hz": clock_hz, "flops_per_cycle": dict.fromkeys(DTYPES, flops),
+            "clock_hz": clock_hz, "flops_per_cycle": dict.fromkeys(PLAIN_DTYPES, flops),
             "stationary_double_buffered": double_buffered,
         },
         "vector_units": {"count": 1, "flops_per_cycle": cols, "clock_hz": clock_hz},

@@ -8,6 +8,10 @@ level of its own (``dims[0]`` fastest). :meth:`System.group_levels` uses that la
 say which levels a parallel group spans, which is all the collective cost model
 (:mod:`hwsim.cost.collective`) needs to know about placement.
 
+A ``full_mesh`` gives every pair of chips links of its own (AMD Infinity Fabric between the
+GPUs of a platform, Gaudi's on-die RoCE ports): one hop to any peer, and a group of ``m``
+members sends over ``m - 1`` peers' links at once.
+
 Bandwidths are per direction. A link's ``latency_s`` is one hop: neighbour to
 neighbour on a ring, torus or mesh, chip to chip through the switch on a switch. The
 ``Fabric`` properties are datasheet (peak) figures; the cost model applies the link's
@@ -32,14 +36,16 @@ from hwsim.arch.model import Chip, Version, _Frozen
 from hwsim.errors import ConfigError
 from hwsim.quantities import BandwidthBytesPerS, CapacityBytes, EnergyPj, Flag, Fraction, LatencyS, SmallCount
 
-Topology = Literal["ring", "switch", "torus_2d", "torus_3d", "mesh_2d"]
+Topology = Literal["ring", "switch", "full_mesh", "torus_2d", "torus_3d", "mesh_2d"]
 
 SYSTEMS_DIR = "arch_configs/systems"
 """Where the system presets live, relative to the shipped data (``_paths.data_dir``)."""
 
 #: Most chips a system may join: 1e9, some 10,000 times the largest cluster built.
 MAX_CHIPS = 10**9
-_N_DIMS = {"ring": 1, "switch": 1, "torus_2d": 2, "torus_3d": 3, "mesh_2d": 2}
+_N_DIMS = {"ring": 1, "switch": 1, "full_mesh": 1, "torus_2d": 2, "torus_3d": 3, "mesh_2d": 2}
+#: Topologies where every chip reaches every other in one hop (placement does not matter).
+_ONE_HOP = frozenset({"switch", "full_mesh"})
 _WRAPS = frozenset({"ring", "torus_2d", "torus_3d"})
 
 
@@ -107,13 +113,14 @@ class Fabric(_Frozen):
 
     @property
     def port_bytes_per_s(self) -> float:
-        """Peak bandwidth to one neighbour (or into the switch), one direction, in B/s."""
+        """Peak bandwidth to one neighbour (or into the switch), one direction, in B/s.
+        In a ``full_mesh`` every pair of chips has its own ``links_per_neighbor`` links."""
         return self.links_per_neighbor * self.link.bandwidth_bytes_per_s
 
     @property
     def neighbors(self) -> int:
         """Chips one hop away from an (interior) chip."""
-        if self.topology == "switch":
+        if self.topology in _ONE_HOP:
             return self.size - 1
         return sum(min(d - 1, 2) for d in self.dims)
 
@@ -122,12 +129,12 @@ class Fabric(_Frozen):
         """Peak bandwidth one chip sends into the fabric over all its ports, one direction."""
         if self.topology == "switch":
             return self.port_bytes_per_s if self.size > 1 else 0.0
-        return self.neighbors * self.port_bytes_per_s
+        return self.neighbors * self.port_bytes_per_s  # a full mesh sends to every peer at once
 
     @property
     def diameter_hops(self) -> int:
         """Hops between the two farthest chips."""
-        if self.topology == "switch":
+        if self.topology in _ONE_HOP:
             return 1 if self.size > 1 else 0
         if self.wraps:
             return sum(d // 2 for d in self.dims)
@@ -140,6 +147,8 @@ class Fabric(_Frozen):
             return 0.0
         if self.topology == "switch":  # non-blocking: each chip of one half sends at full rate
             return self.size // 2 * self.port_bytes_per_s
+        if self.topology == "full_mesh":  # every pair across the cut has its own links
+            return self.size // 2 * (self.size - self.size // 2) * self.port_bytes_per_s
         widest = max(self.dims)  # cutting the longest dimension crosses the fewest links
         links_per_line = 2 if self.wraps and widest > 2 else 1
         return self.size // widest * links_per_line * self.port_bytes_per_s
@@ -180,7 +189,8 @@ class GroupLevel:
 
     @property
     def is_switch(self) -> bool:
-        return self.fabric.topology == "switch"
+        """One hop to every member, placement irrelevant: a switch or a full mesh."""
+        return self.fabric.topology in _ONE_HOP
 
     @property
     def is_closed_ring(self) -> bool:
@@ -364,3 +374,22 @@ def load_system(name_or_path: str | Path | System | Chip) -> System:
         return _default_chip_loader(str(beside) if beside.is_file() else name)
 
     return system_from_dict(data, str(path), chip_loader)
+
+
+def with_fabric_dims(system: System, fabric: str, dims: tuple[int, ...]) -> System:
+    """A copy of ``system`` whose fabric ``fabric`` joins ``dims`` chips (re-validated), so
+    a preset's chip count is a parameter (``groq-576`` with 4 racks: ``("c2c-cluster", (4,))``).
+
+    Raises
+    ------
+    ConfigError
+        If ``system`` has no fabric ``fabric``, or the new dims do not fit its topology.
+    """
+    names = [f.name for f in system.fabrics]
+    if fabric not in names:
+        known = ", ".join(names) or "none"
+        raise ConfigError([f"{system.name}: fabrics: no fabric named {fabric!r} (has: {known})"])
+    data = system.model_dump()
+    data["fabrics"][names.index(fabric)]["dims"] = tuple(dims)
+    resized = system_from_dict(data, f"{system.name} ({fabric}.dims = {list(dims)})")
+    return resized.model_copy(update={"name": f"{system.name}@{resized.n_chips}"})

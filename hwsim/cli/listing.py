@@ -1,4 +1,4 @@
-"""``hwsim list archs|systems|models``: the shipped presets."""
+"""``hwsim list archs|systems|models|precisions``: the shipped presets and precision schemes."""
 
 from __future__ import annotations
 
@@ -15,17 +15,26 @@ from hwsim.arch.system import list_systems, load_system
 from hwsim.cli.group import error_lines, main
 from hwsim.cli.options import json_option
 from hwsim.errors import HwsimError
+from hwsim.workload.precision import SCHEMES, is_weight_only, resolve_precision, weight_bits_per_param
 from hwsim.workload.spec import ModelSpec, list_models, load_model_spec
 
 
 @main.command("list")
-@click.argument("what", type=click.Choice(["archs", "systems", "models"]))
+@click.argument("what", type=click.Choice(["archs", "systems", "models", "precisions"]))
 @json_option
 def list_cmd(what: str, as_json: bool) -> None:
-    """List the shipped architecture, system or model presets."""
+    """List the shipped architecture, system or model presets, or the precision schemes."""
     columns: Any
     rows: Any
-    if what == "systems":
+    if what == "precisions":
+        columns = ("scheme", "weights", "activations", "kv_cache", "group_size", "weight_bits")
+        rows = []
+        for name in SCHEMES:
+            p = resolve_precision("list", name)
+            bits = weight_bits_per_param(p.weights, p.activations, p.group_size, p.zero_point)
+            rows.append((name, p.weights, p.activations, p.kv_cache,
+                         p.group_size if is_weight_only(p.weights, p.activations) else "-", f"{bits:g}"))
+    elif what == "systems":
         columns, rows = ("name", "chip", "n_chips", "fabrics"), []
         for name in list_systems():
             system = load_system(name)

@@ -8,12 +8,15 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import yaml
 from pydantic import ValidationError
 
 from hwsim._yaml import validation_problems
 from hwsim.api import load_workload
 from hwsim.errors import ConfigError
+from hwsim.workload.decoding import DECODING_KINDS, KV_POLICY_KINDS
 from hwsim.workload.lower import PHASES, lower
+from hwsim.workload.ops import parse_sparsity
 from hwsim.workload.plan import Plan
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -28,13 +31,20 @@ def _dflt(key: str) -> str:
 
 
 def check_sparsity(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
-    """Click callback: ``value`` as a canonical ``N:M`` pattern (0 < N < M), or None."""
+    """Click callback: ``value`` as a canonical ``N:M`` pattern (0 < N < M), a density
+    pattern (``unstructured:0.3``, ``block4x4:0.5``), or None."""
     if value is None:
         return None
     match = re.fullmatch(r"(\d+):(\d+)", value.strip())
-    if not match or not 0 < int(match[1]) < int(match[2]):
-        raise click.BadParameter(f"expected an N:M pattern with 0 < N < M such as 2:4, got {value!r}")
-    return f"{int(match[1])}:{int(match[2])}"
+    if match:
+        if not 0 < int(match[1]) < int(match[2]):
+            raise click.BadParameter(f"expected an N:M pattern with 0 < N < M such as 2:4, got {value!r}")
+        return f"{int(match[1])}:{int(match[2])}"
+    try:
+        parse_sparsity(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value.strip().lower()
 
 
 def workload_options(func: F) -> F:
@@ -52,10 +62,16 @@ def workload_options(func: F) -> F:
         click.option("--seq-len", type=int, help="Train: tokens per sequence." + _dflt("seq_len")),
         click.option("--n-layers", type=int, help="Simulate this many layers instead of the model's."),
         click.option("--dtype", help="Weights/activations dtype, e.g. bf16, fp8, int8." + _dflt("dtype")),
+        *precision_options(),
         click.option("--attention", "attention_impl", type=click.Choice(["flash", "naive"]),
                      help="Attention kernel." + _dflt("attention_impl")),
         click.option("--sparsity", callback=check_sparsity,
-                     help="N:M pattern the weight GEMMs are pruned to, e.g. 2:4."),
+                     help="Pattern the weight GEMMs are pruned to: N:M (2:4), unstructured:<density> "
+                          "or block<R>x<C>:<density>."),
+        click.option("--attention-window", type=int,
+                     help="Every layer attends to at most this many recent keys (sliding window)."),
+        click.option("--attention-density", type=float,
+                     help="Block-sparse attention: share of key blocks each query block computes."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -63,7 +79,45 @@ def workload_options(func: F) -> F:
 
 
 _WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers",
-                  "dtype", "attention_impl", "sparsity")
+                  "dtype", "attention_impl", "sparsity", "precision", "weight_dtype", "kv_dtype",
+                  "attention_window", "attention_density", "decoding", "kv_policy")
+
+
+def precision_options() -> list[Callable[[F], F]]:
+    """``--precision``, ``--weight-dtype``, ``--kv-dtype`` (see docs/precision.md)."""
+    return [
+        click.option("--precision", callback=parse_precision,
+                     help="Per-tensor precision: a scheme (w4a16, w8a16, w8a8, fp8, fp8-kv, nvfp4, "
+                          "mxfp4...) or fields, e.g. 'scheme=w4a16,kv_cache=fp8,group_size=64,"
+                          "layers=0:bf16;31:bf16'."),
+        click.option("--weight-dtype", help="Layer weights' dtype (e.g. int4 for weight-only)."),
+        click.option("--kv-dtype", help="KV cache dtype (e.g. fp8)."),
+    ]
+
+
+def parse_precision(ctx: click.Context, param: click.Parameter, value: str | None) -> Any:
+    """A scheme name as it is; ``key=value,...`` as a mapping (``layers=i:dtype;...``,
+    integers and true/false converted)."""
+    if value is None or "=" not in value:
+        return value
+    out: dict[str, Any] = {}
+    for item in value.split(","):
+        key, sep, raw = item.partition("=")
+        key, raw = key.strip(), raw.strip()
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {item!r}")
+        if key == "layers":
+            try:
+                out[key] = {int(i): d for i, _, d in (p.partition(":") for p in raw.split(";") if p)}
+            except ValueError:
+                raise click.BadParameter(f"layers: expected index:dtype;..., got {raw!r}") from None
+        elif raw.isdigit():
+            out[key] = int(raw)
+        elif raw.lower() in ("true", "false"):
+            out[key] = raw.lower() == "true"
+        else:
+            out[key] = raw
+    return out
 
 
 def build_workload(model: str, phase: str, opts: dict[str, Any]) -> Any:
@@ -103,3 +157,50 @@ def plan_from_options(opts: dict[str, Any]) -> Plan | None:
         return Plan(**given)
     except ValidationError as exc:
         raise ConfigError(validation_problems("plan", exc)) from None
+
+
+# Decoding strategies and KV policies (hwsim/workload/decoding.py): ``--decoding KIND``
+# with repeated ``--decoding-param KEY=VALUE`` (YAML scalars), ``--kv-policy`` and ``--kv-param``.
+def decoding_options(func: F) -> F:
+    """Add the four decoding flags to a command."""
+    options = [
+        click.option("--decoding", "decoding_kind", type=click.Choice(DECODING_KINDS), default=None,
+                     help="Token-generation strategy [default: greedy]."),
+        click.option("--decoding-param", "decoding_params", multiple=True, metavar="KEY=VALUE",
+                     help="A field of the strategy, e.g. k=4, acceptance_rate=0.8, draft=MODEL, n_beams=4."),
+        click.option("--kv-policy", "kv_policy_kind", type=click.Choice(KV_POLICY_KINDS), default=None,
+                     help="KV-cache policy [default: full]."),
+        click.option("--kv-param", "kv_params", multiple=True, metavar="KEY=VALUE",
+                     help="A field of the KV policy, e.g. window_tokens=2044, compression_ratio=0.5."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _params(flag: str, pairs: tuple[str, ...]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError([f"{flag}: expected KEY=VALUE, got {pair!r}"])
+        parsed = yaml.safe_load(value) if value.strip() else None
+        if isinstance(parsed, list):
+            parsed = tuple(parsed)
+        out[key.strip()] = parsed
+    return out
+
+
+def pop_decoding(opts: dict[str, Any]) -> dict[str, Any]:
+    """Remove the decoding flags from ``opts``; return ``decoding=`` / ``kv_policy=``
+    keyword arguments (empty when none was given)."""
+    out: dict[str, Any] = {}
+    flags = (("decoding_kind", "decoding_params", "decoding", "--decoding-param"),
+             ("kv_policy_kind", "kv_params", "kv_policy", "--kv-param"))
+    for kind_key, params_key, name, flag in flags:
+        kind, params = opts.pop(kind_key, None), opts.pop(params_key, ())
+        if kind is None and params:
+            raise ConfigError([f"{flag}: give the kind too (--{name.replace('_', '-')} KIND)"])
+        if kind is not None:
+            out[name] = {"kind": kind, **_params(flag, params)}
+    return out

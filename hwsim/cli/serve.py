@@ -31,6 +31,7 @@ from hwsim._yaml import validation_problems
 from hwsim.api import find_capacity as find_capacity_api
 from hwsim.api import find_replicas, serve
 from hwsim.cli.group import main
+from hwsim.cli.options import decoding_options, pop_decoding, precision_options
 from hwsim.engine.serve.capacity import CapacityResult, ReplicaResult
 from hwsim.engine.serve.metrics import SLO
 from hwsim.engine.serve.profiles import PROFILES
@@ -87,6 +88,7 @@ def deployment_options(func: F) -> F:
         click.option("--n-layers", type=int, default=None,
                      help="Serve this many layers instead of the model's."),
         click.option("--dtype", default="bf16", show_default=True, help="Weights, activations and KV dtype."),
+        *precision_options(),
         click.option("--tp", type=click.IntRange(min=1), default=None,
                      help="Tensor-parallel chips per replica."),
         click.option("--pp", type=click.IntRange(min=1), default=None, help="Pipeline stages per replica."),
@@ -187,8 +189,9 @@ def serve_arguments(opts: dict[str, Any]) -> dict[str, Any]:
     except ValidationError as exc:
         raise ConfigError(validation_problems("plan", exc)) from None
     options = {k: opts[k] for k in _OPTION_KEYS if opts.get(k) is not None}
+    prec = {k: opts[k] for k in ("precision", "weight_dtype", "kv_dtype") if opts.get(k) is not None}
     return {"arch": opts["arch"], "model": opts["model"], "plan": plan, "dtype": opts["dtype"],
-            "scheduler": opts["scheduler"], "slo": build_slo(opts), **options}
+            "scheduler": opts["scheduler"], "slo": build_slo(opts), **prec, **options}
 
 
 class ProgressBar:
@@ -241,6 +244,7 @@ def _title(result: ServeResult, requests: Requests) -> str:
 @request_options
 @scheduler_options
 @slo_options
+@decoding_options
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON instead of tables.")
 @click.option("-o", "--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write requests.parquet, iterations.parquet and summary.json here.")
@@ -269,12 +273,14 @@ def serve_cmd(as_json: bool, output_dir: Path | None, as_csv: bool, trace_out: P
         if output_dir is not None or trace_out is not None or as_csv:
             raise ConfigError(["--find-capacity: prints the search; -o, --csv and --trace-out are "
                                "for one run"])
-        run_find_capacity(opts, serve_arguments(opts), as_json)
+        decoding = pop_decoding(opts)
+        run_find_capacity(opts, serve_arguments(opts) | decoding, as_json)
         return
     if trace_out is not None:
         check_trace_path(trace_out)
+    decoding = pop_decoding(opts)
     requests = build_requests(opts)
-    arguments = serve_arguments(opts)
+    arguments = serve_arguments(opts) | decoding
     with ProgressBar(len(requests)) as progress:
         result = serve(requests, **arguments, progress=progress)
     for line in result.warnings:

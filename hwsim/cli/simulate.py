@@ -14,9 +14,11 @@ from hwsim.cli.group import EXIT_ERROR, echo_warnings, error_lines, main, refuse
 from hwsim.cli.options import (
     DEFAULT_COMPARE_ARCHS,
     build_workload,
+    decoding_options,
     json_option,
     plan_from_options,
     plan_options,
+    pop_decoding,
     strict_option,
     workload_options,
 )
@@ -31,6 +33,7 @@ from hwsim.result import Result
                    "or a YAML path.")
 @workload_options
 @plan_options
+@decoding_options
 @click.option("--ops", "show_ops", is_flag=True, help="Also show time per op (summed over layers).")
 @json_option
 @strict_option
@@ -42,8 +45,9 @@ def simulate_cmd(arch: str, model: str, phase: str, show_ops: bool, as_json: boo
     What the run simplified or assumed is printed after the table as ``warning:`` lines
     on stderr (and is the ``warnings`` list of --json); --strict refuses such a result.
     """
+    decoding = pop_decoding(opts)
     plan = plan_from_options(opts)
-    workload = build_workload(model, phase, opts)
+    workload = build_workload(model, phase, opts | decoding)
     result = simulate(workload, arch, plan=plan)
     if strict:
         refuse_warnings(result.warnings)

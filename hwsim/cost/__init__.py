@@ -21,10 +21,12 @@ from hwsim.cost.attention import attention_cost
 from hwsim.cost.collective import collective_cost
 from hwsim.cost.matmul import matmul_cost
 from hwsim.cost.model import LevelTraffic, OpCost, check_cost, make_cost, streaming_traffic
+from hwsim.cost.ssm import conv1d_cost, scan_cost
 from hwsim.cost.technology import Technology
 from hwsim.cost.vector import elementwise_cost, embedding_cost, optimizer_cost
 from hwsim.errors import SimulationError
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer, op_label
+from hwsim.workload.ops_ssm import CausalConv1d, SelectiveScan
 
 
 def cost_op(op: Op, chip: Chip, *, fewest_kernels: bool = False) -> OpCost:
@@ -57,6 +59,10 @@ def _cost_op(op: Op, chip: Chip, fewest_kernels: bool) -> OpCost:
         return embedding_cost(chip, op)
     if isinstance(op, Optimizer):
         return optimizer_cost(chip, op)
+    if isinstance(op, SelectiveScan):
+        return scan_cost(chip, op)
+    if isinstance(op, CausalConv1d):
+        return conv1d_cost(chip, op)
     raise TypeError(f"no cost model for {type(op).__name__}")
 
 

@@ -8,7 +8,8 @@ memory latencies); units are spread over the matrix units longest first, so caus
 masks leave the imbalance they really leave. With fewer units than matrix units each
 unit's keys are split over several (split-KV, as FlashDecoding does). Decode-sized queries pack the heads of a
 GQA group into one block's rows (they share K and V). Systolic arrays run the two
-products as batched GEMMs. Off-chip traffic is Q, K, V and O once; inner levels
+products as batched GEMMs, or on the vector units where that is faster (decode queries
+fill one row of a large array). Off-chip traffic is Q, K, V and O once; inner levels
 re-read K and V once per query block. The naive kernel writes the score matrix, reads
 it for the softmax, writes and reads it again.
 """
@@ -20,6 +21,7 @@ import math
 
 from hwsim.arch.model import Chip
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost
+from hwsim.dtypes import dtype_bytes
 from hwsim.mapping.gemm import dtype_cycle_factor, map_gemm
 from hwsim.workload.ops import Attention
 
@@ -46,6 +48,9 @@ def _unit_keys(op: Attention) -> tuple[list[int], int]:
         if op.is_causal and (op.window is not None or op.chunk is not None):
             seen -= _skipped_keys(op, op.kv_len - op.q_len + j * Q_BLOCK)
         keys.append(max(1, min(op.kv_len, seen)))
+    if op.key_density < 1.0:
+        # A block-sparse mask: each query block computes its share of the key blocks.
+        keys = [max(1, math.ceil(k * op.key_density)) for k in keys]
     return keys * group, Q_BLOCK
 
 
@@ -107,7 +112,21 @@ def _systolic_compute_s(chip: Chip, op: Attention) -> float:
     passes = BACKWARD_MMA if op.backward else 1.0
     mma_s = (qk.compute_cycles + pv.compute_cycles) * passes / unit.clock_hz / unit.fraction(op.dtype)
     vec_s = _score_ops(op) * op.batch * op.n_heads * op.n_scores * passes / chip.vector_units.peak_ops_per_s
-    return max(mma_s, vec_s)
+    # A decode-sized query (a row or a GQA group) fills one row of a large array: the
+    # compiler may instead run both products on the vector units, one FMA per lane per
+    # cycle (Gaudi's TPCs, a TPU's VPU). The faster of the two is taken.
+    macs = op.batch * op.n_heads * op.n_scores * (op.head_dim + op.v_dim) * passes
+    on_vector_s = (macs + _score_ops(op) * op.batch * op.n_heads * op.n_scores * passes) \
+        / chip.vector_units.peak_ops_per_s
+    return min(max(mma_s, vec_s), on_vector_s)
+
+
+def kv_dequant_ops(chip: Chip, op: Attention, kv_elements: float) -> float:
+    """Vector-lane operations that dequantize ``kv_elements`` cached K/V elements stored
+    narrower than the kernel's math (an fp8 cache under bf16 attention); 0 otherwise."""
+    if op.kv_dtype is None or op.kv_elem_bytes >= dtype_bytes(op.dtype):
+        return 0.0
+    return kv_elements * chip.vector_units.dequant_ops_per_element
 
 
 def _score_ops(op: Attention) -> float:
@@ -143,8 +162,15 @@ def attention_cost(chip: Chip, op: Attention) -> OpCost:
         LevelTraffic(name, (io - writes) if name == names[-1] else inner_reads, writes) for name in names
     )
     n_scores = op.batch * op.n_heads * op.n_scores * passes
+    # A narrow cache is dequantized as each K/V tile loads (once per query block that
+    # streams it), on the vector units, in series with the block products.
+    loads = max(q_blocks * causal_share, 1.0) * passes
+    deq_ops = kv_dequant_ops(chip, op, op.kv_bytes / op.kv_elem_bytes * loads)
+    if deq_ops:
+        compute_s += deq_ops / chip.vector_units.peak_ops_per_s
+        cycles = compute_s * unit.clock_hz * unit.fraction(op.dtype)
     energy = (op.flops / 2 * unit.energy_per_mac_pj.get(op.dtype, 0.0)  # type: ignore[call-overload]
-              + n_scores * _score_ops(op) * chip.vector_units.energy_per_op_pj) * 1e-12
+              + (n_scores * _score_ops(op) + deq_ops) * chip.vector_units.energy_per_op_pj) * 1e-12
     variant = f"{op.variant}, " if op.variant else ""
     if op.window is not None:
         variant += f"window {op.window}, "

@@ -29,7 +29,15 @@ from dataclasses import replace
 import numpy as np
 
 from hwsim.arch.model import Chip
-from hwsim.cost.attention import K_BLOCK, Q_BLOCK, _score_ops, _systolic_compute_s, _unit_keys, attention_cost
+from hwsim.cost.attention import (
+    K_BLOCK,
+    Q_BLOCK,
+    _score_ops,
+    _systolic_compute_s,
+    _unit_keys,
+    attention_cost,
+    kv_dequant_ops,
+)
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost
 from hwsim.dtypes import dtype_bytes
 from hwsim.mapping.gemm import dtype_cycle_factor
@@ -40,7 +48,15 @@ APPROXIMATION = ("attention over requests of different lengths: one varlen kerne
 
 
 def decode_keys(template: Attention, k: np.ndarray) -> np.ndarray:
-    """Keys a single new query at the end of ``k`` cached-plus-new tokens reads."""
+    """Keys a single new query at the end of ``k`` cached-plus-new tokens reads (under a
+    block-sparse mask, its share of them)."""
+    keys = _decode_keys(template, k)
+    if template.key_density >= 1.0:
+        return keys
+    return np.maximum(1, np.ceil(keys * template.key_density)).astype(keys.dtype)
+
+
+def _decode_keys(template: Attention, k: np.ndarray) -> np.ndarray:
     if not template.is_causal:
         return k
     if template.window is not None:
@@ -145,7 +161,7 @@ def attention_batch_cost(chip: Chip, template: Attention, q: np.ndarray, k: np.n
         return attention_cost(chip, replace(template, batch=int(q.size), q_len=int(q[0]), kv_len=int(k[0])))
     unit = chip.compute_units
     elem = dtype_bytes(template.dtype)
-    kv_key_bytes = _kv_width(template) * elem
+    kv_key_bytes = _kv_width(template) * template.kv_elem_bytes
     decode = q == 1
     sums = _Sums()
     if decode.any():
@@ -177,8 +193,12 @@ def attention_batch_cost(chip: Chip, template: Attention, q: np.ndarray, k: np.n
     names = chip.level_names
     traffic = tuple(LevelTraffic(name, (io - writes) if name == names[-1] else inner_reads, writes)
                     for name in names)
+    # A narrow cache is dequantized as its tiles load (decodes load each once).
+    deq_ops = kv_dequant_ops(chip, template, kv_bytes / template.kv_elem_bytes)
+    compute_s += deq_ops / chip.vector_units.peak_ops_per_s
+    vector_ops = n_h * sums.scores * _score_ops(template) + deq_ops
     energy = (flops / 2 * unit.energy_per_mac_pj.get(template.dtype, 0.0)  # type: ignore[call-overload]
-              + n_h * sums.scores * _score_ops(template) * chip.vector_units.energy_per_op_pj) * 1e-12
+              + vector_ops * chip.vector_units.energy_per_op_pj) * 1e-12
     cycles = compute_s * unit.clock_hz * unit.fraction(template.dtype)
     return make_cost(chip, flops=flops, compute_cycles=cycles, compute_s=compute_s, traffic=traffic,
                      n_kernels=n_kernels, compute_energy_j=energy, footprint_bytes=kv_bytes,

@@ -114,6 +114,10 @@ def _level(g: GroupLevel) -> _Level:
     port = f.port_bytes_per_s * f.link.achievable_fraction
     alpha = f.link.latency_s
     j_hop = f.link.energy_pj_per_bit * _J_PER_PJ_BIT
+    if g.fabric.topology == "full_mesh":  # own links to each of the m - 1 peers, used at once
+        every = (m - 1) * port
+        return _Level(f.name, True, m, alpha, alpha, every, every, m // 2 * (m - m // 2) * port, port, 0.0,
+                      j_hop, j_hop)
     if g.is_switch:  # non-blocking: placement does not matter
         reduce_bw = port * f.in_network_reduction_fraction if f.in_network_reduction else 0.0
         return _Level(f.name, True, m, alpha, alpha, port, port, m // 2 * port, port, reduce_bw, j_hop, j_hop)

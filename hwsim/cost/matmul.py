@@ -3,13 +3,25 @@ from the tile each level holds."""
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
+
+import numpy as np
 
 from hwsim.arch.model import Chip
+from hwsim.cost.gemm_arrays import candidate_costs, pick_mappings
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost
 from hwsim.cost.power import headroom_w, power_limited_s
 from hwsim.dtypes import dtype_bytes
-from hwsim.mapping.gemm import GemmMapping, compute_limit, fit_tile, gemm_candidates, reuse_traffic
+from hwsim.mapping.gemm import (
+    GemmMapping,
+    compute_limit,
+    emulation_dtype,
+    fit_tile,
+    gemm_candidates,
+    reuse_traffic,
+)
+from hwsim.mapping.gemm_arrays import arrays_are_exact, tensor_core_candidates
+from hwsim.mapping.sparsity import SparseEffect, sparse_effect
 from hwsim.mapping.systolic import systolic_level_bytes
 from hwsim.workload.ops import MatMul
 
@@ -51,15 +63,28 @@ def gemm_traffic(
     return tuple(out)
 
 
-def _sparsity(chip: Chip, op: MatMul) -> tuple[float, float]:
-    """(math speedup, stored fraction of B) for the op's N:M pattern on this chip;
-    (1, 1) when the chip has no unit for it and the pruned weights run dense."""
-    if not (op.sparsity and chip.sparsity and op.sparsity in chip.sparsity.patterns):
-        return 1.0, 1.0
-    pattern = chip.sparsity.patterns[op.sparsity]
-    n_kept, m_group = (int(x) for x in op.sparsity.split(":"))
-    meta = pattern.metadata_bits_per_nonzero / 8 / dtype_bytes(op.dtype)
-    return pattern.speedup, n_kept / m_group * (1 + meta)
+def emulated(chip: Chip, op: MatMul) -> MatMul | None:
+    """The GEMM a chip without math for ``op.dtype`` runs instead (``None``: it has the
+    math, or the op may not be emulated): the weights stay stored in their format and are
+    dequantized in the kernel, the math runs in
+    :func:`~hwsim.mapping.gemm.emulation_dtype`."""
+    fallback = emulation_dtype(chip.compute_units, op.dtype) if op.emulate else None
+    if fallback is None:
+        return None
+    return replace(op, dtype=fallback, w_dtype=op.w_dtype or op.dtype,
+                   group_size=op.group_size if op.w_dtype else 0, emulate=False)
+
+
+def dequant_s(chip: Chip, op: MatMul, mapping: GemmMapping) -> tuple[float, float]:
+    """(seconds, lane operations) the vector units spend dequantizing B in the kernel:
+    every tile row of the output loads and dequantizes its own copy of B's tiles."""
+    if op.w_dtype is None:
+        return 0.0, 0.0
+    vec = chip.vector_units
+    copies = 1 if op.b_shared else op.batch
+    loads = -(-op.m // mapping.tile_m)
+    ops = copies * op.k * op.n * loads * vec.dequant_ops_per_element
+    return ops / vec.peak_ops_per_s, ops
 
 
 def mapping_times(chip: Chip, cost: OpCost) -> tuple[float, float, float]:
@@ -99,47 +124,142 @@ def _best(candidates: list[Ranked], limited: bool) -> tuple[OpCost, OpCost]:
     return fast, held
 
 
-def matmul_cost(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
-    """Cost of a (batched) GEMM: every legal mapping is costed in full (compute, bytes
-    at every level, split-K reduction kernel) and ranked by :func:`mapping_times`: the
-    fastest at full clock wins, with the fastest under the power limit as its
-    alternative; with ``fewest_kernels`` only mappings without split-K compete. 2:4-style
-    sparsity applies where the chip has a unit for the pattern."""
-    unit = chip.compute_units
-    speedup, b_scale = _sparsity(chip, op)
+@dataclass(frozen=True)
+class _Shared:
+    """What every mapping of one GEMM shares: the sparsity unit's math speedup and B's
+    traffic scale (stored fraction, packed width), each shared level's tile, MAC energy
+    (J), prefetchable weight bytes, and the sparsity unit's whole effect."""
+
+    speedup: float
+    b_scale: float
+    outer_tiles: dict[str, tuple[int, int]]
+    compute_energy_j: float
+    prefetchable_bytes: float
+    sparse: SparseEffect
+
+
+def _shared(chip: Chip, op: MatMul) -> _Shared:
+    sparse = sparse_effect(chip, op)
+    speedup = sparse.speedup
+    # Traffic counts B's elements at the math width: a packed B is that much smaller.
+    packed = op.weight_bits / (8 * dtype_bytes(op.dtype)) if op.w_dtype else 1.0
+    b_scale = sparse.b_scale * packed
     outer_tiles = {
         name: fit_tile(op.m, op.k, op.n, op.dtype, op.batch, op.b_shared, level.capacity_bytes)
         for name, level in chip.memory.items() if level.scope == "shared"
     }
     macs = op.flops / 2
-    energy = macs * unit.energy_per_mac_pj.get(op.dtype, 0.0) * 1e-12 / speedup  # type: ignore[call-overload]
-    weight = op.b_bytes * b_scale if op.b_is_weight else 0.0
+    energy = macs * chip.compute_units.mac_energy_pj(op.dtype) * 1e-12
+    energy = energy / speedup if sparse.energy_scale is None else energy * sparse.energy_scale
+    weight = op.b_bytes * sparse.b_scale if op.b_is_weight else 0.0
+    return _Shared(speedup, b_scale, outer_tiles, energy, weight, sparse)
+
+
+def mapping_cost(chip: Chip, op: MatMul, mapping: GemmMapping, shared: _Shared) -> OpCost:
+    """The full cost of one mapping of ``op`` (compute, bytes at every level, split-K
+    reduction kernel)."""
+    unit = chip.compute_units
+    detail = (f"tile {mapping.tile_m}x{mapping.tile_n}, split_k {mapping.split_k}, "
+              f"{mapping.n_tiles} tiles, {mapping.waves} waves")
+    if op.sparsity and not shared.sparse.supported:
+        # No sparsity unit for this pattern: the pruned weights run (and are stored) dense.
+        detail += f", {op.sparsity} unsupported: dense"
+    # Dequantization of packed weights and decoding of sparse metadata run on the vector
+    # units, in series with the MMAs of the same kernel; each tile row of the output
+    # handles its own copy of B.
+    deq_s, deq_ops = dequant_s(chip, op, mapping)
+    if op.w_dtype is not None:
+        detail += f", {op.w_dtype} weights dequantized ({op.weight_bits:g} bits/weight)"
+    if shared.sparse.decode_ops:
+        copies = (1 if op.b_shared else op.batch) * -(-op.m // mapping.tile_m)
+        deq_ops += shared.sparse.decode_ops * copies
+        deq_s += shared.sparse.decode_ops * copies / chip.vector_units.peak_ops_per_s
+    return make_cost(
+        chip, flops=op.flops, compute_cycles=mapping.compute_cycles / shared.speedup,
+        compute_s=mapping.compute_cycles / unit.clock_hz / unit.fraction(op.dtype) / shared.speedup + deq_s,
+        traffic=gemm_traffic(chip, op, mapping, shared.outer_tiles, shared.b_scale),
+        n_kernels=1 + (mapping.split_k > 1),  # split-K reduces in a second kernel
+        compute_energy_j=shared.compute_energy_j + deq_ops * chip.vector_units.energy_per_op_pj * 1e-12,
+        prefetchable_bytes=shared.prefetchable_bytes, detail=detail, footprint_bytes=op.min_bytes,
+    )
+
+
+Built = tuple[OpCost, GemmMapping]
+
+
+def _named(chip: Chip, op: MatMul, fast: Built, held: Built) -> OpCost:
+    """The winning cost (``held`` its alternative where it is another mapping), each named
+    by what holds its compute time. Named for the winners only: what holds a compute time
+    if it is the longest."""
+    def named(cost: OpCost, mapping: GemmMapping) -> OpCost:
+        return replace(cost, compute_limit=compute_limit(chip, op.m, op.k, op.n, op.dtype, op.batch, mapping))
+
+    if held[0] is fast[0]:
+        return named(*fast)
+    return replace(named(*fast), alternative=named(*held))
+
+
+def matmul_cost(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
+    """Cost of a (batched) GEMM: every legal mapping is costed in full (compute, bytes
+    at every level, split-K reduction kernel) and ranked by :func:`mapping_times`: the
+    fastest at full clock wins, with the fastest under the power limit as its
+    alternative; with ``fewest_kernels`` only mappings without split-K compete. 2:4-style
+    sparsity applies where the chip has a unit for the pattern.
+
+    On tensor cores all candidates are evaluated as arrays (:mod:`hwsim.cost.gemm_arrays`)
+    and only the winners become records; the result is :func:`matmul_cost_scalar`'s, bit
+    for bit.
+
+    Quantized weights (``op.w_dtype``) are read at their stored width and dequantized on
+    the vector units, in series with the MMAs of the same kernel; a format the chip has
+    no math for runs :func:`emulated` when the op allows it. Both, and sparse metadata
+    decode, cost per mapping on the scalar path."""
+    fallback = emulated(chip, op)
+    if fallback is not None:
+        cost = matmul_cost(chip, fallback, fewest_kernels)
+        note = f"{op.dtype} emulated at {fallback.dtype}"
+        alt = cost.alternative
+        return replace(cost, detail=f"{cost.detail}, {note}",
+                       alternative=None if alt is None else replace(alt, detail=f"{alt.detail}, {note}"))
+    if not arrays_are_exact(chip, op.m, op.k, op.n, op.batch):
+        return matmul_cost_scalar(chip, op, fewest_kernels)
+    shared = _shared(chip, op)
+    if op.w_dtype is not None or shared.sparse.decode_ops:
+        return matmul_cost_scalar(chip, op, fewest_kernels)
+    cands = tensor_core_candidates(chip, op.m, op.k, op.n, op.dtype, op.batch)
+    costs = candidate_costs(chip, op, cands, speedup=shared.speedup, b_scale=shared.b_scale,
+                            outer_tiles=shared.outer_tiles, compute_energy_j=shared.compute_energy_j)
+    if not costs.are_finite():
+        # A chip built past the loaders (NaN, inf): Python's min over NaN keys keeps the
+        # first candidate; the scalar path ranks it so, and check_cost names the value.
+        return matmul_cost_scalar(chip, op, fewest_kernels)
+    allowed = costs.n_kernels == costs.n_kernels.min() if fewest_kernels else np.ones(len(cands), dtype=bool)
+    built: dict[int, Built] = {}
+
+    def record(i: int) -> Built:
+        if i not in built:
+            mapping = cands.mapping(i)
+            built[i] = (mapping_cost(chip, op, mapping, shared), mapping)
+        return built[i]
+
+    fast, held = pick_mappings(chip, costs, allowed,
+                               lambda i: power_limited_s(chip, record(i)[0], burst_j=0.0),
+                               lambda i: power_limited_s(chip, record(i)[0]))
+    return _named(chip, op, record(fast), record(held))
+
+
+def matmul_cost_scalar(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
+    """:func:`matmul_cost` one mapping record at a time: the reference the array path
+    reproduces, and the path for systolic arrays (one candidate)."""
+    shared = _shared(chip, op)
     candidates = []
     mappings = {}
     for mapping in gemm_candidates(chip, op.m, op.k, op.n, op.dtype, op.batch):
-        detail = (f"tile {mapping.tile_m}x{mapping.tile_n}, split_k {mapping.split_k}, "
-                  f"{mapping.n_tiles} tiles, {mapping.waves} waves")
-        if op.sparsity and speedup == 1.0:
-            # No sparsity unit for this pattern: the pruned weights run (and are stored) dense.
-            detail += f", {op.sparsity} unsupported: dense"
-        cost = make_cost(
-            chip, flops=op.flops, compute_cycles=mapping.compute_cycles / speedup,
-            compute_s=mapping.compute_cycles / unit.clock_hz / unit.fraction(op.dtype) / speedup,
-            traffic=gemm_traffic(chip, op, mapping, outer_tiles, b_scale),
-            n_kernels=1 + (mapping.split_k > 1),  # split-K reduces in a second kernel
-            compute_energy_j=energy, prefetchable_bytes=weight, detail=detail,
-            footprint_bytes=op.min_bytes,
-        )
+        cost = mapping_cost(chip, op, mapping, shared)
         candidates.append((mapping_times(chip, cost), cost))
         mappings[id(cost)] = mapping
     if fewest_kernels:
         fewest = min(c.n_kernels for _, c in candidates)
         candidates = [item for item in candidates if item[1].n_kernels == fewest]
     fast, held = _best(candidates, headroom_w(chip) > 0.0)
-
-    def named(cost: OpCost) -> OpCost:
-        # Named for the winners only: what holds a compute time if it is the longest.
-        limit = compute_limit(chip, op.m, op.k, op.n, op.dtype, op.batch, mappings[id(cost)])
-        return replace(cost, compute_limit=limit)
-
-    return named(fast) if held is fast else replace(named(fast), alternative=named(held))
+    return _named(chip, op, (fast, mappings[id(fast)]), (held, mappings[id(held)]))

@@ -21,6 +21,7 @@ from hwsim.arch.system import System
 from hwsim.cost import collective_op_cost
 from hwsim.cost.model import OpCost
 from hwsim.dtypes import dtype_bytes
+from hwsim.engine.generate import run_generation
 from hwsim.engine.iteration import ReplicaModel
 from hwsim.engine.replica import Replica
 from hwsim.engine.schedule import Schedule, SegmentRun
@@ -59,7 +60,7 @@ def replica_model(workload: Workload, system: System, cost_of: Callable[..., OpC
                         attention_impl=str(args.get("attention_impl", "flash")),
                         sparsity=args.get("sparsity"), per_shape=plan.cp > 1 or "kv_cache" in plan.offload,
                         capacity_factor=float(args.get("moe_capacity_factor", 1.0)),
-                        lowering=workload.iteration_cache)
+                        lowering=workload.iteration_cache, precision=workload.precision)
 
 
 def stage_send_s(system: System, model: ReplicaModel) -> Callable[[int], float]:
@@ -81,6 +82,10 @@ def stage_send_s(system: System, model: ReplicaModel) -> Callable[[int], float]:
 def run_inference(workload: Workload, system: System, cost_of: Callable[..., OpCost]) -> InferenceRun:
     """Run ``workload`` (lowered for prefill, decode or request, with or without a plan)."""
     model = replica_model(workload, system, cost_of)
+    if workload.phase == "request" and workload.lower_args.get("decoding") is not None:
+        # A decoding strategy or KV policy shapes the decode steps (engine/generate.py).
+        send = stage_send_s(system, model) if model.plan.pp > 1 else None
+        return run_generation(workload, system, model, cost_of, send)
     return _run(workload, system, model, detail=False)
 
 

@@ -9,7 +9,9 @@ those tokens). What it costs decomposes as SERVING.md says:
   of requests that sample a token: the flattened op instances of a pass for ``(T,
   n_logits)`` are built and costed once and memoised (:class:`ReplicaModel`);
 - each layer's attention depends on the list of ``(q_i, k_i)``: one varlen kernel,
-  costed vectorised (:func:`hwsim.cost.attention_batch.attention_batch_cost`);
+  costed vectorised (:func:`hwsim.cost.attention_batch.attention_batch_cost`); so does
+  a state-space layer's selective scan (each request's state read and written, its
+  prompt chunked), through the same slot (:func:`hwsim.cost.ssm.mixer_batch_cost`);
 - the ops then run one after another on each chip (with next-op weight prefetch),
   evaluated directly (:mod:`hwsim.engine.chain`) with repeated layers folded; a pass with
   concurrent work falls back to SimPy processes;
@@ -24,22 +26,33 @@ stage and its energy and bytes are multiplied by ``tp``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from hwsim.arch.model import Chip
-from hwsim.cost.attention_batch import attention_batch_cost
-from hwsim.cost.model import OpCost, make_cost, streaming_traffic, transfer_time_s
-from hwsim.engine.chain import Profile, is_chain
+from hwsim.cost.model import OpCost, make_cost, streaming_traffic
+from hwsim.cost.ssm import mixer_batch_cost
+from hwsim.engine.chain import is_chain
+from hwsim.engine.compiled import full_j
+from hwsim.engine.passplan import (
+    GRID_EXACT_TOKENS,
+    GRID_PER_OCTAVE,
+    IterationCost,
+    Mixer,
+    PassPlan,
+    compile_pass,
+    full_clock_energies,
+    grid_bracket,
+    run_compiled,
+    shift_s,
+    sums,
+)
 from hwsim.engine.power import PowerState, apply_power_limit
 from hwsim.engine.schedule import (
     Schedule,
-    SegmentRun,
-    _Node,
     evaluate_nodes,
     flatten,
     fold_schedule,
@@ -48,8 +61,8 @@ from hwsim.engine.schedule import (
 from hwsim.workload.blocks import MlaForm, attention_ops, mla_form
 from hwsim.workload.graph import OperatorGraph, Pass, Segment, SegmentRole, Workload
 from hwsim.workload.layers import LayerSpec, group_layers, stage_bounds
-from hwsim.workload.lower import run_name
-from hwsim.workload.ops import Attention, Collective, Op
+from hwsim.workload.lower import head_weights, run_name
+from hwsim.workload.ops import Attention, Collective, Op, Sparsity
 from hwsim.workload.parallel import (
     chain_graphs,
     host_streams,
@@ -59,125 +72,37 @@ from hwsim.workload.parallel import (
     sharded_head,
 )
 from hwsim.workload.plan import Plan
+from hwsim.workload.precision import Precision
+from hwsim.workload.quantize import quantize_graph
 from hwsim.workload.spec import ModelSpec
-
-
-@dataclass
-class IterationCost:
-    """What one iteration of one pipeline stage costs on its ``tp`` chips.
-
-    Attributes
-    ----------
-    latency_s : float
-        Wall time of the stage's pass, including any slowdown by the power limit, in s.
-    flops : float
-        FLOP over the stage's chips.
-    compute_j, link_j : float
-        Matrix/vector and interconnect energy over the stage's chips, in J.
-    level_bytes, level_j : dict
-        Bytes and energy at each memory level (keyed by level name), over the chips.
-    time_by_bound_s : dict
-        Op time (one chip, folded layers counted) by what bounds each op, in s.
-    schedule : Schedule or None
-        The op-level schedule of one chip, when asked for (``detail=True``).
-    """
-
-    latency_s: float
-    flops: float
-    compute_j: float
-    link_j: float
-    level_bytes: dict[str, float]
-    level_j: dict[str, float]
-    time_by_bound_s: dict[str, float] = field(default_factory=dict)
-    schedule: Schedule | None = None
-
-    @property
-    def dynamic_j(self) -> float:
-        """Energy above idle, in J."""
-        return self.compute_j + self.link_j + sum(self.level_j.values())
-
-    def interpolate(self, other: IterationCost, w: float) -> IterationCost:
-        """``(1 - w) * self + w * other``, field by field (no schedule)."""
-        def mix(a: float, b: float) -> float:
-            return (1.0 - w) * a + w * b
-
-        bounds = {key: mix(self.time_by_bound_s.get(key, 0.0), other.time_by_bound_s.get(key, 0.0))
-                  for key in {*self.time_by_bound_s, *other.time_by_bound_s}}
-        return IterationCost(
-            mix(self.latency_s, other.latency_s), mix(self.flops, other.flops),
-            mix(self.compute_j, other.compute_j), mix(self.link_j, other.link_j),
-            {n: mix(v, other.level_bytes[n]) for n, v in self.level_bytes.items()},
-            {n: mix(v, other.level_j[n]) for n, v in self.level_j.items()}, bounds)
-
 
 StageRuns = list[list[tuple[int, tuple[LayerSpec, ...], int]]]
 
 
-def _stage_runs(spec: ModelSpec, plan: Plan) -> tuple[StageRuns, tuple[LayerSpec, ...]]:
-    """Each stage's layers as ``(first, period, repeat)`` runs, and the MLA layer kinds."""
+def _stage_runs(spec: ModelSpec, plan: Plan, precision: Precision | None = None,
+                ) -> tuple[StageRuns, tuple[LayerSpec, ...]]:
+    """Each stage's layers as ``(first, period, repeat)`` runs (layers with another
+    weight dtype under ``precision`` apart), and the MLA layer kinds."""
     runs: StageRuns = []
     mla: set[LayerSpec] = set()
     for first, end in stage_bounds(spec.num_hidden_layers, plan.pp):
         specs = tuple(spec.layer(i) for i in range(first, end))
+        keys: tuple[Any, ...] = specs
+        if precision is not None and precision.layers:
+            keys = tuple((s, precision.layer_weights(i)) for i, s in enumerate(specs, first))
         mla |= {layer for layer in specs if layer.mixer.mla is not None}
         runs.append([(f, specs[f - first:f - first + period], repeat)
-                     for f, period, repeat in group_layers(specs, first)])
+                     for f, period, repeat in group_layers(keys, first)])
     return runs, tuple(mla)
 
 
-#: Token counts up to this are costed exactly; above, on a geometric grid.
-GRID_EXACT_TOKENS = 64
-#: Grid points per doubling of the token count (4.4 % apart).
-GRID_PER_OCTAVE = 16
-
-
-def grid_bracket(n_tokens: int) -> tuple[int, int, float]:
-    """``(lo, hi, w)``: the grid points around ``n_tokens`` and its weight on ``hi``
-    (``w = 0`` and ``lo = hi = n_tokens`` when it is costed exactly)."""
-    if n_tokens <= GRID_EXACT_TOKENS:
-        return n_tokens, n_tokens, 0.0
-    j = math.floor(GRID_PER_OCTAVE * math.log2(n_tokens / GRID_EXACT_TOKENS))
-    lo = math.ceil(GRID_EXACT_TOKENS * 2 ** (j / GRID_PER_OCTAVE))
-    hi = math.ceil(GRID_EXACT_TOKENS * 2 ** ((j + 1) / GRID_PER_OCTAVE))
-    while lo > n_tokens:  # float rounding at the boundary
-        j -= 1
-        lo, hi = math.ceil(GRID_EXACT_TOKENS * 2 ** (j / GRID_PER_OCTAVE)), lo
-    while hi <= n_tokens:
-        j += 1
-        lo, hi = hi, math.ceil(GRID_EXACT_TOKENS * 2 ** ((j + 1) / GRID_PER_OCTAVE))
-    if lo == n_tokens:
-        return n_tokens, n_tokens, 0.0
-    return lo, hi, (n_tokens - lo) / (hi - lo)
-
-
-@dataclass
-class _PassPlan:
-    """A pass for one ``(T, n_logits)``: its prepared nodes and the sums that do not
-    change from iteration to iteration."""
-
-    workload: Workload
-    nodes: list[_Node]
-    runs: list[SegmentRun]
-    mult: np.ndarray  # op instances each node stands for, times chips running it
-    attention: list[tuple[int, Attention]]
-    static: np.ndarray  # [flops, compute_j, link_j, *level_bytes, *level_j] of the other nodes
-    first_of: dict[tuple[int, int, int], int]  # (pass, segment, instance) -> first node
-    events: bool  # the pass has concurrent work: SimPy processes, not the direct recurrence
-    profiles: list[Profile | None]  # the recurrence's per-node constants (attention: per run)
-    groups: list[tuple[int, int, int]]  # (first, stop, folded copies) of each op instance, in order
-    energy_j: list[float]  # each node's energy at full clock (attention nodes: per run)
-    collective: list[bool]
-    alternatives: list[int]  # nodes whose cost has an alternative mapping
-
-
-def _full_j(cost: OpCost) -> float:
-    """Dynamic energy of an op at full clock, in J."""
-    return cost.compute_energy_j + sum(cost.level_energy_j) + cost.link_energy_j
-
-
-def _sums(cost: OpCost) -> list[float]:
-    return [cost.flops, cost.compute_energy_j, cost.link_energy_j, *(t.bytes for t in cost.traffic),
-            *cost.level_energy_j]
+def _batch_template(op: Mixer) -> Mixer:
+    """``op`` without the batch shape its batch cost ignores, so the two grid passes
+    around an iteration's token count (whose templates differ only there) share one
+    attention cost."""
+    if isinstance(op, Attention):
+        return replace(op, batch=1, q_len=1, kv_len=1)
+    return replace(op, batch=1, q_len=1, prior_state=False)
 
 
 class ReplicaModel:
@@ -212,23 +137,36 @@ class ReplicaModel:
     """
 
     def __init__(self, spec: ModelSpec, chip: Chip, plan: Plan, cost_of: Callable[..., OpCost],
-                 dtype: str = "bf16", attention_impl: str = "flash", sparsity: str | None = None,
+                 dtype: str = "bf16", attention_impl: str = "flash", sparsity: Sparsity = None,
                  per_shape: bool = False, token_grid: bool = False, capacity_factor: float = 1.0,
-                 lowering: dict[Any, Any] | None = None) -> None:
+                 lowering: dict[Any, Any] | None = None, precision: Precision | None = None) -> None:
         self.spec, self.chip, self.plan, self.cost_of = spec, chip, plan, cost_of
+        if precision is not None and precision.is_uniform:
+            dtype, precision = precision.base, None
+        elif precision is not None:
+            dtype = precision.base  # graphs are built in base, then quantized
+        self.precision = precision
         self.capacity_factor = capacity_factor
         self._lowering: dict[Any, Any] = {} if lowering is None else lowering
         # Each stage's layers as runs of repeated periods (chip-independent: kept with
         # the lowered passes).
-        runs_key = ("stage runs", spec.num_hidden_layers, plan.pp)
+        runs_key = ("stage runs", spec.num_hidden_layers, plan.pp, precision)
         if runs_key not in self._lowering:
-            self._lowering[runs_key] = _stage_runs(spec, plan)
+            self._lowering[runs_key] = _stage_runs(spec, plan, precision)
         self._stage_runs, mla = self._lowering[runs_key]
         self._mla_layers = mla  # one MLA layer of each kind chooses the form
         self.dtype, self.attention_impl, self.sparsity = dtype, attention_impl, sparsity
         self.per_shape, self.token_grid = per_shape, token_grid
-        self._passes: dict[tuple[int, ...], _PassPlan] = {}
+        self._passes: dict[tuple[int, ...], PassPlan] = {}
         self._levels = chip.level_names
+
+    @property
+    def kv_dtype(self) -> str:
+        """The KV cache's dtype."""
+        return self.precision.kv_cache if self.precision is not None else self.dtype
+
+    def _quantized(self, graph: OperatorGraph, weights: str | None = None) -> OperatorGraph:
+        return graph if self.precision is None else quantize_graph(graph, self.precision, weights)
 
     @property
     def n_stages(self) -> int:
@@ -250,42 +188,47 @@ class ReplicaModel:
             n_tokens = shape[0] * -(-shape[1] // plan.cp)
         segments = []
         if stage == 0:
-            segments.append(Segment("embed", sharded_embedding(spec, plan, n_tokens, dtype),
-                                    role=SegmentRole.EMBED))
+            embed = sharded_embedding(spec, plan, n_tokens, dtype)
+            emb_dtype = self.precision.embeddings if self.precision else None
+            segments.append(Segment("embed", self._quantized(embed, emb_dtype), role=SegmentRole.EMBED))
         runs = self._stage_runs[stage]
-        for index, (_, period, repeat) in enumerate(runs):
-            graph = self._period(period, n_tokens, shape)
+        for index, (first, period, repeat) in enumerate(runs):
+            graph = self._period(period, n_tokens, shape, first)
             segments.append(Segment(run_name(runs, index), graph, repeat, SegmentRole.LAYER, len(period)))
         if stage == plan.pp - 1 and not spec.encoder_only and n_logits > 0:
-            segments.append(Segment("head", sharded_head(spec, plan, n_tokens, n_logits, dtype),
-                                    role=SegmentRole.HEAD))
+            head = sharded_head(spec, plan, n_tokens, n_logits, dtype)
+            weights = None if self.precision is None else head_weights(spec, self.precision)
+            segments.append(Segment("head", self._quantized(head, weights), role=SegmentRole.HEAD))
         passes = (Pass("iteration", tuple(segments), tokens=n_tokens),)
         return Workload(spec.name, "iteration", passes, {}, {"dtype": dtype})
 
     def _period(self, period: tuple[LayerSpec, ...], n_tokens: int,
-                shape: tuple[int, int, int] | None) -> OperatorGraph:
+                shape: tuple[int, int, int] | None, first: int = 0) -> OperatorGraph:
         """One period of layers; per-iteration attention when ``shape`` is None (MLA in
         its absorbed form, which a mixed batch's decodes use)."""
         plan, dtype, impl = self.plan, self.dtype, self.attention_impl
         cf = self.capacity_factor
         if shape is not None:
-            return period_graph(period, plan, *shape, dtype, impl, self.sparsity, capacity_factor=cf)
-        graphs = []
+            return period_graph(period, plan, *shape, dtype, impl, self.sparsity, capacity_factor=cf,
+                                precision=self.precision, first_layer=first)
+        graphs: list[OperatorGraph] = []
         for layer in period:
             form: MlaForm | None = "absorbed" if layer.mixer.mla is not None else None
             ops = attention_ops(layer, plan, n_tokens, 1, 1, dtype, impl, form)
             graph = layer_graph(layer, plan, n_tokens, ops, dtype, self.sparsity, capacity_factor=cf)
             host_streams(graph, layer, plan, n_tokens, 1, 1, dtype)  # weights (a streamed KV is per shape)
-            graphs.append(graph)
+            prec = self.precision
+            graphs.append(self._quantized(graph, prec.layer_weights(first + len(graphs)) if prec else None))
         return chain_graphs(graphs)
 
     def _pass(self, n_tokens: int, n_logits: int, stage: int,
-              shape: tuple[int, int, int] | None = None) -> _PassPlan:
+              shape: tuple[int, int, int] | None = None) -> PassPlan:
         key = (n_tokens, n_logits, stage, *(shape or ()))
         plan = self._passes.get(key)
         if plan is not None:
             return plan
-        low_key = (self.plan, self.dtype, self.attention_impl, self.sparsity, self.capacity_factor, key)
+        low_key = (self.plan, self.dtype, self.attention_impl, self.sparsity, self.capacity_factor,
+                   self.precision, key)
         lowered = self._lowering.get(low_key)
         if lowered is None:
             workload = self._workload(n_tokens, n_logits, stage, shape)
@@ -298,12 +241,13 @@ class ReplicaModel:
         folded = {(r.pass_index, r.segment_index): r.repeat - r.simulated for r in runs}
         mult = np.array([(1 + folded[n.key[:2]] if n.key[2] == 1 else 1) * self.plan.tp for n in nodes],
                         dtype=np.float64)
-        attention = [] if shape else [(i, n.op) for i, n in enumerate(nodes) if isinstance(n.op, Attention)]
+        attention = [] if shape else [(i, _batch_template(n.op)) for i, n in enumerate(nodes)
+                                      if isinstance(n.op, Mixer)]
         skip = {i for i, _ in attention}
         static = np.zeros(3 + 2 * len(self._levels))
         for i, n in enumerate(nodes):
             if i not in skip:
-                static += mult[i] * np.asarray(_sums(n.cost))
+                static += mult[i] * np.asarray(sums(n.cost))
         first_of: dict[tuple[int, int, int], int] = {}
         for i, n in enumerate(nodes):
             first_of.setdefault(n.key[:3], i)
@@ -314,17 +258,17 @@ class ReplicaModel:
                 groups[-1] = (groups[-1][0], i + 1, copies)
             else:
                 groups.append((i, i + 1, copies))
-        energy = [_full_j(n.cost) for n in nodes]
+        energy = [full_j(n.cost) for n in nodes]
         collective = [isinstance(n.op, Collective) for n in nodes]
         alternatives = [i for i, n in enumerate(nodes)
                         if n.cost.alternative is not None and not collective[i]]
-        plan = self._passes[key] = _PassPlan(workload, nodes, runs, mult, attention, static, first_of,
+        plan = self._passes[key] = PassPlan(workload, nodes, runs, mult, attention, static, first_of,
                                              not is_chain(nodes), [None] * len(nodes), groups, energy,
                                              collective, alternatives)
         return plan
 
     def _cost_or_skip(self, op: Op, fewest_kernels: bool = False) -> OpCost:
-        if isinstance(op, Attention):
+        if isinstance(op, Mixer):
             if self._placeholder is None:
                 self._placeholder = make_cost(self.chip, flops=0.0, compute_cycles=0.0, compute_s=0.0,
                                               traffic=streaming_traffic(self.chip, 0.0, 0.0), n_kernels=1,
@@ -363,7 +307,7 @@ class ReplicaModel:
             # MLA's expanded form up-projects every cached key: more than attention
             # depends on the lengths, so the pass is lowered for this shape.
             shape = (int(q.size), int(q[0]), int(k[0]))
-        attention: dict[Attention, OpCost] = {}
+        attention: dict[Mixer, OpCost] = {}
         lo, hi, w = grid_bracket(n_tokens) if self.token_grid and not detail and shape is None else (
             n_tokens, n_tokens, 0.0)
         if w == 0.0:
@@ -378,72 +322,44 @@ class ReplicaModel:
 
     def _run_pass(self, q: np.ndarray, k: np.ndarray, n_tokens: int, n_logits: int, stage: int,
                   power: PowerState | None, detail: bool, shape: tuple[int, int, int] | None,
-                  costs: dict[Attention, OpCost]) -> IterationCost:
+                  costs: dict[Mixer, OpCost]) -> IterationCost:
         plan = self._pass(n_tokens, n_logits, stage, shape)
         nodes = plan.nodes
         dyn = plan.static.copy()
         for i, template in plan.attention:
             cost = costs.get(template)
             if cost is None:
-                cost = costs[template] = attention_batch_cost(self.chip, template, q, k)
+                cost = costs[template] = mixer_batch_cost(self.chip, template, q, k)
             nodes[i].cost = cost
             plan.profiles[i] = None
-            dyn += plan.mult[i] * np.asarray(_sums(cost))
+            dyn += plan.mult[i] * np.asarray(sums(cost))
+        fast = self.token_grid and not detail and shape is None and not plan.events
+        if fast and plan.compiled is not None:
+            done = run_compiled(plan, self.chip, power, dyn)
+            if done is not None:
+                return self._cost(done[0], done[1], {}, None)
         log, now = evaluate_nodes(nodes, self.chip, plan.events, plan.profiles)
         at_full_clock = True
+        energy: list[float] = plan.energy_j
+        swaps: dict[int, OpCost] = {}
         if power is not None and not detail:
             # Most iterations never empty the bucket: walk plain numbers, no schedule.
-            energy, swaps = self._full_clock_energies(plan, log)
+            energy, swaps = full_clock_energies(plan, self.chip, log)
             span = [end - start for _, start, end, _, _ in log]
             at_full_clock = power.walk_at_full_clock(energy, span, plan.collective, plan.groups)
             for i, alt in swaps.items():
-                dyn += plan.mult[i] * (np.asarray(_sums(alt)) - np.asarray(_sums(nodes[i].cost)))
+                dyn += plan.mult[i] * (np.asarray(sums(alt)) - np.asarray(sums(nodes[i].cost)))
+        if fast and at_full_clock and plan.compiled is None and not any(n.issue_s for n in nodes):
+            compile_pass(plan, self.chip, log, energy, swaps, power)
         if detail or not at_full_clock:
             schedule = fold_schedule(plan.workload, nodes, plan.runs, log, now)
             if power is not None:
                 schedule = apply_power_limit(schedule, self.chip, power)
             return self._from_schedule(schedule, detail)
         bounds = self._bounds(plan, log) if not self.token_grid else {}
-        return self._cost(now + self._shift(plan, log), dyn, bounds, None)
+        return self._cost(now + shift_s(plan, log), dyn, bounds, None)
 
-    def _full_clock_energies(self, plan: _PassPlan, log: list) -> tuple[list[float], dict[int, OpCost]]:
-        """Each op's energy at full clock, and the ops that run their ``alternative``
-        mapping: as the power walk picks, one that fits the op's slot just as well
-        (its slot is ``max(duration, duration - busy + its busy)``) and draws less energy."""
-        energy = list(plan.energy_j)
-        for i, _ in plan.attention:
-            energy[i] = _full_j(plan.nodes[i].cost)
-        swaps: dict[int, OpCost] = {}
-        if not plan.alternatives:
-            return energy, swaps
-        home = self.chip.memory[self.chip.home_level]
-        bandwidth = home.bandwidth_bytes_per_s * home.achievable_fraction
-
-        def busy_s(cost: OpCost, prefetched: float) -> float:
-            home_s = transfer_time_s(home, cost.traffic[-1].bytes) - prefetched / bandwidth
-            return cost.overhead_s + max((cost.compute_s, *cost.level_s[:-1], home_s, 0.0))
-
-        for i in plan.alternatives:
-            cost = plan.nodes[i].cost
-            alt = cost.alternative
-            assert alt is not None
-            prefetched = log[i][3]
-            alt_j = _full_j(alt)
-            if alt_j < energy[i] and busy_s(alt, prefetched) <= busy_s(cost, prefetched):
-                energy[i], swaps[i] = alt_j, alt
-        return energy, swaps
-
-    def _shift(self, plan: _PassPlan, log: list) -> float:
-        """Time the folded instances of repeated segments add, in s."""
-        shift = 0.0
-        for r in plan.runs:
-            if r.simulated < r.repeat:
-                a = plan.first_of[(r.pass_index, r.segment_index, 1)]
-                b = plan.first_of[(r.pass_index, r.segment_index, 2)]
-                shift += (r.repeat - r.simulated) * (log[b][1] - log[a][1])
-        return shift
-
-    def _bounds(self, plan: _PassPlan, log: list) -> dict[str, float]:
+    def _bounds(self, plan: PassPlan, log: list) -> dict[str, float]:
         out: dict[str, float] = {}
         tp = self.plan.tp
         for (_, start, end, _, bound), m in zip(log, plan.mult, strict=True):
@@ -466,9 +382,9 @@ class ReplicaModel:
         tp = self.plan.tp
         for rec in schedule.records:
             m = schedule.multiplicity(rec)
-            dyn += m * tp * np.asarray(_sums(rec.cost))
+            dyn += m * tp * np.asarray(sums(rec.cost))
             bounds[rec.bound] = bounds.get(rec.bound, 0.0) + m * (rec.end_s - rec.start_s)
         return self._cost(schedule.latency_s, dyn, bounds, schedule if detail else None)
 
 
-__all__ = ["IterationCost", "ReplicaModel"]
+__all__ = ["GRID_EXACT_TOKENS", "GRID_PER_OCTAVE", "IterationCost", "Mixer", "ReplicaModel", "grid_bracket"]

@@ -14,7 +14,8 @@ pipeline follow one another. Inference normally comes through
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from hwsim.arch.system import System
 from hwsim.cost import collective_op_cost
@@ -47,6 +48,9 @@ class StepRun:
         Op time of one chip by bound, in s (None: read it off the schedule).
     schedule_fn : callable
         The op-level schedule of one chip (one micro-batch), built on demand.
+    stats : dict
+        Figures of the run to pass on to the result's ``params`` (a decoding
+        strategy's accepted tokens per step, draft time share).
     """
 
     latency_s: float
@@ -57,7 +61,8 @@ class StepRun:
     level_j: dict[str, float]
     first_token_s: float | None
     time_by_bound_s: dict[str, float] | None
-    schedule_fn: Callable[[], Schedule]
+    schedule_fn: Callable[[], Schedule | None]
+    stats: dict[str, Any] = field(default_factory=dict)
 
 
 def run_step(workload: Workload, system: System, cost_of: Callable[..., OpCost],

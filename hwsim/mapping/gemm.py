@@ -7,13 +7,17 @@ Two families, chosen by ``compute_units.kind``:
   drain cycles exactly as SCALE-Sim counts them (:mod:`hwsim.mapping.systolic`).
 - ``tensor_core``: output tiles (multiples of the MMA granule, sized to fit the per-unit
   buffer with a multi-stage pipeline) are spread over ``count`` units in waves, with
-  split-K when there are fewer tiles than units.
+  split-K when there are fewer tiles than units. A tile's K loop is as slow as the
+  slowest of its MACs, its operand feed and its loads' round trips (Little's law: the
+  pipeline keeps ``PIPELINE_STAGES`` stages in flight, each back one home-level latency
+  after it was issued).
 
 Everything here is a pure function of (shape, arch); results are small frozen records.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -23,7 +27,8 @@ from hwsim.errors import MappingError
 from hwsim.mapping.systolic import fold_dims, systolic_fold_cycles, systolic_gemm_cycles
 
 __all__ = [
-    "COMPUTE_LIMITS", "GemmMapping", "compute_limit", "dtype_cycle_factor", "fit_tile", "gemm_candidates",
+    "COMPUTE_LIMITS", "EMULATION_DTYPES", "GemmMapping", "compute_limit", "dtype_cycle_factor",
+    "emulation_dtype", "fit_tile", "gemm_candidates",
     "map_gemm", "operand_bytes", "reuse_traffic", "systolic_fold_cycles", "systolic_gemm_cycles",
 ]
 
@@ -50,13 +55,26 @@ class GemmMapping:
 
 def dtype_cycle_factor(unit: ComputeUnit, dtype: str, chip_name: str = "") -> float:
     """Cycles per MAC-slot for ``dtype`` relative to one MAC per PE per cycle."""
-    rate = unit.flops_per_cycle.get(dtype)  # type: ignore[call-overload]
+    rate = unit.flops_per_cycle.get(unit.rate_key(dtype))  # type: ignore[call-overload]
     if not rate:
         supported = ", ".join(unit.flops_per_cycle)
         raise MappingError(
             f"{chip_name or 'arch'}: compute_units do not support {dtype} (supported: {supported})"
         )
     return 2.0 * unit.rows * unit.cols / rate
+
+
+#: Matrix formats an emulated GEMM falls back to, in order of preference.
+EMULATION_DTYPES = ("bf16", "fp16", "fp32")
+
+
+def emulation_dtype(unit: ComputeUnit, dtype: str) -> str | None:
+    """The format a unit without math for ``dtype`` runs it in (``None``: it has the
+    math, or none of :data:`EMULATION_DTYPES`)."""
+    rates = unit.flops_per_cycle
+    if rates.get(unit.rate_key(dtype)):  # type: ignore[call-overload]
+        return None
+    return next((d for d in EMULATION_DTYPES if rates.get(d)), None)  # type: ignore[call-overload]
 
 
 def _granule_sizes(granule: int, limit: int) -> list[int]:
@@ -72,14 +90,20 @@ def _tile_candidates(chip: Chip, dtype: str) -> list[tuple[int, int]]:
     unit = chip.compute_units
     per_unit = [lvl for lvl in chip.memory.values() if lvl.scope == "per_unit"]
     cap = per_unit[0].capacity_bytes if per_unit else math.inf
-    elem = dtype_bytes(dtype)
-    k_depth = max(1, STAGE_K_BYTES / elem)
+    return list(_fitting_tiles(unit.rows, unit.cols, cap, dtype_bytes(dtype), PIPELINE_STAGES, STAGE_K_BYTES))
+
+
+@functools.lru_cache(maxsize=256)
+def _fitting_tiles(rows: int, cols: int, cap: float, elem: float, stages: int,
+                   stage_k_bytes: int) -> tuple[tuple[int, int], ...]:
+    # A pure function of numbers, asked for by every GEMM: memoised.
+    k_depth = max(1, stage_k_bytes / elem)
     tiles = []
-    for tm in _granule_sizes(unit.rows, 256):
-        for tn in _granule_sizes(unit.cols, 256):
-            if PIPELINE_STAGES * (tm + tn) * k_depth * elem <= cap:
+    for tm in _granule_sizes(rows, 256):
+        for tn in _granule_sizes(cols, 256):
+            if stages * (tm + tn) * k_depth * elem <= cap:
                 tiles.append((tm, tn))
-    return tiles or [(unit.rows, unit.cols)]
+    return tuple(tiles) or ((rows, cols),)
 
 
 def _feed_bytes_per_cycle(chip: Chip, active_units: int) -> float:
@@ -91,6 +115,12 @@ def _feed_bytes_per_cycle(chip: Chip, active_units: int) -> float:
     if inner.scope == "per_unit":
         return inner.bandwidth_bytes_per_s / unit.clock_hz
     return inner.bandwidth_bytes_per_s / max(1, min(unit.count, active_units)) / unit.clock_hz
+
+
+def load_trip_cycles(chip: Chip) -> float:
+    """Unit cycles from issuing a stage's operand loads to their arrival: the latency of
+    the home level (HBM), where a stand-alone GEMM's operands start."""
+    return chip.memory[chip.home_level].latency_s * chip.compute_units.clock_hz
 
 
 def gemm_candidates(
@@ -107,6 +137,8 @@ def gemm_candidates(
         return [GemmMapping(tile_m, min(n, unit.cols), 1, folds, math.ceil(folds / unit.count),
                             cycles * factor)]
     elem = dtype_bytes(dtype)
+    k_depth = max(1, STAGE_K_BYTES / elem)
+    trip_cycles = load_trip_cycles(chip)
     out = []
     for tm, tn in _tile_candidates(chip, dtype):
         n_tiles = batch * math.ceil(m / tm) * math.ceil(n / tn)
@@ -121,7 +153,11 @@ def gemm_candidates(
             # feed: its rate is capped by that bandwidth (efficiency of small tiles).
             feed = _feed_bytes_per_cycle(chip, n_tiles * split)
             feed_cycles = (tm + tn) * k_slice * elem / feed
-            out.append(GemmMapping(tm, tn, split, n_tiles, waves, waves * max(mac_cycles, feed_cycles)))
+            # A deep K slice of a small tile waits on its loads: with PIPELINE_STAGES
+            # stages in flight, one round trip of the home latency per that many stages.
+            trips = math.ceil(math.ceil(k_slice / k_depth) / PIPELINE_STAGES)
+            unit_cycles = max(mac_cycles, feed_cycles, trips * trip_cycles)
+            out.append(GemmMapping(tm, tn, split, n_tiles, waves, waves * unit_cycles))
             split *= 2
     return out
 
@@ -130,7 +166,7 @@ def gemm_candidates(
 #: ``bound`` of a compute-limited op, docs/conventions.md): too few tiles or folds to give
 #: every unit work; tiles or folds mostly padding (the op is smaller than the unit's
 #: granule or array); a systolic array's fill and drain (few rows stream per fold); tiles
-#: too small for the unit's buffer to feed at full rate (tensor cores).
+#: too small for the unit's buffer to feed at full rate, or waiting on their loads (tensor cores).
 COMPUTE_LIMITS = ("occupancy", "padding", "fill_drain", "operand_feed")
 #: Below this share of the units' peak, a compute-limited op is named by its largest loss.
 COMPUTE_EFFICIENCY_FLOOR = 0.5
@@ -143,7 +179,7 @@ def compute_limit(chip: Chip, m: int, k: int, n: int, dtype: str, batch: int, ma
     The compute cycles of the busiest unit over the ideal (every PE of every unit doing
     a useful MAC) factor into *occupancy* (units given work in each wave), *padding*
     (useful share of the tiles or folds computed) and what remains: a systolic fold's
-    fill and drain, or the operand feed of a tensor core's small tiles.
+    fill and drain, or the operand feed (and load round trips) of a tensor core's small tiles.
     """
     unit = chip.compute_units
     factor = dtype_cycle_factor(unit, dtype, chip.name)
@@ -216,7 +252,8 @@ def fit_tile(
         tn = int(room // (4 * tm_eff + 2 * k_depth * elem)) if room > 0 else 0
         tn = min(tn, n)
         if tn >= 1:
-            reads, _ = reuse_traffic(m, k, n, dtype, batch, b_shared, tm_eff, tn)
+            # reuse_traffic's reads, with the operand bytes computed once (b_scale 1)
+            reads = a * math.ceil(n / tn) + b * 1.0 * math.ceil(m / tm_eff)
             if best is None or reads < best[0]:
                 best = (reads, tm_eff, tn)
         if tm >= m:

@@ -169,6 +169,20 @@ def _simulate_metrics(ctx: _Context, entry: _ChipEntry, workload: Any, metrics: 
     chip_cost = metrics["chip_cost_usd"]
     metrics["cost_per_mtok_usd"] = (None if chip_cost is None
                                     else _cost_per_mtok(ctx, chip_cost, power_w, result.tokens_per_s))
+    metrics["published_ppl_delta"] = _published_ppl_delta(workload)
+
+
+def _published_ppl_delta(workload: Any) -> float | None:
+    """The accuracy proxy of a point: the published WikiText-2 perplexity change of its
+    model under its precision scheme (0 unquantized; None where no paper reports it)."""
+    from hwsim.accuracy import accuracy_delta
+
+    scheme = workload.params.get("precision")
+    if workload.spec is None:
+        return None
+    if scheme is None:
+        return 0.0 if workload.params.get("dtype") in ("bf16", "fp16") else None
+    return accuracy_delta(workload.spec.name, str(scheme))
 
 
 def _evaluate(ctx: _Context, point: dict[str, Any], workload_index: int,

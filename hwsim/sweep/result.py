@@ -23,7 +23,9 @@ class SweepResult:
         ``point_id``, ``workload``, ``param_<dotted.path>`` per parameter, the metrics
         (``latency_s``, ``energy_j``, ``energy_per_token_j``, ``tokens_per_s``,
         ``power_w``, ``compute_utilization``, ``area_mm2``, ``chip_cost_usd``,
-        ``cost_per_mtok_usd``), ``bound`` and ``error`` (None, or why the point was
+        ``cost_per_mtok_usd``, ``published_ppl_delta``: the published WikiText-2
+        perplexity change of the point's model and precision scheme, a lookup that is
+        None where no paper reports it), ``bound`` and ``error`` (None, or why the point was
         rejected or failed).
     spec : SweepSpec
     sweep_id : str

@@ -44,11 +44,12 @@ from hwsim.quantities import Count, Flag, Real, Seed, exact_int, real_in
 
 SPEC_VERSION = 1
 WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers", "dtype",
-                 "attention_impl", "sparsity")
+                 "attention_impl", "sparsity", "precision", "weight_dtype", "kv_dtype", "attention_window",
+                 "attention_density")
 WORKLOAD_PREFIX = "workload."
 #: Every metric a row carries, usable in objectives and constraints.
 METRICS = ("latency_s", "energy_j", "energy_per_token_j", "tokens_per_s", "power_w", "compute_utilization",
-           "area_mm2", "chip_cost_usd", "cost_per_mtok_usd")
+           "area_mm2", "chip_cost_usd", "cost_per_mtok_usd", "published_ppl_delta")
 Value = bool | int | float | str
 
 
@@ -124,6 +125,11 @@ class WorkloadSpec(_Frozen):
     dtype: str | None = None
     attention_impl: Literal["flash", "naive"] | None = None
     sparsity: str | None = None
+    precision: str | None = Field(default=None, description="a precision scheme (docs/precision.md)")
+    weight_dtype: str | None = None
+    kv_dtype: str | None = None
+    attention_window: Count | None = None
+    attention_density: float | None = Field(default=None, gt=0, le=1)
 
     def options(self) -> dict[str, Any]:
         """The lowering options this workload sets (None left out)."""

@@ -204,8 +204,11 @@ def scalesim_cases() -> Iterator[Case]:
 def all_cases() -> list[Case]:
     """Every validation case the package ships."""
     # Imported here: the published builders import Case and the helpers from this module.
+    from hwsim.validation.decoding import decoding_cases
+    from hwsim.validation.machines import machines_cases
     from hwsim.validation.multichip import multichip_cases
     from hwsim.validation.published import published_cases
     from hwsim.validation.serving import serving_cases
 
-    return [*h100_cases(), *published_cases(), *multichip_cases(), *scalesim_cases(), *serving_cases()]
+    return [*h100_cases(), *published_cases(), *multichip_cases(), *machines_cases(), *decoding_cases(),
+            *scalesim_cases(), *serving_cases()]

@@ -37,6 +37,7 @@ from hwsim.cost import collective_op_cost
 from hwsim.validation.cases import Case
 from hwsim.workload.memory import memory_per_chip, workspace_allowance_bytes
 from hwsim.workload.ops import Collective
+from hwsim.workload.precision import resolve_precision
 
 MLPERF_GROUP = "mlperf inference multi-chip"
 ALLREDUCE_GROUP = "a100 allreduce (published)"
@@ -48,16 +49,27 @@ HBM_UTILIZATION = 0.9
 
 
 def max_batch_per_replica(system: hwsim.System, plan: hwsim.Plan, model: str, context_len: int,
-                          dtype: str, step: int = 64) -> int:
+                          dtype: str, step: int = 64, kv_dtype: str | None = None) -> int:
     """The largest multiple of ``step`` sequences per replica whose decode state at
-    ``context_len`` fits ``HBM_UTILIZATION`` of a chip's home memory."""
+    ``context_len`` fits ``HBM_UTILIZATION`` of a chip's home memory (the KV cache in
+    ``kv_dtype`` where given, else in ``dtype``); where not even ``step`` fit, the
+    largest batch that does (at least one)."""
     spec = hwsim.load_model_spec(model)
+    precision = None if kv_dtype is None else resolve_precision(f"model {model}", None, dtype,
+                                                                kv_dtype=kv_dtype)
     chip = system.chip
     capacity = HBM_UTILIZATION * chip.level_capacity_bytes(chip.home_level)
     workspace = workspace_allowance_bytes(chip.level_capacity_bytes(chip.home_level))
+
+    def fits(per: int) -> bool:
+        return memory_per_chip(spec, "decode", plan, batch=per * plan.dp, context_len=context_len,
+                               dtype=dtype, workspace_bytes=workspace,
+                               precision=precision).total_bytes <= capacity
+
+    if not fits(step):  # long contexts: fewer sequences than one step
+        return max([n for n in range(1, step) if fits(n)], default=1)
     per = step
-    while memory_per_chip(spec, "decode", plan, batch=(per + step) * plan.dp, context_len=context_len,
-                          dtype=dtype, workspace_bytes=workspace).total_bytes <= capacity:
+    while fits(per + step):
         per += step
     return per
 

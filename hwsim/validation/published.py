@@ -55,6 +55,7 @@ GPT3_GROUP = "a100 gpt3 layer (published)"
 FA2_GROUP = "h100 flash attention (published)"
 FA3_GROUP = "h100 flash attention 3 (published)"
 LLM_GROUP = "single-gpu llm latency (published)"
+QUANT_GROUP = "quantized decode speedup (published)"
 
 
 def _source(row: dict[str, str]) -> str:
@@ -169,9 +170,32 @@ def single_gpu_llm_cases() -> Iterator[Case]:
         yield Case(LLM_GROUP, name, r["arch"], float(r["ms"]), "ms", _ms(w), _source(r), _role(r))
 
 
+def _speedup(model: str, batch: int, context_len: int, precision: str) -> Callable[[Chip], float]:
+    """hwsim's speed-up of one decode step under ``precision`` over bf16."""
+    def predict(chip: Chip) -> float:
+        def step_s(prec: str | None) -> float:
+            w = hwsim.load_workload(model, batch=batch, context_len=context_len, precision=prec)
+            return hwsim.simulate(w, chip).latency_s
+        return step_s(None) / step_s(precision)
+    return predict
+
+
+def quantized_speedup_cases() -> Iterator[Case]:
+    """Published speed-ups of quantized LLM inference over FP16 (``quantized_speedup.csv``):
+    NVIDIA's Model Optimizer benchmark of FP8 and INT4 AWQ Llama-3-8B on one H100 with
+    TensorRT-LLM v0.9. The source gives tokens/s of whole batches without their lengths;
+    hwsim compares one decode step at an assumed cache length (each row's ``note``)."""
+    for r in _rows(FOLDER / "quantized_speedup.csv"):
+        batch, ctx = int(r["batch"]), int(r["context_len"])
+        name = f"{r['model']} decode B{batch} context {ctx} {r['precision']} vs bf16 {r['arch']}"
+        yield Case(QUANT_GROUP, name, r["arch"], float(r["speedup"]), "x",
+                   _speedup(r["model"], batch, ctx, r["precision"]), _source(r), _role(r))
+
+
 def published_cases() -> Iterator[Case]:
     """Every published-figure case, group by group."""
     yield from a100_gemm_cases()
     yield from a100_gpt3_layer_cases()
     yield from h100_flash_attention_cases()
     yield from single_gpu_llm_cases()
+    yield from quantized_speedup_cases()

@@ -56,6 +56,7 @@ from hwsim.engine.serve.result import ServeResult
 from hwsim.validation.cases import Case, _rows
 from hwsim.validation.multichip import MLPERF_INPUT_TOKENS
 from hwsim.validation.published import FOLDER, gptj_spec
+from hwsim.workload.precision import resolve_precision
 from hwsim.workload.spec import ModelSpec
 
 SERVING_CSV = FOLDER / "serving.csv"
@@ -164,7 +165,8 @@ class ServingRun:
 
     def _pool_kv(self, system: hwsim.System, cache: hwsim.ServeCache, memory_fraction: float) -> Any:
         opts = serve_options("orca", self._options(memory_fraction))
-        pools, _ = build_pools(system, self.spec(), hwsim.Plan(tp=self.tp), self.dtype, opts, cache)
+        precision = resolve_precision("serving validation", None, self.dtype)
+        pools, _ = build_pools(system, self.spec(), hwsim.Plan(tp=self.tp), precision, opts, cache)
         return pools[0].kv
 
     def memory_fraction(self, system: hwsim.System, cache: hwsim.ServeCache) -> float:

@@ -21,9 +21,10 @@ import math
 from typing import Literal
 
 from hwsim.workload.graph import OperatorGraph
-from hwsim.workload.layers import AttentionSpec, FfnSpec, LayerSpec, split
+from hwsim.workload.layers import AttentionSpec, FfnSpec, LayerSpec, SsmSpec, split
 from hwsim.workload.ops import Attention, Collective, Elementwise, MatMul, Op
 from hwsim.workload.plan import Plan
+from hwsim.workload.ssm_blocks import add_ssm, ssm_ops
 
 MlaForm = Literal["absorbed", "expanded"]
 
@@ -34,7 +35,7 @@ def local_heads(a: AttentionSpec, tp: int) -> tuple[int, int]:
     return split(a.n_heads, tp), max(1, a.n_kv_heads // tp)
 
 
-def mla_form(a: AttentionSpec, q_len: int, kv_len: int) -> MlaForm:
+def mla_form(a: AttentionSpec | SsmSpec, q_len: int, kv_len: int) -> MlaForm:
     """The MLA formulation with fewer FLOPs for ``q_len`` queries over ``kv_len`` keys."""
     m = a.mla
     assert m is not None
@@ -50,10 +51,16 @@ def attention_ops(layer: LayerSpec, plan: Plan, batch: int, q_len: int, kv_len: 
                   impl: str = "flash", form: MlaForm | None = None) -> list[tuple[str, Op]]:
     """The attention kernel (MLA: with the up-projections that depend on the form) of
     one chip for ``batch`` sequences of ``q_len`` queries over ``kv_len`` keys; run in
-    order. ``q_len`` is the chip's share of the queries (context parallel)."""
+    order. ``q_len`` is the chip's share of the queries (context parallel). A
+    state-space layer's per-request kernel is its selective scan
+    (:func:`hwsim.workload.ssm_blocks.ssm_ops`)."""
     a = layer.mixer
+    if isinstance(a, SsmSpec):
+        return ssm_ops(layer, plan, batch, q_len, kv_len, dtype)
     h, kv_h = local_heads(a, plan.tp)
     kw = {"is_causal": a.is_causal, "dtype": dtype, "impl": impl, "softcap": a.softcap}
+    if a.key_density < 1.0:
+        kw["key_density"] = a.key_density
     if a.kind == "sliding":
         kw["window"] = a.window
     elif a.kind == "chunked":
@@ -78,8 +85,11 @@ def attention_ops(layer: LayerSpec, plan: Plan, batch: int, q_len: int, kv_len: 
 def add_attention(g: OperatorGraph, layer: LayerSpec, plan: Plan, after: str, n_tokens: int,
                   attention: list[tuple[str, Op]], dtype: str, sparsity: str | None,
                   cp_kv_tokens: int = 0) -> str:
-    """Projections, cache write and ``attention`` after ``after``; returns the o_proj."""
+    """Projections, cache write and ``attention`` after ``after``; returns the o_proj
+    (a state-space layer: its mixer, :func:`hwsim.workload.ssm_blocks.add_ssm`)."""
     a, d = layer.mixer, layer.hidden_size
+    if isinstance(a, SsmSpec):
+        return add_ssm(g, layer, plan, after, n_tokens, attention, dtype, sparsity)
     h, kv_h = local_heads(a, plan.tp)
     m = a.mla
     if m is None:

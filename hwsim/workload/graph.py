@@ -143,6 +143,9 @@ class Workload:
     spec: Any = None
     lower_args: dict[str, Any] = field(default_factory=dict)
     plan: Any = None
+    precision: Any = None
+    """The :class:`~hwsim.workload.precision.Precision` its graphs were quantized with
+    (``None``: one dtype for every tensor, ``params["dtype"]``)."""
     warnings: tuple[str, ...] = ()
     """What was simplified or assumed while lowering (printed by the CLI; ``--strict`` refuses)."""
     iteration_cache: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)

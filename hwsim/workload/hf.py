@@ -1,8 +1,10 @@
 """Reading a Hugging Face ``config.json``: every spelling into canonical fields.
 
 One step turns the keys of any supported architecture into the canonical fields of
-:class:`~hwsim.workload.spec.ModelSpec`: it unwraps ``text_config``, refuses by name
-what hwsim cannot model (encoder-decoders, state-space and linear-attention layers),
+:class:`~hwsim.workload.spec.ModelSpec`: it unwraps ``text_config``, reads Mamba,
+Mamba-2 and Jamba's state-space keys (:mod:`hwsim.workload.hf_ssm`) and T5 / BART
+encoder-decoders (:mod:`hwsim.workload.hf_encdec`), refuses by name what hwsim cannot
+model (other encoder-decoders and hybrids, linear-attention and recurrent layers),
 reads the architecture's own defaults (a key absent from a saved config takes its
 config class's default, not a global one), and notes what it simplified and which
 unread keys look like misspellings of keys it reads.
@@ -17,6 +19,7 @@ import difflib
 import math
 from typing import Any
 
+from hwsim.workload.hf_encdec import ENCDEC_TYPES, encdec_fields
 from hwsim.workload.hf_keys import (
     ALIBI_TYPES,
     COMMON_IGNORED_KEYS,
@@ -35,6 +38,7 @@ from hwsim.workload.hf_keys import (
     UNTIED_TYPES,
 )
 from hwsim.workload.hf_reader import ConfigReader as _Reader
+from hwsim.workload.hf_ssm import HYBRID_SSM_TYPES, PURE_SSM_TYPES, jamba_fields, pure_ssm_fields
 
 _GATED_ACTS = {"silu", "swish", "swiglu", "geglu"}
 
@@ -42,12 +46,14 @@ _GATED_ACTS = {"silu", "swish", "swiglu", "geglu"}
 def refusal(data: dict[str, Any], model_type: str, architecture: str) -> str | None:
     """Why hwsim cannot model this config (by name), or None."""
     mt = model_type.lower()
+    if mt in ENCDEC_TYPES:
+        return None
     if mt in ENCODER_DECODER_TYPES or data.get("is_encoder_decoder") is True:
         name = ENCODER_DECODER_TYPES.get(mt, architecture or model_type or "this model")
         return f"encoder-decoder ({name}) is not modelled yet"
-    if mt in SSM_TYPES:
+    if mt in SSM_TYPES and mt not in PURE_SSM_TYPES:
         return f"Mamba layers (state-space, {SSM_TYPES[mt]}) are not modelled yet"
-    if mt in SSM_HYBRID_TYPES:
+    if mt in SSM_HYBRID_TYPES and mt not in HYBRID_SSM_TYPES:
         return (f"{SSM_HYBRID_TYPES[mt]}: a hybrid of attention and Mamba layers (state-space); "
                 "Mamba layers are not modelled yet")
     if mt in LINEAR_ATTENTION_TYPES:
@@ -104,10 +110,21 @@ def normalize(data: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[s
     if why:
         return {}, {}, [f"{source}: {why}"]
     f: dict[str, Any] = {"model_type": mt, "architecture": arch}
+    if mt in ENCDEC_TYPES:
+        return _finish(encdec_fields(r, mt, notes) | {"architecture": arch}, r, text, prefix, notes, source)
+    if mt in PURE_SSM_TYPES:
+        return _finish(pure_ssm_fields(r, mt, notes) | {"architecture": arch}, r, text, prefix, notes, source)
     _core(r, f, mt)
     _attention(r, f, mt, notes)
     _ffn(r, f, mt, notes)
     _embeddings(r, f, mt, arch, notes)
+    if mt in HYBRID_SSM_TYPES:
+        jamba_fields(r, f)
+    return _finish(f, r, text, prefix, notes, source)
+
+
+def _finish(f: dict[str, Any], r: _Reader, text: dict[str, Any], prefix: str, notes: list[str],
+            source: str) -> tuple[dict[str, Any], dict[str, str], list[str]]:
     _near_misses(text, r.read, prefix, notes)
     f["notes"] = tuple(notes)
     if "name" in text and isinstance(text["name"], str):

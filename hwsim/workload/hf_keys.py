@@ -14,7 +14,7 @@ GATED_TYPES = frozenset({
     "qwen3", "qwen3_moe", "gemma", "gemma2", "gemma3", "gemma3_text", "phi3", "phimoe", "deepseek",
     "deepseek_v2", "deepseek_v3", "gpt_oss", "olmo", "olmo2", "olmoe", "granite", "granitemoe", "cohere",
     "cohere2", "internlm2", "exaone", "glm", "glm4", "minicpm", "baichuan", "stablelm", "dbrx", "arctic",
-    "smollm3", "hunyuan_v1_dense", "ernie4_5", "seed_oss", "helium", "modernbert",
+    "smollm3", "hunyuan_v1_dense", "ernie4_5", "seed_oss", "helium", "modernbert", "jamba",
 })
 
 #: One up projection and an activation (GPT-2 style).
@@ -49,6 +49,7 @@ DEFAULT_TIED = True
 UNTIED_TYPES = frozenset({
     "llama", "llama4", "llama4_text", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe",
     "phi3", "phimoe", "deepseek_v2", "deepseek_v3", "gpt_oss", "gptj", "gpt_neox", "olmoe", "granite", "phi",
+    "jamba",
 })
 
 #: Defaults of config classes whose saved configs omit them (keys absent from the file

@@ -5,9 +5,10 @@ A :class:`~hwsim.workload.spec.ModelSpec` expands into one :class:`LayerSpec` pe
 bytes per token and the operator graphs (:mod:`hwsim.workload.parallel`) are all derived
 from it, so they cannot disagree.
 
-A layer is a *mixer* (today attention: full, sliding-window, chunked-local or multi-head
-latent attention; a state-space mixer is another kind of mixer) and an *FFN* (dense,
-gated or not, or a mixture of experts with optional shared experts), joined sequentially
+A layer is a *mixer* (attention: full, sliding-window, chunked-local or multi-head
+latent attention; or a Mamba / Mamba-2 state-space mixer, :class:`SsmSpec`) and an
+*FFN* (dense, gated or not, a mixture of experts with optional shared experts, or none
+for a Mamba block), joined sequentially
 (pre-norm residual blocks) or in parallel off the same input (GPT-J, Falcon, GPT-NeoX).
 
 Sharding on one chip (Megatron-LM): query heads, output rows, FFN width and each
@@ -21,9 +22,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 AttentionKind = Literal["full", "sliding", "chunked"]
+SsmKind = Literal["mamba", "mamba2"]
 NormKind = Literal["rmsnorm", "layernorm"]
 
 
@@ -77,6 +79,10 @@ class AttentionSpec:
     alibi: bool = False
     is_causal: bool = True
     mla: MlaSpec | None = None
+    key_density: float = 1.0
+    """Block-sparse masks: share of the key blocks each query block computes."""
+    rel_bias_buckets: int = 0
+    """T5's learned relative-position bias (buckets x heads), in the first layer of each stack."""
 
     @property
     def v_head_dim(self) -> int:
@@ -87,11 +93,68 @@ class AttentionSpec:
         return context_len if self.window is None else min(context_len, self.window)
 
 
+
+@dataclass(frozen=True)
+class SsmSpec:
+    """A selective state-space mixer (Mamba: Gu & Dao 2023; Mamba-2: Dao & Gu 2024).
+
+    ``d_inner`` channels (``expand * hidden``) carry a ``d_state``-wide state each.
+    Mamba (``kind="mamba"``): ``x_proj`` makes a ``dt_rank``-wide time step and B, C
+    per token, ``dt_proj`` widens the step back to every channel; A is per channel
+    and state. Mamba-2 (``kind="mamba2"``): one projection makes x, z, B, C (``n_groups``
+    groups) and a scalar step per head; the ``n_heads`` heads of ``head_dim`` channels
+    share a scalar A each, which lets prefill run as chunked matrix products (SSD) over
+    ``chunk``-token chunks. ``bc_norms``: Jamba's RMSNorms of dt, B and C (weighted).
+
+    In place of a KV cache each sequence keeps a fixed state: the last ``d_conv - 1``
+    inputs of the causal convolution and the ``d_inner x d_state`` SSM state.
+    """
+
+    kind: SsmKind
+    d_inner: int
+    d_state: int
+    d_conv: int
+    dt_rank: int = 0
+    n_heads: int = 0
+    head_dim: int = 0
+    n_groups: int = 1
+    chunk: int = 256
+    proj_bias: bool = False
+    conv_bias: bool = True
+    bc_norms: bool = False
+
+    # What an attention mixer has and a state-space one has not (read by code that
+    # handles either): no latent attention, no window, always causal.
+    mla: ClassVar[None] = None
+    window: ClassVar[None] = None
+    is_causal: ClassVar[bool] = True
+
+    def local(self, tp: int) -> tuple[int, int, int]:
+        """(channels, heads, groups) one chip holds: channels and heads split over tp,
+        B/C groups split and replicated once tp exceeds them (Mamba: one head per channel)."""
+        if self.kind == "mamba":
+            c = split(self.d_inner, tp)
+            return c, c, 1
+        h = split(self.n_heads, tp)
+        return h * self.head_dim, h, max(1, self.n_groups // tp)
+
+    def conv_channels(self, tp: int = 1) -> int:
+        """Channels of the causal convolution on one chip (Mamba-2: x, B and C)."""
+        c, _, g = self.local(tp)
+        return c if self.kind == "mamba" else c + 2 * g * self.d_state
+
+    def state_elements(self, tp: int = 1) -> int:
+        """Elements of one sequence's recurrent state on one chip: the convolution's
+        last ``d_conv - 1`` inputs and the SSM state (``channels x d_state``)."""
+        c, _, _ = self.local(tp)
+        return self.conv_channels(tp) * (self.d_conv - 1) + c * self.d_state
+
 @dataclass(frozen=True)
 class FfnSpec:
     """A layer's FFN: dense (``n_experts == 0``) of ``width``, or ``n_experts`` experts of
     ``width`` each of which every token uses ``top_k``, plus shared experts of total width
-    ``shared_width`` that every token uses (with a sigmoid gate when ``shared_gate``)."""
+    ``shared_width`` that every token uses (with a sigmoid gate when ``shared_gate``).
+    ``width == 0``: no FFN (a Mamba block is a norm, a mixer and a residual)."""
 
     width: int
     gated: bool
@@ -107,6 +170,10 @@ class FfnSpec:
         return self.n_experts > 0
 
     @property
+    def present(self) -> bool:
+        return self.width > 0
+
+    @property
     def activation(self) -> str:
         """The elementwise kind between the up and down projections."""
         return "silu_mul" if self.gated else "gelu"
@@ -119,10 +186,11 @@ class LayerSpec:
     ``n_norms`` counts the layer's norm modules (Gemma-2 has four, GPT-J one);
     ``parallel`` means attention and FFN both read the layer input and their outputs are
     summed into the residual; ``shared`` that the weights are those of the layer before
-    (ALBERT): stored once, still read by every layer.
+    (ALBERT): stored once, still read by every layer. ``cross``: an encoder-decoder's
+    decoder layer attends to the encoder output between its self-attention and its FFN.
     """
 
-    mixer: AttentionSpec
+    mixer: AttentionSpec | SsmSpec
     ffn: FfnSpec
     hidden_size: int
     norm: NormKind = "rmsnorm"
@@ -130,15 +198,26 @@ class LayerSpec:
     n_norms: int = 2
     parallel: bool = False
     shared: bool = False
+    cross: AttentionSpec | None = None
 
     @property
     def label(self) -> str:
         """A short description (``sliding 4096 attention, MoE 8x top-2``)."""
         a = self.mixer
-        attn = "MLA" if a.mla else (f"{a.kind} {a.window}" if a.window else a.kind) + " attention"
+        if isinstance(a, SsmSpec):
+            attn = f"{'Mamba-2' if a.kind == 'mamba2' else 'Mamba'} d_state {a.d_state}"
+        else:
+            attn = "MLA" if a.mla else (f"{a.kind} {a.window}" if a.window else a.kind) + " attention"
         f = self.ffn
         ffn = f"MoE {f.n_experts}x top-{f.top_k}" if f.is_moe else f"dense FFN {f.width}"
-        return f"{attn}, {ffn}"
+        if self.cross is not None:
+            attn += ", cross-attention"
+        return f"{attn}, {ffn}" if f.present else attn
+
+    @property
+    def attention(self) -> AttentionSpec | None:
+        """The layer's attention (None for a state-space layer)."""
+        return self.mixer if isinstance(self.mixer, AttentionSpec) else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,8 +241,36 @@ def attention_params(a: AttentionSpec, d: int, tp: int = 1) -> float:
     if a.qkv_bias:
         qkv += a.head_dim * (h + 2 * kv_h)
     out = h * a.head_dim * d + (d if a.o_bias else 0)
-    extra = (2 * a.head_dim if a.qk_norm else 0) + (h if a.sinks else 0)
+    extra = (2 * a.head_dim if a.qk_norm else 0) + (h if a.sinks else 0) + a.rel_bias_buckets * h
     return float(qkv + out + extra)
+
+
+def ssm_params(s: SsmSpec, d: int, tp: int = 1) -> float:
+    """State-space mixer parameters of one layer on one chip, as transformers'
+    ``MambaMixer`` / ``Mamba2Mixer`` / ``JambaMambaMixer`` build them."""
+    c, h, g = s.local(tp)
+    bias = 1 if s.proj_bias else 0
+    conv = s.conv_channels(tp)
+    conv_params = conv * s.d_conv + (conv if s.conv_bias else 0)
+    out = c * d + (d * bias)
+    if s.kind == "mamba":
+        in_proj = d * 2 * c + 2 * c * bias
+        x_proj = c * (s.dt_rank + 2 * s.d_state)
+        dt_proj = s.dt_rank * c + c
+        a_d = c * s.d_state + c  # A_log, D
+        norms = s.dt_rank + 2 * s.d_state if s.bc_norms else 0
+        return float(in_proj + conv_params + x_proj + dt_proj + a_d + out + norms)
+    width = c + conv + h  # z, x/B/C, dt
+    in_proj = d * width + width * bias
+    return float(in_proj + conv_params + 3 * h + c + out)  # dt_bias, A_log, D; gated norm
+
+
+def mixer_params(layer: LayerSpec, tp: int = 1) -> float:
+    """The mixer's parameters (attention or state space) on one chip."""
+    m = layer.mixer
+    if isinstance(m, SsmSpec):
+        return ssm_params(m, layer.hidden_size, tp)
+    return attention_params(m, layer.hidden_size, tp)
 
 
 def mlp_params(d: int, width: int, gated: bool, bias: bool) -> float:
@@ -174,6 +281,8 @@ def mlp_params(d: int, width: int, gated: bool, bias: bool) -> float:
 
 def ffn_params(f: FfnSpec, d: int, tp: int = 1, ep: int = 1) -> tuple[float, float]:
     """(dense, expert) FFN parameters of one layer on one chip."""
+    if not f.present:
+        return 0.0, 0.0
     if not f.is_moe:
         return mlp_params(d, split(f.width, tp), f.gated, f.bias), 0.0
     router = d * f.n_experts + (f.n_experts if f.router_bias else 0)
@@ -197,7 +306,8 @@ def layer_params(layer: LayerSpec, tp: int = 1, ep: int = 1) -> tuple[float, flo
 def layer_weight_params(layer: LayerSpec, tp: int = 1, ep: int = 1) -> tuple[float, float]:
     """(dense, expert) parameters ``layer`` reads on one chip, shared or not."""
     dense, expert = ffn_params(layer.ffn, layer.hidden_size, tp, ep)
-    return dense + attention_params(layer.mixer, layer.hidden_size, tp) + norm_params(layer), expert
+    cross = attention_params(layer.cross, layer.hidden_size, tp) if layer.cross is not None else 0.0
+    return dense + mixer_params(layer, tp) + cross + norm_params(layer), expert
 
 
 def active_layer_params(layer: LayerSpec) -> float:
@@ -212,9 +322,12 @@ def active_layer_params(layer: LayerSpec) -> float:
 # KV cache
 
 
-def kv_elements_per_token(a: AttentionSpec, tp: int = 1) -> int:
+def kv_elements_per_token(a: AttentionSpec | SsmSpec, tp: int = 1) -> int:
     """Cached elements per token of one layer on one chip: K and V of its KV heads, or
-    MLA's latent (replicated over tp: every head reads all of it)."""
+    MLA's latent (replicated over tp: every head reads all of it); none for a
+    state-space layer, whose state does not grow (:func:`layer_state_bytes`)."""
+    if isinstance(a, SsmSpec):
+        return 0
     if a.mla:
         return a.mla.latent_width
     return split(a.n_kv_heads, tp) * (a.head_dim + a.v_head_dim)
@@ -226,9 +339,21 @@ def kv_bytes_per_token(layer: LayerSpec, tp: int, dtype_bytes: float) -> float:
     return kv_elements_per_token(layer.mixer, tp) * dtype_bytes
 
 
+def layer_state_bytes(layer: LayerSpec, tp: int, dtype_bytes: float) -> float:
+    """Fixed bytes one sequence keeps in a state-space ``layer`` on one chip (conv and
+    SSM state, in the cache dtype, as vLLM's default ``mamba_ssm_cache_dtype="auto"``);
+    0 for an attention layer."""
+    m = layer.mixer
+    return m.state_elements(tp) * dtype_bytes if isinstance(m, SsmSpec) else 0.0
+
+
 def layer_kv_bytes(layer: LayerSpec, context_len: int, tp: int, dtype_bytes: float) -> float:
-    """KV-cache bytes of one ``context_len``-token sequence in ``layer`` on one chip."""
-    return layer.mixer.kv_tokens_held(context_len) * kv_bytes_per_token(layer, tp, dtype_bytes)
+    """KV-cache bytes of one ``context_len``-token sequence in ``layer`` on one chip
+    (a state-space layer: its fixed state, once the sequence has a token)."""
+    m = layer.mixer
+    if isinstance(m, SsmSpec):
+        return layer_state_bytes(layer, tp, dtype_bytes) if context_len > 0 else 0.0
+    return m.kv_tokens_held(context_len) * kv_bytes_per_token(layer, tp, dtype_bytes)
 
 
 # ---------------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ Phases (see ``docs/conventions.md``):
 - ``request``: a prefill, then ``new_tokens`` decode steps, the cache growing by one
   token per step; reports time to first token (the prefill) and time per output token.
 - ``train``: one optimizer step over ``batch`` x ``seq_len`` tokens.
+
+Encoder-decoders (T5, BART) read ``prompt_len`` as the source the encoder reads and
+the decoder cross-attends to (:mod:`hwsim.workload.encdec`).
 """
 
 from __future__ import annotations
@@ -19,14 +22,18 @@ from typing import Any
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
+from hwsim.workload.decoding import FullKV, Greedy, decoding_resident, parse_decoding, parse_kv_policy
+from hwsim.workload.encdec import check_encdec, encdec_passes
 from hwsim.workload.graph import Pass, Segment, SegmentRole, Workload
 from hwsim.workload.layers import LayerSpec, group_layers
 from hwsim.workload.memory import memory_per_chip, sequence_kv_bytes, stage_layers
-from hwsim.workload.ops import sparsity_problem
+from hwsim.workload.ops import Sparsity, normalize_sparsity, sparsity_problem
 from hwsim.workload.parallel import period_graph, sharded_embedding, sharded_head
 from hwsim.workload.plan import PHASES, Plan
 from hwsim.workload.plans import plan_problems
-from hwsim.workload.spec import ModelSpec
+from hwsim.workload.precision import Precision, resolve_precision, weight_bits_per_param
+from hwsim.workload.quantize import quantize_graph
+from hwsim.workload.spec import ModelSpec, load_model_spec
 from hwsim.workload.train import train_segments
 from hwsim.workload.warnings import lowering_warnings, simulated_stage
 
@@ -34,14 +41,18 @@ LayerRun = tuple[int, tuple[LayerSpec, ...], int]
 """(first layer index, the layers of one period, repeats)."""
 
 
-def layer_runs(spec: ModelSpec, plan: Plan) -> list[LayerRun]:
+def layer_runs(spec: ModelSpec, plan: Plan, precision: Precision | None = None) -> list[LayerRun]:
     """The simulated pipeline stage's layers as runs of repeated periods: consecutive
-    identical layers (or periods of layers) fold into one run each."""
+    identical layers (or periods of layers) fold into one run each; layers whose weight
+    dtype ``precision`` overrides differ from their neighbours."""
     layers = range(spec.num_hidden_layers) if plan.pp == 1 else stage_layers(
         spec, plan, simulated_stage(spec, plan))
     specs = tuple(spec.layer(i) for i in layers)
+    keys = specs
+    if precision is not None and precision.layers:
+        keys = tuple((s, precision.layer_weights(i)) for s, i in zip(specs, layers, strict=True))  # type: ignore[misc]
     return [(first, specs[first - layers.start:first - layers.start + period], repeat)
-            for first, period, repeat in group_layers(specs, layers.start)]
+            for first, period, repeat in group_layers(keys, layers.start)]
 
 
 def run_name(runs: list[LayerRun], index: int) -> str:
@@ -55,13 +66,15 @@ def run_name(runs: list[LayerRun], index: int) -> str:
 def layer_segments(spec: ModelSpec, plan: Plan, batch: int, q_len: int, kv_len: int,
                    opts: dict[str, Any]) -> tuple[Segment, ...]:
     """The simulated stage's layers as repeated segments (see :func:`layer_runs`)."""
-    runs = layer_runs(spec, plan)
+    prec: Precision | None = opts.get("precision")
+    runs = layer_runs(spec, plan, prec)
     return tuple(
         Segment(run_name(runs, k), period_graph(period, plan, batch, q_len, kv_len, opts["dtype"],
                                                 opts["attention_impl"], opts["sparsity"],
-                                                capacity_factor=opts["moe_capacity_factor"]),
+                                                capacity_factor=opts["moe_capacity_factor"],
+                                                precision=prec, first_layer=first),
                 repeat, SegmentRole.LAYER, len(period))
-        for k, (_, period, repeat) in enumerate(runs))
+        for k, (first, period, repeat) in enumerate(runs))
 
 
 def _forward_pass(
@@ -73,11 +86,13 @@ def _forward_pass(
     plan: Plan = opts["plan"] or Plan()
     mb = batch // (plan.dp * plan.microbatches)
     local_tok = mb * -(-q_len // plan.cp)
-    segments = [Segment("embed", sharded_embedding(spec, plan, local_tok, dtype), role=SegmentRole.EMBED),
+    prec: Precision = opts.get("precision") or Precision.uniform(dtype)
+    embed = quantize_graph(sharded_embedding(spec, plan, local_tok, dtype), prec, prec.embeddings)
+    segments = [Segment("embed", embed, role=SegmentRole.EMBED),
                 *layer_segments(spec, plan, mb, q_len, kv_len, opts)]
     if not spec.encoder_only:
         # Inference servers compute logits for the last position of each sequence only.
-        head = sharded_head(spec, plan, local_tok, mb, dtype)
+        head = quantize_graph(sharded_head(spec, plan, local_tok, mb, dtype), prec, head_weights(spec, prec))
         segments.append(Segment("head", head, role=SegmentRole.HEAD))
     return Pass(name, tuple(segments), tokens=batch * q_len)
 
@@ -86,11 +101,35 @@ def _kv_cache_bytes(spec: ModelSpec, batch: int, n_tokens: int, dtype: str) -> f
     return batch * sequence_kv_bytes(spec, Plan(), n_tokens, dtype)
 
 
+def head_weights(spec: ModelSpec, prec: Precision) -> str:
+    """The stored dtype of the LM head's weights: a tied head reads the embedding table."""
+    return prec.embeddings if spec.tie_word_embeddings else prec.lm_head
+
+
+def model_weight_bytes(spec: ModelSpec, prec: Precision) -> float:
+    """Bytes of all parameters stored under ``prec``: layers at their (overridden) weight
+    width with group scales, the embedding tables and the head at their own widths."""
+    if prec.is_uniform:
+        return spec.param_count() * dtype_bytes(prec.weights)
+
+    def width(dt: str) -> float:
+        return weight_bits_per_param(dt, prec.activations, prec.group_size, prec.zero_point) / 8
+
+    emb, head = spec.embedding_param_count(), spec.head_param_count()
+    layers = spec.param_count() - emb - head
+    total = (layers * width(prec.weights) + emb * dtype_bytes(prec.embeddings)
+             + head * dtype_bytes(prec.lm_head))
+    for index, dt in prec.layers:
+        if index < spec.num_hidden_layers:
+            total += spec.layer_param_count(index) * (width(dt) - width(prec.weights))
+    return total
+
+
 #: Largest accepted value of each shape argument: far beyond any real model or batch
 #: (the longest contexts are ~1e7 tokens, the deepest models ~1e3 layers), small enough
 #: that the arrays and loops an engine sizes by them stay finite.
 SHAPE_LIMITS = {"batch": 10**7, "prompt_len": 10**8, "context_len": 10**8, "new_tokens": 10**7,
-                "seq_len": 10**8, "n_layers": 10**5}
+                "seq_len": 10**8, "n_layers": 10**5, "attention_window": 10**8}
 
 
 def _check_positive(source: str, **values: int) -> None:
@@ -116,10 +155,17 @@ def lower(
     n_layers: int | None = None,
     dtype: str = "bf16",
     attention_impl: str = "flash",
-    sparsity: str | None = None,
+    sparsity: str | dict[str, str] | None = None,
     lm_head: bool = True,
     plan: Plan | None = None,
     moe_capacity_factor: float = 1.0,
+    precision: str | dict[str, Any] | Precision | None = None,
+    weight_dtype: str | None = None,
+    kv_dtype: str | None = None,
+    attention_window: int | None = None,
+    attention_density: float | None = None,
+    decoding: Any = None,
+    kv_policy: Any = None,
 ) -> Workload:
     """Lower ``spec`` for ``phase`` into a :class:`Workload`.
 
@@ -134,12 +180,14 @@ def lower(
         Prompt tokens (prefill, request), KV-cache tokens (decode), decode steps
         (request), tokens per sequence (train).
     n_layers : int, optional
-        Override the number of layers (e.g. to simulate a slice of a large model).
+        Override the number of layers (e.g. to simulate a slice of a large model); of
+        each stack for an encoder-decoder.
     dtype : str
-        Weights, activations and KV cache dtype.
+        Weights, activations and KV cache dtype (when no ``precision`` is given).
     attention_impl : {"flash", "naive"}
-    sparsity : str, optional
-        N:M pattern the weight GEMMs were pruned to (``"2:4"``).
+    sparsity : str or dict, optional
+        Pattern the weight GEMMs were pruned to: N:M (``"2:4"``), ``"unstructured:<density>"``
+        or ``"block<R>x<C>:<density>"``; or one per part, ``{"attention": ..., "ffn": ...}``.
     lm_head : bool
         Training only: compute the LM head and cross-entropy (else loss on hidden states).
     plan : Plan, optional
@@ -152,29 +200,107 @@ def lower(
         MoE routing imbalance: every expert's buffer is padded to this multiple (at
         least 1) of the mean load, as capacity-factor routers do; scales the expert
         GEMMs and the expert-parallel all-to-alls. 1: uniform routing.
+    precision : str, dict or Precision, optional
+        Per-tensor-class dtypes: a scheme (``"w4a16"``, ``"w8a8"``, ``"fp8"``,
+        ``"fp8-kv"``, ``"nvfp4"``, ``"mxfp4"``...), a mapping of
+        :class:`~hwsim.workload.precision.Precision` fields (optionally with ``scheme``),
+        or a Precision (see ``docs/precision.md``).
+    weight_dtype, kv_dtype : str, optional
+        Shorthands: the layer weights' and the KV cache's dtype.
+    attention_window : int, optional
+        Every layer attends to at most its ``attention_window`` most recent keys
+        (sliding-window attention, as Mistral's): scores, K/V reads and the KV cache held
+        are capped at the window.
+    attention_density : float, optional
+        Block-sparse attention on every layer: each query block computes this share (in
+        (0, 1]) of its key blocks (BigBird's window + global + random blocks, strided or
+        dilated masks at block granularity) and the kernel skips the rest.
+    decoding, kv_policy : spec, mapping or str, optional
+        Request phase only: the token-generation strategy and KV-cache policy
+        (:mod:`hwsim.workload.decoding`; default greedy over the whole cache).
 
     The returned workload's ``warnings`` say what was simplified or assumed.
     """
     args: dict[str, Any] = {"batch": batch, "prompt_len": prompt_len, "context_len": context_len,
             "new_tokens": new_tokens, "seq_len": seq_len, "n_layers": n_layers, "dtype": dtype,
             "attention_impl": attention_impl, "sparsity": sparsity, "lm_head": lm_head,
-            "moe_capacity_factor": moe_capacity_factor}
-    workload = _lower(spec, phase, plan, **args)
-    if plan is not None:
+            "moe_capacity_factor": moe_capacity_factor, "precision": precision,
+            "weight_dtype": weight_dtype, "kv_dtype": kv_dtype, "attention_window": attention_window,
+            "attention_density": attention_density}
+    problem = sparsity_problem(sparsity)
+    if problem:
+        raise ConfigError([f"workload {spec.name or '<model>'}: sparsity: {problem}"])
+    args["sparsity"] = normalize_sparsity(sparsity)
+    if attention_window is not None:
+        _check_positive(f"workload {spec.name or '<model>'}", attention_window=attention_window)
+        if spec.encoder_only:
+            raise ConfigError([f"workload {spec.name}: attention_window: an encoder attends both ways; "
+                               "a sliding window applies to causal models"])
+        spec = spec.model_copy(update={"sliding_window": attention_window, "layer_attention": ("sliding",)})
+    if attention_density is not None:
+        d = attention_density
+        if isinstance(d, bool) or not isinstance(d, int | float) or not (math.isfinite(d) and 0 < d <= 1):
+            raise ConfigError([f"workload {spec.name or '<model>'}: attention_density: must be in (0, 1], "
+                               f"got {d!r}"])
+        spec = spec.model_copy(update={"attention_key_density": float(d)})
+    workload = _lower(spec, phase, plan, **{k: v for k, v in args.items()
+                                           if k not in ("attention_window", "attention_density")})
+    if plan is not None and not spec.is_encoder_decoder:
         # What one chip holds: its shares of weights, cache, activations and state.
         sliced = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})
         mem = memory_per_chip(sliced, phase, plan, batch=batch, prompt_len=prompt_len,
                               context_len=context_len, new_tokens=new_tokens, seq_len=seq_len,
-                              dtype=workload.params["dtype"], attention_impl=attention_impl)
+                              dtype=workload.params["dtype"], attention_impl=attention_impl,
+                              precision=workload.precision)
         resident = {k: v for k, v in mem.as_dict().items() if k not in ("total_bytes", "offloaded_bytes")}
         workload = replace(workload, resident_bytes=resident)
-    warnings = lowering_warnings(spec, phase, plan, workload, args)
+    workload, args, notes = _with_decoding(workload, spec, phase, plan, args, decoding, kv_policy)
+    warnings = (*lowering_warnings(spec, phase, plan, workload, args), *notes)
     return replace(workload, spec=spec, lower_args=args, plan=plan, warnings=warnings)
+
+
+def _with_decoding(workload: Workload, spec: ModelSpec, phase: str, plan: Plan | None, args: dict[str, Any],
+                   decoding: Any,
+                   kv_policy: Any) -> tuple[Workload, dict[str, Any], list[str]]:
+    """Attach a decoding strategy and KV policy (request phase) and the resident bytes
+    they change; greedy over the whole cache changes nothing."""
+    source = f"workload {spec.name or '<model>'}"
+    strategy = parse_decoding(decoding, f"{source}: decoding")
+    policy = parse_kv_policy(kv_policy, f"{source}: kv_policy")
+    if isinstance(strategy, Greedy) and policy == FullKV():
+        return workload, args, []
+    if phase != "request":
+        raise ConfigError([f"{source}: decoding: strategies and KV policies apply to phase='request', "
+                           f"not {phase!r}"])
+    p = workload.params
+    kv_dtype = workload.precision.kv_cache if workload.precision is not None else p["dtype"]
+    n_layers = args["n_layers"]
+    sliced = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})
+    resident, notes = decoding_resident(
+        strategy, policy, sliced, p["batch"], p["prompt_len"], p["new_tokens"],
+        lambda n: _kv_cache_bytes(sliced, p["batch"], n, kv_dtype),
+        lambda d: _spec_of(d).param_count() * dtype_bytes(p["dtype"]), dtype_bytes(p["dtype"]))
+    if plan is not None and "kv_cache_bytes" in workload.resident_bytes:
+        # What one chip holds of the cache: the plan's share of the whole.
+        share = workload.resident_bytes["kv_cache_bytes"] / max(_kv_cache_bytes(
+            sliced, p["batch"], p["prompt_len"] + p["new_tokens"], kv_dtype), 1e-30)
+        resident["kv_cache_bytes"] = resident["kv_cache_bytes"] * share
+        if "draft_weights_bytes" in resident:
+            resident["draft_weights_bytes"] /= plan.tp * plan.pp
+    params = p | {"decoding": strategy.label(), "kv_policy": policy.label()}
+    workload = replace(workload, resident_bytes=workload.resident_bytes | resident, params=params)
+    return workload, args | {"decoding": strategy, "kv_policy": policy}, notes
+
+
+def _spec_of(model: ModelSpec | str) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else load_model_spec(model)
 
 
 def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt_len: int,
            context_len: int, new_tokens: int, seq_len: int, n_layers: int | None, dtype: str,
-           attention_impl: str, sparsity: str | None, lm_head: bool, moe_capacity_factor: float) -> Workload:
+           attention_impl: str, sparsity: Sparsity, lm_head: bool, moe_capacity_factor: float,
+           precision: str | dict[str, Any] | Precision | None, weight_dtype: str | None,
+           kv_dtype: str | None) -> Workload:
     source = f"workload {spec.name or '<model>'}"
     if phase not in PHASES:
         raise ConfigError([f"{source}: phase: unknown phase {phase!r}; expected one of {', '.join(PHASES)}"])
@@ -184,6 +310,13 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
         dtype = normalize_dtype(dtype)
     except ValueError as exc:
         raise ConfigError([f"{source}: dtype: {exc}"]) from None
+    prec = resolve_precision(source, precision, dtype, weight_dtype, kv_dtype)
+    if phase == "train" and not prec.is_uniform and len({prec.weights, prec.activations, prec.kv_cache,
+                                                         prec.embeddings, prec.lm_head, prec.base}) > 1:
+        raise ConfigError([f"{source}: precision: quantized training (fake-quant QAT, fp8 training) is "
+                           "not modelled; in train, weights, activations, KV, embeddings, LM head and "
+                           "base share one dtype (gradients and optimizer_state may differ)"])
+    dtype = prec.base
     _check_positive(source, batch=batch)
     if plan is not None and not isinstance(plan, Plan):
         raise ConfigError([f"{source}: plan: expected a Plan (hwsim.Plan(tp=...)), got {plan!r}"])
@@ -199,7 +332,15 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
                            f"got {factor!r}"])
     if n_layers is not None:
         _check_positive(source, n_layers=n_layers)
-        spec = spec.model_copy(update={"num_hidden_layers": n_layers})
+        spec = spec.with_layers(n_layers)
+    if spec.is_ssm and phase == "train":
+        raise ConfigError([f"{source}: phase: training of state-space (Mamba) layers is not modelled yet; "
+                           "prefill, decode and request are"])
+    if spec.is_encoder_decoder:
+        check_encdec(spec, phase, plan, source)
+        if not prec.is_uniform:
+            raise ConfigError([f"{source}: precision: per-tensor precisions are not modelled for "
+                               "encoder-decoder models; give one dtype"])
     if spec.encoder_only and phase in ("decode", "request"):
         raise ConfigError([f"{source}: phase: encoder-only model has no {phase} phase"])
     if plan is not None:
@@ -208,28 +349,38 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
         if problems:
             raise ConfigError([f"{source}: plan: {p} (plan {plan.label()})" for p in problems])
     opts = {"dtype": dtype, "attention_impl": attention_impl, "sparsity": sparsity, "plan": plan,
-            "moe_capacity_factor": float(factor)}
-    weights = spec.param_count() * dtype_bytes(dtype)
+            "moe_capacity_factor": float(factor), "precision": None if prec.is_uniform else prec}
+    weights = model_weight_bytes(spec, prec)
     params: dict[str, Any] = {"batch": batch, "dtype": dtype, "n_layers": spec.num_hidden_layers,
                               "attention_impl": attention_impl}
+    if not prec.is_uniform:
+        # The GEMMs' math format sets the peak results compare against.
+        params |= {"dtype": prec.activations, "precision": prec.label()}
+    kv_dtype = prec.kv_cache
     resident = {"weights_bytes": weights}
-    if phase == "prefill":
+    passes: tuple[Pass, ...]
+    if spec.is_encoder_decoder:
+        _check_positive(source, prompt_len=prompt_len, context_len=context_len, new_tokens=new_tokens)
+        passes, resident["kv_cache_bytes"] = encdec_passes(spec, phase, batch, prompt_len, context_len,
+                                                           new_tokens, opts)
+        params |= {"prompt_len": prompt_len, "context_len": context_len, "new_tokens": new_tokens}
+    elif phase == "prefill":
         _check_positive(source, prompt_len=prompt_len)
-        passes: tuple[Pass, ...] = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts),)
-        resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, prompt_len, dtype)
+        passes = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts),)
+        resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, prompt_len, kv_dtype)
         params["prompt_len"] = prompt_len
     elif phase == "decode":
         _check_positive(source, context_len=context_len)
         # The new token attends to the C cached tokens and to itself.
         passes = (_forward_pass(spec, "decode", batch, 1, context_len + 1, opts),)
-        resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, context_len + 1, dtype)
+        resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, context_len + 1, kv_dtype)
         params["context_len"] = context_len
     elif phase == "request":
         _check_positive(source, prompt_len=prompt_len, new_tokens=new_tokens)
         steps = [_forward_pass(spec, f"decode{i}", batch, 1, prompt_len + i + 1, opts)
                  for i in range(new_tokens)]
         passes = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts), *steps)
-        resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, prompt_len + new_tokens, dtype)
+        resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, prompt_len + new_tokens, kv_dtype)
         params |= {"prompt_len": prompt_len, "new_tokens": new_tokens}
     else:
         _check_positive(source, seq_len=seq_len)
@@ -243,9 +394,10 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
         # Training steps run eagerly (autograd issues every kernel from the host).
         passes = (Pass("train", segments, tokens=batch * seq_len, eager=True),)
         resident |= {
-            "gradients_bytes": weights,
-            "optimizer_state_bytes": spec.param_count() * 2 * dtype_bytes("fp32"),
+            "gradients_bytes": spec.param_count() * dtype_bytes(prec.gradients),
+            "optimizer_state_bytes": spec.param_count() * 2 * dtype_bytes(prec.optimizer_state),
             "activations_bytes": saved,
         }
         params |= {"seq_len": seq_len, "lm_head": lm_head}
-    return Workload(spec.name, phase, passes, resident, params)
+    return Workload(spec.name, phase, passes, resident, params,
+                    precision=None if prec.is_uniform else prec)

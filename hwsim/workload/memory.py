@@ -20,7 +20,10 @@ comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
   most its window of the tokens and an MLA layer caches ``kv_lora_rank +
   qk_rope_head_dim`` elements per token instead of K and V; tokens are ``prompt_len``
   (prefill), ``context_len + 1`` (decode, as :func:`hwsim.workload.lower` counts the
-  new token) or ``prompt_len + new_tokens`` (request). Encoders keep no cache.
+  new token) or ``prompt_len + new_tokens`` (request). Encoders keep no cache. A
+  state-space (Mamba) layer keeps a fixed state per sequence instead, whatever its
+  length: ``(d_conv - 1) * conv_channels + channels * d_state`` elements per chip
+  (:func:`hwsim.workload.layers.layer_state_bytes`).
 - **activations**, inference: the largest live tensors of one layer (residual, norm
   output and the wider of the attention or FFN intermediates; the score matrix too with
   naive attention) or the fp32 logits of the last positions, for one micro-batch.
@@ -65,8 +68,9 @@ from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
 from hwsim.units import format_bytes
 from hwsim.workload import layers as layers_mod
-from hwsim.workload.layers import LayerSpec
+from hwsim.workload.layers import LayerSpec, SsmSpec
 from hwsim.workload.plan import PHASES, Plan
+from hwsim.workload.precision import Precision, weight_bits_per_param
 from hwsim.workload.spec import ModelSpec
 
 GIB = 2**30
@@ -209,9 +213,17 @@ def _inference_layer_bytes(spec: ModelSpec, layer: LayerSpec, plan: Plan, b: int
     """Largest live tensors of one layer, or the last positions' fp32 logits (bytes)."""
     tp, d, att = plan.tp, spec.hidden_size, layer.mixer
     tokens = b * _split(q_len, plan.cp)
+    f = layer.ffn
+    if isinstance(att, SsmSpec):
+        # in_proj output (z, x, B, C, dt) and the scan output; no score matrix
+        c, h, g = att.local(tp)
+        attn = 2 * c + att.conv_channels(tp) + h + c
+        ffn = _split(max(f.width, f.shared_width), tp) * (3 if f.gated else 2) * max(f.top_k, 1)
+        layer_bytes = tokens * width * (2 * d + max(attn, ffn))
+        logits = b * _split(spec.vocab_size, tp) * 4.0
+        return max(layer_bytes, logits)
     q_heads, kv_heads = _split(att.n_heads, tp), _split(att.n_kv_heads, tp)
     attn = att.head_dim * (2 * q_heads + 2 * kv_heads)  # q, k, v and the attention output
-    f = layer.ffn
     ffn = _split(max(f.width, f.shared_width), tp) * (3 if f.gated else 2) * max(f.top_k, 1)
     layer_bytes = tokens * width * (2 * d + max(attn, ffn))  # + residual stream and norm output
     if not flash:
@@ -221,8 +233,27 @@ def _inference_layer_bytes(spec: ModelSpec, layer: LayerSpec, plan: Plan, b: int
     return max(layer_bytes, logits)
 
 
+def _stage_weight_bytes(spec: ModelSpec, plan: Plan, stage: int, prec: Precision) -> tuple[float, float]:
+    """(all, largest layer's) weight bytes on a chip of pipeline ``stage`` under a mixed
+    precision: each layer at its weight width (group scales included), the embedding
+    and head shards at theirs."""
+    def width(dt: str) -> float:
+        return weight_bits_per_param(dt, prec.activations, prec.group_size, prec.zero_point) / 8
+
+    total = largest = 0.0
+    for i in stage_layers(spec, plan, stage):
+        layer = sum(layer_params(spec, plan.tp, plan.ep, i)) * width(prec.layer_weights(i))
+        total, largest = total + layer, max(largest, layer)
+    if stage == 0:
+        total += _embedding_shard(spec, plan.tp) * width(prec.embeddings)
+    if stage == plan.pp - 1:
+        head = prec.embeddings if spec.tie_word_embeddings else prec.lm_head
+        total += _head_shard(spec, plan) * width(head)
+    return total, largest
+
+
 def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: dict, width: float,
-                  workspace_bytes: float) -> ChipMemory:
+                  workspace_bytes: float, prec: Precision | None = None) -> ChipMemory:
     dp, tp, pp = plan.dp, plan.tp, plan.pp
     flash = shape["attention_impl"] == "flash"
     dense, expert = _stage_params(spec, plan, stage)
@@ -238,6 +269,13 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
     micro = _split(replica_batch, plan.microbatches)
     weights = (sharded if plan.zero_stage == 3 else dense + expert) * width
     layer_weights = (layer_dense + layer_expert) * width
+    kv_width = width
+    if prec is not None:
+        # Mixed precision (inference only): weights, KV and activations at their own widths.
+        weights, layer_weights = _stage_weight_bytes(spec, plan, stage, prec)
+        if plan.zero_stage == 3 and dense + expert > 0:
+            weights *= sharded / (dense + expert)
+        kv_width = dtype_bytes(prec.kv_cache)
     workspace = workspace_bytes + (layer_weights if plan.zero_stage == 3 and dp > 1 else 0.0)
     kv = grads = optim = 0.0
     if phase == "train":
@@ -258,7 +296,7 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
         q_len = 1 if phase == "decode" else shape["prompt_len"]
         tokens = _kv_tokens(phase, shape["prompt_len"], shape["context_len"], shape["new_tokens"])
         if not spec.encoder_only:
-            kv = replica_batch * sum(layers_mod.layer_kv_bytes(lyr, _split(tokens, plan.cp), tp, width)
+            kv = replica_batch * sum(layers_mod.layer_kv_bytes(lyr, _split(tokens, plan.cp), tp, kv_width)
                                      for lyr in stage_specs)
         acts = max((_inference_layer_bytes(spec, lyr, plan, micro, q_len, tokens, flash, width)
                     for lyr in stage_specs), default=0.0)
@@ -290,6 +328,7 @@ def memory_per_chip(
     dtype: str = "bf16",
     attention_impl: str = "flash",
     workspace_bytes: float = 0.0,
+    precision: Precision | None = None,
 ) -> ChipMemory:
     """Bytes the busiest chip holds when ``plan`` runs ``phase`` (rules: module docstring).
 
@@ -309,12 +348,19 @@ def memory_per_chip(
     workspace_bytes : float
         The runtime's allowance on the chip (B), :func:`workspace_allowance_bytes` of its
         home memory; 0 (a workload knows no chip) counts only the workload's own buffers.
+    precision : Precision, optional
+        Per-tensor dtypes (a uniform one is the same as ``dtype``): weights, KV cache and
+        activations (its ``base``) at their own widths.
     """
     source = f"memory {spec.name or '<model>'}"
     if phase not in PHASES:
         raise ConfigError([f"{source}: phase: unknown phase {phase!r}; expected one of {', '.join(PHASES)}"])
     if attention_impl not in ("flash", "naive"):
         raise ConfigError([f"{source}: attention_impl: expected 'flash' or 'naive', got {attention_impl!r}"])
+    if precision is not None and precision.is_uniform:
+        dtype, precision = precision.base, None
+    elif precision is not None:
+        dtype = precision.base
     try:
         width = dtype_bytes(normalize_dtype(dtype))
     except ValueError as exc:
@@ -327,7 +373,7 @@ def memory_per_chip(
         raise ConfigError(bad)
     shape = values | {"attention_impl": attention_impl}
     stages = range(plan.pp)
-    mems = [_stage_memory(spec, phase, plan, i, shape, width, workspace_bytes) for i in stages]
+    mems = [_stage_memory(spec, phase, plan, i, shape, width, workspace_bytes, precision) for i in stages]
     return max(mems, key=lambda m: m.total_bytes)  # ties keep stage 0
 
 

@@ -8,22 +8,21 @@ level sees depends on the mapping and lives in ``hwsim.cost``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
-
-
-def sparsity_problem(pattern: str | None) -> str | None:
-    """Why ``pattern`` is not a valid N:M sparsity pattern (``None`` if it is, or is
-    ``None``)."""
-    if pattern is None:
-        return None
-    parts = str(pattern).split(":")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        return f"expected an N:M pattern such as '2:4', got {pattern!r}"
-    if not 0 < int(parts[0]) < int(parts[1]):
-        return f"pattern {pattern!r} needs 0 < N < M"
-    return None
+from hwsim.workload.ops_ssm import CausalConv1d, SelectiveScan
+from hwsim.workload.precision import weight_bits_per_param
+from hwsim.workload.sparsity import (  # noqa: F401 - re-exported: the ops' pattern helpers
+    SPARSITY_PARTS,
+    Sparsity,
+    SparsitySpec,
+    normalize_sparsity,
+    parse_sparsity,
+    sparsity_for,
+    sparsity_problem,
+)
 
 
 @dataclass(frozen=True)
@@ -32,9 +31,16 @@ class MatMul:
 
     ``b_is_weight`` marks B as a parameter streamed from memory (a layer's weight);
     ``b_shared`` means the batch shares one B (so B is read once, not ``batch`` times).
-    ``sparsity`` names an N:M pattern B was pruned to (``"2:4"``) or is ``None``.
+    ``sparsity`` names the pattern B was pruned to (``"2:4"``, ``"unstructured:0.3"``,
+    ``"block4x4:0.5"``; :func:`parse_sparsity`) or is ``None``.
     ``bias`` adds a bias vector of ``n`` to each output row in the kernel's epilogue
     (one FLOP per output element, the vector read with B).
+
+    Quantized weights (:mod:`hwsim.workload.precision`): ``w_dtype`` is B's stored
+    format where it differs from the math ``dtype`` (weight-only quantization: B is read
+    packed with one scale, and with ``zero_point`` one zero, per ``group_size`` weights,
+    and dequantized in the kernel); ``emulate`` lets a chip without math for ``dtype``
+    run the GEMM upcast to its bf16 rate (the result says so) instead of refusing it.
     """
 
     m: int
@@ -46,8 +52,19 @@ class MatMul:
     b_shared: bool = False
     sparsity: str | None = None
     bias: bool = False
+    w_dtype: str | None = None
+    group_size: int = 0
+    zero_point: bool = False
+    emulate: bool = False
 
     kind = "matmul"
+
+    @property
+    def weight_bits(self) -> float:
+        """Stored bits of one element of B (group scales and zeros included)."""
+        if self.w_dtype is None:
+            return 8.0 * dtype_bytes(self.dtype)
+        return weight_bits_per_param(self.w_dtype, self.dtype, self.group_size, self.zero_point)
 
     @property
     def flops(self) -> float:
@@ -62,6 +79,9 @@ class MatMul:
     @property
     def b_bytes(self) -> float:
         copies = 1 if self.b_shared else self.batch
+        if self.w_dtype is not None:
+            bias = self.n * dtype_bytes(self.dtype) if self.bias else 0.0
+            return copies * (self.k * self.n * self.weight_bits / 8 + bias)
         rows = self.k + (1 if self.bias else 0)
         return copies * rows * self.n * dtype_bytes(self.dtype)
 
@@ -95,6 +115,12 @@ class Attention:
     - ``softcap``: logits soft-capped (``c * tanh(s / c)``): one more transcendental per
       score on the vector units.
     - ``variant``: a label shown in the cost detail (``"mla absorbed"``).
+    - ``kv_dtype``: the KV cache's stored format where it differs from ``dtype`` (an
+      fp8 cache read by a bf16 kernel, dequantized as it loads).
+    - ``key_density``: block-sparse masks (BigBird, strided, dilated at block
+      granularity): each query block computes this share of the key blocks it would
+      otherwise see, and the kernel skips the rest; the keys read from memory are the
+      union over query blocks (one query block reads only its share).
     """
 
     batch: int
@@ -113,8 +139,15 @@ class Attention:
     latent_kv: bool = False
     softcap: bool = False
     variant: str = ""
+    kv_dtype: str | None = None
+    key_density: float = 1.0
 
     kind = "attention"
+
+    @property
+    def kv_elem_bytes(self) -> float:
+        """Bytes of one cached K or V element."""
+        return dtype_bytes(self.kv_dtype or self.dtype)
 
     @property
     def v_dim(self) -> int:
@@ -124,7 +157,12 @@ class Attention:
     @property
     def n_scores(self) -> float:
         """Query-key pairs actually computed (causal masks skip the future; windows and
-        chunks skip what lies before them)."""
+        chunks skip what lies before them; block-sparse masks keep ``key_density``)."""
+        scores = self._dense_scores
+        return scores if self.key_density >= 1.0 else scores * self.key_density
+
+    @property
+    def _dense_scores(self) -> float:
         q, kv = self.q_len, self.kv_len
         if not self.is_causal:
             return float(q * kv)
@@ -140,7 +178,16 @@ class Attention:
 
     @property
     def kv_keys(self) -> int:
-        """Distinct keys the queries read (all ``kv_len``, less what windows and chunks skip)."""
+        """Distinct keys the queries read (all ``kv_len``, less what windows and chunks
+        skip; under a block-sparse mask, the union of the query blocks' shares)."""
+        keys = self._dense_keys
+        if self.key_density >= 1.0:
+            return keys
+        q_blocks = -(-self.q_len // 128)  # query blocks of a fused kernel (cost.attention.Q_BLOCK)
+        return max(1, math.ceil(keys * min(1.0, self.key_density * q_blocks)))
+
+    @property
+    def _dense_keys(self) -> int:
         first = self.kv_len - min(self.q_len, self.kv_len)  # position of the first query
         if not self.is_causal:
             return self.kv_len
@@ -176,9 +223,9 @@ class Attention:
     def kv_bytes(self) -> float:
         """Bytes of K and V together (shared across the heads of a group)."""
         if self.v_head_dim is None and not self.latent_kv:
-            return 2.0 * self.batch * self.n_kv_heads * self.kv_keys * self.head_dim * dtype_bytes(self.dtype)
+            return 2.0 * self.batch * self.n_kv_heads * self.kv_keys * self.head_dim * self.kv_elem_bytes
         width = self.head_dim if self.latent_kv else self.head_dim + self.v_dim
-        return float(self.batch * self.n_kv_heads * self.kv_keys * width * dtype_bytes(self.dtype))
+        return float(self.batch * self.n_kv_heads * self.kv_keys * width * self.kv_elem_bytes)
 
     @property
     def score_bytes(self) -> float:
@@ -232,6 +279,17 @@ ELEMENTWISE_KINDS: dict[str, tuple[float, float, float]] = {
     "softcap": (1, 1, 4),
     "softcap_bwd": (2, 1, 5),
     "sigmoid_mul": (2, 1, 5),
+    # Dynamic activation quantization of a tensor in the base dtype to a format half
+    # (``quantize8``) or a quarter (``quantize4``) as wide, scale per token: one pass
+    # reading the row, its amax (abs, max), then scale and convert each element.
+    "quantize8": (1, 0.5, 4),
+    "quantize4": (1, 0.25, 4),
+    # Per-tensor dynamic scale: a first pass reduces the whole tensor's amax.
+    "quantize8_tensor": (2, 0.5, 6),
+    "quantize4_tensor": (2, 0.25, 6),
+    # Static (calibrated) scale: scale and convert only.
+    "quantize8_static": (1, 0.5, 2),
+    "quantize4_static": (1, 0.25, 2),
 }
 
 PUBLIC_ELEMENTWISE = ("add", "gelu", "silu_mul", "softmax", "layernorm", "rmsnorm")
@@ -370,7 +428,7 @@ class Collective:
         return 2.0 * self.n_bytes
 
 
-Op = MatMul | Attention | Elementwise | Embedding | Optimizer | Collective
+Op = MatMul | Attention | Elementwise | Embedding | Optimizer | Collective | CausalConv1d | SelectiveScan
 """Any operator."""
 
 

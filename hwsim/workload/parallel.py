@@ -33,8 +33,10 @@ from hwsim.dtypes import dtype_bytes
 from hwsim.workload.blocks import MlaForm, add_attention, add_ffn, attention_ops, experts_touched
 from hwsim.workload.graph import OperatorGraph
 from hwsim.workload.layers import LayerSpec, kv_bytes_per_token, layer_weight_params
-from hwsim.workload.ops import Collective, Elementwise, Embedding, MatMul, Op
+from hwsim.workload.ops import Collective, Elementwise, Embedding, MatMul, Op, Sparsity, sparsity_for
 from hwsim.workload.plan import Plan
+from hwsim.workload.precision import Precision
+from hwsim.workload.quantize import quantize_graph
 from hwsim.workload.spec import ModelSpec
 
 __all__ = ["attention_ops", "experts_touched", "layer_graph", "layer_param_bytes", "local_kv_heads",
@@ -66,24 +68,29 @@ def _gather_input(g: OperatorGraph, name: str, after: str, n_tok: int, d: int, d
 
 def layer_graph(
     layer: LayerSpec, plan: Plan, n_tokens: int, attention: list[tuple[str, Op]], dtype: str,
-    sparsity: str | None = None, *, cp_kv_tokens: int = 0, capacity_factor: float = 1.0,
+    sparsity: Sparsity = None, *, cp_kv_tokens: int = 0, capacity_factor: float = 1.0,
+    cross: list[tuple[str, Op]] | None = None,
 ) -> OperatorGraph:
     """One chip's graph of one layer whose linear operators see ``n_tokens`` rows (this
     chip's tokens), with ``attention`` (from :func:`attention_ops`, or a caller's own
     kernel for a mixed batch) between the projections. ``cp_kv_tokens``: tokens whose
-    keys and values a context-parallel group gathers."""
+    keys and values a context-parallel group gathers. ``cross``: an encoder-decoder
+    decoder layer's cross-attention ops (:mod:`hwsim.workload.encdec`), run in order
+    between a norm and a residual after the self-attention."""
     d = layer.hidden_size
     norm_rows = math.ceil(n_tokens / plan.tp) if plan.sequence_parallel else n_tokens
     g = OperatorGraph()
     g.add_op("attn_norm", Elementwise(layer.norm, norm_rows, d, dtype))
     x = _gather_input(g, "attn_gather", "attn_norm", n_tokens, d, dtype, plan)
-    attn = add_attention(g, layer, plan, x, n_tokens, attention, dtype, sparsity, cp_kv_tokens)
+    attn = add_attention(g, layer, plan, x, n_tokens, attention, dtype, sparsity_for(sparsity, "attention"),
+                         cp_kv_tokens)
     if layer.parallel:
         ffn_in = x
         if layer.n_norms >= 2:
             g.add_op("ffn_norm", Elementwise(layer.norm, norm_rows, d, dtype))
             ffn_in = _gather_input(g, "ffn_gather", "ffn_norm", n_tokens, d, dtype, plan)
-        last = add_ffn(g, layer, plan, ffn_in, n_tokens, dtype, sparsity, capacity_factor)
+        ffn_sparsity = sparsity_for(sparsity, "ffn")
+        last = add_ffn(g, layer, plan, ffn_in, n_tokens, dtype, ffn_sparsity, capacity_factor)
         g.add_op("branch_sum", Elementwise("residual_add", n_tokens, d, dtype), [attn, last])
         x = _block_sum(g, "block_allreduce", "branch_sum", n_tokens, d, dtype, plan)
         g.add_op("ffn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x])
@@ -93,20 +100,31 @@ def layer_graph(
             g.add_op("attn_post_norm", Elementwise(layer.norm, norm_rows, d, dtype), [x])
             x = "attn_post_norm"
         g.add_op("attn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x])
-        g.add_op("ffn_norm", Elementwise(layer.norm, norm_rows, d, dtype), ["attn_residual"])
+        if not layer.ffn.present:
+            return g  # a Mamba block: norm, mixer, residual
+        residual = "attn_residual"
+        if cross:
+            g.add_op("cross_norm", Elementwise(layer.norm, norm_rows, d, dtype), [residual])
+            prev = "cross_norm"
+            for name, op in cross:
+                g.add_op(name, op, [prev])
+                prev = name
+            g.add_op("cross_residual", Elementwise("residual_add", norm_rows, d, dtype), [prev, residual])
+            residual = "cross_residual"
+        g.add_op("ffn_norm", Elementwise(layer.norm, norm_rows, d, dtype), [residual])
         x = _gather_input(g, "ffn_gather", "ffn_norm", n_tokens, d, dtype, plan)
-        last = add_ffn(g, layer, plan, x, n_tokens, dtype, sparsity, capacity_factor)
+        last = add_ffn(g, layer, plan, x, n_tokens, dtype, sparsity_for(sparsity, "ffn"), capacity_factor)
         x = _block_sum(g, "ffn_allreduce", last, n_tokens, d, dtype, plan)
         if layer.n_norms >= 4:
             g.add_op("ffn_post_norm", Elementwise(layer.norm, norm_rows, d, dtype), [x])
             x = "ffn_post_norm"
-        g.add_op("ffn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x, "attn_residual"])
+        g.add_op("ffn_residual", Elementwise("residual_add", norm_rows, d, dtype), [x, residual])
     return g
 
 
 def sharded_layer(
     spec: ModelSpec | LayerSpec, plan: Plan, batch: int, q_len: int, kv_len: int, dtype: str,
-    attention_impl: str = "flash", sparsity: str | None = None, *, capacity_factor: float = 1.0,
+    attention_impl: str = "flash", sparsity: Sparsity = None, *, capacity_factor: float = 1.0,
     mla: MlaForm | None = None,
 ) -> OperatorGraph:
     """One chip's graph of one layer (a :class:`LayerSpec`, or a model's first layer):
@@ -122,12 +140,19 @@ def sharded_layer(
 
 
 def period_graph(layers: tuple[LayerSpec, ...], plan: Plan, batch: int, q_len: int, kv_len: int, dtype: str,
-                 attention_impl: str = "flash", sparsity: str | None = None, *,
-                 capacity_factor: float = 1.0, mla: MlaForm | None = None) -> OperatorGraph:
+                 attention_impl: str = "flash", sparsity: Sparsity = None, *,
+                 capacity_factor: float = 1.0, mla: MlaForm | None = None,
+                 precision: Precision | None = None, first_layer: int = 0) -> OperatorGraph:
     """The layers of one period (e.g. five local and one global layer) chained in one
-    graph, their op names prefixed ``l0.``, ``l1.``...; one layer keeps plain names."""
-    return chain_graphs([sharded_layer(lyr, plan, batch, q_len, kv_len, dtype, attention_impl, sparsity,
-                                       capacity_factor=capacity_factor, mla=mla) for lyr in layers])
+    graph, their op names prefixed ``l0.``, ``l1.``...; one layer keeps plain names.
+    ``precision`` quantizes each layer (model layer ``first_layer + k`` for its
+    per-layer weight override; :mod:`hwsim.workload.quantize`)."""
+    graphs = [sharded_layer(lyr, plan, batch, q_len, kv_len, dtype, attention_impl, sparsity,
+                            capacity_factor=capacity_factor, mla=mla) for lyr in layers]
+    if precision is not None:
+        graphs = [quantize_graph(g, precision, precision.layer_weights(first_layer + k))
+                  for k, g in enumerate(graphs)]
+    return chain_graphs(graphs)
 
 
 def chain_graphs(graphs: list[OperatorGraph]) -> OperatorGraph:
@@ -157,9 +182,10 @@ def host_streams(g: OperatorGraph, layer: LayerSpec, plan: Plan, batch: int, q_l
     if "weights" in plan.offload:
         g.add_op("weights_stream", Collective("host_read", layer_param_bytes(layer, plan, dtype), "host", 1,
                                               dtype, prefetch=True))
-    if "kv_cache" in plan.offload and layer.mixer.is_causal:
+    attention = layer.attention  # a state-space layer's fixed state stays on the chip
+    if "kv_cache" in plan.offload and attention is not None and attention.is_causal:
         per_token = kv_bytes_per_token(layer, plan.tp, dtype_bytes(dtype))
-        held = layer.mixer.kv_tokens_held(max(0, kv_len - q_len))
+        held = attention.kv_tokens_held(max(0, kv_len - q_len))
         cached = batch * math.ceil(held / plan.cp) * per_token
         if cached:
             g.add_op("kv_stream", Collective("host_read", cached, "host", 1, dtype, prefetch=True))

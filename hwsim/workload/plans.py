@@ -54,12 +54,24 @@ def _cp_tokens(phase: str, shape: dict[str, Any]) -> tuple[int, str]:
     return int(shape.get(key, _SHAPE_DEFAULTS[key])), key
 
 
+def _ssm_problems(spec: ModelSpec, tp: int) -> list[str]:
+    """tp splits a state-space mixer's channels (Mamba) or heads (Mamba-2)."""
+    if spec.ssm_kind == "mamba" and spec.ssm_d_inner and spec.ssm_d_inner % tp:
+        return [f"tp={tp} does not divide the {spec.ssm_d_inner} Mamba channels"]
+    if spec.ssm_kind == "mamba2" and spec.ssm_n_heads % tp:
+        return [f"tp={tp} does not divide the {spec.ssm_n_heads} Mamba-2 heads"]
+    return []
+
+
 def plan_problems(spec: ModelSpec, phase: str, plan: Plan, *, batch: int, **shape: Any) -> list[str]:
     """Why ``plan`` cannot split ``spec`` for ``phase`` (empty if it can); no memory check."""
     _check_shape(shape)
     out = []
     heads, kv, tp = spec.num_attention_heads, spec.n_kv_heads, plan.tp
-    if heads % tp:
+    out += _ssm_problems(spec, tp)
+    if spec.is_ssm and not spec.ssm_layers:
+        pass  # every layer a state-space mixer: no attention heads, no FFN to split
+    elif heads % tp:
         out.append(f"tp={tp} does not divide {heads} attention heads")
     elif kv % tp and tp % kv:
         out.append(f"tp={tp} and {kv} KV heads: neither divides the other")

@@ -14,6 +14,9 @@ from hwsim.workload.ops import (
     Op,
     sparsity_problem,
 )
+from hwsim.workload.precision import (
+    is_weight_only,
+)
 
 
 def _one_op(name: str, op: Op, tokens: int, resident: float, params: dict[str, object]) -> Workload:
@@ -35,14 +38,33 @@ def _validate(source: str, dtype: str, **dims: int) -> str:
     return dtype
 
 
-def gemm(m: int, k: int, n: int, dtype: str = "bf16", sparsity: str | None = None) -> Workload:
-    """One (m x k) @ (k x n) product whose right operand is a weight read from memory."""
+def gemm(m: int, k: int, n: int, dtype: str = "bf16", sparsity: str | None = None, *,
+         weight_dtype: str | None = None, group_size: int = 128, zero_point: bool = False,
+         emulate: bool = False) -> Workload:
+    """One (m x k) @ (k x n) product whose right operand is a weight read from memory.
+
+    ``weight_dtype`` narrower than ``dtype`` stores the weight quantized (one fp16 scale,
+    and with ``zero_point`` one zero, per ``group_size`` weights) and dequantizes it in the
+    kernel; ``emulate`` runs a ``dtype`` the chip has no math for upcast to its bf16 rate
+    (see docs/precision.md)."""
     dtype = _validate("gemm", dtype, m=m, k=k, n=n)
-    problem = sparsity_problem(sparsity)
+    problem = (sparsity_problem(sparsity) if sparsity is None or isinstance(sparsity, str)
+               else f"expected a pattern such as '2:4' or 'unstructured:0.5', got {sparsity!r}")
     if problem:
         raise ConfigError([f"gemm: sparsity: {problem}"])
-    op = MatMul(m, k, n, dtype, sparsity=sparsity)
-    return _one_op("gemm", op, m, op.min_bytes, {"m": m, "k": k, "n": n, "dtype": dtype})
+    w_dtype = None
+    if weight_dtype is not None:
+        w_dtype = _validate("gemm", weight_dtype)
+        if not is_weight_only(w_dtype, dtype):
+            raise ConfigError([f"gemm: weight_dtype: {w_dtype} is not narrower than dtype {dtype}"])
+        if isinstance(group_size, bool) or not isinstance(group_size, int) or group_size < 0:
+            raise ConfigError([f"gemm: group_size: must be a non-negative integer, got {group_size!r}"])
+    op = MatMul(m, k, n, dtype, sparsity=sparsity, w_dtype=w_dtype, group_size=group_size if w_dtype else 0,
+                zero_point=bool(zero_point and w_dtype), emulate=emulate)
+    params: dict[str, object] = {"m": m, "k": k, "n": n, "dtype": dtype}
+    if w_dtype:
+        params["weight_dtype"] = w_dtype
+    return _one_op("gemm", op, m, op.min_bytes, params)
 
 
 def attention(

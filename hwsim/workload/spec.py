@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +27,7 @@ from hwsim.workload.layers import (
     FfnSpec,
     LayerSpec,
     MlaSpec,
+    SsmSpec,
     active_layer_params,
     layer_params,
     layer_weight_params,
@@ -70,6 +72,10 @@ class ModelSpec(BaseModel):
     parallel_block: bool = Field(default=False, strict=True)
     sliding_window: int | None = Field(default=None, gt=0, strict=True)
     attention_chunk_size: int | None = Field(default=None, gt=0, strict=True)
+    #: Block-sparse attention: the share of its (causal, windowed) key blocks each query
+    #: block computes (BigBird's window + global + random blocks, strided or dilated
+    #: masks at block granularity); 1: dense.
+    attention_key_density: float = Field(default=1.0, gt=0, le=1, allow_inf_nan=False)
     layer_attention: tuple[Literal["full", "sliding", "chunked"], ...] = ()
     q_lora_rank: int | None = Field(default=None, gt=0, strict=True)
     kv_lora_rank: int | None = Field(default=None, gt=0, strict=True)
@@ -85,6 +91,25 @@ class ModelSpec(BaseModel):
     shared_expert_gate: bool = Field(default=False, strict=True)
     router_bias: bool = Field(default=False, strict=True)
     moe_layers: tuple[bool, ...] = ()
+    has_ffn: bool = Field(default=True, strict=True)
+    # encoder-decoder (T5, BART): the first num_encoder_layers layers are the encoder's
+    is_encoder_decoder: bool = Field(default=False, strict=True)
+    num_encoder_layers: int = Field(default=0, ge=0, strict=True)
+    relative_attention_buckets: int = Field(default=0, ge=0, strict=True)
+    # state-space (Mamba) mixers: every layer (``ssm_layers`` empty) or those marked True
+    ssm_kind: Literal["mamba", "mamba2"] | None = None
+    ssm_layers: tuple[bool, ...] = ()
+    ssm_d_inner: int | None = Field(default=None, gt=0, strict=True)
+    ssm_d_state: int = Field(default=16, gt=0, strict=True)
+    ssm_d_conv: int = Field(default=4, gt=0, strict=True)
+    ssm_dt_rank: int = Field(default=0, ge=0, strict=True)
+    ssm_n_heads: int = Field(default=0, ge=0, strict=True)
+    ssm_head_dim: int = Field(default=0, ge=0, strict=True)
+    ssm_n_groups: int = Field(default=1, gt=0, strict=True)
+    ssm_chunk_size: int = Field(default=256, gt=0, strict=True)
+    ssm_proj_bias: bool = Field(default=False, strict=True)
+    ssm_conv_bias: bool = Field(default=True, strict=True)
+    ssm_bc_norms: bool = Field(default=False, strict=True)
     # embeddings and heads
     embedding_size: int | None = Field(default=None, gt=0, strict=True)
     position_embeddings: int = Field(default=0, ge=0, strict=True)
@@ -111,6 +136,19 @@ class ModelSpec(BaseModel):
                              f"num_local_experts ({self.num_local_experts})")
         if self.is_moe and self.moe_layers and not any(self.moe_layers):
             raise ValueError("moe_layers: an MoE model needs at least one MoE layer")
+        if self.ssm_kind is not None:
+            if self.ssm_d_inner is None:
+                raise ValueError("ssm_d_inner: a state-space model needs its inner width")
+            if self.ssm_kind == "mamba" and not self.ssm_dt_rank:
+                raise ValueError("ssm_dt_rank: a Mamba mixer needs its time-step rank")
+            if self.ssm_kind == "mamba2" and self.ssm_n_heads * self.ssm_head_dim != self.ssm_d_inner:
+                raise ValueError(f"ssm_n_heads x ssm_head_dim ({self.ssm_n_heads} x {self.ssm_head_dim}) "
+                                 f"must equal ssm_d_inner ({self.ssm_d_inner})")
+        if self.is_encoder_decoder and not 0 < self.num_encoder_layers < self.num_hidden_layers:
+            raise ValueError(f"num_encoder_layers ({self.num_encoder_layers}) must leave decoder layers of "
+                             f"the {self.num_hidden_layers}")
+        if self.ssm_layers and self.ssm_kind is None:
+            raise ValueError("ssm_layers: needs ssm_kind (the state-space mixer of those layers)")
         return self
 
     # Derived shape ---------------------------------------------------------------------
@@ -157,6 +195,22 @@ class ModelSpec(BaseModel):
         return self.kv_lora_rank is not None
 
     @property
+    def is_ssm(self) -> bool:
+        """Some layer is a state-space (Mamba) mixer."""
+        return self.ssm_kind is not None and (not self.ssm_layers or any(self.ssm_layers))
+
+    def is_ssm_layer(self, i: int) -> bool:
+        if self.ssm_kind is None:
+            return False
+        return not self.ssm_layers or self.ssm_layers[i % len(self.ssm_layers)]
+
+    def _ssm(self) -> SsmSpec:
+        assert self.ssm_kind is not None and self.ssm_d_inner is not None
+        return SsmSpec(self.ssm_kind, self.ssm_d_inner, self.ssm_d_state, self.ssm_d_conv, self.ssm_dt_rank,
+                       self.ssm_n_heads, self.ssm_head_dim, self.ssm_n_groups, self.ssm_chunk_size,
+                       self.ssm_proj_bias, self.ssm_conv_bias, self.ssm_bc_norms)
+
+    @property
     def context_limit(self) -> int | None:
         """Longest context the model is made for: ``max_position_embeddings``, extended
         by a ``rope_scaling`` factor (None if the config states neither)."""
@@ -168,6 +222,14 @@ class ModelSpec(BaseModel):
         return self.max_position_embeddings
 
     # Layers ------------------------------------------------------------------------------
+    @property
+    def num_decoder_layers(self) -> int:
+        """Layers of the decoder stack (all layers unless encoder-decoder)."""
+        return self.num_hidden_layers - self.num_encoder_layers
+
+    def is_decoder_layer(self, i: int) -> bool:
+        return not self.is_encoder_decoder or i >= self.num_encoder_layers
+
     def _attention(self, i: int) -> AttentionSpec:
         kind = self.layer_attention[i % len(self.layer_attention)] if self.layer_attention else "full"
         window = {"sliding": self.sliding_window, "chunked": self.attention_chunk_size}.get(kind)
@@ -179,9 +241,13 @@ class ModelSpec(BaseModel):
             n_heads=self.num_attention_heads, n_kv_heads=self.n_kv_heads, head_dim=self.d_head,
             kind=kind, window=window, qkv_bias=self.attention_bias, o_bias=self.attention_out_bias,
             qk_norm=self.qk_norm, softcap=self.attn_softcap, sinks=self.attention_sinks, alibi=self.alibi,
-            is_causal=not self.encoder_only, mla=mla)
+            is_causal=not self.encoder_only and self.is_decoder_layer(i), mla=mla,
+            rel_bias_buckets=self.relative_attention_buckets if i in (0, self.num_encoder_layers) else 0,
+            key_density=self.attention_key_density)
 
     def _ffn(self, i: int) -> FfnSpec:
+        if not self.has_ffn:
+            return FfnSpec(0, False)
         moe = self.is_moe and (not self.moe_layers or self.moe_layers[i % len(self.moe_layers)])
         if not moe:
             return FfnSpec(self.intermediate_size or 4 * self.hidden_size, self.is_gated, self.mlp_bias)
@@ -209,14 +275,27 @@ class ModelSpec(BaseModel):
         copied.__dict__.pop("_layer_cache", None)
         return copied
 
+    def with_layers(self, n_layers: int) -> ModelSpec:
+        """The model cut (or its layer pattern repeated) to ``n_layers`` layers; an
+        encoder-decoder to ``n_layers`` in each stack."""
+        if self.is_encoder_decoder:
+            return self.model_copy(update={"num_hidden_layers": 2 * n_layers, "num_encoder_layers": n_layers})
+        return self.model_copy(update={"num_hidden_layers": n_layers})
+
     def _build_layer(self, i: int) -> LayerSpec:
         shared = False
         if self.shared_layer_groups:
             per_group = max(1, self.num_hidden_layers // self.shared_layer_groups)
             shared = i % per_group != 0
         norm_bias = self.norm_type == "layernorm" if self.norm_bias is None else self.norm_bias
-        return LayerSpec(self._attention(i), self._ffn(i), self.hidden_size, self.norm_type, norm_bias,
-                         self.norms_per_layer, self.parallel_block, shared)
+        mixer = self._ssm() if self.is_ssm_layer(i) else self._attention(i)
+        cross, n_norms = None, self.norms_per_layer
+        if self.is_encoder_decoder and self.is_decoder_layer(i):
+            a = self._attention(i)
+            cross = replace(a, is_causal=False, rel_bias_buckets=0)
+            n_norms += 1
+        return LayerSpec(mixer, self._ffn(i), self.hidden_size, self.norm_type, norm_bias,
+                         n_norms, self.parallel_block, shared, cross)
 
     def layers(self) -> tuple[LayerSpec, ...]:
         """Every layer, in order."""
@@ -234,15 +313,16 @@ class ModelSpec(BaseModel):
     def embedding_param_count(self) -> int:
         """Token, position and token-type tables, their norm and ALBERT's projection."""
         e, d = self.embedding_width, self.hidden_size
-        n = (self.vocab_size + self.position_embeddings + self.type_vocab_size) * e
-        n += self._norm_params(e) if self.embedding_norm else 0
+        stacks = 2 if self.is_encoder_decoder else 1  # each stack its own positions and norm
+        n = (self.vocab_size + stacks * self.position_embeddings + self.type_vocab_size) * e
+        n += stacks * self._norm_params(e) if self.embedding_norm else 0
         n += e * d + d if e != d else 0
         return n
 
     def head_param_count(self) -> int:
         """Final norm, untied LM head (and its bias), or an encoder's pooler and masked-LM head."""
         d, e = self.hidden_size, self.embedding_width
-        n = self._norm_params(d) if self.final_norm else 0
+        n = (2 if self.is_encoder_decoder else 1) * self._norm_params(d) if self.final_norm else 0
         if self.encoder_only:
             n += (d * d + d) if self.pooler else 0
             n += (d * e + e + self._norm_params(e) + self.vocab_size) if self.mlm_head else 0

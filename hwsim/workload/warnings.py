@@ -37,11 +37,11 @@ def lowering_warnings(spec: ModelSpec, phase: str, plan: Plan | None, workload: 
     """The model's own notes, then what this lowering assumed."""
     out = list(spec.notes)
     n_layers = args.get("n_layers")
-    full = spec.num_hidden_layers
+    full = spec.num_encoder_layers if spec.is_encoder_decoder else spec.num_hidden_layers  # per stack
     if n_layers is not None and n_layers > full:
         out.append(f"n_layers={n_layers} exceeds the model's {full} layers: its layer pattern is repeated")
     elif n_layers is not None and n_layers < full:
-        sliced = spec.model_copy(update={"num_hidden_layers": n_layers})
+        sliced = spec.with_layers(n_layers)
         missing = sorted(set(_layer_kinds(spec)) - set(_layer_kinds(sliced)))
         if missing:
             out.append(f"n_layers={n_layers}: the first {n_layers} layers only; the model's "
@@ -52,7 +52,7 @@ def lowering_warnings(spec: ModelSpec, phase: str, plan: Plan | None, workload: 
         how = "with its rope_scaling" if spec.rope_scaling_factor else "max_position_embeddings"
         out.append(f"context of {tokens} tokens exceeds the {limit} the model is made for ({how}); "
                    "simulated anyway")
-    sliced_spec = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})
+    sliced_spec = spec if n_layers is None else spec.with_layers(n_layers)
     if plan is not None and plan.pp > 1 and sliced_spec.num_hidden_layers % plan.pp:
         bounds = stage_bounds(sliced_spec.num_hidden_layers, plan.pp)
         sizes = sorted({e - f for f, e in bounds}, reverse=True)

@@ -152,3 +152,28 @@ def test_a_chip_without_a_process_node_has_no_area_and_says_so(tmp_path):
                       objectives={"latency_s": "min", "area_mm2": "min"})
     areas = sweep(swept, executor="serial").to_frame().set_index("param_process_node_nm")["area_mm2"]
     assert areas[7] < areas[16]
+
+
+def test_precision_is_a_sweepable_workload_option():
+    """workload.precision sweeps like any workload option; each row equals hwsim.simulate."""
+    spec = make_spec(arch="h100-sxm", parameters={"workload.precision": ["bf16", "w4a16", "fp8-kv"]},
+                     derived=None)
+    frame = hwsim.sweep(spec, executor="serial").to_frame()
+    assert frame["error"].isna().all() and len(frame) == 3
+    deltas = dict(zip(frame["param_workload.precision"], frame["published_ppl_delta"], strict=True))
+    assert deltas["bf16"] == 0.0 and deltas["w4a16"] == pytest.approx(0.16)  # AWQ Table 4, GPTQ-R
+    assert deltas["fp8-kv"] is None or pd.isna(deltas["fp8-kv"])  # nothing published: no proxy
+    for _, row in frame.iterrows():
+        scheme = row["param_workload.precision"]
+        w = hwsim.load_workload("llama2-7b", phase="decode", n_layers=2, precision=scheme)
+        assert row["latency_s"] == hwsim.simulate(w, "h100-sxm").latency_s
+
+
+def test_pareto_over_latency_and_the_accuracy_proxy():
+    """An objective on published_ppl_delta keeps only points a paper reports, on the front."""
+    spec = make_spec(arch="h100-sxm", derived=None,
+                     parameters={"workload.precision": ["bf16", "w4a16", "w4a16-zp", "fp8-kv"]},
+                     objectives={"latency_s": "min", "published_ppl_delta": "min"})
+    front = hwsim.sweep(spec, executor="serial").pareto()
+    assert set(front["param_workload.precision"]) <= {"bf16", "w4a16", "w4a16-zp"}
+    assert {"bf16", "w4a16-zp"} <= set(front["param_workload.precision"])

@@ -96,8 +96,9 @@ def test_case_sources_start_with_their_key() -> None:
 
 
 def test_recorded_not_fitted() -> None:
-    """No published group has a threshold: they are recorded, not fitted."""
-    assert not [g for g in THRESHOLDS if "(published)" in g]
+    """No group of published.py has a threshold: they are recorded, not fitted (issue #17's
+    machines groups, machines.py, are held to its 20 % target instead)."""
+    assert not [g for g in THRESHOLDS if g in {c.group for c in published_cases()}]
 
 
 def test_allreduce_rows_are_skipped() -> None:

@@ -25,7 +25,13 @@ from hwsim.validation.report import validation_markdown
 #: MAPE and worst-row ceilings (%) on check rows for groups still short of THRESHOLDS
 #: (measured at the commit that adds them, rounded up by about one point).
 REGRESSION_CEILINGS: dict[str, dict[str, float]] = {
-    "h100 gemm bf16": {"mape_pct": 9.2, "max_pct": 25.0},
+    # issue #17's presets short of its 20 % target (docs/machines.md says why)
+    "gaudi3 llm batch throughput (published)": {"mape_pct": 36.3, "max_pct": 70.7},
+    "mi300x llm batch latency (published)": {"mape_pct": 54.7, "max_pct": 68.5},
+    "tpu-v5e mlperf offline (published)": {"mape_pct": 42.7, "max_pct": 42.7},
+    "cerebras per-user decode (published)": {"mape_pct": 21.8, "max_pct": 28.5},
+    "groq per-user decode (published)": {"mape_pct": 22.1, "max_pct": 42.7},
+    "blackwell trtllm-bench offline (published)": {"mape_pct": 41.0, "max_pct": 86.0},
     # issue 14's serving targets (10 % / 15 %), not met: multi-GPU tensor-parallel runs
     # come out 20-100 % faster than TensorRT-LLM's, memory-tight runs (70B on one H100 or
     # two in fp16) 2-3x faster, and two static-batch rows disagree with their own tables
@@ -77,7 +83,7 @@ def test_group_does_not_regress(group: str) -> None:
 
 
 @pytest.mark.parametrize("group", sorted(REGRESSION_CEILINGS))
-@pytest.mark.xfail(strict=True, reason="issue #3 target not met on check rows yet (see CHANGELOG)")
+@pytest.mark.xfail(strict=True, reason="issue #3/#17 target not met on check rows yet (see CHANGELOG)")
 def test_group_target_pending(group: str) -> None:
     """The issue's target for a group that does not meet it yet (strict xfail)."""
     assert _meets(group, THRESHOLDS[group])

@@ -74,9 +74,7 @@ def test_to_graph_is_dag_with_every_op(phase: str) -> None:
     assert total == pytest.approx(w.flops, rel=1e-12)
 
 
-#: Shipped models refused by name until their layers are modelled (issue 13, items 7-8).
-REFUSED = {"t5-base": "encoder-decoder (T5)", "mamba-2.8b": "Mamba layers", "jamba-v0.1": "Jamba"}
-MODELLED = [n for n in hwsim.list_models() if n not in REFUSED]
+MODELLED = hwsim.list_models()
 
 
 @pytest.mark.parametrize("name", MODELLED)
@@ -84,22 +82,17 @@ def test_every_model_lowers_every_phase(name: str) -> None:
     """Each shipped model lowers for each phase it has, with positive FLOP and weights."""
     spec = hwsim.load_model_spec(name)
     phases = ["prefill", "train"] if spec.encoder_only else ["prefill", "decode", "request", "train"]
+    if spec.is_ssm or spec.is_encoder_decoder:
+        phases.remove("train")  # refused by name (tests/workload/test_ssm.py, test_encdec.py)
     for phase in phases:
         w = lower(spec, phase, batch=1, prompt_len=16, context_len=16, new_tokens=2, seq_len=16)
         assert w.flops > 0 and w.n_ops > 0
         assert w.resident_bytes["weights_bytes"] == spec.param_count() * 2
-        # Every model layer is in exactly one segment repeat.
+        # Every model layer is in exactly one segment repeat (an encoder-decoder's decode
+        # step runs its decoder only).
         layers = sum(s.repeat * s.layers for s in w.passes[0].segments if s.role is SegmentRole.LAYER)
-        assert layers == spec.num_hidden_layers
-
-
-@pytest.mark.parametrize("name", sorted(REFUSED))
-def test_unmodelled_models_are_refused_by_name(name: str) -> None:
-    """T5, Mamba and Jamba are refused with the name of what is missing, not 'Field required'."""
-    with pytest.raises(ConfigError) as info:
-        hwsim.load_model_spec(name)
-    text = str(info.value)
-    assert REFUSED[name] in text and "not modelled yet" in text and "Field required" not in text
+        decoder_only = spec.is_encoder_decoder and phase == "decode"
+        assert layers == (spec.num_decoder_layers if decoder_only else spec.num_hidden_layers)
 
 
 # ---------------------------------------------------------------------------------------

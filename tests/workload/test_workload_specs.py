@@ -14,8 +14,7 @@ from hwsim.errors import ConfigError
 from hwsim.workload import ModelSpec, spec_from_dict
 
 #: Shipped models refused by name until their layers are modelled (issue 13, items 7-8).
-REFUSED = {"t5-base", "mamba-2.8b", "jamba-v0.1"}
-MODELS = [n for n in hwsim.list_models() if n not in REFUSED]
+MODELS = hwsim.list_models()
 
 # model -> (published parameter count, relative tolerance)
 PUBLISHED_PARAMS = {

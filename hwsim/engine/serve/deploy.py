@@ -21,15 +21,20 @@ import numpy as np
 from hwsim.arch.system import System, load_system
 from hwsim.cost.attention_batch import APPROXIMATION as ATTENTION_APPROXIMATION
 from hwsim.cost.model import OpCost
+from hwsim.engine.decoding import DecodingModel
 from hwsim.engine.iteration import GRID_EXACT_TOKENS, GRID_PER_OCTAVE, ReplicaModel
+from hwsim.engine.serve.decoding import decoding_capacity, decoding_notes
 from hwsim.engine.serve.options import ServeOptions
 from hwsim.engine.serve.requests import Requests
 from hwsim.engine.serve.run import Pool, Role, ServeRun, kv_capacity, run_serving
 from hwsim.engine.serve.scheduler import SchedulerConfig
 from hwsim.engine.serve.table import RequestTable
 from hwsim.errors import ConfigError
+from hwsim.mapping.fit import precision_warnings
 from hwsim.units import GIB
+from hwsim.workload.decoding import FullKV, Greedy, shared_prompt_tokens
 from hwsim.workload.plan import Plan
+from hwsim.workload.precision import Precision
 from hwsim.workload.spec import ModelSpec
 
 CostFactory = Callable[[System, Plan], Callable[..., OpCost]]
@@ -50,11 +55,11 @@ def _replica_plan(plan: Plan, where: str) -> Plan:
     return plan.model_copy(update={"dp": 1, "microbatches": 1, "zero_stage": 0, "recompute": False})
 
 
-def _pool(role: Role, system: System, spec: ModelSpec, plan: Plan, replicas: int, dtype: str,
+def _pool(role: Role, system: System, spec: ModelSpec, plan: Plan, replicas: int, precision: Precision,
           opts: ServeOptions, costs: CostFactory) -> Pool:
     replica_plan = _replica_plan(plan, f"{system.name} ({role})")
-    model = ReplicaModel(spec, system.chip, replica_plan, costs(system, replica_plan), dtype=dtype,
-                         attention_impl=opts.attention_impl, token_grid=True)
+    model = ReplicaModel(spec, system.chip, replica_plan, costs(system, replica_plan), dtype=precision.base,
+                         attention_impl=opts.attention_impl, token_grid=True, precision=precision)
     budget = opts.scheduler_config("vllm").max_num_batched_tokens
     kv = kv_capacity(model, opts.memory_fraction, opts.block_tokens, min(budget, 1 << 20))
     if kv.n_blocks <= 0:
@@ -63,12 +68,29 @@ def _pool(role: Role, system: System, spec: ModelSpec, plan: Plan, replicas: int
             f"{kv.weights_bytes / GIB:.1f} GiB of weights + {kv.activations_bytes / GIB:.1f} GiB of "
             f"activations + {kv.workspace_bytes / GIB:.1f} GiB of workspace per chip exceed "
             f"{opts.memory_fraction:g} x {kv.memory_bytes / GIB:.1f} GiB"])
-    return Pool(system, model, replicas, role, kv)
+    decoding = None
+    if not (isinstance(opts.decoding, Greedy) and opts.kv_policy == FullKV()):
+        decoding = DecodingModel(opts.decoding, opts.kv_policy, model, model.cost_of, opts.block_tokens)
+        kv = decoding_capacity(kv, decoding, opts.memory_fraction)
+        if kv.n_blocks <= 0:
+            raise ConfigError([f"{system.name}: serve: decoding: {opts.decoding.label()} leaves no memory "
+                               f"for a KV cache beside the draft's weights ({kv.weights_bytes / GIB:.1f} GiB "
+                               "of weights in all)"])
+    return Pool(system, model, replicas, role, kv, decoding)
 
 
-def build_pools(system: System, spec: ModelSpec, plan: Plan | None, dtype: str, opts: ServeOptions,
+def build_pools(system: System, spec: ModelSpec, plan: Plan | None, precision: Precision, opts: ServeOptions,
                 costs: CostFactory) -> tuple[list[Pool], list[str]]:
-    """The pools of a run and the notes to pass on as warnings."""
+    """The pools of a run and the notes to pass on as warnings (formats a pool's chip
+    emulates among them)."""
+    pools, notes = _build_pools(system, spec, plan, precision, opts, costs)
+    for chip in {id(p.model.chip): p.model.chip for p in pools}.values():
+        notes += precision_warnings(precision, chip)
+    return pools, notes
+
+
+def _build_pools(system: System, spec: ModelSpec, plan: Plan | None, dtype: Precision, opts: ServeOptions,
+                 costs: CostFactory) -> tuple[list[Pool], list[str]]:
     notes: list[str] = []
     if not opts.pools:
         plan = plan or Plan()
@@ -121,7 +143,9 @@ def check_requests(requests: Requests, pools: list[Pool], block_tokens: int) -> 
     """Refuse requests that can never fit a replica's KV cache (with the numbers)."""
     smallest = min(p.kv.n_blocks for p in pools)
     layout = max((p.kv.layout for p in pools), key=lambda lay: lay.block_bytes)
-    need = np.asarray(layout.blocks(requests.prompt_len + requests.output_len))
+    n_seq = max(p.decoding.n_sequences if p.decoding is not None else 1 for p in pools)
+    slots = shared_prompt_tokens(requests.prompt_len, requests.output_len, n_seq, block_tokens)
+    need = np.asarray(layout.blocks(np.asarray(slots)))
     bad = [int(i) for i in (need > smallest).nonzero()[0]]
     if bad:
         lines = [f"{requests.source}: row {i + 1}: request of {requests.prompt_len[i]} prompt + "
@@ -148,11 +172,20 @@ def transfer_bandwidth(pools: list[Pool], given: float | None) -> float:
     return min(rates)
 
 
-def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Plan | None, dtype: str,
+def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Plan | None, dtype: Precision,
                    scheduler: str, opts: ServeOptions, costs: CostFactory,
                    progress: Callable[[int], None] | None = None) -> tuple[ServeRun, list[str]]:
     """Build the pools, check the requests, run; return the run and its notes.
     ``progress`` is called with the number of requests that have just finished."""
+    if spec.is_encoder_decoder:
+        raise ConfigError([f"serve: model: {spec.name or spec.model_type}: serving encoder-decoder models "
+                           f"({spec.model_type.upper()}: an encoder pass per request, a cross-attention "
+                           "cache of its source) is not modelled yet; simulate its prefill, decode and "
+                           "request phases with hwsim.simulate"])
+    if spec.is_ssm and opts.prefix_caching:
+        raise ConfigError([f"serve: prefix_caching: {spec.name or 'the model'} has state-space (Mamba) "
+                           "layers, whose state at a prefix's end is not cached; prefix caching is not "
+                           "modelled for them"])
     pools, notes = build_pools(system, spec, plan, dtype, opts, costs)
     longest = int((requests.prompt_len + requests.output_len).max())
     max_model_len = opts.max_model_len or spec.context_limit or longest
@@ -163,7 +196,7 @@ def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Pl
                          _prefix_len(requests), on_finish=progress)
     bandwidth = transfer_bandwidth(pools, opts.transfer_bytes_per_s) if len(pools) > 1 else 0.0
     run = run_serving(table, pools, config, opts.router, opts.host_overhead_s, bandwidth)
-    return run, notes + approximations(run, spec, opts)
+    return run, notes + approximations(run, spec, opts) + decoding_notes(pools[-1].decoding)
 
 
 def approximations(run: ServeRun, spec: ModelSpec, opts: ServeOptions) -> list[str]:
@@ -175,7 +208,11 @@ def approximations(run: ServeRun, spec: ModelSpec, opts: ServeOptions) -> list[s
         notes.append(f"iterations of more than {GRID_EXACT_TOKENS} new tokens: their linear ops are "
                      f"interpolated between exactly costed token counts {gap_pct:.1f} % apart "
                      "(within 1 % of exact)")
-    notes.append("attention of a batch mixing lengths: " + ATTENTION_APPROXIMATION)
+    if any(spec.layer(i).attention is not None for i in range(spec.num_hidden_layers)):
+        notes.append("attention of a batch mixing lengths: " + ATTENTION_APPROXIMATION)
+    if spec.is_ssm:
+        notes.append("state-space layers: each request's conv and SSM state is counted in whole KV "
+                     "blocks of the cache, in the cache dtype")
     if spec.is_mla:
         notes.append("MLA: iterations mixing lengths run every request in the absorbed form "
                      "(vLLM runs prefill chunks expanded)")

@@ -9,8 +9,11 @@ nor store them again; a cached prefix nobody uses is kept until its blocks are n
 (least recently used first).
 
 A block is ``block_tokens`` tokens of every layer that keeps growing (MLA: its latent).
-Sliding-window layers stop growing at their window, so what a request holds is a
-:class:`KVLayout` function of its tokens, counted in blocks of that size.
+Sliding-window layers stop growing at their window, and state-space (Mamba) layers
+hold a fixed state per request whatever its length, so what a request holds is a
+:class:`KVLayout` function of its tokens, counted in blocks of that size (a model
+without attention: one block is one request's state, as vLLM sizes a Mamba
+model's state pages).
 """
 
 from __future__ import annotations
@@ -38,28 +41,34 @@ class KVLayout:
     windows : tuple of (int, float)
         ``(window_tokens, bytes_per_token)`` of the sliding-window layers: each keeps at
         most its window plus the block being filled.
+    state_bytes : float
+        Fixed bytes of every request that holds a token: the conv and SSM states of the
+        state-space layers, in B.
     """
 
     block_tokens: int
     growing_bytes_per_token: float
     windows: tuple[tuple[int, float], ...] = ()
+    state_bytes: float = 0.0
 
     @property
     def block_bytes(self) -> float:
         """Bytes of one block (B): ``block_tokens`` tokens of the growing layers (of the
-        window layers when none grows)."""
+        window layers when none grows; one request's state when no layer keeps tokens)."""
         per_token = self.growing_bytes_per_token or sum(b for _, b in self.windows)
-        return self.block_tokens * per_token
+        return self.block_tokens * per_token if per_token else self.state_bytes
 
     def blocks(self, tokens: np.ndarray | int) -> np.ndarray | int:
         """Blocks that hold ``tokens`` tokens of one request."""
         whole = blocks_for(tokens, self.block_tokens)
-        if not self.windows:
+        if not self.windows and not self.state_bytes:
             return whole
         held = np.asarray(whole) * self.block_tokens
         n_bytes = held * self.growing_bytes_per_token
         for window, per_token in self.windows:
             n_bytes = n_bytes + np.minimum(held, window + self.block_tokens) * per_token
+        if self.state_bytes:
+            n_bytes = n_bytes + np.where(np.asarray(tokens) > 0, self.state_bytes, 0.0)
         out = np.ceil(n_bytes / self.block_bytes - 1e-9).astype(np.int64)
         return out if np.ndim(tokens) else int(out)
 

@@ -75,6 +75,7 @@ class ReplicaServer:
         self.closed = False  # no more arrivals will come
         self._wake: simpy.Event = env.event()
         self._batches = 0  # pipelined: batches in flight
+        self.decoding: Any = None  # a ServeDecoding: the strategy's rows and side work
 
     def add(self, rid: int) -> None:
         """A request routed here (or handed over with its KV in place)."""
@@ -128,7 +129,14 @@ class ReplicaServer:
         env, sched, t = self.env, self.scheduler, self.table
         before = t.computed[batch.ids].copy()
         queue_len = sched.n_waiting
-        run = yield env.process(self.replica.run(batch.q, batch.k, batch.n_logits, free))
+        q, k, n_logits, side_j = batch.q, batch.k, batch.n_logits, 0.0
+        if self.decoding is not None:
+            # The strategy's rows and side work (draft passes run before the verify).
+            decode = before >= t.prompt[batch.ids]
+            q, k, n_logits, side_s, side_j = self.decoding.iteration(q, k, n_logits, decode)
+            if side_s > 0:
+                yield env.timeout(side_s)
+        run = yield env.process(self.replica.run(q, k, n_logits, free))
         sched.in_flight.difference_update(batch.ids.tolist())
         if free is not None:
             self._batches -= 1
@@ -137,7 +145,8 @@ class ReplicaServer:
         self.table.now_s = env.now
         sampled = sched.complete(batch, run.end_s)
         self.log.append((self.index, run.start_s, run.end_s, batch.n_tokens - decode_tokens, decode_tokens,
-                         int(batch.ids.size), queue_len, sched.kv.used, sched.kv.n_blocks, run.dynamic_j))
+                         int(batch.ids.size), queue_len, sched.kv.used, sched.kv.n_blocks,
+                         run.dynamic_j + side_j))
         finished = sampled[t.finish_s[sampled] >= 0]
         self.outstanding -= int(finished.size)
         if self.handoff is not None:

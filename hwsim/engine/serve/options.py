@@ -18,6 +18,7 @@ from hwsim._yaml import validation_problems
 from hwsim.engine.serve.loop import RoutePolicy
 from hwsim.engine.serve.scheduler import Policy, SchedulerConfig
 from hwsim.errors import ConfigError
+from hwsim.workload.decoding import parse_decoding, parse_kv_policy
 
 #: ``max_num_batched_tokens`` when not given, per scheduler.
 DEFAULT_TOKEN_BUDGET = {"static": 1 << 62, "orca": 8192, "vllm": 8192, "sarathi": 2048}
@@ -66,6 +67,8 @@ class ServeOptions(_Options):
     transfer_bytes_per_s: StrictFloat | None = Field(default=None, gt=0, le=1e16)
     usd_per_chip_hour: StrictFloat | None = Field(default=None, gt=0, le=1e6)
     max_model_len: StrictInt | None = Field(default=None, ge=1, le=10**8)
+    decoding: Any = None
+    kv_policy: Any = None
 
     def scheduler_config(self, policy: str, max_model_len: int | None = None) -> SchedulerConfig:
         """The scheduler's options; without a token budget, a scheduler that runs whole
@@ -95,6 +98,8 @@ def serve_options(scheduler: str, options: dict[str, Any]) -> ServeOptions:
         raise ConfigError([*problems, f"serve: {exc}"]) from None
     if problems:
         raise ConfigError(problems)
+    opts = opts.model_copy(update={"decoding": parse_decoding(opts.decoding, "serve: decoding"),
+                                   "kv_policy": parse_kv_policy(opts.kv_policy, "serve: kv_policy")})
     roles = sorted(p.role for p in opts.pools)
     if opts.pools and roles != ["decode", "prefill"]:
         raise ConfigError([f"serve: pools: a disaggregated run needs one 'prefill' and one 'decode' pool, "

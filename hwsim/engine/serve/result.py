@@ -26,6 +26,8 @@ ITERATION_FRAME_COLUMNS = ("server", "start_s", "end_s", "n_prefill_tokens", "n_
 
 def serve_result(run: ServeRun, requests: Requests, scheduler: str, model: str, slo: SLO | None,
                  usd_per_chip_hour: float | None, config: dict[str, Any], warnings: list[str]) -> ServeResult:
+    from hwsim.engine.serve.decoding import decoding_figures
+
     """Assemble the result of ``run`` (energy rules: module docstring)."""
     record = engine_record(run)
     finished = record.finish_s[np.isfinite(record.finish_s)]
@@ -42,7 +44,7 @@ def serve_result(run: ServeRun, requests: Requests, scheduler: str, model: str, 
     return ServeResult(arch, model, scheduler, n_chips, requests, record, dynamic + idle + transfer,
                        {"dynamic_j": dynamic, "idle_j": idle, "transfer_j": transfer}, config, slo,
                        usd_per_chip_hour, tuple(warnings), run.table.replica.copy(),
-                       run.table.prefix_hits.copy())
+                       run.table.prefix_hits.copy(), decoding_figures(run.servers, run.log))
 
 
 def engine_record(run: ServeRun) -> EngineRecord:
@@ -97,6 +99,8 @@ class ServeResult:
     warnings: tuple[str, ...] = ()
     replica_of: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
     prefix_hit_tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64), repr=False)
+    decoding: dict[str, float] = field(default_factory=dict)
+    """The decoding strategy's figures (``accepted_tokens_per_step``, ``draft_time_share``...)."""
 
     @cached_property
     def requests(self) -> pd.DataFrame:
@@ -131,6 +135,7 @@ class ServeResult:
         out["output_tokens_per_s_per_chip"] = out["output_tokens_per_s"] / self.n_chips
         prompt = float(self.requests_in.prompt_len.sum())
         out["prefix_hit_rate"] = float(self.prefix_hit_tokens.sum()) / prompt if prompt else 0.0
+        out |= self.decoding
         return out
 
     @property

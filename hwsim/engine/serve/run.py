@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import simpy
 
@@ -22,11 +22,12 @@ from hwsim.dtypes import dtype_bytes
 from hwsim.engine.inference import stage_send_s
 from hwsim.engine.iteration import ReplicaModel
 from hwsim.engine.replica import Replica
+from hwsim.engine.serve.decoding import ServeDecoding, make_kv
 from hwsim.engine.serve.kv import KVBlocks, KVLayout
 from hwsim.engine.serve.loop import IterationLog, KVTransfer, ReplicaServer, Router, arrivals, drain
 from hwsim.engine.serve.scheduler import Scheduler, SchedulerConfig
 from hwsim.engine.serve.table import RequestTable
-from hwsim.workload.layers import kv_bytes_per_token, stage_bounds
+from hwsim.workload.layers import kv_bytes_per_token, layer_state_bytes, stage_bounds
 from hwsim.workload.memory import memory_per_chip, workspace_allowance_bytes
 
 Role = Literal["both", "prefill", "decode"]
@@ -52,28 +53,33 @@ class KVCapacity:
 
 def kv_layout(model: ReplicaModel, block_tokens: int) -> KVLayout:
     """How a request's KV grows on the replica's busiest chip: the stage whose layers
-    hold the most per token, its full-attention (MLA: latent) layers apart from its
-    sliding-window ones."""
+    hold the most per token (then per request), its full-attention (MLA: latent) layers
+    apart from its sliding-window ones, and its state-space layers' fixed state."""
     spec, plan = model.spec, model.plan
-    width = dtype_bytes(model.dtype)
+    width = dtype_bytes(model.kv_dtype)
     best: KVLayout | None = None
     for first, end in stage_bounds(spec.num_hidden_layers, plan.pp):
-        growing = 0.0
+        growing = state = 0.0
         windows: dict[int, float] = {}
         for i in range(first, end):
             layer = spec.layer(i)
+            state += layer_state_bytes(layer, plan.tp, width)
             per_token = kv_bytes_per_token(layer, plan.tp, width)
             window = layer.mixer.window
             if window is None:
                 growing += per_token
             else:
                 windows[window] = windows.get(window, 0.0) + per_token
-        layout = KVLayout(block_tokens, growing, tuple(sorted(windows.items())))
-        total = growing + sum(windows.values())
-        if best is None or total > best.growing_bytes_per_token + sum(b for _, b in best.windows):
+        layout = KVLayout(block_tokens, growing, tuple(sorted(windows.items())), state)
+        if best is None or _layout_size(layout) > _layout_size(best):
             best = layout
     assert best is not None
     return best
+
+
+def _layout_size(layout: KVLayout) -> tuple[float, float]:
+    """What ranks the stages' layouts: bytes per token, then per request."""
+    return layout.growing_bytes_per_token + sum(b for _, b in layout.windows), layout.state_bytes
 
 
 def kv_capacity(model: ReplicaModel, memory_fraction: float, block_tokens: int,
@@ -83,7 +89,7 @@ def kv_capacity(model: ReplicaModel, memory_fraction: float, block_tokens: int,
     chip = model.chip
     memory = chip.level_capacity_bytes(chip.home_level)
     usage = memory_per_chip(model.spec, "prefill", model.plan, batch=1, prompt_len=max_batched_tokens,
-                            dtype=model.dtype, attention_impl=model.attention_impl,
+                            dtype=model.dtype, attention_impl=model.attention_impl, precision=model.precision,
                             workspace_bytes=workspace_allowance_bytes(memory))
     usable = memory * memory_fraction
     left = usable - usage.weights_bytes - usage.activations_bytes - usage.workspace_bytes
@@ -103,6 +109,7 @@ class Pool:
     replicas: int
     role: Role
     kv: KVCapacity
+    decoding: Any = None  # a DecodingModel when the run's strategy is not plain greedy
 
     @property
     def n_chips(self) -> int:
@@ -132,10 +139,13 @@ def _servers(env: simpy.Environment, pool: Pool, first_index: int, table: Reques
         replica = Replica(env, model, send, name=f"{pool.role}{i}")
         kv = KVBlocks(pool.kv.n_blocks, config.block_tokens, table.n,
                       watermark_blocks=math.floor(config.watermark * pool.kv.n_blocks), layout=pool.kv.layout)
+        kv = make_kv(kv, pool.decoding, table.prompt)
         scheduler = Scheduler(config, table, kv)
         scheduler.bytes_per_block = pool.kv.block_bytes
-        out.append(ReplicaServer(env, first_index + i, replica, scheduler, table, log, host_overhead_s,
-                                 swap_bw))
+        server = ReplicaServer(env, first_index + i, replica, scheduler, table, log, host_overhead_s, swap_bw)
+        if pool.decoding is not None:
+            server.decoding = scheduler.decoding = ServeDecoding(pool.decoding)
+        out.append(server)
     return out
 
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import sys
 from collections import deque
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -290,6 +290,31 @@ class Scheduler:
             t.computed[rid] = 0
             self.waiting.appendleft(rid)
 
+    decoding: Any = None
+    """A :class:`~hwsim.engine.serve.decoding.ServeDecoding` (set by the caller), or None."""
+
+    def _step_tokens(self, batch: Batch, sampled: np.ndarray) -> np.ndarray:
+        """Tokens each sampling request yields: a decode step of a drafting strategy
+        its drawn accepted length (capped by its output and by free KV blocks), else 1."""
+        t = self.table
+        counts = np.ones(sampled.size, dtype=np.int64)
+        fed = dict(zip(batch.ids.tolist(), batch.q.tolist(), strict=True))
+        q = np.array([fed[r] for r in sampled.tolist()], dtype=np.int64)
+        decode = (t.computed[sampled] - q >= t.prompt[sampled]) & (q == 1)
+        if not decode.any():
+            return counts
+        ids = sampled[decode]
+        drawn = self.decoding.tokens(int(ids.size))
+        drawn = np.minimum(drawn, t.output[ids] - t.generated[ids])
+        for j, rid in enumerate(ids.tolist()):
+            # Each accepted draft needs its KV slot; accept fewer when no block is free.
+            while drawn[j] > 1 and not self.kv.grow(np.array([rid]),
+                                                    np.array([t.computed[rid] + drawn[j] - 1])):
+                drawn[j] -= 1
+        counts[decode] = drawn
+        self.decoding.record(int(ids.size), int(drawn.sum()))
+        return counts
+
     bytes_per_block: float = 0.0
     """KV bytes of one block on one chip (set by the caller; swap traffic)."""
 
@@ -310,7 +335,11 @@ class Scheduler:
         else:
             ids_live = ids
         sampled = ids_live[t.computed[ids_live] == t.known(ids_live)]
-        finished = t.sample(sampled, end_s)
+        counts = self._step_tokens(batch, sampled) if self.decoding is not None else None
+        finished = t.sample(sampled, end_s, counts)
+        if counts is not None:
+            # The accepted drafts' KV was written by the verify pass.
+            t.computed[sampled] += counts - 1
         if self.config.prefix_caching:
             self._register_prefixes(ids_live)
         if self.config.policy == "static":

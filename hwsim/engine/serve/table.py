@@ -60,15 +60,17 @@ class RequestTable:
     def preempted(self, rid: int) -> None:
         self.n_preemptions[rid] += 1
 
-    def sample(self, ids: np.ndarray, time_s: float) -> np.ndarray:
-        """Requests ``ids`` produced one token each at ``time_s``; return those finished."""
+    def sample(self, ids: np.ndarray, time_s: float, counts: np.ndarray | None = None) -> np.ndarray:
+        """Requests ``ids`` produced one token each (``counts`` tokens: a speculative
+        step) at ``time_s``; return those finished."""
         if ids.size == 0:
             return ids
-        self.generated[ids] += 1
+        self.generated[ids] += 1 if counts is None else counts
         first = ids[self.first_token_s[ids] < 0]
         self.first_token_s[first] = time_s
-        self._token_ids.append(ids.copy())
-        self._token_times.append(np.full(ids.size, time_s))
+        events = ids.copy() if counts is None else np.repeat(ids, counts)
+        self._token_ids.append(events)
+        self._token_times.append(np.full(events.size, time_s))
         done = ids[self.generated[ids] >= self.output[ids]]
         self.finish_s[done] = time_s
         if done.size and self.on_finish is not None:

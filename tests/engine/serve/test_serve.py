@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import stats
 
 import hwsim
 from hwsim.errors import ConfigError
@@ -186,3 +187,24 @@ def test_bad_input_is_refused_with_the_numbers() -> None:
         hwsim.serve(hwsim.Requests.offline(2, 10, 10), "h100-sxm", max_num_seqs=True)
     with pytest.raises(ConfigError, match="encoder"):
         hwsim.serve(hwsim.Requests.offline(2, 10, 10), "h100-sxm", model="bert-large")
+
+
+@pytest.mark.parametrize(("arch", "kw"), [("h100-sxm", {}), ("dgx-h100", {"plan": hwsim.Plan(tp=8)})])
+def test_compiled_pass_equals_op_by_op(arch: str, kw: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Serving's compiled pass (only attention and its successor evaluated per iteration,
+    spans and the power walk reused) gives the op-by-op evaluation's numbers."""
+    from hwsim.engine import iteration
+
+    requests = hwsim.Requests.poisson(120, 40.0, prompt_len=stats.randint(64, 700),
+                                       output_len=stats.randint(8, 90), seed=3)
+
+    def run() -> dict[str, float]:
+        served = hwsim.serve(requests, arch, model="llama2-7b", n_layers=6, **kw)
+        return {k: float(v) for k, v in served.metrics.items() if isinstance(v, (int, float, np.floating))}
+
+    compiled = run()
+    monkeypatch.setattr(iteration, "compile_pass", lambda *args, **kwargs: None)
+    op_by_op = run()
+    assert compiled.keys() == op_by_op.keys()
+    for key, value in op_by_op.items():
+        assert compiled[key] == pytest.approx(value, rel=1e-9, abs=1e-12), key
