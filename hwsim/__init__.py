@@ -10,7 +10,7 @@ True
 
 from hwsim import ops, planner, sweep  # sweep: a callable module, hwsim.sweep(spec) runs a sweep
 from hwsim.accuracy import accuracy_delta, published_accuracy
-from hwsim.api import CostCache, load_workload, serve, simulate
+from hwsim.api import CostCache, ServeCache, find_capacity, find_replicas, load_workload, serve, simulate
 from hwsim.arch import Chip, list_archs, load_arch
 from hwsim.arch.system import System, list_systems, load_system
 from hwsim.cost.datacenter import Datacenter, Node
@@ -46,6 +46,8 @@ __all__ = [
     "SLO",
     "ServeResult",
     "serve",
+    "find_capacity",
+    "find_replicas",
     "planner",
     "rank_plans",
     "System",
@@ -54,6 +56,7 @@ __all__ = [
     "Chip",
     "ConfigError",
     "CostCache",
+    "ServeCache",
     "HwsimError",
     "MappingError",
     "Result",

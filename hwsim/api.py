@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,13 @@ from hwsim.arch.model import Chip
 from hwsim.arch.system import System, load_system, single_chip_system
 from hwsim.cost import OpCost, collective_op_cost, cost_op
 from hwsim.engine.inference import INFERENCE_PHASES, run_inference
+from hwsim.engine.serve.capacity import (
+    CapacityResult,
+    ReplicaResult,
+    check_slo,
+    search_capacity,
+    search_replicas,
+)
 from hwsim.engine.serve.deploy import serve_requests
 from hwsim.engine.serve.metrics import SLO
 from hwsim.engine.serve.options import serve_options
@@ -63,7 +72,7 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
           dtype: str = "bf16", scheduler: str = "vllm", slo: SLO | None = None,
           progress: Callable[[int], None] | None = None,
           precision: str | dict[str, Any] | Precision | None = None, weight_dtype: str | None = None,
-          kv_dtype: str | None = None, **options: Any) -> ServeResult:
+          kv_dtype: str | None = None, cache: ServeCache | None = None, **options: Any) -> ServeResult:
     """Serve ``requests`` on ``arch`` with ``model``: requests arrive over time, a scheduler
     batches them iteration by iteration under a paged KV cache, replicas run the batches.
 
@@ -119,14 +128,9 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
     if spec.encoder_only:
         raise ConfigError([f"serve: model: {spec.name} is an encoder; it generates no tokens to serve"])
     prec = resolve_precision("serve", precision, dtype, weight_dtype, kv_dtype)
-    caches: dict[tuple[int, Plan], CostCache] = {}
-
-    def costs(sys_: System, plan_: Plan) -> CostCache:
-        key = (id(sys_), plan_)
-        if key not in caches:
-            caches[key] = CostCache(sys_.chip, sys_, plan_)
-        return caches[key]
-
+    costs = ServeCache() if cache is None else cache
+    if not isinstance(costs, ServeCache):
+        raise ConfigError([f"serve: cache: expected hwsim.ServeCache, got {type(costs).__name__}"])
     run, notes = serve_requests(requests, system, spec, plan, prec, scheduler, opts, costs, progress)
     config = {"options": opts.model_dump(exclude={"pools"}), "plan": (plan or Plan()).label(),
               "precision": prec.label(),
@@ -135,6 +139,84 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
                          "kv_bytes_per_chip": p.kv.kv_bytes, "weights_bytes_per_chip": p.kv.weights_bytes}
                         for p in run.pools]}
     return serve_result(run, requests, scheduler, spec.name, slo, opts.usd_per_chip_hour, config, notes)
+
+
+def find_capacity(arch: Chip | System | str | Path, *, model: str | Path | ModelSpec = "llama2-7b",
+                  slo: SLO, n_requests: int = 500, prompt_len: Any = 512, output_len: Any = 128,
+                  seed: int = 0, plan: Plan | None = None, dtype: str = "bf16", scheduler: str = "vllm",
+                  rel_tol: float = 0.05, max_evals: int = 16, cache: ServeCache | None = None,
+                  **options: Any) -> CapacityResult:
+    """The highest Poisson arrival rate at which ``arch`` serves ``model`` within ``slo``
+    (MLPerf Server's question), by bracketing and bisection below the offline throughput
+    bound (:mod:`hwsim.engine.serve.capacity`).
+
+    Parameters
+    ----------
+    arch, model, plan, dtype, scheduler, **options
+        As :func:`serve`.
+    slo : SLO
+        At least one limit; its ``percentile`` (99 by default) of each limited metric must
+        be within the limit.
+    n_requests : int
+        Requests per evaluated run (more: less noise from the run's start and drain).
+    prompt_len, output_len : int, sequence or distribution
+        As :meth:`Requests.poisson`; every rate sees the same lengths.
+    seed : int
+        One seed for every rate: the arrivals at rate ``r`` are those at rate 1 over ``r``.
+    rel_tol : float
+        Stop when the lowest missed and highest met rates are within this fraction.
+    max_evals : int
+        Most serving runs, the offline one included.
+
+    Returns
+    -------
+    CapacityResult
+        ``rate_per_s``, ``requests_per_s_per_chip``, every evaluated point
+        (``points``, ``to_frame()``) and the run at the capacity (``best``).
+    """
+    check_slo(slo)
+    system = load_system(arch)
+    costs = ServeCache() if cache is None else cache
+    offline = Requests.offline(n_requests, prompt_len, output_len, seed)
+    n_chips: list[int] = []
+
+    def serve_at(rate: float) -> ServeResult:
+        reqs = (offline if math.isinf(rate)
+                else Requests.poisson(n_requests, rate, prompt_len, output_len, seed))
+        res = serve(reqs, system, model=model, plan=plan, dtype=dtype, scheduler=scheduler, slo=slo,
+                    cache=costs, **options)
+        n_chips.append(res.n_chips)
+        return res
+
+    # The offline run comes first and fixes the chips; the search needs them only at the end.
+    result = search_capacity(serve_at, slo, 1, rel_tol=rel_tol, max_evals=max_evals)
+    return replace(result, n_chips=n_chips[0])
+
+
+def find_replicas(arch: Chip | System | str | Path, *, rate_per_s: float,
+                  model: str | Path | ModelSpec = "llama2-7b", slo: SLO, n_requests: int = 500,
+                  prompt_len: Any = 512, output_len: Any = 128,
+                  seed: int = 0, plan: Plan | None = None, dtype: str = "bf16", scheduler: str = "vllm",
+                  max_replicas: int | None = None, cache: ServeCache | None = None,
+                  **options: Any) -> ReplicaResult:
+    """The fewest data-parallel replicas of ``plan`` on ``arch`` that serve Poisson
+    arrivals at ``rate_per_s`` within ``slo``, by bisection on the count (at most
+    ``max_replicas``, default as many as the system's chips hold). Arguments as
+    :func:`find_capacity`; ``options`` must not set ``replicas``."""
+    check_slo(slo, "find_replicas")
+    if "replicas" in options:
+        raise ConfigError(["find_replicas: replicas: the search chooses the count; give max_replicas"])
+    system = load_system(arch)
+    per_replica = (plan or Plan()).tp * (plan or Plan()).pp
+    most = max_replicas if max_replicas is not None else max(1, system.n_chips // per_replica)
+    reqs = Requests.poisson(n_requests, rate_per_s, prompt_len, output_len, seed)
+    costs = ServeCache() if cache is None else cache
+
+    def serve_with(n: int) -> ServeResult:
+        return serve(reqs, system, model=model, plan=plan, dtype=dtype, scheduler=scheduler, slo=slo,
+                     cache=costs, replicas=n, **options)
+
+    return search_replicas(serve_with, slo, float(rate_per_s), most)
 
 
 class CostCache:
@@ -168,6 +250,33 @@ class CostCache:
 
     def __len__(self) -> int:
         return len(self._chip_costs) + len(self._net_costs)
+
+
+class ServeCache:
+    """One :class:`CostCache` per (system, replica plan) of serving runs: pass one to
+    several :func:`serve` calls on the same systems to cost each op once. Op costs depend
+    on the op (its shapes and dtype), the chip and, for collectives, the system and plan,
+    so sharing never changes a result."""
+
+    def __init__(self) -> None:
+        # Systems are unhashable (they hold mappings): entries are found by plan, then by
+        # the system's identity or, for a system loaded again by name, its equality.
+        self._caches: dict[Plan, list[tuple[System, CostCache]]] = {}
+
+    def __call__(self, system: System, plan: Plan) -> CostCache:
+        entries = self._caches.setdefault(plan, [])
+        for known, cache in entries:
+            if known is system:
+                return cache
+        for known, cache in entries:
+            if known == system:
+                return cache
+        cache = CostCache(system.chip, system, plan)
+        entries.append((system, cache))
+        return cache
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self._caches.values())
 
 
 def _with_plan(workload: Workload, plan: Plan | None, system: System) -> Workload:

@@ -1,5 +1,9 @@
 """``hwsim serve``: requests arriving over time, served on a chip or system (:func:`hwsim.serve`).
 
+With ``--find-capacity`` the command searches instead of serving once
+(:func:`hwsim.find_capacity`; with ``--rate R``, :func:`hwsim.find_replicas`, ``--dp``
+capping the count) and prints every evaluated point.
+
 The command is built from option groups that other serving commands can share
 (:func:`request_options`, :func:`deployment_options`, :func:`scheduler_options`,
 :func:`slo_options`) and functions that turn parsed options into the API's arguments
@@ -10,6 +14,7 @@ as they are. The table goes to stdout, warnings to stderr as ``warning: <line>``
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -23,9 +28,11 @@ from pydantic import ValidationError
 
 from hwsim import report
 from hwsim._yaml import validation_problems
-from hwsim.api import serve
+from hwsim.api import find_capacity as find_capacity_api
+from hwsim.api import find_replicas, serve
 from hwsim.cli.group import main
 from hwsim.cli.options import decoding_options, pop_decoding, precision_options
+from hwsim.engine.serve.capacity import CapacityResult, ReplicaResult
 from hwsim.engine.serve.metrics import SLO
 from hwsim.engine.serve.profiles import PROFILES
 from hwsim.engine.serve.requests import Requests
@@ -244,8 +251,11 @@ def _title(result: ServeResult, requests: Requests) -> str:
 @click.option("--csv", "as_csv", is_flag=True, help="With -o: CSV frames instead of Parquet.")
 @click.option("--trace-out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write a Perfetto trace (.json): a track per replica, a slice per iteration.")
+@click.option("--find-capacity", is_flag=True,
+              help="Search the highest Poisson rate that meets the --slo-* limits (--requests per run); "
+                   "with --rate R, the fewest replicas (at most --dp) that serve R within them.")
 def serve_cmd(as_json: bool, output_dir: Path | None, as_csv: bool, trace_out: Path | None,
-              **opts: Any) -> None:
+              find_capacity: bool, **opts: Any) -> None:
     """Serve a stream of requests: continuous batching under a paged KV cache, iteration
     by iteration, on one or more replicas; print latency percentiles, throughput and energy.
 
@@ -254,10 +264,18 @@ def serve_cmd(as_json: bool, output_dir: Path | None, as_csv: bool, trace_out: P
       hwsim serve --arch h100-sxm --model llama2-7b --requests 200 --rate 5
       hwsim serve --arch dgx-h100 --model llama2-70b --tp 8 --profile chat --rate 2 --slo-ttft-ms 2000
       hwsim serve --trace requests.csv --scheduler sarathi --json -o runs/sarathi
+      hwsim serve --arch h100-sxm --model llama2-7b --requests 300 --find-capacity --slo-ttft-ms 500
     """
     from hwsim.serve_trace import write_serve_trace
     from hwsim.trace import check_trace_path
 
+    if find_capacity:
+        if output_dir is not None or trace_out is not None or as_csv:
+            raise ConfigError(["--find-capacity: prints the search; -o, --csv and --trace-out are "
+                               "for one run"])
+        decoding = pop_decoding(opts)
+        run_find_capacity(opts, serve_arguments(opts) | decoding, as_json)
+        return
     if trace_out is not None:
         check_trace_path(trace_out)
     decoding = pop_decoding(opts)
@@ -277,3 +295,99 @@ def serve_cmd(as_json: bool, output_dir: Path | None, as_csv: bool, trace_out: P
         click.echo(report.format_serve_summary(result))
     for path in written:
         click.echo(f"wrote {path}", err=as_json)
+
+
+# --find-capacity: the highest Poisson rate within the SLO, or with --rate the fewest replicas.
+
+def capacity_arguments(opts: dict[str, Any], arguments: dict[str, Any]) -> dict[str, Any]:
+    """Keyword arguments of :func:`hwsim.find_capacity` from the parsed options and the
+    :func:`~hwsim.cli.serve.serve_arguments` they gave."""
+    clash = [flag for flag, key in (("--cv", "cv"), ("--trace", "trace_csv")) if opts.get(key) is not None]
+    if clash:
+        raise ConfigError([f"--find-capacity: the search serves Poisson arrivals of generated lengths; "
+                           f"drop {', '.join(clash)}"])
+    if arguments.get("slo") is None:
+        raise ConfigError(["--find-capacity: give at least one limit (--slo-ttft-ms, --slo-tpot-ms or "
+                           "--slo-e2e-ms)"])
+    profile = PROFILES[opts["profile"]] if opts.get("profile") else None
+    prompt = opts.get("prompt_len") or (profile.prompt_len if profile else DEFAULT_PROMPT_LEN)
+    output = opts.get("output_len") or (profile.output_len if profile else DEFAULT_OUTPUT_LEN)
+    n = opts.get("n_requests") or DEFAULT_N_REQUESTS
+    return {**arguments, "n_requests": n, "prompt_len": prompt, "output_len": output,
+            "seed": opts.get("seed", 0)}
+
+
+def _rate(value: float) -> str:
+    return "offline" if math.isinf(value) else f"{value:.4g}"
+
+
+def format_capacity(result: CapacityResult) -> str:
+    """The answer and every evaluated point, as text."""
+    lines = ["rate_req_s  meets_slo  ttft_p99_ms  tpot_p99_ms  out_tok_s"]
+    for p in result.points:
+        m = p.metrics
+        lines.append(f"{_rate(p.rate_per_s):>10}  {'yes' if p.meets_slo else 'no':>9}  "
+                     f"{m['ttft_p99_s'] * 1e3:11.4g}  {m['tpot_p99_s'] * 1e3:11.4g}  "
+                     f"{m['output_tokens_per_s']:9.4g}")
+    s = result.summary()
+    if result.rate_per_s > 0:
+        bound = " (the throughput bound: the SLO does not bind)" if result.is_throughput_bound else (
+            f" (missed at {_rate(result.upper_rate_per_s)})")
+        head = (f"capacity: {s['capacity_requests_per_s']:.4g} requests/s{bound}, "
+                f"{s['capacity_requests_per_s_per_chip']:.4g} per chip on {s['n_chips']} chips, "
+                f"{s['output_tokens_per_s']:.4g} output tokens/s")
+    else:
+        head = f"capacity: no rate meets the SLO (lowest tried {_rate(result.upper_rate_per_s)} requests/s)"
+    return "\n".join([head, *lines])
+
+
+def format_replicas(result: ReplicaResult) -> str:
+    """The fewest replicas and every evaluated count, as text."""
+    lines = ["replicas  meets_slo  ttft_p99_ms  tpot_p99_ms  out_tok_s"]
+    for p in result.points:
+        m = p.metrics
+        lines.append(f"{p.replicas:8d}  {'yes' if p.meets_slo else 'no':>9}  {m['ttft_p99_s'] * 1e3:11.4g}  "
+                     f"{m['tpot_p99_s'] * 1e3:11.4g}  {m['output_tokens_per_s']:9.4g}")
+    if result.replicas is None:
+        head = f"replicas: even {result.max_replicas} miss the SLO at {result.rate_per_s:.4g} requests/s"
+    else:
+        head = f"replicas: {result.replicas} serve {result.rate_per_s:.4g} requests/s within the SLO"
+    return "\n".join([head, *lines])
+
+
+def run_find_capacity(opts: dict[str, Any], arguments: dict[str, Any], as_json: bool) -> None:
+    """Search, then print the answer (a table, or JSON with ``--json``)."""
+    kwargs = capacity_arguments(opts, arguments)
+    rate = opts.get("rate_per_s")
+    if rate is not None:
+        plan = kwargs.get("plan")
+        if plan is not None and plan.dp > 1:
+            kwargs["max_replicas"] = plan.dp
+            kwargs["plan"] = plan.model_copy(update={"dp": 1})
+        replicas = find_replicas(**kwargs, rate_per_s=rate)
+        if as_json:
+            summary = {"replicas": replicas.replicas, "rate_per_s": replicas.rate_per_s,
+                       "max_replicas": replicas.max_replicas}
+            points = _finite(replicas.to_frame().to_dict("records"))
+            click.echo(json.dumps({"summary": summary, "points": points}))
+        else:
+            click.echo(format_replicas(replicas))
+        return
+    result = find_capacity_api(**kwargs)
+    if as_json:
+        points = result.to_frame().to_dict("records")
+        click.echo(json.dumps({"summary": _finite(result.summary()), "points": _finite(points)}))
+    else:
+        click.echo(format_capacity(result))
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no infinity or NaN: they become null (the offline point's rate, an
+    unmissed upper rate, a metric a run does not have)."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

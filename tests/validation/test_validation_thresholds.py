@@ -32,6 +32,12 @@ REGRESSION_CEILINGS: dict[str, dict[str, float]] = {
     "cerebras per-user decode (published)": {"mape_pct": 21.8, "max_pct": 28.5},
     "groq per-user decode (published)": {"mape_pct": 22.1, "max_pct": 42.7},
     "blackwell trtllm-bench offline (published)": {"mape_pct": 41.0, "max_pct": 86.0},
+    # issue 14's serving targets (10 % / 15 %), not met: multi-GPU tensor-parallel runs
+    # come out 20-100 % faster than TensorRT-LLM's, memory-tight runs (70B on one H100 or
+    # two in fp16) 2-3x faster, and two static-batch rows disagree with their own tables
+    # by 2-5x (docs/serving.md, "Validation against published serving runs").
+    "serving throughput 1 gpu": {"mape_pct": 20.0},
+    "serving throughput multi-gpu node": {"mape_pct": 57.0},
 }
 #: Largest |error| (%) of a row that alone fitted a constant: it must still reproduce it
 #: (else the constant needs refitting). Joint fits over many rows are judged by the check
