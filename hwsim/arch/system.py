@@ -33,6 +33,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 from hwsim._paths import preset_names, resolve
 from hwsim._yaml import read_yaml, validation_problems
 from hwsim.arch.model import Chip, Version, _Frozen
+from hwsim.arch.tiers import RESERVED_TIERS, ExternalMemory, HostCpu
 from hwsim.errors import ConfigError
 from hwsim.quantities import BandwidthBytesPerS, CapacityBytes, EnergyPj, Flag, Fraction, LatencyS, SmallCount
 
@@ -154,15 +155,6 @@ class Fabric(_Frozen):
         return self.size // widest * links_per_line * self.port_bytes_per_s
 
 
-class ExternalMemory(_Frozen):
-    """Memory outside the chips: host DRAM over PCIe, or a weight-streaming appliance."""
-
-    capacity_bytes: CapacityBytes = Field(description="bytes each chip may use")
-    bandwidth_bytes_per_s: BandwidthBytesPerS = Field(description="per chip, per direction")
-    latency_s: LatencyS = 0.0
-    energy_pj_per_byte: EnergyPj = Field(default=0.0, description="one byte moved, both ends")
-
-
 @dataclass(frozen=True)
 class GroupLevel:
     """Where a parallel group sits on one level (a switch, ring, or one torus dimension).
@@ -229,6 +221,45 @@ class System(_Frozen):
     external_memory: ExternalMemory | None = Field(
         default=None, description="weight-streaming appliance (Cerebras MemoryX)"
     )
+    tiers: dict[str, ExternalMemory] = Field(
+        default_factory=dict, description="further memory tiers by name (nvme, cxl), as one chip sees them"
+    )
+    host_cpu: HostCpu | None = Field(default=None, description="the host CPU, for offloaded compute")
+    pools: dict[Literal["prefill", "decode"], System] = Field(
+        default_factory=dict,
+        description="a mixed system: the prefill and decode pools' own systems (chips of different kinds)",
+    )
+    pool_link: Link | None = Field(default=None, description="the link KV crosses from prefill to decode pool")
+
+    @field_validator("tiers")
+    @classmethod
+    def _tier_names(cls, value: dict[str, ExternalMemory]) -> dict[str, ExternalMemory]:
+        reserved = sorted(set(value) & RESERVED_TIERS)
+        if reserved:
+            raise ValueError(f"{', '.join(reserved)}: reserved tier name (the chip's memory, host and "
+                             "external_memory are fields of their own)")
+        return value
+
+    @field_validator("pools")
+    @classmethod
+    def _both_pools(cls, value: dict[str, System]) -> dict[str, System]:
+        if value and sorted(value) != ["decode", "prefill"]:
+            raise ValueError(f"a mixed system needs a 'prefill' and a 'decode' pool, got {sorted(value)}")
+        return value
+
+    def tier(self, name: str) -> ExternalMemory | None:
+        """The off-chip memory a placement's tier ``name`` means (None if the system lacks it)."""
+        if name == "host":
+            return self.host
+        if name == "external_memory":
+            return self.external_memory
+        return self.tiers.get(name)
+
+    @property
+    def tier_names(self) -> list[str]:
+        """The off-chip tiers this system has, by placement name."""
+        fixed = [n for n in ("host", "external_memory") if self.tier(n) is not None]
+        return fixed + list(self.tiers)
 
     @field_validator("fabrics")
     @classmethod
@@ -320,6 +351,9 @@ def system_from_dict(
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: <root>: expected a mapping of system fields"])
     data = dict(data)
+    problems = _resolve_parts(data, source, chip_loader)
+    if problems:
+        raise ConfigError(problems)
     if isinstance(data.get("chip"), str):
         loader = chip_loader or _default_chip_loader
         try:
@@ -332,8 +366,37 @@ def system_from_dict(
         raise ConfigError(validation_problems(source, exc)) from None
 
 
+def _resolve_parts(data: dict, source: str, chip_loader: Callable[[str], Chip] | None) -> list[str]:
+    """Load the parts given by name in place: the host CPU's chip preset and a mixed
+    system's pools (preset names, paths or inline mappings). A mixed system without a
+    ``chip`` of its own takes its prefill pool's chip, fabrics and host (so ``simulate``
+    runs on the prefill pool)."""
+    problems: list[str] = []
+    cpu = data.get("host_cpu")
+    if isinstance(cpu, dict) and isinstance(cpu.get("chip"), str):
+        try:
+            data["host_cpu"] = cpu | {"chip": (chip_loader or _default_chip_loader)(cpu["chip"])}
+        except ConfigError as exc:
+            problems += [f"{source}: host_cpu.chip: {line}" for line in exc.problems]
+    pools = data.get("pools")
+    if isinstance(pools, dict):
+        loaded = {}
+        for role, value in pools.items():
+            try:
+                loaded[role] = (load_system(value) if isinstance(value, str)
+                                else system_from_dict(value, f"{source}: pools.{role}", chip_loader))
+            except ConfigError as exc:
+                problems += [line if line.startswith(source) else f"{source}: pools.{role}: {line}"
+                             for line in exc.problems]
+        data["pools"] = loaded
+        prefill = loaded.get("prefill")
+        if "chip" not in data and isinstance(prefill, System):
+            data |= {"chip": prefill.chip, "fabrics": prefill.fabrics, "host": data.get("host", prefill.host)}
+    return problems
+
+
 def _is_system_mapping(data: Any) -> bool:
-    return isinstance(data, dict) and bool({"chip", "fabrics"} & set(data))
+    return isinstance(data, dict) and bool({"chip", "fabrics", "pools"} & set(data))
 
 
 def load_system(name_or_path: str | Path | System | Chip) -> System:

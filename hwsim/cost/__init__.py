@@ -72,8 +72,8 @@ def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCos
     chip = system.chip
     net = collective_cost(system, op, stride)
     # A host read only lands in the chip's memory; a host write only leaves it.
-    read_b = 0.0 if op.op_kind == "host_read" else op.n_bytes
-    write_b = 0.0 if op.op_kind == "host_write" else op.n_bytes
+    read_b = 0.0 if op.op_kind in ("host_read", "host_update") else op.n_bytes
+    write_b = 0.0 if op.op_kind in ("host_write", "host_update") else op.n_bytes
     try:
         cost = make_cost(chip, flops=op.flops, compute_cycles=0.0, compute_s=net.latency_s,
                          traffic=streaming_traffic(chip, read_b, write_b), n_kernels=1,
