@@ -4,11 +4,42 @@ and what running it on this chip will simplify (:func:`costing_warnings`)."""
 from __future__ import annotations
 
 from hwsim.arch.model import Chip
-from hwsim.errors import MappingError
+from hwsim.arch.system import System
+from hwsim.errors import ConfigError, MappingError
 from hwsim.units import format_bytes
 from hwsim.workload.graph import Workload
 from hwsim.workload.memory import workspace_allowance_bytes
 from hwsim.workload.ops import MatMul
+
+
+TIER_SUFFIX = "_tier_bytes"
+"""Resident-byte keys of what a placement keeps in an off-chip tier (``nvme_tier_bytes``)."""
+
+
+def check_placement(workload: Workload, system: System) -> None:
+    """Raise :class:`ConfigError` if the plan's placement names a tier the system lacks,
+    or puts more bytes per chip in a tier than its ``capacity_bytes``; the message names
+    the placement path and the numbers."""
+    plan = workload.plan
+    if plan is None or not plan.placement:
+        return
+    problems = []
+    for item, shares in plan.placement:
+        for tier, share in shares:
+            if tier != "device" and system.tier(tier) is None:
+                problems.append(f"{system.name}: plan: placement.{item}.{tier}: the system has no tier "
+                                f"{tier!r} (has: {', '.join(['device', *system.tier_names])}; share {share:g})")
+    for key, placed in workload.resident_bytes.items():
+        tier = key.removesuffix(TIER_SUFFIX)
+        memory = system.tier(tier) if key.endswith(TIER_SUFFIX) else None
+        if memory is not None and placed > memory.capacity_bytes:
+            paths = " + ".join(f"placement.{item}.{tier}" for item, shares in plan.placement if tier in dict(shares))
+            field = tier if tier in ("host", "external_memory") else f"tiers.{tier}"
+            problems.append(f"{system.name}: plan: {paths}: {format_bytes(placed)} per chip exceeds "
+                            f"{field}.capacity_bytes {format_bytes(memory.capacity_bytes)}; short by "
+                            f"{format_bytes(placed - memory.capacity_bytes)}")
+    if problems:
+        raise ConfigError(problems)
 
 
 def check_fit(workload: Workload, chip: Chip) -> None:
@@ -18,7 +49,7 @@ def check_fit(workload: Workload, chip: Chip) -> None:
     exceed the home memory level."""
     home = chip.home_level
     capacity = chip.level_capacity_bytes(home)
-    resident = dict(workload.resident_bytes)
+    resident = {k: v for k, v in workload.resident_bytes.items() if not k.endswith(TIER_SUFFIX)}
     resident["workspace_bytes"] = resident.get("workspace_bytes", 0.0) + workspace_allowance_bytes(capacity)
     need = {k: v for k, v in resident.items() if v > 0}
     total = sum(need.values())

@@ -35,9 +35,13 @@ comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
   intermediates scale with top-k. (Derived for GPT: MHA, 4h GeLU FFN, dropout; LLaMA-2-70B's
   GQA and 3.5h SwiGLU without dropout give 33.5, close enough to use it for all.) A 1F1B
   stage ``i`` keeps ``min(pp - i, microbatches)`` micro-batches, GPipe all of them.
-  Recompute keeps only each layer's input (``2*s*b*h``, /tp with sequence parallelism)
-  plus one layer's full activations being recomputed. The last stage also keeps one
-  micro-batch's fp32 logits, ``4*s*b*V/tp``.
+  Full recompute keeps only each layer's input (``2*s*b*h``, /tp with sequence
+  parallelism) plus one layer's full activations being recomputed; checkpointing every
+  ``n`` layers (``recompute_every``) keeps ``ceil(L/n)`` inputs plus ``n`` layers' full
+  activations. Selective recompute (Korthikanti et al. 2022, section 5) keeps everything
+  but the attention core's ``5*a*s/h`` term, so with flash attention (which keeps no
+  score matrix anyway) it saves nothing. The last stage also keeps one micro-batch's fp32
+  logits, ``4*s*b*V/tp``.
 - **gradients** (train): the weight shard in the weight dtype; ZeRO-2/3 divide by dp.
 - **optimizer state** (train, mixed-precision AdamW): fp32 master weights and two fp32
   moments, 12 bytes per parameter of the shard (the ZeRO paper's K = 12); ZeRO-1+
@@ -57,6 +61,10 @@ comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
 - **offload** moves weights (and, training, their gradients), optimizer state or KV
   cache to ``offloaded_bytes`` (host or external memory); streamed weights, gradients
   and KV cache keep a double buffer of two layers each in the workspace.
+- **placement** (:attr:`Plan.placement`) moves a share of weights (with, training, the
+  same share of their gradients), KV cache, activations (training) or optimizer state to
+  each named tier (``tier_bytes``, also counted in ``offloaded_bytes``); each streamed
+  share keeps a double buffer of two layers' worth of that share in the workspace.
 """
 
 from __future__ import annotations
@@ -95,6 +103,8 @@ class ChipMemory:
     optimizer_state_bytes: float = 0.0
     workspace_bytes: float = 0.0
     offloaded_bytes: float = 0.0
+    tier_bytes: tuple[tuple[str, float], ...] = ()
+    """Bytes a placement puts in each off-chip tier, ``((tier, bytes), ...)`` sorted."""
 
     @property
     def total_bytes(self) -> float:
@@ -102,8 +112,11 @@ class ChipMemory:
         return sum(getattr(self, key) for key in _ITEMS)
 
     def as_dict(self) -> dict[str, float]:
-        """Every field and ``total_bytes``, in bytes."""
-        return asdict(self) | {"total_bytes": self.total_bytes}
+        """Every byte count and ``total_bytes``, in bytes (a placement's tiers as
+        ``<tier>_tier_bytes``)."""
+        out = asdict(self)
+        out.pop("tier_bytes")
+        return out | {f"{t}_tier_bytes": b for t, b in self.tier_bytes} | {"total_bytes": self.total_bytes}
 
 
 def workspace_allowance_bytes(capacity_bytes: float) -> float:
@@ -256,9 +269,13 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
         per_layer = [_train_layer_bytes(spec, lyr, plan, s, micro, flash, width) for lyr in stage_specs]
         in_flight = plan.microbatches if plan.pipeline_schedule == "gpipe" else min(pp - stage,
                                                                                      plan.microbatches)
-        if plan.recompute:
+        if plan.full_recompute:
             kept = s * micro * spec.hidden_size * width / (tp if plan.sequence_parallel else 1)
-            acts = layers * in_flight * kept + max(per_layer, default=0.0)
+            every = min(plan.recompute_every, layers)
+            acts = math.ceil(layers / every) * in_flight * kept + every * max(per_layer, default=0.0)
+        elif plan.recompute:  # selective: the attention core is recomputed, its scores not kept
+            per_layer = [_train_layer_bytes(spec, lyr, plan, s, micro, True, width) for lyr in stage_specs]
+            acts = in_flight * sum(per_layer)
         else:
             acts = in_flight * sum(per_layer)
         if stage == pp - 1 and not spec.encoder_only:
@@ -285,7 +302,36 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
         offloaded += kv
         workspace += 2 * kv / layers
         kv = 0.0
+    if plan.placement:
+        return _placed(ChipMemory(weights, kv, acts, grads, optim, workspace, offloaded), plan, layers,
+                       layer_weights)
     return ChipMemory(weights, kv, acts, grads, optim, workspace, offloaded)
+
+
+def _placed(mem: ChipMemory, plan: Plan, layers: int, layer_weights: float) -> ChipMemory:
+    """``mem`` with the placement's off-chip shares moved to their tiers (module docstring)."""
+    items = {"weights": ("weights_bytes", "gradients_bytes"), "kv_cache": ("kv_cache_bytes",),
+             "activations": ("activations_bytes",), "optimizer": ("optimizer_state_bytes",)}
+    fields = mem.as_dict()
+    tiers: dict[str, float] = {}
+    workspace = mem.workspace_bytes
+    for item, keys in items.items():
+        shares = plan.off_chip_shares(item)
+        if not shares:
+            continue
+        off = sum(shares.values())
+        for key in keys:
+            for tier, share in shares.items():
+                tiers[tier] = tiers.get(tier, 0.0) + fields[key] * share
+            fields[key] *= 1.0 - off
+        if item == "weights":  # double buffers of the streamed share (and its gradients)
+            workspace += 2 * layer_weights * off * (2 if mem.gradients_bytes else 1)
+        elif item != "optimizer":  # the optimizer state is used where it lies
+            workspace += 2 * off * sum(getattr(mem, k) for k in keys) / layers
+    moved = sum(tiers.values())
+    return ChipMemory(fields["weights_bytes"], fields["kv_cache_bytes"], fields["activations_bytes"],
+                      fields["gradients_bytes"], fields["optimizer_state_bytes"], workspace,
+                      mem.offloaded_bytes + moved, tuple(sorted(tiers.items())))
 
 
 def memory_per_chip(
@@ -334,6 +380,9 @@ def memory_per_chip(
               "new_tokens": new_tokens, "seq_len": seq_len}
     bad = [f"{source}: {k}: must be a positive integer, got {v!r}" for k, v in values.items()
            if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
+    if phase != "train" and plan.off_chip_shares("activations"):
+        bad.append(f"{source}: plan: placement.activations: activations are offloaded in training only "
+                   f"(phase {phase!r} keeps one layer's at a time)")
     if bad:
         raise ConfigError(bad)
     shape = values | {"attention_impl": attention_impl}
