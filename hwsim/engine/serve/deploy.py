@@ -8,6 +8,10 @@ run itself (what :func:`hwsim.serve` does below its argument handling).
   plan and replicas, on one system (sharing its chips) or each on its own; KV crosses
   between them at ``transfer_bytes_per_s`` (default: the chip's first fabric link, one
   per tensor-parallel rank).
+- A mixed system (``System.pools``: a prefill pool of one chip kind, a decode pool of
+  another) gives each pool its own system; pool options without an ``arch`` take the
+  system's pool of their role, and with no pool options each pool runs one replica per
+  chip (``tp = 1``) of its system. KV crosses at the system's ``pool_link``.
 - Every request is checked up front: one whose prompt and output can never fit a
   replica's KV cache is refused with the numbers.
 """
@@ -83,6 +87,10 @@ def build_pools(system: System, spec: ModelSpec, plan: Plan | None, dtype: str, 
                 costs: CostFactory) -> tuple[list[Pool], list[str]]:
     """The pools of a run and the notes to pass on as warnings."""
     notes: list[str] = []
+    if not opts.pools and system.pools:
+        pools = [_pool(role, sub, spec, Plan(), sub.n_chips, dtype, opts, costs)
+                 for role, sub in sorted(system.pools.items(), key=lambda kv: kv[0] != "prefill")]
+        return pools, notes
     if not opts.pools:
         plan = plan or Plan()
         replicas = opts.replicas or plan.dp
@@ -91,11 +99,12 @@ def build_pools(system: System, spec: ModelSpec, plan: Plan | None, dtype: str, 
         return [pool], notes
     pools = []
     for p in opts.pools:
-        sys_p = system if p.arch is None else load_system(p.arch)
+        sys_p = (system.pools.get(p.role, system) if p.arch is None else load_system(p.arch))
         plan_p = p.plan if isinstance(p.plan, Plan) else Plan(**(p.plan or {}))
         pools.append(_pool(p.role, sys_p, spec, plan_p, p.replicas, dtype, opts, costs))
-    shared = [p for p in pools if p.system is system]
-    _check_chips(system, shared, notes)
+    for sub in {id(p.system): p.system for p in pools}.values():
+        if sub is system or sub in system.pools.values():
+            _check_chips(sub, [p for p in pools if p.system is sub], notes)
     return pools, notes
 
 
@@ -185,8 +194,13 @@ def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Pl
     check_requests(requests, pools, config.block_tokens)
     table = RequestTable(requests.arrival_s, requests.prompt_len, requests.output_len, requests.prefix_id,
                          _prefix_len(requests), on_finish=progress)
-    bandwidth = transfer_bandwidth(pools, opts.transfer_bytes_per_s) if len(pools) > 1 else 0.0
-    run = run_serving(table, pools, config, opts.router, opts.host_overhead_s, bandwidth)
+    latency = 0.0
+    if len(pools) > 1 and opts.transfer_bytes_per_s is None and system.pool_link is not None:
+        link = system.pool_link  # a mixed system's own link between its pools
+        bandwidth, latency = link.bandwidth_bytes_per_s * link.achievable_fraction, link.latency_s
+    else:
+        bandwidth = transfer_bandwidth(pools, opts.transfer_bytes_per_s) if len(pools) > 1 else 0.0
+    run = run_serving(table, pools, config, opts.router, opts.host_overhead_s, bandwidth, latency)
     return run, notes + approximations(run, spec, opts) + decoding_notes(pools[-1].decoding)
 
 
