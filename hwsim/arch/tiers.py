@@ -35,9 +35,17 @@ class ExternalMemory(_Frozen):
     NVMe array, a CXL expander), as one chip sees it."""
 
     capacity_bytes: CapacityBytes = Field(description="bytes each chip may use")
-    bandwidth_bytes_per_s: BandwidthBytesPerS = Field(description="per chip, per direction")
+    bandwidth_bytes_per_s: BandwidthBytesPerS = Field(description="per chip, per direction (reads)")
+    write_bandwidth_bytes_per_s: BandwidthBytesPerS | None = Field(
+        default=None, description="per chip, writes into the tier, if slower than reads (NVMe); None: the same")
     latency_s: LatencyS = 0.0
     energy_pj_per_byte: EnergyPj = Field(default=0.0, description="one byte moved, both ends")
+
+    def transfer_time_s(self, n_bytes: float, write: bool = False) -> float:
+        """One transfer of ``n_bytes`` to (``write``) or from the tier, in s."""
+        bandwidth = self.write_bandwidth_bytes_per_s if write and self.write_bandwidth_bytes_per_s else (
+            self.bandwidth_bytes_per_s)
+        return self.latency_s + n_bytes / bandwidth
 
 
 class HostCpu(_Frozen):

@@ -2,7 +2,7 @@
 (host DRAM, a weight-streaming appliance, NVMe, CXL) and the host CPU's optimizer step.
 
 - A transfer of ``S`` bytes to or from tier ``t`` takes ``t.latency_s + S /
-  t.bandwidth_bytes_per_s`` and ``S * t.energy_pj_per_byte`` (the tier's figures are one
+  t.bandwidth_bytes_per_s`` (writes at ``write_bandwidth_bytes_per_s`` where given) and ``S * t.energy_pj_per_byte`` (the tier's figures are one
   chip's share of its path, :class:`hwsim.arch.tiers.ExternalMemory`). A transfer that
   names no tier goes to the system's external memory, else its host (weight streaming and
   ``Plan.offload`` as before tiers existed).
@@ -57,7 +57,7 @@ def host_transfer_cost(system: System, op: Collective) -> CollectiveCost:
         if memory is None:
             raise ValueError(f"{system.name}: {op.op_kind} of {op.n_bytes:.3g} B needs host or external "
                              "memory; the system has neither (plan offload needs one)")
-    time_s = memory.latency_s + op.n_bytes / memory.bandwidth_bytes_per_s
+    time_s = memory.transfer_time_s(op.n_bytes, write=op.op_kind == "host_write")
     energy_j = op.n_bytes * memory.energy_pj_per_byte * 1e-12
     return CollectiveCost(time_s, op.n_bytes, energy_j, "dma", name)
 
