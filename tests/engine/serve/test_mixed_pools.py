@@ -27,7 +27,7 @@ def test_mixed_system_loads_from_yaml(tmp_path: Path) -> None:
     the prefill pool on H100s and the decode pool on MI300Xs."""
     path = tmp_path / "mixed.yaml"
     path.write_text("version: 1\nname: mixed\npools:\n  prefill: dgx-h100\n  decode: mi300x-8\n"
-                    "pool_link:\n  bandwidth_bytes_per_s: 5.0e+10\n  latency_s: 1.0e-5\n")
+                    "pool_link:\n  bandwidth_bytes_per_s: 5.0e+10\n  latency_s: 1.0e-5\n  energy_pj_per_bit: 5.0\n")
     system = hwsim.load_system(path)
     assert system.pools["prefill"].chip.name == "h100-sxm"
     assert system.pools["decode"].chip.name == "mi300x"
