@@ -125,7 +125,8 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
                          "kv_bytes_per_chip": p.kv.kv_bytes, "weights_bytes_per_chip": p.kv.weights_bytes}
                         for p in run.pools]}
     link_pj = system.pool_link.energy_pj_per_bit if system.pool_link is not None else None
-    return serve_result(run, requests, scheduler, spec.name, slo, opts.usd_per_chip_hour, config, notes, link_pj)
+    return serve_result(run, requests, scheduler, spec.name, slo, opts.usd_per_chip_hour, config, notes,
+                        link_pj)
 
 
 class CostCache:

@@ -27,6 +27,12 @@ def _with_tier(system: System, name: str, **update: float) -> System:
     return system.model_copy(update={"tiers": tiers})
 
 
+def _host_records(result: hwsim.Result, kind: str | None = None) -> list:
+    """Schedule records of the host-side ops (transfers, the CPU's update), of ``kind`` if given."""
+    return [rec for rec in result.schedule.records
+            if isinstance(rec.op, Collective) and rec.op.group == "host" and kind in (None, rec.op.op_kind)]
+
+
 def _decode() -> hwsim.Workload:
     return hwsim.load_workload("llama2-7b", phase="decode", batch=8, context_len=1024, n_layers=4)
 
@@ -37,7 +43,8 @@ def _train() -> hwsim.Workload:
 
 def test_shares_must_sum_to_one() -> None:
     """A placement whose shares do not sum to 1 is refused with the item and the numbers."""
-    with pytest.raises(ConfigError, match=r"placement: weights: shares sum to 0\.9 \(hbm 0\.7 \+ host 0\.2\)"):
+    summed = r"placement: weights: shares sum to 0\.9 \(hbm 0\.7 \+ host 0\.2\)"
+    with pytest.raises(ConfigError, match=summed):
         hwsim.Plan(placement={"weights": {"hbm": 0.7, "host": 0.2}})
     with pytest.raises(ConfigError, match=r"kv_cache\.hbm: a share must be a number in \[0, 1\]"):
         hwsim.Plan(placement={"kv_cache": {"hbm": 1.5, "host": -0.5}})
@@ -54,8 +61,8 @@ def test_unknown_tier_and_over_capacity_are_config_errors() -> None:
         hwsim.simulate(w, "dgx-h100", plan=hwsim.Plan(placement={"weights": {"hbm": 0.5, "nvme": 0.5}}))
     small = _with_tier(_system(), "cxl", capacity_bytes=1e9)
     plan = hwsim.Plan(placement={"weights": {"hbm": 0.5, "cxl": 0.5}})
-    with pytest.raises(ConfigError, match=r"placement\.weights\.cxl: .* per chip exceeds tiers\.cxl\.capacity_bytes "
-                                          r"953\.7 MiB; short by"):
+    over = r"placement\.weights\.cxl: .* per chip exceeds tiers\.cxl\.capacity_bytes 953\.7 MiB; short by"
+    with pytest.raises(ConfigError, match=over):
         hwsim.simulate(w, small, plan=plan)
 
 
@@ -103,9 +110,10 @@ def test_weights_on_nvme_decode_is_the_stream_time() -> None:
     w = hwsim.load_workload("llama2-7b", phase="decode", batch=1, context_len=512, n_layers=4)
     r = hwsim.simulate(w, system, plan=hwsim.Plan(placement={"weights": {"nvme": 1.0}}))
     nvme = system.tiers["nvme"]
-    stream_s = 4 * (nvme.latency_s + layer_param_bytes(w.spec, hwsim.Plan(), "bf16") / nvme.bandwidth_bytes_per_s)
+    layer_bytes = layer_param_bytes(w.spec, hwsim.Plan(), "bf16")
+    stream_s = 4 * (nvme.latency_s + layer_bytes / nvme.bandwidth_bytes_per_s)
     assert stream_s <= r.latency_s <= 1.05 * stream_s
-    reads = [rec.op for rec in r.schedule.records if isinstance(rec.op, Collective) and rec.op.tier == "nvme"]
+    reads = [rec.op for rec in _host_records(r) if rec.op.tier == "nvme"]
     assert reads and all(op.op_kind == "host_read" for op in reads)
 
 
@@ -133,8 +141,9 @@ def test_more_share_in_a_slower_tier_is_never_faster() -> None:
     assert times == sorted(times)
     assert times[-1] > 2 * times[0]
     for share in (0.25, 1.0):
-        host = hwsim.simulate(w, TIERED, plan=hwsim.Plan(placement={"weights": {"hbm": 1 - share, "host": share}}))
-        nvme = hwsim.simulate(w, TIERED, plan=hwsim.Plan(placement={"weights": {"hbm": 1 - share, "nvme": share}}))
+        host, nvme = (hwsim.simulate(w, TIERED, plan=hwsim.Plan(placement={"weights": {"hbm": 1 - share,
+                                                                                        tier: share}}))
+                      for tier in ("host", "nvme"))
         assert host.latency_s <= nvme.latency_s
 
 
@@ -148,7 +157,7 @@ def test_activation_offload_trades_memory_for_streams() -> None:
     assert mem.activations_bytes == pytest.approx(0.5 * base.activations_bytes)
     assert dict(mem.tier_bytes)["host"] == pytest.approx(0.5 * base.activations_bytes)
     r = hwsim.simulate(_train(), TIERED, plan=plan)
-    kinds = {(rec.op.op_kind, rec.op.tier) for rec in r.schedule.records if isinstance(rec.op, Collective)}
+    kinds = {(rec.op.op_kind, rec.op.tier) for rec in _host_records(r)}
     assert {("host_write", "host"), ("host_read", "host")} <= kinds
     assert r.latency_s >= hwsim.simulate(_train(), TIERED).latency_s
     with pytest.raises(ConfigError, match="activations are offloaded in training only"):
@@ -180,15 +189,17 @@ def test_cpu_adam_time_is_the_closed_form() -> None:
     w = _train()
     r = hwsim.simulate(w, system, plan=hwsim.zero_offload_plan())
     n_params = w.spec.model_copy(update={"num_hidden_layers": 2}).param_count()
-    updates = [rec for rec in r.schedule.records if isinstance(rec.op, Collective) and rec.op.op_kind == "host_update"]
+    updates = _host_records(r, "host_update")
     assert len(updates) == 1
-    assert updates[0].end_s - updates[0].start_s == pytest.approx(_cpu_adam_closed_form_s(system, n_params), rel=1e-9)
+    took_s = updates[0].end_s - updates[0].start_s
+    assert took_s == pytest.approx(_cpu_adam_closed_form_s(system, n_params), rel=1e-9)
     assert "optimizer" not in set(r.to_frame().kind)
     # Half the sockets: twice the time.
-    slower = system.model_copy(update={"host_cpu": system.host_cpu.model_copy(update={"sockets_per_chip": 0.125})})
-    r2 = hwsim.simulate(w, slower, plan=hwsim.zero_offload_plan())
-    upd2 = [rec for rec in r2.schedule.records if isinstance(rec.op, Collective) and rec.op.op_kind == "host_update"]
-    assert upd2[0].end_s - upd2[0].start_s == pytest.approx(2 * (updates[0].end_s - updates[0].start_s), rel=1e-9)
+    assert system.host_cpu is not None
+    fewer = system.host_cpu.model_copy(update={"sockets_per_chip": 0.125})
+    r2 = hwsim.simulate(w, system.model_copy(update={"host_cpu": fewer}), plan=hwsim.zero_offload_plan())
+    upd2 = _host_records(r2, "host_update")
+    assert upd2[0].end_s - upd2[0].start_s == pytest.approx(2 * took_s, rel=1e-9)
 
 
 def test_optimizer_on_the_host_without_a_cpu_warns() -> None:
@@ -202,7 +213,7 @@ def test_zero_infinity_streams_from_nvme_and_updates_on_the_cpu() -> None:
     plan = hwsim.zero_infinity_plan(activations_tier="host")
     assert plan.zero_stage == 3 and plan.recompute
     r = hwsim.simulate(_train(), TIERED, plan=plan)
-    tiers = {rec.op.tier for rec in r.schedule.records if isinstance(rec.op, Collective) and rec.op.group == "host"}
+    tiers = {rec.op.tier for rec in _host_records(r)}
     assert tiers == {"nvme", "host"}
     spec = hwsim.load_model_spec("llama2-7b")
     mem = memory_per_chip(spec, "train", plan, batch=2, seq_len=512)

@@ -35,7 +35,7 @@ from hwsim._yaml import read_yaml, validation_problems
 from hwsim.arch.model import Chip, Version, _Frozen
 from hwsim.arch.tiers import RESERVED_TIERS, ExternalMemory, HostCpu
 from hwsim.errors import ConfigError
-from hwsim.quantities import BandwidthBytesPerS, CapacityBytes, EnergyPj, Flag, Fraction, LatencyS, SmallCount
+from hwsim.quantities import BandwidthBytesPerS, EnergyPj, Flag, Fraction, LatencyS, SmallCount
 
 Topology = Literal["ring", "switch", "full_mesh", "torus_2d", "torus_3d", "mesh_2d"]
 
@@ -229,7 +229,7 @@ class System(_Frozen):
         default_factory=dict,
         description="a mixed system: the prefill and decode pools' own systems (chips of different kinds)",
     )
-    pool_link: Link | None = Field(default=None, description="the link KV crosses from prefill to decode pool")
+    pool_link: Link | None = Field(default=None, description="the link KV crosses between pools")
 
     @field_validator("tiers")
     @classmethod

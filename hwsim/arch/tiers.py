@@ -37,7 +37,7 @@ class ExternalMemory(_Frozen):
     capacity_bytes: CapacityBytes = Field(description="bytes each chip may use")
     bandwidth_bytes_per_s: BandwidthBytesPerS = Field(description="per chip, per direction (reads)")
     write_bandwidth_bytes_per_s: BandwidthBytesPerS | None = Field(
-        default=None, description="per chip, writes into the tier, if slower than reads (NVMe); None: the same")
+        default=None, description="per chip, writes into the tier if slower than reads (NVMe); None: same")
     latency_s: LatencyS = 0.0
     energy_pj_per_byte: EnergyPj = Field(default=0.0, description="one byte moved, both ends")
 

@@ -2,7 +2,8 @@
 (host DRAM, a weight-streaming appliance, NVMe, CXL) and the host CPU's optimizer step.
 
 - A transfer of ``S`` bytes to or from tier ``t`` takes ``t.latency_s + S /
-  t.bandwidth_bytes_per_s`` (writes at ``write_bandwidth_bytes_per_s`` where given) and ``S * t.energy_pj_per_byte`` (the tier's figures are one
+  t.bandwidth_bytes_per_s`` (writes at ``write_bandwidth_bytes_per_s`` where given) and
+  ``S * t.energy_pj_per_byte`` (the tier's figures are one
   chip's share of its path, :class:`hwsim.arch.tiers.ExternalMemory`). A transfer that
   names no tier goes to the system's external memory, else its host (weight streaming and
   ``Plan.offload`` as before tiers existed).

@@ -11,7 +11,6 @@ from hwsim.workload.graph import Workload
 from hwsim.workload.memory import workspace_allowance_bytes
 from hwsim.workload.ops import MatMul
 
-
 TIER_SUFFIX = "_tier_bytes"
 """Resident-byte keys of what a placement keeps in an off-chip tier (``nvme_tier_bytes``)."""
 
@@ -27,13 +26,15 @@ def check_placement(workload: Workload, system: System) -> None:
     for item, shares in plan.placement:
         for tier, share in shares:
             if tier != "device" and system.tier(tier) is None:
+                has = ", ".join(["device", *system.tier_names])
                 problems.append(f"{system.name}: plan: placement.{item}.{tier}: the system has no tier "
-                                f"{tier!r} (has: {', '.join(['device', *system.tier_names])}; share {share:g})")
+                                f"{tier!r} (has: {has}; share {share:g})")
     for key, placed in workload.resident_bytes.items():
         tier = key.removesuffix(TIER_SUFFIX)
         memory = system.tier(tier) if key.endswith(TIER_SUFFIX) else None
         if memory is not None and placed > memory.capacity_bytes:
-            paths = " + ".join(f"placement.{item}.{tier}" for item, shares in plan.placement if tier in dict(shares))
+            paths = " + ".join(f"placement.{item}.{tier}" for item, shares in plan.placement
+                               if tier in dict(shares))
             field = tier if tier in ("host", "external_memory") else f"tiers.{tier}"
             problems.append(f"{system.name}: plan: {paths}: {format_bytes(placed)} per chip exceeds "
                             f"{field}.capacity_bytes {format_bytes(memory.capacity_bytes)}; short by "

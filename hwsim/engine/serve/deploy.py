@@ -53,7 +53,7 @@ def _replica_plan(plan: Plan, where: str) -> Plan:
     if "kv_cache" in plan.offload or plan.off_chip_shares("kv_cache"):
         problems.append(f"{where}: plan: an offloaded KV cache is not modelled in serving")
     if plan.off_chip_shares("activations") or plan.off_chip_shares("optimizer"):
-        problems.append(f"{where}: plan: placement of activations or optimizer state applies to training only")
+        problems.append(f"{where}: plan: placement of activations or optimizer state is for training only")
     if problems:
         raise ConfigError(problems)
     return plan.model_copy(update={"dp": 1, "microbatches": 1, "zero_stage": 0, "recompute": False})

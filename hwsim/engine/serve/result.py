@@ -40,8 +40,8 @@ def serve_result(run: ServeRun, requests: Requests, scheduler: str, model: str, 
     transfer = 0.0
     if run.transferred_bytes:
         fabrics = [p.system.fabrics[0] for p in run.pools if p.system.fabrics]
-        pj_per_bit = max((f.link.energy_pj_per_bit for f in fabrics), default=0.0) if link_pj_per_bit is None \
-            else link_pj_per_bit
+        pj_per_bit = link_pj_per_bit if link_pj_per_bit is not None else max(
+            (f.link.energy_pj_per_bit for f in fabrics), default=0.0)
         transfer = run.transferred_bytes * 8 * pj_per_bit * 1e-12
     n_chips = sum(p.n_chips for p in run.pools)
     arch = " + ".join(dict.fromkeys(p.system.name for p in run.pools))
