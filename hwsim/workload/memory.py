@@ -70,13 +70,13 @@ comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
 from hwsim.units import format_bytes
 from hwsim.workload import layers as layers_mod
 from hwsim.workload.layers import LayerSpec, SsmSpec
+from hwsim.workload.placement import _ITEMS, ChipMemory, placed_memory
 from hwsim.workload.plan import PHASES, Plan
 from hwsim.workload.spec import ModelSpec
 
@@ -86,38 +86,6 @@ GIB = 2**30
 WORKSPACE_CAP_BYTES = 1.0 * GIB
 WORKSPACE_FRACTION = 1.0 / 64
 ADAMW_BYTES_PER_PARAM = 12.0  # fp32 master weights + two fp32 moments
-
-_ITEMS = {"weights_bytes": "weights", "kv_cache_bytes": "KV cache", "activations_bytes": "activations",
-          "gradients_bytes": "gradients", "optimizer_state_bytes": "optimizer state",
-          "workspace_bytes": "workspace"}
-
-
-@dataclass(frozen=True)
-class ChipMemory:
-    """Bytes one chip holds, by item; ``offloaded_bytes`` lie in host memory instead."""
-
-    weights_bytes: float = 0.0
-    kv_cache_bytes: float = 0.0
-    activations_bytes: float = 0.0
-    gradients_bytes: float = 0.0
-    optimizer_state_bytes: float = 0.0
-    workspace_bytes: float = 0.0
-    offloaded_bytes: float = 0.0
-    tier_bytes: tuple[tuple[str, float], ...] = ()
-    """Bytes a placement puts in each off-chip tier, ``((tier, bytes), ...)`` sorted."""
-
-    @property
-    def total_bytes(self) -> float:
-        """On-chip bytes (everything but ``offloaded_bytes``)."""
-        return sum(getattr(self, key) for key in _ITEMS)
-
-    def as_dict(self) -> dict[str, float]:
-        """Every byte count and ``total_bytes``, in bytes (a placement's tiers as
-        ``<tier>_tier_bytes``)."""
-        out = asdict(self)
-        out.pop("tier_bytes")
-        return out | {f"{t}_tier_bytes": b for t, b in self.tier_bytes} | {"total_bytes": self.total_bytes}
-
 
 def workspace_allowance_bytes(capacity_bytes: float) -> float:
     """The runtime's workspace on a chip whose home memory holds ``capacity_bytes``:
@@ -303,35 +271,9 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
         workspace += 2 * kv / layers
         kv = 0.0
     if plan.placement:
-        return _placed(ChipMemory(weights, kv, acts, grads, optim, workspace, offloaded), plan, layers,
+        return placed_memory(ChipMemory(weights, kv, acts, grads, optim, workspace, offloaded), plan, layers,
                        layer_weights)
     return ChipMemory(weights, kv, acts, grads, optim, workspace, offloaded)
-
-
-def _placed(mem: ChipMemory, plan: Plan, layers: int, layer_weights: float) -> ChipMemory:
-    """``mem`` with the placement's off-chip shares moved to their tiers (module docstring)."""
-    items = {"weights": ("weights_bytes", "gradients_bytes"), "kv_cache": ("kv_cache_bytes",),
-             "activations": ("activations_bytes",), "optimizer": ("optimizer_state_bytes",)}
-    fields = mem.as_dict()
-    tiers: dict[str, float] = {}
-    workspace = mem.workspace_bytes
-    for item, keys in items.items():
-        shares = plan.off_chip_shares(item)
-        if not shares:
-            continue
-        off = sum(shares.values())
-        for key in keys:
-            for tier, share in shares.items():
-                tiers[tier] = tiers.get(tier, 0.0) + fields[key] * share
-            fields[key] *= 1.0 - off
-        if item == "weights":  # double buffers of the streamed share (and its gradients)
-            workspace += 2 * layer_weights * off * (2 if mem.gradients_bytes else 1)
-        elif item != "optimizer":  # the optimizer state is used where it lies
-            workspace += 2 * off * sum(getattr(mem, k) for k in keys) / layers
-    moved = sum(tiers.values())
-    return ChipMemory(fields["weights_bytes"], fields["kv_cache_bytes"], fields["activations_bytes"],
-                      fields["gradients_bytes"], fields["optimizer_state_bytes"], workspace,
-                      mem.offloaded_bytes + moved, tuple(sorted(tiers.items())))
 
 
 def memory_per_chip(
