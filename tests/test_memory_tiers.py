@@ -231,3 +231,20 @@ def test_flexgen_amortises_the_stream_over_the_batch() -> None:
     assert tps == sorted(tps)
     assert steps[32].latency_s < 1.5 * steps[1].latency_s
     assert not math.isclose(tps[0], tps[-1])
+
+
+def test_cli_places_shares_and_refuses_a_bad_one() -> None:
+    """``hwsim simulate --place weights=hbm:0.5,nvme:0.5`` runs; shares that do not sum to 1
+    exit with the placement error, no traceback."""
+    from click.testing import CliRunner
+
+    from hwsim.cli import main as cli
+
+    args = ["simulate", "--arch", TIERED, "--model", "llama2-7b", "--phase", "decode", "--batch", "2",
+            "--n-layers", "2", "--json"]
+    ok = CliRunner().invoke(cli, [*args, "--place", "weights=hbm:0.5,nvme:0.5"])
+    assert ok.exit_code == 0, ok.output
+    assert "weights:device0.5+nvme0.5" in ok.output
+    bad = CliRunner().invoke(cli, [*args, "--place", "weights=hbm:0.5,nvme:0.4"])
+    assert bad.exit_code != 0 and "shares sum to 0.9" in bad.output
+    assert "Traceback" not in bad.output

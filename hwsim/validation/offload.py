@@ -45,7 +45,8 @@ def offload_tokens_per_s(row: dict[str, str]) -> float:
     batch, input_len, output_len = int(row["batch"]), int(row["input_len"]), int(row["output_len"])
     plan = hwsim.Plan(placement={"weights": _placement(row["weights_placement"])})
     prefill = lower(spec, "prefill", batch=batch, prompt_len=input_len, dtype=dtype, plan=plan)
-    decode = lower(spec, "decode", batch=batch, context_len=input_len + output_len // 2, dtype=dtype, plan=plan)
+    context = input_len + output_len // 2
+    decode = lower(spec, "decode", batch=batch, context_len=context, dtype=dtype, plan=plan)
     t_prefill = hwsim.simulate(prefill, row["system"]).latency_s
     t_decode = hwsim.simulate(decode, row["system"]).latency_s
     return batch * output_len / (t_prefill + output_len * t_decode)
