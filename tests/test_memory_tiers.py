@@ -248,3 +248,15 @@ def test_cli_places_shares_and_refuses_a_bad_one() -> None:
     bad = CliRunner().invoke(cli, [*args, "--place", "weights=hbm:0.5,nvme:0.4"])
     assert bad.exit_code != 0 and "shares sum to 0.9" in bad.output
     assert "Traceback" not in bad.output
+
+
+def test_zero3_ranks_stream_only_their_shard() -> None:
+    """ZeRO-Infinity over 4 data-parallel ranks: each rank reads a quarter of a layer's
+    weights from NVMe (the all-gather joins the shards)."""
+    w = hwsim.load_workload("llama2-7b", phase="train", batch=4, seq_len=256, n_layers=2)
+    one = hwsim.simulate(w, TIERED, plan=hwsim.zero_infinity_plan())
+    four = hwsim.simulate(w, TIERED, plan=hwsim.zero_infinity_plan(dp=4))
+    reads = {n: sorted({rec.op.n_bytes for rec in _host_records(r, "host_read")
+                        if rec.name.endswith("weights_stream_nvme")}) for n, r in ((1, one), (4, four))}
+    assert reads[1]
+    assert [4 * b for b in reads[4]] == pytest.approx(reads[1])

@@ -191,7 +191,8 @@ def placed_streams(g: OperatorGraph, layer: LayerSpec, plan: Plan, batch: int, q
                    dtype: str) -> None:
     """Add the streams of the layer's weights and KV cache that ``plan.placement`` keeps
     off the chip, one per tier and direction."""
-    param_bytes = layer_param_bytes(layer, plan, dtype)
+    # Under ZeRO-3 each rank keeps (and streams) only its shard; the all-gather joins them.
+    param_bytes = layer_param_bytes(layer, plan, dtype) / (plan.dp if plan.zero_stage == 3 else 1)
     for tier, share in plan.off_chip_shares("weights").items():
         g.add_op(f"weights_stream_{tier}", Collective("host_read", share * param_bytes, "host", 1, dtype,
                                                       prefetch=True, tier=tier))

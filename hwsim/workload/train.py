@@ -259,6 +259,8 @@ def _placed_training_streams(fwd: OperatorGraph, bwd: OperatorGraph, plan: Plan,
                                                   prefetch=True, tier=tier))
         bwd.add_op(f"acts_in_{tier}", Collective("host_read", share * saved_bytes, "host", 1, dtype,
                                                  prefetch=True, tier=tier))
+    if plan.zero_stage == 3:  # each rank streams its shard only (the all-gather joins them)
+        param_bytes /= plan.dp
     for tier, share in plan.off_chip_shares("weights").items():
         bwd.add_op(f"weights_stream_{tier}", Collective("host_read", share * param_bytes, "host", 1, dtype,
                                                         prefetch=True, tier=tier))

@@ -62,6 +62,12 @@ def _replica_plan(plan: Plan, where: str) -> Plan:
 def _pool(role: Role, system: System, spec: ModelSpec, plan: Plan, replicas: int, dtype: str,
           opts: ServeOptions, costs: CostFactory) -> Pool:
     replica_plan = _replica_plan(plan, f"{system.name} ({role})")
+    missing = [f"{system.name} ({role}): plan: placement.{item}.{tier}: the system has no tier {tier!r} "
+               f"(has: {', '.join(['device', *system.tier_names])})"
+               for item, shares in replica_plan.placement for tier, _ in shares
+               if tier != "device" and system.tier(tier) is None]
+    if missing:
+        raise ConfigError(missing)
     model = ReplicaModel(spec, system.chip, replica_plan, costs(system, replica_plan), dtype=dtype,
                          attention_impl=opts.attention_impl, token_grid=True)
     budget = opts.scheduler_config("vllm").max_num_batched_tokens

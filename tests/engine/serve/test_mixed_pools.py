@@ -70,3 +70,15 @@ def test_a_mixed_system_needs_both_pools() -> None:
         system_from_dict({"name": "half", "pools": {"prefill": "dgx-h100"}})
     with pytest.raises(ConfigError, match="pools.decode"):
         system_from_dict({"name": "bad", "pools": {"prefill": "dgx-h100", "decode": "no-such-system"}})
+
+
+def test_serving_streams_placed_weights_and_checks_the_tier() -> None:
+    """Half the weights on NVMe: serving streams them every iteration (slower than all in
+    HBM); a tier the system lacks is a ConfigError naming the placement path."""
+    requests = hwsim.Requests.offline(8, 256, 16)
+    plan = hwsim.Plan(placement={"weights": {"hbm": 0.5, "nvme": 0.5}})
+    placed = hwsim.serve(requests, "dgx-h100-tiered", model="llama2-7b", plan=plan, **SMALL)
+    resident = hwsim.serve(requests, "dgx-h100-tiered", model="llama2-7b", **SMALL)
+    assert placed.output_tokens_per_s < resident.output_tokens_per_s
+    with pytest.raises(ConfigError, match=r"placement\.weights\.nvme: the system has no tier 'nvme'"):
+        hwsim.serve(requests, "dgx-h100", model="llama2-7b", plan=plan, **SMALL)
