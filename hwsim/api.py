@@ -20,7 +20,7 @@ from hwsim.engine.serve.requests import Requests
 from hwsim.engine.serve.result import ServeResult, serve_result
 from hwsim.engine.step import StepRun, run_step
 from hwsim.errors import ConfigError
-from hwsim.mapping.fit import check_fit, check_placement, costing_warnings
+from hwsim.mapping.fit import check_fit, check_placement, costing_warnings, placement_warnings
 from hwsim.result import Result
 from hwsim.workload.graph import Workload
 from hwsim.workload.lower import lower
@@ -221,7 +221,8 @@ def simulate(
     if not reusable:
         cache = CostCache(chip, system, plan)
     assert cache is not None
-    warnings = (*workload.warnings, *costing_warnings(workload, chip), *_host_warnings(workload, system))
+    warnings = (*workload.warnings, *costing_warnings(workload, chip), *_host_warnings(workload, system),
+                *placement_warnings(workload))
     # The replica engine re-lowers decoder-only passes from the spec; an encoder-decoder's
     # passes (encoder, cross-attention) run as lowered, op by op.
     replica = workload.spec is not None and not workload.spec.is_encoder_decoder

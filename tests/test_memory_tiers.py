@@ -260,3 +260,30 @@ def test_zero3_ranks_stream_only_their_shard() -> None:
                         if rec.name.endswith("weights_stream_nvme")}) for n, r in ((1, one), (4, four))}
     assert reads[1]
     assert [4 * b for b in reads[4]] == pytest.approx(reads[1])
+
+
+def test_tier_energy_is_bytes_times_its_energy_per_byte_and_simplifications_are_warned() -> None:
+    """Weights wholly on NVMe, one decode step: the link energy is every layer's bytes at the
+    NVMe tier's pJ/B; the result names what placement simplifies."""
+    system = _system()
+    w = hwsim.load_workload("llama2-7b", phase="decode", batch=1, context_len=512, n_layers=4)
+    r = hwsim.simulate(w, system, plan=hwsim.Plan(placement={"weights": {"nvme": 1.0}}))
+    nvme = system.tiers["nvme"]
+    expect_j = 4 * layer_param_bytes(w.spec, hwsim.Plan(), "bf16") * nvme.energy_pj_per_byte * 1e-12
+    assert r.energy_breakdown_j["interconnect_j"] == pytest.approx(expect_j, rel=1e-9)
+    assert any("do not also occupy the host link" in line for line in r.warnings)
+    assert any("only the layers' weights stream" in line for line in r.warnings)
+    assert all("placement" not in line for line in hwsim.simulate(w, system).warnings)
+
+
+def test_kv_cache_share_in_host_memory_costs_streams() -> None:
+    """More of the KV cache in host memory: decode never faster, and the share read each
+    step is the share of the cached keys and values."""
+    w = _decode()
+    runs = [hwsim.simulate(w, TIERED, plan=hwsim.Plan(placement={"kv_cache": {"hbm": 1 - s, "host": s}}))
+            for s in (0.0, 0.5, 1.0)]
+    times = [r.latency_s for r in runs]
+    assert times == sorted(times) and times[-1] > times[0]
+    full = sorted(rec.op.n_bytes for rec in _host_records(runs[2], "host_read"))
+    half = sorted(rec.op.n_bytes for rec in _host_records(runs[1], "host_read"))
+    assert full and [2 * b for b in half] == pytest.approx(full)

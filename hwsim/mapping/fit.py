@@ -43,6 +43,22 @@ def check_placement(workload: Workload, system: System) -> None:
         raise ConfigError(problems)
 
 
+def placement_warnings(workload: Workload) -> tuple[str, ...]:
+    """What a plan's placement simplifies, one line each (``docs/memory_tiers.md``)."""
+    plan = workload.plan
+    if plan is None or not plan.placement:
+        return ()
+    lines = []
+    tiers = sorted({t for _, shares in plan.placement for t, _ in shares} - {"device", "host"})
+    if tiers:
+        lines.append(f"placement: transfers to {', '.join(tiers)} run on their own lanes at each tier's "
+                     "bandwidth; they do not also occupy the host link")
+    if plan.off_chip_shares("weights"):
+        lines.append("placement: the embedding and LM head count in the placed weight shares but are read "
+                     "from the chip's memory; only the layers' weights stream")
+    return tuple(lines)
+
+
 def check_fit(workload: Workload, chip: Chip) -> None:
     """Raise :class:`MappingError` if the workload's resident bytes (weights, KV cache,
     gradients, optimizer state, saved activations, its own buffers) and the runtime's
