@@ -27,6 +27,7 @@ from hwsim.sweep.spec import load_spec as load_sweep_spec
 from hwsim.technology import load_technology
 from hwsim.workload import Workload, list_models, load_model_spec
 from hwsim.workload.plan import Plan
+from hwsim.workload.tiers import flexgen_plan, zero_infinity_plan, zero_offload_plan
 
 __version__ = "0.1.0"
 
@@ -42,6 +43,9 @@ __all__ = [
     "accuracy_delta",
     "published_accuracy",
     "Plan",
+    "flexgen_plan",
+    "zero_infinity_plan",
+    "zero_offload_plan",
     "Requests",
     "SLO",
     "ServeResult",

@@ -28,7 +28,7 @@ from hwsim.engine.serve.requests import Requests
 from hwsim.engine.serve.result import ServeResult, serve_result
 from hwsim.engine.step import StepRun, run_step
 from hwsim.errors import ConfigError
-from hwsim.mapping.fit import check_fit, costing_warnings
+from hwsim.mapping.fit import check_fit, check_placement, costing_warnings, placement_warnings
 from hwsim.mapping.gemm import emulation_dtype
 from hwsim.result import Result
 from hwsim.workload.graph import Workload
@@ -138,7 +138,9 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
                          "replicas": p.replicas, "kv_blocks": p.kv.n_blocks,
                          "kv_bytes_per_chip": p.kv.kv_bytes, "weights_bytes_per_chip": p.kv.weights_bytes}
                         for p in run.pools]}
-    return serve_result(run, requests, scheduler, spec.name, slo, opts.usd_per_chip_hour, config, notes)
+    link_pj = system.pool_link.energy_pj_per_bit if system.pool_link is not None else None
+    return serve_result(run, requests, scheduler, spec.name, slo, opts.usd_per_chip_hour, config, notes,
+                        link_pj)
 
 
 def find_capacity(arch: Chip | System | str | Path, *, model: str | Path | ModelSpec = "llama2-7b",
@@ -292,7 +294,20 @@ def _with_plan(workload: Workload, plan: Plan | None, system: System) -> Workloa
     if used > system.n_chips:
         raise ConfigError([f"{system.name}: plan: {workload.plan.label()} needs {used} chips; "
                            f"the system has {system.n_chips}"])
+    check_placement(workload, system)
     return workload
+
+
+def _host_warnings(workload: Workload, system: System) -> tuple[str, ...]:
+    """What the run leaves out on the host side: an optimizer step on the host without a
+    ``host_cpu`` to time it."""
+    plan = workload.plan
+    if plan is None or workload.phase != "train" or system.host_cpu is not None:
+        return ()
+    if "optimizer" in plan.offload or plan.off_chip_shares("optimizer"):
+        return (f"{system.name}: the optimizer step on the host is not timed (the system has no host_cpu; "
+                "taken as hidden under the next step, ZeRO-Offload's delayed parameter update)",)
+    return ()
 
 
 def simulate(
@@ -325,7 +340,8 @@ def simulate(
     if not reusable:
         cache = CostCache(chip, system, plan)
     assert cache is not None
-    warnings = (*workload.warnings, *costing_warnings(workload, chip))
+    warnings = (*workload.warnings, *costing_warnings(workload, chip), *_host_warnings(workload, system),
+                *placement_warnings(workload))
     # The replica engine re-lowers decoder-only passes from the spec; an encoder-decoder's
     # passes (encoder, cross-attention) run as lowered, op by op.
     replica = workload.spec is not None and not workload.spec.is_encoder_decoder

@@ -141,6 +141,12 @@ def plan_options(func: F) -> F:
                        ("tp", "Tensor-parallel group size.")):
         func = click.option(f"--{name}", type=click.IntRange(min=1), default=None, help=text)(func)
     func = click.option("--sequence-parallel", is_flag=True, help="Megatron sequence parallelism.")(func)
+    func = click.option("--recompute-granularity", type=click.Choice(["full", "selective"]), default=None,
+                        help="With --recompute: whole layers, or the attention core only (Megatron).")(func)
+    func = click.option("--recompute-every", type=click.IntRange(min=1), default=None,
+                        help="Full recompute: keep every n-th layer's input (checkpoint spacing).")(func)
+    func = click.option("--place", "placement", multiple=True, metavar="ITEM=TIER:SHARE[,TIER:SHARE]",
+                        help="Placement shares per tier, e.g. weights=hbm:0.7,host:0.3.")(func)
     return click.option("--zero", "zero_stage", type=click.IntRange(0, 3), default=None,
                         help="ZeRO stage.")(click.option("--recompute", is_flag=True,
                                                          help="Activation checkpointing.")(func))
@@ -149,14 +155,32 @@ def plan_options(func: F) -> F:
 def plan_from_options(opts: dict[str, Any]) -> Plan | None:
     """Take the plan options out of ``opts``; None when none was given."""
     values = {k: opts.pop(k) for k in ("tp", "pp", "dp", "ep", "microbatches", "zero_stage",
-                                       "sequence_parallel", "recompute")}
+                                       "sequence_parallel", "recompute", "recompute_granularity",
+                                       "recompute_every")}
     given = {k: v for k, v in values.items() if v not in (None, False)}
+    placement = _placement(opts.pop("placement", ()) or ())
+    if placement:
+        given["placement"] = placement
     if not given:
         return None
     try:
         return Plan(**given)
     except ValidationError as exc:
         raise ConfigError(validation_problems("plan", exc)) from None
+
+
+def _placement(pairs: tuple[str, ...]) -> dict[str, dict[str, float]]:
+    """``("weights=hbm:0.7,host:0.3", ...)`` as a placement mapping."""
+    out: dict[str, dict[str, float]] = {}
+    for text in pairs:
+        item, _, rest = text.partition("=")
+        try:
+            shares = (part.split(":") for part in rest.split(","))
+            out[item.strip()] = {t.strip(): float(v) for t, v in shares}
+        except ValueError:
+            raise ConfigError([f"--place: {text!r}: expected ITEM=TIER:SHARE[,TIER:SHARE...], "
+                               "e.g. weights=hbm:0.7,host:0.3"]) from None
+    return out
 
 
 # Decoding strategies and KV policies (hwsim/workload/decoding.py): ``--decoding KIND``

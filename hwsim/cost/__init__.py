@@ -72,11 +72,12 @@ def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCos
     chip = system.chip
     net = collective_cost(system, op, stride)
     # A host read only lands in the chip's memory; a host write only leaves it.
-    read_b = 0.0 if op.op_kind == "host_read" else op.n_bytes
-    write_b = 0.0 if op.op_kind == "host_write" else op.n_bytes
+    read_b = 0.0 if op.op_kind in ("host_read", "host_update") else op.n_bytes
+    write_b = 0.0 if op.op_kind in ("host_write", "host_update") else op.n_bytes
     try:
         cost = make_cost(chip, flops=op.flops, compute_cycles=0.0, compute_s=net.latency_s,
-                         traffic=streaming_traffic(chip, read_b, write_b), n_kernels=1,
+                         traffic=streaming_traffic(chip, read_b, write_b),
+                         n_kernels=0 if op.op_kind == "host_update" else 1,  # the host CPU's work
                          compute_energy_j=0.0, detail=f"{net.algorithm} over {net.fabric}")
         return check_cost(replace(cost, link_energy_j=net.energy_j / max(1, op.group_size)))
     except SimulationError as exc:

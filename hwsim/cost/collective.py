@@ -323,7 +323,9 @@ def collective_cost(
         If the group does not fit the system, or ``algorithm`` is not legal for it.
     """
     if op.group == "host":
-        return host_transfer_cost(system, op)
+        from hwsim.cost.host import host_cost  # host.py builds on CollectiveCost
+
+        return host_cost(system, op)
     if op.group_size == 1:
         return CollectiveCost(0.0, 0.0, 0.0, "none", "")
     options = _options(system, op, stride)
@@ -339,24 +341,6 @@ def collective_cost(
             )
     part, fabric = options[name]
     return _cost(name, part, fabric, op.group_size)
-
-
-def host_transfer_cost(system: System, op: Collective) -> CollectiveCost:
-    """Cost of moving ``op.n_bytes`` between one chip and the memory outside the chips.
-
-    Raises
-    ------
-    ValueError
-        If the system has neither ``external_memory`` nor ``host`` memory.
-    """
-    memory, name = (system.external_memory, "external_memory") if system.external_memory else (
-        system.host, "host")
-    if memory is None:
-        raise ValueError(f"{system.name}: {op.op_kind} of {op.n_bytes:.3g} B needs host or external memory; "
-                         "the system has neither (plan offload needs one)")
-    time_s = memory.latency_s + op.n_bytes / memory.bandwidth_bytes_per_s
-    energy_j = op.n_bytes * memory.energy_pj_per_byte * 1e-12
-    return CollectiveCost(time_s, op.n_bytes, energy_j, "dma", name)
 
 
 def bus_bandwidth_bytes_per_s(op: Collective, cost: CollectiveCost) -> float:

@@ -56,9 +56,11 @@ def replica_model(workload: Workload, system: System, cost_of: Callable[..., OpC
     if args.get("n_layers") is not None:
         spec = spec.model_copy(update={"num_hidden_layers": args["n_layers"]})
     plan = workload.plan or Plan()
+    streamed_kv = "kv_cache" in plan.offload or bool(plan.off_chip_shares("kv_cache"))
     return ReplicaModel(spec, system.chip, plan, cost_of, dtype=str(workload.params["dtype"]),
                         attention_impl=str(args.get("attention_impl", "flash")),
-                        sparsity=args.get("sparsity"), per_shape=plan.cp > 1 or "kv_cache" in plan.offload,
+                        sparsity=args.get("sparsity"),
+                        per_shape=plan.cp > 1 or streamed_kv,
                         capacity_factor=float(args.get("moe_capacity_factor", 1.0)),
                         lowering=workload.iteration_cache, precision=workload.precision)
 

@@ -316,8 +316,9 @@ class _Sim:
         env, node = self.env, self.nodes[i]
         op = node.op
         assert isinstance(op, Collective)
-        # Links are full duplex: host reads and writes each have their own direction.
-        lane = op.op_kind if op.group == "host" else op.group
+        # Links are full duplex: host reads and writes each have their own direction, on
+        # each tier's own path (the host CPU's update holds the CPU, not a link).
+        lane = f"{op.tier}:{op.op_kind}" if op.group == "host" else op.group
         link = self.links.setdefault(lane, simpy.Resource(env, capacity=1))
         with link.request() as req:
             yield req

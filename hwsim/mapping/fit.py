@@ -4,7 +4,8 @@ and what running it on this chip will simplify (:func:`costing_warnings`)."""
 from __future__ import annotations
 
 from hwsim.arch.model import Chip
-from hwsim.errors import MappingError
+from hwsim.arch.system import System
+from hwsim.errors import ConfigError, MappingError
 from hwsim.mapping.gemm import emulation_dtype
 from hwsim.mapping.sparsity import sparse_effect
 from hwsim.units import format_bytes
@@ -14,6 +15,53 @@ from hwsim.workload.ops import MatMul
 from hwsim.workload.precision import Precision
 from hwsim.workload.quantize import gemm_formats
 
+TIER_SUFFIX = "_tier_bytes"
+"""Resident-byte keys of what a placement keeps in an off-chip tier (``nvme_tier_bytes``)."""
+
+
+def check_placement(workload: Workload, system: System) -> None:
+    """Raise :class:`ConfigError` if the plan's placement names a tier the system lacks,
+    or puts more bytes per chip in a tier than its ``capacity_bytes``; the message names
+    the placement path and the numbers."""
+    plan = workload.plan
+    if plan is None or not plan.placement:
+        return
+    problems = []
+    for item, shares in plan.placement:
+        for tier, share in shares:
+            if tier != "device" and system.tier(tier) is None:
+                has = ", ".join(["device", *system.tier_names])
+                problems.append(f"{system.name}: plan: placement.{item}.{tier}: the system has no tier "
+                                f"{tier!r} (has: {has}; share {share:g})")
+    for key, placed in workload.resident_bytes.items():
+        tier = key.removesuffix(TIER_SUFFIX)
+        memory = system.tier(tier) if key.endswith(TIER_SUFFIX) else None
+        if memory is not None and placed > memory.capacity_bytes:
+            paths = " + ".join(f"placement.{item}.{tier}" for item, shares in plan.placement
+                               if tier in dict(shares))
+            field = tier if tier in ("host", "external_memory") else f"tiers.{tier}"
+            problems.append(f"{system.name}: plan: {paths}: {format_bytes(placed)} per chip exceeds "
+                            f"{field}.capacity_bytes {format_bytes(memory.capacity_bytes)}; short by "
+                            f"{format_bytes(placed - memory.capacity_bytes)}")
+    if problems:
+        raise ConfigError(problems)
+
+
+def placement_warnings(workload: Workload) -> tuple[str, ...]:
+    """What a plan's placement simplifies, one line each (``docs/memory_tiers.md``)."""
+    plan = workload.plan
+    if plan is None or not plan.placement:
+        return ()
+    lines = []
+    tiers = sorted({t for _, shares in plan.placement for t, _ in shares} - {"device", "host"})
+    if tiers:
+        lines.append(f"placement: transfers to {', '.join(tiers)} run on their own lanes at each tier's "
+                     "bandwidth; they do not also occupy the host link")
+    if plan.off_chip_shares("weights"):
+        lines.append("placement: the embedding and LM head count in the placed weight shares but are read "
+                     "from the chip's memory; only the layers' weights stream")
+    return tuple(lines)
+
 
 def check_fit(workload: Workload, chip: Chip) -> None:
     """Raise :class:`MappingError` if the workload's resident bytes (weights, KV cache,
@@ -22,7 +70,7 @@ def check_fit(workload: Workload, chip: Chip) -> None:
     exceed the home memory level."""
     home = chip.home_level
     capacity = chip.level_capacity_bytes(home)
-    resident = dict(workload.resident_bytes)
+    resident = {k: v for k, v in workload.resident_bytes.items() if not k.endswith(TIER_SUFFIX)}
     resident["workspace_bytes"] = resident.get("workspace_bytes", 0.0) + workspace_allowance_bytes(capacity)
     need = {k: v for k, v in resident.items() if v > 0}
     total = sum(need.values())

@@ -207,8 +207,9 @@ def all_cases() -> list[Case]:
     from hwsim.validation.decoding import decoding_cases
     from hwsim.validation.machines import machines_cases
     from hwsim.validation.multichip import multichip_cases
+    from hwsim.validation.offload import offload_cases
     from hwsim.validation.published import published_cases
     from hwsim.validation.serving import serving_cases
 
     return [*h100_cases(), *published_cases(), *multichip_cases(), *machines_cases(), *decoding_cases(),
-            *scalesim_cases(), *serving_cases()]
+            *offload_cases(), *scalesim_cases(), *serving_cases()]

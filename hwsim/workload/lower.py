@@ -252,6 +252,7 @@ def lower(
                               context_len=context_len, new_tokens=new_tokens, seq_len=seq_len,
                               dtype=workload.params["dtype"], attention_impl=attention_impl,
                               precision=workload.precision)
+        # Off-chip tiers' bytes stay under ``<tier>_tier_bytes`` for the placement check.
         resident = {k: v for k, v in mem.as_dict().items() if k not in ("total_bytes", "offloaded_bytes")}
         workload = replace(workload, resident_bytes=resident)
     workload, args, notes = _with_decoding(workload, spec, phase, plan, args, decoding, kv_policy)

@@ -35,9 +35,13 @@ comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
   intermediates scale with top-k. (Derived for GPT: MHA, 4h GeLU FFN, dropout; LLaMA-2-70B's
   GQA and 3.5h SwiGLU without dropout give 33.5, close enough to use it for all.) A 1F1B
   stage ``i`` keeps ``min(pp - i, microbatches)`` micro-batches, GPipe all of them.
-  Recompute keeps only each layer's input (``2*s*b*h``, /tp with sequence parallelism)
-  plus one layer's full activations being recomputed. The last stage also keeps one
-  micro-batch's fp32 logits, ``4*s*b*V/tp``.
+  Full recompute keeps only each layer's input (``2*s*b*h``, /tp with sequence
+  parallelism) plus one layer's full activations being recomputed; checkpointing every
+  ``n`` layers (``recompute_every``) keeps ``ceil(L/n)`` inputs plus ``n`` layers' full
+  activations. Selective recompute (Korthikanti et al. 2022, section 5) keeps everything
+  but the attention core's ``5*a*s/h`` term, so with flash attention (which keeps no
+  score matrix anyway) it saves nothing. The last stage also keeps one micro-batch's fp32
+  logits, ``4*s*b*V/tp``.
 - **gradients** (train): the weight shard in the weight dtype; ZeRO-2/3 divide by dp.
 - **optimizer state** (train, mixed-precision AdamW): fp32 master weights and two fp32
   moments, 12 bytes per parameter of the shard (the ZeRO paper's K = 12); ZeRO-1+
@@ -57,18 +61,22 @@ comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
 - **offload** moves weights (and, training, their gradients), optimizer state or KV
   cache to ``offloaded_bytes`` (host or external memory); streamed weights, gradients
   and KV cache keep a double buffer of two layers each in the workspace.
+- **placement** (:attr:`Plan.placement`) moves a share of weights (with, training, the
+  same share of their gradients), KV cache, activations (training) or optimizer state to
+  each named tier (``tier_bytes``, also counted in ``offloaded_bytes``); each streamed
+  share keeps a double buffer of two layers' worth of that share in the workspace.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
 from hwsim.units import format_bytes
 from hwsim.workload import layers as layers_mod
 from hwsim.workload.layers import LayerSpec, SsmSpec
+from hwsim.workload.placement import _ITEMS, ChipMemory, placed_memory
 from hwsim.workload.plan import PHASES, Plan
 from hwsim.workload.precision import Precision, weight_bits_per_param
 from hwsim.workload.spec import ModelSpec
@@ -79,33 +87,6 @@ GIB = 2**30
 WORKSPACE_CAP_BYTES = 1.0 * GIB
 WORKSPACE_FRACTION = 1.0 / 64
 ADAMW_BYTES_PER_PARAM = 12.0  # fp32 master weights + two fp32 moments
-
-_ITEMS = {"weights_bytes": "weights", "kv_cache_bytes": "KV cache", "activations_bytes": "activations",
-          "gradients_bytes": "gradients", "optimizer_state_bytes": "optimizer state",
-          "workspace_bytes": "workspace"}
-
-
-@dataclass(frozen=True)
-class ChipMemory:
-    """Bytes one chip holds, by item; ``offloaded_bytes`` lie in host memory instead."""
-
-    weights_bytes: float = 0.0
-    kv_cache_bytes: float = 0.0
-    activations_bytes: float = 0.0
-    gradients_bytes: float = 0.0
-    optimizer_state_bytes: float = 0.0
-    workspace_bytes: float = 0.0
-    offloaded_bytes: float = 0.0
-
-    @property
-    def total_bytes(self) -> float:
-        """On-chip bytes (everything but ``offloaded_bytes``)."""
-        return sum(getattr(self, key) for key in _ITEMS)
-
-    def as_dict(self) -> dict[str, float]:
-        """Every field and ``total_bytes``, in bytes."""
-        return asdict(self) | {"total_bytes": self.total_bytes}
-
 
 def workspace_allowance_bytes(capacity_bytes: float) -> float:
     """The runtime's workspace on a chip whose home memory holds ``capacity_bytes``:
@@ -283,9 +264,13 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
         per_layer = [_train_layer_bytes(spec, lyr, plan, s, micro, flash, width) for lyr in stage_specs]
         in_flight = plan.microbatches if plan.pipeline_schedule == "gpipe" else min(pp - stage,
                                                                                      plan.microbatches)
-        if plan.recompute:
+        if plan.full_recompute:
             kept = s * micro * spec.hidden_size * width / (tp if plan.sequence_parallel else 1)
-            acts = layers * in_flight * kept + max(per_layer, default=0.0)
+            every = min(plan.recompute_every, layers)
+            acts = math.ceil(layers / every) * in_flight * kept + every * max(per_layer, default=0.0)
+        elif plan.recompute:  # selective: the attention core is recomputed, its scores not kept
+            per_layer = [_train_layer_bytes(spec, lyr, plan, s, micro, True, width) for lyr in stage_specs]
+            acts = in_flight * sum(per_layer)
         else:
             acts = in_flight * sum(per_layer)
         if stage == pp - 1 and not spec.encoder_only:
@@ -312,6 +297,9 @@ def _stage_memory(spec: ModelSpec, phase: str, plan: Plan, stage: int, shape: di
         offloaded += kv
         workspace += 2 * kv / layers
         kv = 0.0
+    if plan.placement:
+        return placed_memory(ChipMemory(weights, kv, acts, grads, optim, workspace, offloaded), plan, layers,
+                       layer_weights)
     return ChipMemory(weights, kv, acts, grads, optim, workspace, offloaded)
 
 
@@ -369,6 +357,9 @@ def memory_per_chip(
               "new_tokens": new_tokens, "seq_len": seq_len}
     bad = [f"{source}: {k}: must be a positive integer, got {v!r}" for k, v in values.items()
            if not isinstance(v, int) or isinstance(v, bool) or v <= 0]
+    if phase != "train" and plan.off_chip_shares("activations"):
+        bad.append(f"{source}: plan: placement.activations: activations are offloaded in training only "
+                   f"(phase {phase!r} keeps one layer's at a time)")
     if bad:
         raise ConfigError(bad)
     shape = values | {"attention_impl": attention_impl}

@@ -370,9 +370,10 @@ class Optimizer:
 
 
 COLLECTIVE_KINDS = ("all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send_recv",
-                    "host_read", "host_write")
+                    "host_read", "host_write", "host_update")
 """Collective communication operations; ``host_read``/``host_write`` move one chip's
-bytes from/to the memory outside the chips (host DRAM, a weight-streaming appliance)."""
+bytes from/to the memory outside the chips (host DRAM, a weight-streaming appliance, an
+NVMe or CXL tier); ``host_update`` is the host CPU's optimizer step on offloaded state."""
 
 PARALLEL_GROUPS = ("tp", "dp", "pp", "ep", "cp", "host")
 """Parallelism groups a collective runs over (tensor, data, pipeline, expert, context),
@@ -390,7 +391,10 @@ class Collective:
     only the ops that name it as a predecessor wait for it. ``prefetch`` marks a
     transfer for the *next* repeat of its segment (double buffering: the next layer's
     weights stream in while this layer computes): it starts with its segment and the
-    next repeat (or segment) waits for it.
+    next repeat (or segment) waits for it. ``tier`` names the memory tier a host transfer
+    reaches (``host``, ``nvme``, ``cxl``...; empty: the system's external memory, else its
+    host). A ``host_update`` is the optimizer step the host CPU runs on the ``n_bytes``
+    of gradients it received (ZeRO-Offload's CPU Adam), timed on the system's host CPU.
     """
 
     op_kind: str
@@ -400,6 +404,7 @@ class Collective:
     dtype: str = "bf16"
     overlap: bool = False
     prefetch: bool = False
+    tier: str = ""
 
     kind = "collective"
 

@@ -20,7 +20,10 @@ Megatron-LM splits (Shoeybi et al. 2019; Korthikanti et al. 2022):
   one layer ahead (double buffering: each layer starts the transfer of the next one's
   weights, so the first layer's transfer is counted at the end, and every layer's
   bytes once); an offloaded KV cache streams in the same way, and the new tokens' keys
-  and values are written back.
+  and values are written back. A placement (``plan.placement``) streams each off-chip
+  tier's share of a layer's weights and cached KV over that tier's own link the same way
+  (``weights_stream_<tier>``, ``kv_stream_<tier>``; the new tokens' keys and values are
+  written to the tiers in proportion).
 
 Every shape comes from the layer's :class:`~hwsim.workload.layers.LayerSpec`.
 """
@@ -191,6 +194,32 @@ def host_streams(g: OperatorGraph, layer: LayerSpec, plan: Plan, batch: int, q_l
             g.add_op("kv_stream", Collective("host_read", cached, "host", 1, dtype, prefetch=True))
         new = batch * math.ceil(q_len / plan.cp) * per_token
         g.add_op("kv_writeback", Collective("host_write", new, "host", 1, dtype, prefetch=True))
+    if plan.placement:
+        placed_streams(g, layer, plan, batch, q_len, kv_len, dtype)
+
+
+def placed_streams(g: OperatorGraph, layer: LayerSpec, plan: Plan, batch: int, q_len: int, kv_len: int,
+                   dtype: str) -> None:
+    """Add the streams of the layer's weights and KV cache that ``plan.placement`` keeps
+    off the chip, one per tier and direction."""
+    # Under ZeRO-3 each rank keeps (and streams) only its shard; the all-gather joins them.
+    param_bytes = layer_param_bytes(layer, plan, dtype) / (plan.dp if plan.zero_stage == 3 else 1)
+    for tier, share in plan.off_chip_shares("weights").items():
+        g.add_op(f"weights_stream_{tier}", Collective("host_read", share * param_bytes, "host", 1, dtype,
+                                                      prefetch=True, tier=tier))
+    attention = layer.attention
+    kv_shares = plan.off_chip_shares("kv_cache")
+    if not kv_shares or attention is None or not attention.is_causal:
+        return
+    per_token = kv_bytes_per_token(layer, plan.tp, dtype_bytes(dtype))
+    cached = batch * math.ceil(attention.kv_tokens_held(max(0, kv_len - q_len)) / plan.cp) * per_token
+    new = batch * math.ceil(q_len / plan.cp) * per_token
+    for tier, share in kv_shares.items():
+        if cached:
+            g.add_op(f"kv_stream_{tier}", Collective("host_read", share * cached, "host", 1, dtype,
+                                                     prefetch=True, tier=tier))
+        g.add_op(f"kv_writeback_{tier}", Collective("host_write", share * new, "host", 1, dtype,
+                                                    prefetch=True, tier=tier))
 
 
 def sharded_embedding(spec: ModelSpec, plan: Plan, n_tokens: int, dtype: str) -> OperatorGraph:

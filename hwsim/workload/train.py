@@ -1,5 +1,14 @@
 """Training step: forward over every token with LM head and loss, backward (data and
-weight gradients) layer by layer in reverse, then one fused AdamW update."""
+weight gradients) layer by layer in reverse, then one fused AdamW update.
+
+Recompute: full recompute runs each layer's forward again before its backward (spacing
+checkpoints every ``n`` layers changes the memory, not the work); selective recompute
+(Korthikanti et al. 2022) runs only the attention core again. A placement
+(:attr:`Plan.placement`) streams each tier's share of a layer's weights in for the forward
+and again for the backward, and of its gradients out; each tier's share of the saved
+activations out during the forward and back in before the layer's backward; and each
+tier's share of the optimizer's gradients out to the host, where the host CPU updates
+them (``host_update``: ZeRO-Offload's CPU Adam) and the updated weights come back."""
 
 from __future__ import annotations
 
@@ -116,12 +125,14 @@ def train_segments(
         bwd = _layer_backward(plan, fwd, dtype, period_bytes)
         if plan.zero_stage == 3 and plan.dp > 1:
             fwd = _prepend(fwd, "weight_gather", Collective("all_gather", period_bytes, "dp", plan.dp, dtype))
+        per_period = sum(_output_bytes(op) for _, op in fwd.ops())
+        if plan.full_recompute:  # only the layer inputs (every n-th layer's)
+            per_period = len(period) * n_tok * spec.hidden_size * dtype_bytes(dtype) / plan.recompute_every
+        if plan.placement:
+            _placed_training_streams(fwd, bwd, plan, period_bytes, per_period, dtype)
         fwd_segs.append(Segment(name, fwd, repeat, SegmentRole.LAYER, len(period)))
         bwd_name = "layer_bwd" if name == "layer" else f"{name}_bwd"
         bwd_segs.append(Segment(bwd_name, bwd, repeat, SegmentRole.LAYER_BWD, len(period)))
-        per_period = sum(_output_bytes(op) for _, op in fwd.ops())
-        if plan.recompute:
-            per_period = len(period) * n_tok * spec.hidden_size * dtype_bytes(dtype)  # only the layer inputs
         saved += repeat * per_period
     emb_bwd = OperatorGraph()
     prev: list[str] = []
@@ -133,6 +144,8 @@ def train_segments(
         n_params //= plan.dp
     if "optimizer" in plan.offload:
         _offloaded_update(emb_bwd, plan, n_params * dtype_bytes(dtype), dtype, prev)
+    elif plan.off_chip_shares("optimizer"):
+        _placed_update(emb_bwd, plan, n_params, dtype, prev)
     else:
         emb_bwd.add_op("adamw", Optimizer(n_params, dtype, dtype), prev)
     if plan.zero_stage in (1, 2) and plan.dp > 1:
@@ -209,6 +222,52 @@ def _offloaded_update(g: OperatorGraph, plan: Plan, shard_bytes: float, dtype: s
     g.add_op("weights_in", Collective("host_read", shard_bytes, "host", 1, dtype), ["grads_out"])
 
 
+def _placed_update(g: OperatorGraph, plan: Plan, n_params: int, dtype: str, prev: list[str]) -> None:
+    """The optimizer split by ``plan.placement``: the on-chip share's AdamW on the chip,
+    and for each off-chip tier its share's gradients out, the host CPU's update of them
+    and the updated weights back in; a share of the weights that lies in the same tier
+    already streams its gradients out and its weights in (so those bytes are not moved
+    twice)."""
+    shares = plan.shares("optimizer")
+    weights = plan.off_chip_shares("weights")
+    width = dtype_bytes(dtype)
+    on_chip = shares.get("device", 0.0)
+    after = list(prev)
+    if on_chip > 0:
+        g.add_op("adamw", Optimizer(max(1, round(on_chip * n_params)), dtype, dtype), prev)
+    for tier, share in plan.off_chip_shares("optimizer").items():
+        moved = max(0.0, share - weights.get(tier, 0.0)) * n_params * width
+        last = after
+        if moved:
+            g.add_op(f"grads_out_{tier}", Collective("host_write", moved, "host", 1, dtype, tier=tier), last)
+            last = [f"grads_out_{tier}"]
+        g.add_op(f"host_update_{tier}", Collective("host_update", share * n_params * width, "host", 1, dtype,
+                                                   tier=tier), last)
+        last = [f"host_update_{tier}"]
+        if moved:
+            g.add_op(f"weights_in_{tier}", Collective("host_read", moved, "host", 1, dtype, tier=tier), last)
+
+
+def _placed_training_streams(fwd: OperatorGraph, bwd: OperatorGraph, plan: Plan, param_bytes: float,
+                             saved_bytes: float, dtype: str) -> None:
+    """Add a layer's placement streams beyond the forward's weights (which
+    :func:`hwsim.workload.parallel.placed_streams` adds): saved activations out in the
+    forward and back in for the backward; weights in again and gradients out in the
+    backward."""
+    for tier, share in plan.off_chip_shares("activations").items():
+        fwd.add_op(f"acts_out_{tier}", Collective("host_write", share * saved_bytes, "host", 1, dtype,
+                                                  prefetch=True, tier=tier))
+        bwd.add_op(f"acts_in_{tier}", Collective("host_read", share * saved_bytes, "host", 1, dtype,
+                                                 prefetch=True, tier=tier))
+    if plan.zero_stage == 3:  # each rank streams its shard only (the all-gather joins them)
+        param_bytes /= plan.dp
+    for tier, share in plan.off_chip_shares("weights").items():
+        bwd.add_op(f"weights_stream_{tier}", Collective("host_read", share * param_bytes, "host", 1, dtype,
+                                                        prefetch=True, tier=tier))
+        bwd.add_op(f"grads_stream_{tier}", Collective("host_write", share * param_bytes, "host", 1, dtype,
+                                                      prefetch=True, tier=tier))
+
+
 def _prepend(g: OperatorGraph, name: str, op: Op) -> OperatorGraph:
     """``g`` with ``op`` run before its sources."""
     out = OperatorGraph()
@@ -236,6 +295,8 @@ def _layer_backward(plan: Plan, fwd: OperatorGraph, dtype: str, param_bytes: flo
         for name, op in fwd.ops():
             if isinstance(op, Collective) and op.group == "host":
                 continue
+            if not plan.full_recompute and not isinstance(op, Attention):
+                continue  # selective: only the attention core runs again
             g.add_op(f"recompute_{name}", op, prev)
             prev = [f"recompute_{name}"]
     for name, op in reversed(list(fwd.ops())):

@@ -8,6 +8,10 @@ run itself (what :func:`hwsim.serve` does below its argument handling).
   plan and replicas, on one system (sharing its chips) or each on its own; KV crosses
   between them at ``transfer_bytes_per_s`` (default: the chip's first fabric link, one
   per tensor-parallel rank).
+- A mixed system (``System.pools``: a prefill pool of one chip kind, a decode pool of
+  another) gives each pool its own system; pool options without an ``arch`` take the
+  system's pool of their role, and with no pool options each pool runs one replica per
+  chip (``tp = 1``) of its system. KV crosses at the system's ``pool_link``.
 - Every request is checked up front: one whose prompt and output can never fit a
   replica's KV cache is refused with the numbers.
 """
@@ -48,8 +52,10 @@ def _replica_plan(plan: Plan, where: str) -> Plan:
                         "serving; split experts with tp")
     if plan.cp > 1:
         problems.append(f"{where}: plan: cp={plan.cp}: context parallelism is not modelled in serving")
-    if "kv_cache" in plan.offload:
+    if "kv_cache" in plan.offload or plan.off_chip_shares("kv_cache"):
         problems.append(f"{where}: plan: an offloaded KV cache is not modelled in serving")
+    if plan.off_chip_shares("activations") or plan.off_chip_shares("optimizer"):
+        problems.append(f"{where}: plan: placement of activations or optimizer state is for training only")
     if problems:
         raise ConfigError(problems)
     return plan.model_copy(update={"dp": 1, "microbatches": 1, "zero_stage": 0, "recompute": False})
@@ -58,6 +64,12 @@ def _replica_plan(plan: Plan, where: str) -> Plan:
 def _pool(role: Role, system: System, spec: ModelSpec, plan: Plan, replicas: int, precision: Precision,
           opts: ServeOptions, costs: CostFactory) -> Pool:
     replica_plan = _replica_plan(plan, f"{system.name} ({role})")
+    missing = [f"{system.name} ({role}): plan: placement.{item}.{tier}: the system has no tier {tier!r} "
+               f"(has: {', '.join(['device', *system.tier_names])})"
+               for item, shares in replica_plan.placement for tier, _ in shares
+               if tier != "device" and system.tier(tier) is None]
+    if missing:
+        raise ConfigError(missing)
     model = ReplicaModel(spec, system.chip, replica_plan, costs(system, replica_plan), dtype=precision.base,
                          attention_impl=opts.attention_impl, token_grid=True, precision=precision)
     budget = opts.scheduler_config("vllm").max_num_batched_tokens
@@ -92,6 +104,10 @@ def build_pools(system: System, spec: ModelSpec, plan: Plan | None, precision: P
 def _build_pools(system: System, spec: ModelSpec, plan: Plan | None, dtype: Precision, opts: ServeOptions,
                  costs: CostFactory) -> tuple[list[Pool], list[str]]:
     notes: list[str] = []
+    if not opts.pools and system.pools:
+        pools = [_pool(role, sub, spec, Plan(), sub.n_chips, dtype, opts, costs)
+                 for role, sub in sorted(system.pools.items(), key=lambda kv: kv[0] != "prefill")]
+        return pools, notes
     if not opts.pools:
         plan = plan or Plan()
         replicas = opts.replicas or plan.dp
@@ -100,11 +116,12 @@ def _build_pools(system: System, spec: ModelSpec, plan: Plan | None, dtype: Prec
         return [pool], notes
     pools = []
     for p in opts.pools:
-        sys_p = system if p.arch is None else load_system(p.arch)
+        sys_p = (system.pools.get(p.role, system) if p.arch is None else load_system(p.arch))
         plan_p = p.plan if isinstance(p.plan, Plan) else Plan(**(p.plan or {}))
         pools.append(_pool(p.role, sys_p, spec, plan_p, p.replicas, dtype, opts, costs))
-    shared = [p for p in pools if p.system is system]
-    _check_chips(system, shared, notes)
+    for sub in {id(p.system): p.system for p in pools}.values():
+        if sub is system or sub in system.pools.values():
+            _check_chips(sub, [p for p in pools if p.system is sub], notes)
     return pools, notes
 
 
@@ -194,8 +211,13 @@ def serve_requests(requests: Requests, system: System, spec: ModelSpec, plan: Pl
     check_requests(requests, pools, config.block_tokens)
     table = RequestTable(requests.arrival_s, requests.prompt_len, requests.output_len, requests.prefix_id,
                          _prefix_len(requests), on_finish=progress)
-    bandwidth = transfer_bandwidth(pools, opts.transfer_bytes_per_s) if len(pools) > 1 else 0.0
-    run = run_serving(table, pools, config, opts.router, opts.host_overhead_s, bandwidth)
+    latency = 0.0
+    if len(pools) > 1 and opts.transfer_bytes_per_s is None and system.pool_link is not None:
+        link = system.pool_link  # a mixed system's own link between its pools
+        bandwidth, latency = link.bandwidth_bytes_per_s * link.achievable_fraction, link.latency_s
+    else:
+        bandwidth = transfer_bandwidth(pools, opts.transfer_bytes_per_s) if len(pools) > 1 else 0.0
+    run = run_serving(table, pools, config, opts.router, opts.host_overhead_s, bandwidth, latency)
     return run, notes + approximations(run, spec, opts) + decoding_notes(pools[-1].decoding)
 
 

@@ -25,10 +25,13 @@ ITERATION_FRAME_COLUMNS = ("server", "start_s", "end_s", "n_prefill_tokens", "n_
 
 
 def serve_result(run: ServeRun, requests: Requests, scheduler: str, model: str, slo: SLO | None,
-                 usd_per_chip_hour: float | None, config: dict[str, Any], warnings: list[str]) -> ServeResult:
+                 usd_per_chip_hour: float | None, config: dict[str, Any], warnings: list[str],
+                 link_pj_per_bit: float | None = None) -> ServeResult:
+    """Assemble the result of ``run`` (energy rules: module docstring); ``link_pj_per_bit``:
+    the energy of the link between the pools, where the system names one (a mixed system's
+    ``pool_link``)."""
     from hwsim.engine.serve.decoding import decoding_figures
 
-    """Assemble the result of ``run`` (energy rules: module docstring)."""
     record = engine_record(run)
     finished = record.finish_s[np.isfinite(record.finish_s)]
     duration = float(finished.max() - requests.arrival_s.min()) if finished.size else 0.0
@@ -37,7 +40,8 @@ def serve_result(run: ServeRun, requests: Requests, scheduler: str, model: str, 
     transfer = 0.0
     if run.transferred_bytes:
         fabrics = [p.system.fabrics[0] for p in run.pools if p.system.fabrics]
-        pj_per_bit = max((f.link.energy_pj_per_bit for f in fabrics), default=0.0)
+        pj_per_bit = link_pj_per_bit if link_pj_per_bit is not None else max(
+            (f.link.energy_pj_per_bit for f in fabrics), default=0.0)
         transfer = run.transferred_bytes * 8 * pj_per_bit * 1e-12
     n_chips = sum(p.n_chips for p in run.pools)
     arch = " + ".join(dict.fromkeys(p.system.name for p in run.pools))
