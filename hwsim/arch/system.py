@@ -161,6 +161,11 @@ class ExternalMemory(_Frozen):
     bandwidth_bytes_per_s: BandwidthBytesPerS = Field(description="per chip, per direction")
     latency_s: LatencyS = 0.0
     energy_pj_per_byte: EnergyPj = Field(default=0.0, description="one byte moved, both ends")
+    access_granularity_bytes: CapacityBytes = Field(
+        default=64.0,
+        description="smallest unit a random read moves (a gathered embedding row is rounded "
+        "up to it): 64 B, one DDR burst and CPU cache line (see MemoryLevel)",
+    )
 
 
 @dataclass(frozen=True)

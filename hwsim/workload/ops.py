@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
+from hwsim.workload.ops_embedding import EmbeddingBag
 from hwsim.workload.ops_ssm import CausalConv1d, SelectiveScan
 
 
@@ -371,7 +372,8 @@ class Collective:
         return 2.0 * self.n_bytes
 
 
-Op = MatMul | Attention | Elementwise | Embedding | Optimizer | Collective | CausalConv1d | SelectiveScan
+Op = (MatMul | Attention | Elementwise | Embedding | Optimizer | Collective | CausalConv1d | SelectiveScan
+      | EmbeddingBag)
 """Any operator."""
 
 
