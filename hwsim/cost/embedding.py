@@ -128,7 +128,8 @@ def _fill(table: TableShard, row_bytes: float, tiers: list[MemoryTier], first: i
             left -= fit
     if left:
         room = ", ".join(f"{t.name} {format_bytes(free[t.name])} free" for t in tiers if t.holds_tables)
-        raise MappingError(f"embedding table '{table.name}' ({format_bytes(table.rows * row_bytes)}) does not "
+        size = format_bytes(table.rows * row_bytes)
+        raise MappingError(f"embedding table '{table.name}' ({size}) does not "
                            f"fit: {format_bytes(left * row_bytes)} of it is left over ({room})")
     return out
 

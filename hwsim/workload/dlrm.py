@@ -105,11 +105,13 @@ class TableSpec(_Frozen):
     def _compression_fits(self) -> TableSpec:
         c = self.compression
         if isinstance(c, Hashing) and c.rows > self.rows:
-            raise ValueError(f"table '{self.name}': hashing into {c.rows} buckets, more than its {self.rows} rows")
+            raise ValueError(f"table '{self.name}': hashing into {c.rows} buckets, more than its "
+                             f"{self.rows} rows")
         if isinstance(c, LowRank) and c.rank >= self.dim:
             raise ValueError(f"table '{self.name}': low_rank rank {c.rank} must be below dim {self.dim}")
         if self.cache is not None and self.cache.rows > self.rows:
-            raise ValueError(f"table '{self.name}': cache of {self.cache.rows} rows, more than its {self.rows}")
+            raise ValueError(f"table '{self.name}': cache of {self.cache.rows} rows, more than its "
+                             f"{self.rows}")
         return self
 
 
@@ -143,7 +145,8 @@ class DlrmSpec(_Frozen):
                 raise ValueError(f"a dot interaction needs every table dim equal to the bottom MLP's last "
                                  f"width {self.bottom_mlp[-1]}; these differ: {', '.join(wrong[:5])}")
         if self.top_mlp[-1] != 1:
-            raise ValueError(f"top_mlp must end in one output (the click probability), not {self.top_mlp[-1]}")
+            raise ValueError(f"top_mlp must end in one output (the click probability), not "
+                             f"{self.top_mlp[-1]}")
         return self
 
     def expanded_tables(self) -> tuple[TableSpec, ...]:
@@ -236,7 +239,8 @@ def _read_trace(path: Path, source: str) -> list[int]:
         if not line:
             continue
         if not line.isdigit():
-            raise ConfigError([f"{source}: {path}:{i}: expected a row id (a non-negative integer), got {line!r}"])
+            raise ConfigError([f"{source}: {path}:{i}: expected a row id (a non-negative integer), "
+                               f"got {line!r}"])
         out.append(int(line))
     if not out:
         raise ConfigError([f"{source}: {path}: the trace holds no row ids"])
@@ -249,7 +253,8 @@ def _with_traces(spec: DlrmSpec, base: Path, source: str) -> DlrmSpec:
     for i, t in enumerate(spec.tables):
         if t.cache is not None and t.cache.trace is not None:
             path = Path(t.cache.trace)
-            ids = _read_trace(path if path.is_absolute() else base / path, f"{source}: tables[{i}].cache.trace")
+            where = f"{source}: tables[{i}].cache.trace"
+            ids = _read_trace(path if path.is_absolute() else base / path, where)
             hit = trace_hit_rate(ids, t.cache.rows)
             t = t.model_copy(update={"cache": CacheSpec(rows=t.cache.rows, hit_rate=hit)})
         tables.append(t)

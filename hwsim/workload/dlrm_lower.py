@@ -85,7 +85,7 @@ def _stored(t: TableSpec, batch: int) -> tuple[TableShard, list[TableShard], tup
     elif isinstance(c, TensorTrain):
         rows, _, elements, flops = tt_shape(t.rows, t.dim, c.rank)
         dim, alpha = math.ceil(elements), None  # a core slice is shared by many ids: no skew known
-    cache = t.cache
+    cache = None if isinstance(c, TensorTrain) else t.cache
     shard = TableShard(t.name, rows, dim, lookups, batch, out_dim, t.dtype, row_overhead_bytes(t.dtype),
                        t.placement, alpha, min(cache.rows, rows) if cache else 0,
                        cache.hit_rate if cache else None, flops)
@@ -174,8 +174,10 @@ def _interaction(g: OperatorGraph, spec: DlrmSpec, b: int, dtype: str, after: li
         return [g.add_op("interaction", Elementwise("copy", b, width, dtype), after)]
     x, r = width, spec.dcn_low_rank
     for i in range(spec.dcn_layers):  # x_{l+1} = x0 * (U V^T x_l + b) + x_l
-        chain = [(f"dcn{i}_v", MatMul(b, x, r, dtype)), (f"dcn{i}_u", MatMul(b, r, x, dtype, bias=True))] if r \
-            else [(f"dcn{i}", MatMul(b, x, x, dtype, bias=True))]
+        if r:
+            chain = [(f"dcn{i}_v", MatMul(b, x, r, dtype)), (f"dcn{i}_u", MatMul(b, r, x, dtype, bias=True))]
+        else:
+            chain = [(f"dcn{i}", MatMul(b, x, x, dtype, bias=True))]
         for name, op in chain:
             after = [g.add_op(name, op, after)]
             mats.append((after[0], op))
@@ -223,12 +225,14 @@ def _warnings(spec: DlrmSpec, chips: list[ChipShards], phase: str, sharding: str
     if len(chips) > 1 and max(loads) > 0:
         mean = sum(loads) / len(loads)
         if max(loads) > 1.001 * mean:
-            out.append(f"dlrm: {sharding}-wise sharding leaves the busiest chip {max(loads) / mean - 1:.0%} more "
-                       "gathered bytes than the mean; the step is timed on it and its energy counted on every chip")
+            out.append(f"dlrm: {sharding}-wise sharding leaves the busiest chip {max(loads) / mean - 1:.0%} "
+                       "more gathered bytes than the mean; the step is timed on it and its energy "
+                       "counted on every chip")
     if any(isinstance(t.compression, Hashing) for t in spec.tables):
         out.append("dlrm: hashed tables keep their zipf_alpha over the buckets (collisions merge rows)")
     if any(isinstance(t.compression, TensorTrain) and t.cache for t in spec.tables):
-        out.append("dlrm: TT-compressed tables ignore their cache (the cores are small enough to stay resident)")
+        out.append("dlrm: TT-compressed tables ignore their cache (the cores are small enough to stay "
+                   "resident)")
     if phase == "train":
         out += ["dlrm: the embedding backward updates one row per lookup (duplicate ids in a batch are "
                 "not merged): an upper bound on the update traffic",
@@ -267,16 +271,17 @@ def lower_dlrm(spec: DlrmSpec, phase: str, *, batch: int = 2048, n_chips: int = 
         if not isinstance(val, int) or isinstance(val, bool) or not 0 < val <= top:
             problems.append(f"{source}: {key}: must be an integer from 1 to {top:.0e}, got {val!r}")
     updates: dict[str, Any] = {}
-    for key, val in (("dtype", dtype), ("embedding_dtype", embedding_dtype)):
-        if val is not None:
+    for key, name in (("dtype", dtype), ("embedding_dtype", embedding_dtype)):
+        if name is not None:
             try:
-                updates[key] = normalize_dtype(val)
+                updates[key] = normalize_dtype(name)
             except ValueError as exc:
                 problems.append(f"{source}: {key}: {exc}")
     if problems:
         raise ConfigError(problems)
     if "embedding_dtype" in updates:
-        updates["tables"] = tuple(t.model_copy(update={"dtype": updates["embedding_dtype"]}) for t in spec.tables)
+        dtype_now = updates["embedding_dtype"]
+        updates["tables"] = tuple(t.model_copy(update={"dtype": dtype_now}) for t in spec.tables)
     spec = spec.model_copy(update=updates)
     return _lower(spec, phase, batch, n_chips, sharding)
 
