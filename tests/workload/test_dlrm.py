@@ -17,7 +17,8 @@ from hwsim.workload.dlrm_lower import shard_tables
 from hwsim.workload.ops import Collective
 from hwsim.workload.ops_embedding import EmbeddingBag
 
-BASE = {"kind": "dlrm", "dense_features": 13, "bottom_mlp": [64, 16], "top_mlp": [32, 1], "interaction": "dot",
+BASE = {"kind": "dlrm", "dense_features": 13, "bottom_mlp": [64, 16], "top_mlp": [32, 1],
+        "interaction": "dot",
         "tables": [{"name": "a", "rows": 10_000, "dim": 16, "pooling_factor": 4},
                    {"name": "b", "rows": 50_000, "dim": 16, "pooling_factor": 2},
                    {"name": "c", "rows": 1000, "dim": 16, "pooling_factor": 1, "count": 6}]}
@@ -125,15 +126,17 @@ def test_trace_hit_rate(tmp_path: Path) -> None:
     assert spec.tables[0].cache.hit_rate == pytest.approx(5 / 7)  # type: ignore[union-attr]
 
 
+ONE = {"name": "a", "rows": 5, "dim": 16, "pooling_factor": 1}
+
+
 @pytest.mark.parametrize(("change", "where"), [
     ({"tables": [{"name": "a", "rows": -5, "dim": 16, "pooling_factor": 1}]}, "tables[0].rows"),
     ({"tables": [{"name": "a", "rows": 5, "dim": 8, "pooling_factor": 1}]}, "bottom MLP"),
     ({"top_mlp": [32, 2]}, "one output"),
-    ({"tables": [{"name": "a", "rows": 5, "dim": 16, "pooling_factor": 1, "cache": {"rows": 2, "hit_rate": 1.5}}]},
-     "tables[0].cache.hit_rate"),
-    ({"tables": [{"name": "a", "rows": 5, "dim": 16, "pooling_factor": 1, "compression": {"kind": "zip"}}]},
-     "tables[0].compression"),
-    ({"tables": [{"name": "a", "rows": 5, "dim": 16, "pooling_factor": 1, "dtype": "fp12"}]}, "tables[0].dtype"),
+    ({"tables": [{**ONE, "cache": {"rows": 2, "hit_rate": 1.5}}]}, "tables[0].cache.hit_rate"),
+    ({"tables": [{**ONE, "compression": {"kind": "zip"}}]}, "tables[0].compression"),
+    ({"tables": [{**ONE, "dtype": "fp12"}]}, "tables[0].dtype"),
+    ({"tables": [{**ONE, "compression": {"kind": "low_rank", "rank": 16}}]}, "below dim"),
 ])
 def test_bad_configs_name_the_path(change: dict, where: str) -> None:  # type: ignore[type-arg]
     """A bad value is one ConfigError naming the file and dotted path."""
