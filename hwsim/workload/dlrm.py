@@ -131,6 +131,9 @@ class DlrmSpec(_Frozen):
     dcn_low_rank: int | None = Field(default=None, gt=0, strict=True)
     dtype: DType = "fp32"
     embedding_dtype: DType = "fp32"
+    optimizer: Literal["rowwise_adagrad", "sgd"] = Field(
+        default="rowwise_adagrad",
+        description="the tables' update in training (row-wise Adagrad keeps one fp32 per row)")
     tables: tuple[TableSpec, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -211,6 +211,8 @@ def _backward(spec: DlrmSpec, chip: ChipShards, p: int, b: int, dtype: str, mats
             after = [g.add_op(f"{name}_dx", dx, after)]
         if op.b_is_weight:
             g.add_op(f"{name}_dw", MatMul(op.k, op.m, op.n, dtype, b_is_weight=False), after)
+        else:  # a product of two activations (the dot interaction): both get a gradient
+            g.add_op(f"{name}_db", MatMul(op.k, op.m, op.n, dtype, batch=op.batch, b_is_weight=False), after)
         if name == "interaction" or (name.startswith("dcn0") and not sparse_from):
             sparse_from = after  # the pooled vectors' gradients exist from here on
     ex = _exchange(g, chip, p, dtype, sparse_from or after, backward=True)
@@ -297,8 +299,9 @@ def _lower(spec: DlrmSpec, phase: str, batch: int, p: int, sharding: str) -> Wor
     resident = {"weights_bytes": n_dense * act, "activations_bytes": b * widths * act * (2 if train else 1)}
     if train:
         resident |= {"gradients_bytes": n_dense * act, "optimizer_state_bytes": 2.0 * n_dense * 4}
-    state = ROWWISE_STATE_BYTES if train else 0.0
-    bag = EmbeddingBag(chip.tables, dtype, reserved_bytes=sum(resident.values()), state_bytes_per_row=state)
+    state = ROWWISE_STATE_BYTES if train and spec.optimizer == "rowwise_adagrad" else 0.0
+    bag = EmbeddingBag(chip.tables, dtype, optimizer=spec.optimizer, reserved_bytes=sum(resident.values()),
+                       state_bytes_per_row=state)
     g = OperatorGraph()
     mats: list[tuple[str, MatMul]] = []
     bottom, _ = _mlp(g, "bottom", spec.bottom_mlp, b, spec.dense_features, dtype, [], mats)
