@@ -192,7 +192,9 @@ def _split_lookups(t: TableShard, placed: list[tuple[str, int]], cache_tier: str
     for tier, n in placed:
         # The tier serves the rows [start, start + n) not in the cache, its share of the misses.
         beyond = _hot_share(t, start + n) - _hot_share(t, max(start, cache_rows))
-        share = max(beyond, 0.0) / rest if rest > 0 else 0.0
+        # A cache that holds every row but misses (a given hit rate below 1) leaves its
+        # misses spread over the rows as they are placed.
+        share = max(beyond, 0.0) / rest if rest > 1e-12 else n / t.rows
         lookups.append((tier, t.lookups * (1.0 - hit) * share))
         start += n
     return TablePlacement(t.name, tuple(placed), tuple(lookups), cache_tier, cache_rows, hit)

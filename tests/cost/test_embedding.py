@@ -7,6 +7,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import hwsim
 from hwsim.arch.system import load_system
@@ -144,3 +146,38 @@ def test_backward_read_modify_writes_rows_and_state(h100: hwsim.Chip) -> None:
     assert hbm.write_bytes == pytest.approx(t.lookups * (512 + 64))
     assert hbm.read_bytes == pytest.approx(t.lookups * (512 + 64 + INDEX_BYTES) + op.output_bytes)
     assert op.flops > 0 and math.isfinite(embedding_bag_cost(h100, op).latency_s)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=st.integers(1_000, 300_000_000), dim=st.sampled_from([4, 16, 64, 128, 256]),
+       dtype=st.sampled_from(["fp32", "fp16", "int8"]), alpha=st.one_of(st.none(), st.floats(0.0, 1.5)),
+       cache=st.integers(0, 5_000_000), hits=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+       placement=st.sampled_from(["auto", "hbm", "host"]))
+def test_monotone_in_hit_rate_and_bandwidth(rows: int, dim: int, dtype: str, alpha: float | None, cache: int,
+                                            hits: tuple[float, float], placement: str) -> None:
+    """Property: lookups are conserved over the tiers; a higher given hit rate, or more HBM or
+    host bandwidth, never slows a lookup."""
+    chip, host = hwsim.load_arch("h100-sxm"), load_system("dgx-h100").host
+    assert host is not None
+    lo, hi = sorted(hits)
+
+    def op(hit: float | None) -> EmbeddingBag:
+        t = _table(rows=rows, dim=dim, out_dim=dim, dtype=dtype, zipf_alpha=alpha, placement=placement,
+                   cache_rows=min(cache, rows), cache_hit_rate=hit)
+        return EmbeddingBag((t,))
+
+    try:
+        slow, fast = (embedding_bag_cost(chip, op(h), host).latency_s for h in (lo, hi))
+    except MappingError:
+        return  # pinned to HBM and too big for HBM and host together
+    assert fast <= slow * (1 + 1e-12)
+    for hit in (lo, None):  # every lookup is served by exactly one tier or the cache
+        (placed,) = place_tables(op(hit), embedding_tiers(chip, host))
+        assert sum(n for _, n in placed.lookups_by_tier) == pytest.approx(100_000.0)
+    base = embedding_bag_cost(chip, op(None), host).latency_s
+    wider = host.model_copy(update={"bandwidth_bytes_per_s": 4 * host.bandwidth_bytes_per_s})
+    level = chip.memory["hbm"]
+    hbm = level.model_copy(update={"bandwidth_bytes_per_s": 2 * level.bandwidth_bytes_per_s})
+    faster = chip.model_copy(update={"memory": {**chip.memory, "hbm": hbm}})
+    assert embedding_bag_cost(chip, op(None), wider).latency_s <= base * (1 + 1e-12)
+    assert embedding_bag_cost(faster, op(None), host).latency_s <= base * (1 + 1e-12)
