@@ -47,6 +47,8 @@ def test_lookup_bytes_closed_form(h100: hwsim.Chip) -> None:
     hbm = next(x for x in cost.traffic if x.level == "hbm")
     assert hbm.read_bytes == pytest.approx(100_000 * 128 * 4 + 100_000 * INDEX_BYTES)
     assert hbm.write_bytes == pytest.approx(1000 * 128 * 4)  # pooled vectors, fp32
+    assert t.lookup_bytes == lookup_bytes(100_000, 128, "fp32") == 100_000 * 128 * 4
+    assert lookup_bytes(10, 64, "int8", 4.0) == 10 * (64 + 4)
 
 
 def test_row_smaller_than_a_burst_wastes_bandwidth(h100: hwsim.Chip) -> None:
