@@ -17,6 +17,7 @@ from hwsim.cost.embedding import (
     embedding_bag_cost,
     embedding_tiers,
     generalized_harmonic,
+    lookup_bytes,
     place_tables,
     zipf_mass,
 )
