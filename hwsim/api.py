@@ -13,6 +13,8 @@ from typing import Any
 from hwsim.arch.model import Chip
 from hwsim.arch.system import System, load_system, single_chip_system
 from hwsim.cost import OpCost, collective_op_cost, cost_op
+from hwsim.cost.embedding import embedding_bag_cost
+from hwsim.cost.model import check_cost
 from hwsim.engine.inference import INFERENCE_PHASES, run_inference
 from hwsim.engine.serve.capacity import (
     CapacityResult,
@@ -31,9 +33,12 @@ from hwsim.errors import ConfigError
 from hwsim.mapping.fit import check_fit, check_placement, costing_warnings, placement_warnings
 from hwsim.mapping.gemm import emulation_dtype
 from hwsim.result import Result
+from hwsim.workload.dlrm import load_dlrm_spec, resolve_dlrm
+from hwsim.workload.dlrm_lower import lower_dlrm
 from hwsim.workload.graph import Workload
 from hwsim.workload.lower import lower
 from hwsim.workload.ops import Collective, Op
+from hwsim.workload.ops_embedding import EmbeddingBag
 from hwsim.workload.plan import Plan
 from hwsim.workload.precision import Precision, resolve_precision
 from hwsim.workload.spec import ModelSpec, load_model_spec
@@ -49,13 +54,19 @@ def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: 
     ``attention_density`` (``docs/precision.md``), and for ``phase="request"``
     ``decoding`` and ``kv_policy`` (a strategy and a KV-cache policy:
     :mod:`hwsim.workload.decoding`, ``docs/decoding.md``); see :func:`hwsim.workload.lower`.
+    A recommendation model (``kind: dlrm``, shipped under ``workloads/recsys``) takes
+    ``phase="inference"`` or ``"train"`` and ``batch``, ``n_chips``, ``sharding``,
+    ``dtype``, ``embedding_dtype`` (:func:`hwsim.workload.dlrm_lower.lower_dlrm`,
+    ``docs/embeddings.md``).
 
     Raises
     ------
     ConfigError
         For an unknown model, an unknown option (with the closest known one) or a bad value.
     """
-    known = [k for k, p in inspect.signature(lower).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    dlrm = resolve_dlrm(name_or_path)
+    target = lower if dlrm is None else lower_dlrm
+    known = [k for k, p in inspect.signature(target).parameters.items() if p.kind is p.KEYWORD_ONLY]
     unknown = [k for k in overrides if k not in known]
     if unknown:
         problems = []
@@ -64,6 +75,8 @@ def load_workload(name_or_path: str | Path, phase: str = "decode", **overrides: 
             hint = f"did you mean {close[0]}? " if close else ""
             problems.append(f"load_workload: {key}: unknown option; {hint}(known: {', '.join(known)})")
         raise ConfigError(problems)
+    if dlrm is not None:
+        return lower_dlrm(load_dlrm_spec(dlrm), phase, **overrides)
     return lower(load_model_spec(name_or_path), phase, **overrides)
 
 
@@ -243,6 +256,12 @@ class CostCache:
                 system = self.system or single_chip_system(self.chip)
                 stride = (self.plan or Plan()).strides.get(op.group, 1)
                 cost = self._net_costs[op] = collective_op_cost(system, op, stride)
+            return cost
+        if isinstance(op, EmbeddingBag) and self.system is not None and self.system.host is not None:
+            # Embedding tables may spill to the system's host memory: a system cost.
+            cost = self._net_costs.get(op)
+            if cost is None:
+                cost = self._net_costs[op] = check_cost(embedding_bag_cost(self.chip, op, self.system.host))
             return cost
         key = (op, fewest_kernels)
         cost = self._chip_costs.get(key)

@@ -180,6 +180,14 @@ class MemoryLevel(_Frozen):
     achievable_fraction: Fraction = Field(
         default=1.0, description="fraction of bandwidth a streaming kernel sustains"
     )
+    access_granularity_bytes: CapacityBytes = Field(
+        default=64.0,
+        description="smallest unit a random access moves (burst or sector): a gathered "
+        "embedding row is rounded up to a multiple of it. Default 64 B, one DDR4/DDR5 burst "
+        "(JEDEC: BL8 x 64-bit channel, BL16 x 32-bit DDR5 sub-channel) and one CPU cache "
+        "line; NVIDIA GPUs fetch DRAM in 32 B sectors (CUDA C++ Best Practices Guide, "
+        "'Coalesced Access to Global Memory')",
+    )
     ramp_s: LatencyS = Field(
         default=0.0,
         description="extra time a long stream pays while the level ramps up to full "

@@ -40,6 +40,11 @@ class ExternalMemory(_Frozen):
         default=None, description="per chip, writes into the tier if slower than reads (NVMe); None: same")
     latency_s: LatencyS = 0.0
     energy_pj_per_byte: EnergyPj = Field(default=0.0, description="one byte moved, both ends")
+    access_granularity_bytes: CapacityBytes = Field(
+        default=64.0,
+        description="smallest unit a random read moves (a gathered embedding row is rounded "
+        "up to it): 64 B, one DDR burst and CPU cache line (see MemoryLevel)",
+    )
 
     def transfer_time_s(self, n_bytes: float, write: bool = False) -> float:
         """One transfer of ``n_bytes`` to (``write``) or from the tier, in s."""

@@ -19,6 +19,7 @@ from hwsim.cost.area import (
 )
 from hwsim.cost.attention import attention_cost
 from hwsim.cost.collective import collective_cost
+from hwsim.cost.embedding import embedding_bag_cost
 from hwsim.cost.matmul import matmul_cost
 from hwsim.cost.model import LevelTraffic, OpCost, check_cost, make_cost, streaming_traffic
 from hwsim.cost.ssm import conv1d_cost, scan_cost
@@ -26,6 +27,7 @@ from hwsim.cost.technology import Technology
 from hwsim.cost.vector import elementwise_cost, embedding_cost, optimizer_cost
 from hwsim.errors import SimulationError
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer, op_label
+from hwsim.workload.ops_embedding import EmbeddingBag
 from hwsim.workload.ops_ssm import CausalConv1d, SelectiveScan
 
 
@@ -63,6 +65,8 @@ def _cost_op(op: Op, chip: Chip, fewest_kernels: bool) -> OpCost:
         return scan_cost(chip, op)
     if isinstance(op, CausalConv1d):
         return conv1d_cost(chip, op)
+    if isinstance(op, EmbeddingBag):  # the chip alone; a system adds its host tier (api.CostCache)
+        return embedding_bag_cost(chip, op)
     raise TypeError(f"no cost model for {type(op).__name__}")
 
 

@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
+from hwsim.workload.ops_embedding import EmbeddingBag
 from hwsim.workload.ops_ssm import CausalConv1d, SelectiveScan
 from hwsim.workload.precision import weight_bits_per_param
 from hwsim.workload.sparsity import (  # noqa: F401 - re-exported: the ops' pattern helpers
@@ -433,7 +434,8 @@ class Collective:
         return 2.0 * self.n_bytes
 
 
-Op = MatMul | Attention | Elementwise | Embedding | Optimizer | Collective | CausalConv1d | SelectiveScan
+Op = (MatMul | Attention | Elementwise | Embedding | Optimizer | Collective | CausalConv1d | SelectiveScan
+      | EmbeddingBag)
 """Any operator."""
 
 
