@@ -9,9 +9,13 @@ level sees depends on the mapping and lives in ``hwsim.cost``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
 from hwsim.workload.ops_ssm import CausalConv1d, SelectiveScan
+
+if TYPE_CHECKING:
+    from hwsim.workload.pruning import AttentionApprox
 
 
 def sparsity_problem(pattern: str | None) -> str | None:
@@ -96,6 +100,9 @@ class Attention:
     - ``softcap``: logits soft-capped (``c * tanh(s / c)``): one more transcendental per
       score on the vector units.
     - ``variant``: a label shown in the cost detail (``"mla absorbed"``).
+    - ``approx``: a research design's approximation (token/head pruning, candidate
+      selection, progressive quantization; :mod:`hwsim.workload.pruning`), costed by
+      :mod:`hwsim.cost.approx_attention`; the shape fields stay the dense ones.
     """
 
     batch: int
@@ -114,6 +121,7 @@ class Attention:
     latent_kv: bool = False
     softcap: bool = False
     variant: str = ""
+    approx: AttentionApprox | None = None
 
     kind = "attention"
 
