@@ -208,6 +208,7 @@ def all_cases() -> list[Case]:
     from hwsim.validation.machines import machines_cases
     from hwsim.validation.multichip import multichip_cases
     from hwsim.validation.published import published_cases
+    from hwsim.validation.research import research_cases
 
     return [*h100_cases(), *published_cases(), *multichip_cases(), *machines_cases(), *decoding_cases(),
-            *scalesim_cases()]
+            *research_cases(), *scalesim_cases()]

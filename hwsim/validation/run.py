@@ -37,6 +37,10 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "tpu-v5p training throughput (published)": {"mape_pct": 20.0},
     "cerebras per-user decode (published)": {"mape_pct": 20.0},
     "groq per-user decode (published)": {"mape_pct": 20.0},
+    # issue 17 item 6: research designs' published speed-ups and energy savings over their
+    # baselines, simulated on both sides (validation/research.py); the issue's 20 % aim,
+    # held as MAPE with a looser worst row since each row is a ratio of two simulations.
+    "research attention designs (published)": {"mape_pct": 20.0, "max_pct": 40.0},
     "scalesim cycles": {"max_pct": 1.0},
     "scalesim sram+dram bytes": {"max_pct": 5.0},
 }
