@@ -21,13 +21,16 @@ the bytes it reads:
   MACs per bit) and per query-key pair a Hamming distance (one op per 16 bits), a
   cosine look-up times the key norm and a threshold compare (``ELSA_PAIR_OPS``); it
   reads the hashes and a 2-byte norm per key.
-- ``sanger``: the score matrix predicted at ``predict_bits`` on the matrix units (at
-  the int8 rate scaled by 8 / bits), one threshold compare and one pack per score; it
-  reads Q and K at ``predict_bits``.
+- ``sanger``: the score matrix predicted at ``predict_bits`` and thresholded into the
+  mask on the matrix units (at the int8 rate scaled by 8 / bits: Sanger's dense low-bit
+  mask array), one pack operation per score on the vector units; it reads Q and K at
+  ``predict_bits``.
 
-Selection runs before the kept keys are known, so its time adds to the kept work's
-(no overlap: an approximation a pipelined design would beat). Nothing pruned, filtered
-or quantized gives :func:`attention_cost` exactly.
+By default the selection runs before the kept keys are known and its time adds to the
+kept work's (separate kernels on a GPU); with ``selection_overlapped`` it is a pipeline
+stage of its own (the research designs' engines) and the longer of the two counts, its
+energy still paid. Nothing pruned, filtered or quantized gives :func:`attention_cost`
+exactly.
 """
 
 from __future__ import annotations
@@ -51,16 +54,23 @@ INDEX_BYTES = 2.0
 NORM_BYTES = 2.0
 
 
+def _scalars(a: AttentionApprox) -> tuple[float, float]:
+    """This op's token and head fractions (one layer's: never per-layer tuples)."""
+    token_keep, head_keep = a.token_keep, a.head_keep
+    assert not isinstance(token_keep, tuple) and not isinstance(head_keep, tuple), "per-layer values"
+    return float(token_keep), float(head_keep)
+
+
 def kept_attention(op: Attention) -> Attention:
     """The dense attention left after token, head and candidate pruning (``approx``
     removed); at least one key, query and head survives."""
     a = op.approx
     assert a is not None
-    assert isinstance(a.token_keep, float | int) and isinstance(a.head_keep, float | int), "per-layer values"
+    token_keep, head_keep = _scalars(a)
     group = op.n_heads // op.n_kv_heads
-    kv_heads = max(1, math.ceil(op.n_kv_heads * a.head_keep))
-    kv = max(1, math.ceil(op.kv_len * a.token_keep * a.score_keep))
-    q = op.q_len if op.q_len == 1 else max(1, math.ceil(op.q_len * a.token_keep))
+    kv_heads = max(1, math.ceil(op.n_kv_heads * head_keep))
+    kv = max(1, math.ceil(op.kv_len * token_keep * a.score_keep))
+    q = op.q_len if op.q_len == 1 else max(1, math.ceil(op.q_len * token_keep))
     return replace(op, approx=None, n_heads=kv_heads * group, n_kv_heads=kv_heads, q_len=min(q, kv)
                    if op.is_causal else q, kv_len=kv)
 
@@ -69,35 +79,35 @@ def _selection(chip: Chip, op: Attention, a: AttentionApprox) -> tuple[float, fl
     """(vector operations, matrix-unit seconds, bytes read) of the selection unit."""
     if a.selection == "none" or (not a.prunes_tokens and a.score_keep == 1.0):
         return 0.0, 0.0, 0.0
-    assert isinstance(a.token_keep, float | int)
+    token_keep, head_keep = _scalars(a)
     d, b = op.head_dim, op.batch
-    tokens = max(1, math.ceil(op.kv_len * a.token_keep))  # what survived earlier layers
-    heads = max(1, math.ceil(op.n_heads * a.head_keep))
-    queries = op.q_len if op.q_len == 1 else max(1, math.ceil(op.q_len * a.token_keep))
+    tokens = max(1, math.ceil(op.kv_len * token_keep))  # what survived earlier layers
+    heads = max(1, math.ceil(op.n_heads * head_keep))
+    kv_heads = max(1, math.ceil(op.n_kv_heads * head_keep))
+    queries = op.q_len if op.q_len == 1 else max(1, math.ceil(op.q_len * token_keep))
     pairs = b * heads * queries * tokens * (op.n_scores / (op.q_len * op.kv_len))  # causal share
     elem = dtype_bytes(op.dtype)
     if a.selection == "topk":
         ops = pairs + b * QUICKSELECT_COMPARES * (tokens + op.n_heads)
         return ops, 0.0, 0.0
     if a.selection == "a3":
-        kv_heads = max(1, math.ceil(op.n_kv_heads * a.head_keep))
         steps = math.ceil(a.search_fraction * tokens)
         sort_ops = b * kv_heads * d * tokens * math.log2(max(tokens, 2))
         search_ops = b * heads * queries * steps * (d + 1)
         read = b * kv_heads * tokens * d * (elem + INDEX_BYTES)
         return sort_ops + search_ops, 0.0, read
     if a.selection == "elsa":
-        kv_heads = max(1, math.ceil(op.n_kv_heads * a.head_keep))
         hash_ops = b * (kv_heads * tokens + heads * queries) * a.hash_bits * d
         pair_ops = pairs * (math.ceil(a.hash_bits / 16) + ELSA_PAIR_OPS)
         read = b * kv_heads * tokens * (a.hash_bits / 8 + NORM_BYTES)
         return hash_ops + pair_ops, 0.0, read
-    # sanger: low-precision score prediction on the matrix units, then threshold and pack.
+    # sanger: a low-precision score prediction and its threshold compare on the matrix
+    # units (a dense low-bit array produces the mask), then one pack op per score.
     rate = chip.peak_flops_per_s("int8") or chip.peak_flops_per_s(op.dtype)
-    predict_s = 2.0 * pairs * d / (rate * 8.0 / a.predict_bits) / chip.compute_units.fraction(op.dtype)
-    read = b * (heads * queries + max(1, math.ceil(op.n_kv_heads * a.head_keep)) * tokens) * d \
-        * a.predict_bits / 8
-    return 2.0 * pairs, predict_s, read
+    rate *= 8.0 / a.predict_bits * chip.compute_units.fraction(op.dtype)
+    predict_s = (2.0 * d + 1.0) * pairs / rate
+    read = b * (heads * queries + kv_heads * tokens) * d * a.predict_bits / 8
+    return pairs, predict_s, read
 
 
 def approx_attention_cost(chip: Chip, op: Attention) -> OpCost:
@@ -124,11 +134,13 @@ def approx_attention_cost(chip: Chip, op: Attention) -> OpCost:
             read = max(read - saved, 0.0)
         traffic.append(LevelTraffic(t.level, read, t.write_bytes))
     sel_energy = sel_ops * vec.energy_per_op_pj * 1e-12
-    if sel_matrix_s:
-        sel_energy += 2.0 * (sel_ops / 2.0) * op.head_dim * a.predict_bits / 8 \
+    if sel_matrix_s:  # the prediction's MACs (one per score and head dimension), at predict_bits
+        sel_energy += sel_ops * op.head_dim * a.predict_bits / 8 \
             * chip.compute_units.energy_per_mac_pj.get("int8", 0.0) * 1e-12  # type: ignore[call-overload]
+    kept_s = base.compute_s * redo
+    compute_s = max(kept_s, sel_s) if a.selection_overlapped else kept_s + sel_s
     return make_cost(chip, flops=kept.flops * redo, compute_cycles=base.compute_cycles * redo,
-                     compute_s=base.compute_s * redo + sel_s, traffic=tuple(traffic),
+                     compute_s=compute_s, traffic=tuple(traffic),
                      n_kernels=base.n_kernels, compute_energy_j=base.compute_energy_j * redo + sel_energy,
                      footprint_bytes=kept.kv_bytes * kv_factor,
                      detail=f"{a.label()}; kept {base.detail}", compute_limit=base.compute_limit)

@@ -88,6 +88,12 @@ class AttentionApprox:
         A3: share of the keys its greedy candidate search walks, in (0, 1].
     predict_bits : int
         Sanger: bits of the score prediction.
+    selection_overlapped : bool
+        The selection unit is its own pipeline stage beside the matrix units (the
+        research designs' top-k engine, candidate-selection module, hash unit, mask
+        array), so its time hides under the kept work's (the longer of the two counts);
+        ``False`` (default): the selection runs before the kept work, as separate kernels
+        do on a GPU, and the times add.
     """
 
     token_keep: Fractions = 1.0
@@ -100,6 +106,7 @@ class AttentionApprox:
     hash_bits: int = 64
     search_fraction: float = 0.5
     predict_bits: int = 4
+    selection_overlapped: bool = False
 
     def __post_init__(self) -> None:
         for name in ("token_keep", "head_keep"):
@@ -122,6 +129,8 @@ class AttentionApprox:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 64:
                 out.append(f"{name}: must be an integer in [{low}, 64], got {value!r}")
+        if not isinstance(self.selection_overlapped, bool):
+            out.append(f"selection_overlapped: expected true or false, got {self.selection_overlapped!r}")
         if self.lsb_bits and not self.msb_bits:
             out.append("lsb_bits: progressive quantization needs msb_bits > 0 too")
         if self.selection not in SELECTIONS:
@@ -247,9 +256,10 @@ def _check_bits(workload: Workload, approx: AttentionApprox) -> None:
     for p in workload.passes:
         for s in p.segments:
             for _, op in s.graph.ops():
-                if isinstance(op, Attention) and approx.msb_bits + approx.lsb_bits > 8 * dtype_bytes(op.dtype):
-                    raise ConfigError([f"attention_approx: msb_bits + lsb_bits = "
-                                       f"{approx.msb_bits + approx.lsb_bits} exceed the {op.dtype} "
+                bits = approx.msb_bits + approx.lsb_bits
+                if isinstance(op, Attention) and bits > 8 * dtype_bytes(op.dtype):
+                    raise ConfigError([f"attention_approx: msb_bits + lsb_bits = {bits} exceed the "
+                                       f"{op.dtype} "
                                        f"K/V elements' {8 * dtype_bytes(op.dtype):g} bits"])
 
 
@@ -297,7 +307,8 @@ def approximate_attention(workload: Workload, approx: Any) -> Workload:
                     if first + span > want:
                         raise ConfigError([f"attention_approx: per-layer fractions give {want} layers; "
                                            f"the workload has more"])
-                    graph = _with_approx(s.graph, lambda k, f=first: approx.at_layer(f + min(k, span - 1)))
+                    graph = _with_approx(s.graph,
+                                         lambda k, f=first, n=span: approx.at_layer(f + min(k, n - 1)))
                     segments.append(replace(s, name=f"{s.name}.{r}", graph=graph, repeat=1))
             layer += s.repeat * span
         if want is not None and layer != want:

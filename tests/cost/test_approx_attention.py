@@ -24,13 +24,7 @@ SELECTIONS = ("topk", "a3", "elsa", "sanger")
 
 
 def _chip(name: str) -> hwsim.Chip:
-    chip = hwsim.load_arch(name)
-    if "bf16" not in chip.compute_units.flops_per_cycle:  # research presets run fp16
-        cu = chip.compute_units
-        chip = chip.model_copy(update={"compute_units": cu.model_copy(update={
-            "flops_per_cycle": {**cu.flops_per_cycle, "bf16": cu.flops_per_cycle["fp16"]},
-            "energy_per_mac_pj": {**cu.energy_per_mac_pj, "bf16": cu.energy_per_mac_pj["fp16"]}})})
-    return chip
+    return hwsim.load_arch(name)
 
 
 @pytest.mark.parametrize("chip_name", CHIPS)

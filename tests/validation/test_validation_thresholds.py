@@ -32,6 +32,9 @@ REGRESSION_CEILINGS: dict[str, dict[str, float]] = {
     "cerebras per-user decode (published)": {"mape_pct": 21.8, "max_pct": 28.5},
     "groq per-user decode (published)": {"mape_pct": 22.1, "max_pct": 42.7},
     "blackwell trtllm-bench offline (published)": {"mape_pct": 71.5, "max_pct": 123.8},
+    # issue 17 item 6: research designs, several preset parameters unverified against their
+    # papers (docs/research_designs.md says which and why the rows miss)
+    "research attention designs (published)": {"mape_pct": 157.7, "max_pct": 400.5},
 }
 #: Largest |error| (%) of a row that alone fitted a constant: it must still reproduce it
 #: (else the constant needs refitting). Joint fits over many rows are judged by the check
