@@ -23,10 +23,13 @@ from hwsim.sweep.spec import load_spec as load_sweep_spec
 from hwsim.technology import load_technology
 from hwsim.workload import Workload, list_models, load_model_spec
 from hwsim.workload.plan import Plan
+from hwsim.workload.pruning import AttentionApprox, approximate_attention
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionApprox",
+    "approximate_attention",
     "Plan",
     "Requests",
     "SLO",

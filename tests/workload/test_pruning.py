@@ -65,6 +65,7 @@ def test_keeping_everything_leaves_the_workload_itself() -> None:
     w = _model()
     assert approximate_attention(w, AttentionApprox(selection="elsa")) is w
     assert approximate_attention(w, {}) is w
+    assert hwsim.approximate_attention is approximate_attention and hwsim.AttentionApprox is AttentionApprox
 
 
 def test_per_layer_fractions_land_on_their_layers() -> None:
