@@ -27,11 +27,14 @@ from hwsim.sweep.spec import load_spec as load_sweep_spec
 from hwsim.technology import load_technology
 from hwsim.workload import Workload, list_models, load_model_spec
 from hwsim.workload.plan import Plan
+from hwsim.workload.pruning import AttentionApprox, approximate_attention
 from hwsim.workload.tiers import flexgen_plan, zero_infinity_plan, zero_offload_plan
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AttentionApprox",
+    "approximate_attention",
     "Datacenter",
     "Node",
     "ServingComparison",

@@ -210,7 +210,8 @@ def all_cases() -> list[Case]:
     from hwsim.validation.offload import offload_cases
     from hwsim.validation.published import published_cases
     from hwsim.validation.recsys import recsys_cases
+    from hwsim.validation.research import research_cases
     from hwsim.validation.serving import serving_cases
 
     return [*h100_cases(), *published_cases(), *multichip_cases(), *machines_cases(), *decoding_cases(),
-            *offload_cases(), *recsys_cases(), *scalesim_cases(), *serving_cases()]
+            *offload_cases(), *recsys_cases(), *research_cases(), *scalesim_cases(), *serving_cases()]

@@ -40,6 +40,10 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     # issue #17 item 5 (hwsim/validation/recsys.py); "dlrm training (published)" is recorded
     # without a threshold (no input pipeline or eager dispatch modelled).
     "dlrm mlperf inference (published)": {"mape_pct": 20.0},
+    # issue 17 item 6: research designs' published speed-ups and energy savings over their
+    # baselines, simulated on both sides (validation/research.py); the issue's 20 % aim,
+    # held as MAPE with a looser worst row since each row is a ratio of two simulations.
+    "research attention designs (published)": {"mape_pct": 20.0, "max_pct": 40.0},
     "scalesim cycles": {"max_pct": 1.0},
     "scalesim sram+dram bytes": {"max_pct": 5.0},
     # issue 14: 10 % MAPE on single-node serving throughput, 15 % across nodes; no run of

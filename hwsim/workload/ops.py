@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
 from hwsim.workload.ops_embedding import EmbeddingBag
@@ -24,6 +25,9 @@ from hwsim.workload.sparsity import (  # noqa: F401 - re-exported: the ops' patt
     sparsity_for,
     sparsity_problem,
 )
+
+if TYPE_CHECKING:
+    from hwsim.workload.pruning import AttentionApprox
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,9 @@ class Attention:
       granularity): each query block computes this share of the key blocks it would
       otherwise see, and the kernel skips the rest; the keys read from memory are the
       union over query blocks (one query block reads only its share).
+    - ``approx``: a research design's approximation (token/head pruning, candidate
+      selection, progressive quantization; :mod:`hwsim.workload.pruning`), costed by
+      :mod:`hwsim.cost.approx_attention`; the shape fields stay the dense ones.
     """
 
     batch: int
@@ -142,6 +149,7 @@ class Attention:
     variant: str = ""
     kv_dtype: str | None = None
     key_density: float = 1.0
+    approx: AttentionApprox | None = None
 
     kind = "attention"
 
