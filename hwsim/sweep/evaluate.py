@@ -117,8 +117,9 @@ def _area(ctx: _Context, entry: _ChipEntry) -> dict[str, float | None]:
         node = ctx.spec.cost.node_nm
         tech = load_technology()
         try:
-            entry.area = {"area_mm2": chip_area(entry.chip, tech, node).total_mm2,
-                          "chip_cost_usd": chip_cost_usd(entry.chip, tech, node)}
+            area = chip_area(entry.chip, tech, node)
+            entry.area = {"area_mm2": area.total_mm2,
+                          "chip_cost_usd": chip_cost_usd(entry.chip, tech, node, area=area)}
         except HwsimError as exc:
             entry.area = {"area_mm2": None, "chip_cost_usd": None}
             entry.area_error = "no area or cost: " + "; ".join(str(exc).splitlines())
