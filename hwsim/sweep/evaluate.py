@@ -53,6 +53,8 @@ class _Context:
         self.compiled: CompiledSpec = compile_spec(spec)
         self.spec = spec
         self.base = load_arch(spec.arch)
+        self.base_data = self.base.model_dump()  # every variant copies only what it overrides
+        self.needs_area = _needs_area(self)
         self.chips: OrderedDict[str, _ChipEntry] = OrderedDict()
         self.workloads: OrderedDict[str, Any] = OrderedDict()
 
@@ -64,7 +66,7 @@ class _Context:
         key = _canonical(overrides)
         entry = self.chips.get(key)
         if entry is None:
-            chip = with_overrides(self.base, overrides) if overrides else self.base
+            chip = with_overrides(self.base, overrides, self.base_data) if overrides else self.base
             entry = _ChipEntry(chip, CostCache(chip))
             _remember(self.chips, key, entry, MAX_CHIPS)
         else:
@@ -183,7 +185,7 @@ def _evaluate(ctx: _Context, point: dict[str, Any], workload_index: int,
     options = {p.removeprefix(WORKLOAD_PREFIX): v for p, v in point.items() if p.startswith(WORKLOAD_PREFIX)}
     entry = ctx.chip(arch)
     metrics.update(_area(ctx, entry))
-    if entry.area_error and _needs_area(ctx):
+    if entry.area_error and ctx.needs_area:
         return entry.area_error
     env = {**point, **metrics}
     for c in ctx.compiled.constraints:
