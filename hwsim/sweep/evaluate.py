@@ -37,6 +37,18 @@ def _canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _key(values: dict[str, Any]) -> Any:
+    """A memo key of parameter values: a tuple of ``(path, type, value)`` (no JSON at every
+    point; the type keeps 1, 1.0 and true apart as JSON would), or their JSON where a value
+    is not hashable."""
+    key = tuple(sorted((path, type(v).__name__, v) for path, v in values.items()))
+    try:
+        hash(key)
+    except TypeError:
+        return _canonical(values)
+    return key
+
+
 @dataclass
 class _ChipEntry:
     chip: Any
@@ -56,15 +68,24 @@ class _Context:
         self.base = load_arch(spec.arch)
         self.base_data = self.base.model_dump()  # every variant copies only what it overrides
         self.needs_area = _needs_area(self)
-        self.chips: OrderedDict[str, _ChipEntry] = OrderedDict()
-        self.workloads: OrderedDict[str, Any] = OrderedDict()
+        self.chips: OrderedDict[Any, _ChipEntry] = OrderedDict()
+        self.workloads: OrderedDict[Any, Any] = OrderedDict()
+        # What every row asks of the spec, once: each workload's fixed options and name,
+        # the parameter columns, the constraints checked before and after simulating.
+        self._options = [w.options() for w in spec.workloads]
+        self.names = [w.name for w in spec.workloads]
+        self.param_columns = [(param_column(p), p) for p in spec.param_paths]
+        constraints = self.compiled.constraints
+        self.pre = [c for c in constraints if c.pre]
+        self.post = [c for c in constraints if not c.pre and not c.is_fits]
+        self.fits = any(c.is_fits for c in constraints)
 
     def chip(self, overrides: dict[str, Any]) -> _ChipEntry:
         """The chip of these architecture overrides, with its cost cache (LRU)."""
         from hwsim.api import CostCache
         from hwsim.arch import with_overrides
 
-        key = _canonical(overrides)
+        key = _key(overrides)
         entry = self.chips.get(key)
         if entry is None:
             chip = with_overrides(self.base, overrides, self.base_data) if overrides else self.base
@@ -78,16 +99,18 @@ class _Context:
         from hwsim.api import load_workload
 
         w = self.spec.workloads[index]
-        merged = {**w.options(), **options}
-        key = _canonical([w.model, w.phase, merged])
+        merged = {**self._options[index], **options}
+        key = (w.model, w.phase, _key(merged))
         wl = self.workloads.get(key)
         if wl is None:
             wl = load_workload(w.model, phase=w.phase, **merged)
             _remember(self.workloads, key, wl, MAX_WORKLOADS)
+        else:
+            self.workloads.move_to_end(key)
         return wl
 
 
-def _remember(cache: OrderedDict, key: str, value: Any, limit: int) -> None:
+def _remember(cache: OrderedDict, key: Any, value: Any, limit: int) -> None:
     cache[key] = value
     if len(cache) > limit:
         cache.popitem(last=False)
@@ -188,21 +211,23 @@ def _evaluate(ctx: _Context, point: dict[str, Any], workload_index: int,
     metrics.update(_area(ctx, entry))
     if entry.area_error and ctx.needs_area:
         return entry.area_error
-    env = {**point, **metrics}
-    for c in ctx.compiled.constraints:
-        if c.pre and (why := _violated(c, env)):
-            return why
+    if ctx.pre:
+        env = {**point, **metrics}
+        for c in ctx.pre:
+            if why := _violated(c, env):
+                return why
     workload = ctx.workload(workload_index, options)
-    if any(c.is_fits for c in ctx.compiled.constraints):
+    if ctx.fits:
         try:
             check_fit(workload, entry.chip)
         except HwsimError as exc:
             return f"constraint fits: {exc}"
     _simulate_metrics(ctx, entry, workload, metrics)
-    env = {**point, **metrics}
-    for c in ctx.compiled.constraints:
-        if not c.pre and not c.is_fits and (why := _violated(c, env)):
-            return why
+    if ctx.post:
+        env = {**point, **metrics}
+        for c in ctx.post:
+            if why := _violated(c, env):
+                return why
     return None
 
 
@@ -219,8 +244,8 @@ def evaluate_row(ctx: _Context, point_id: int, point: dict[str, Any], workload_i
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             metrics[key] = None
-    row: dict[str, Any] = {"point_id": point_id, "workload": ctx.spec.workloads[workload_index].name}
-    row.update({param_column(p): point.get(p) for p in ctx.spec.param_paths})
+    row: dict[str, Any] = {"point_id": point_id, "workload": ctx.names[workload_index]}
+    row.update({column: point.get(p) for column, p in ctx.param_columns})
     row.update(metrics)
     row["error"] = error
     return row
