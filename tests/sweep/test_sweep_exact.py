@@ -68,8 +68,9 @@ def _plain_row(spec: Any, point: dict[str, Any], row: pd.Series, tech: Any) -> d
     res = hwsim.simulate(workload, chip)
     power = res.energy_j / res.latency_s
     c = spec.cost
-    return out | {"latency_s": res.latency_s, "energy_j": res.energy_j, "energy_per_token_j": res.energy_per_token_j,
-                  "tokens_per_s": res.tokens_per_s, "power_w": power, "compute_utilization": res.compute_utilization,
+    return out | {"latency_s": res.latency_s, "energy_j": res.energy_j,
+                  "energy_per_token_j": res.energy_per_token_j, "tokens_per_s": res.tokens_per_s,
+                  "power_w": power, "compute_utilization": res.compute_utilization,
                   "bound": res.bound, "unfit": None,
                   "cost_per_mtok_usd": cost_per_million_tokens_usd(
                       out["chip_cost_usd"], power, res.tokens_per_s, lifetime_years=c.lifetime_years,
