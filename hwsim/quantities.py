@@ -60,9 +60,15 @@ def real_in(lo: float, hi: float, unit: str = "", *, positive: bool = False, har
     bound, and says so.
     """
     def check(value: Any) -> Any:
-        value = _plain_number(value)
-        if isinstance(value, int | float):
-            _check_range(value, lo, hi, unit, positive, hard)
+        kind = type(value)
+        if kind is float:  # the common case, checked inline (a sweep validates many chips)
+            if not math.isfinite(value):
+                raise ValueError(f"expected a finite number, got {value}")
+        elif kind is not int:
+            value = _plain_number(value)
+            if not isinstance(value, int | float):
+                return value
+        _check_range(value, lo, hi, unit, positive, hard)
         return value
 
     return BeforeValidator(check)
@@ -72,7 +78,8 @@ def int_in(lo: int, hi: int, unit: str = "") -> Any:
     """A ``BeforeValidator`` for a strict integer in ``[lo, hi]`` (an integral float such
     as ``1.28e+2`` reads as 128; ``2.5`` is refused)."""
     def check(value: Any) -> Any:
-        value = _plain_number(value)
+        if type(value) is not int:
+            value = _plain_number(value)
         if isinstance(value, float):
             if not value.is_integer():
                 raise ValueError(f"expected an integer, got {value:g}")

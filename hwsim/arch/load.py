@@ -57,21 +57,31 @@ def load_arch(name_or_path: str | Path) -> Chip:
     return arch_from_dict(read_yaml(path), str(path))
 
 
-def with_overrides(arch: Chip, overrides: dict[str, Any]) -> Chip:
+def with_overrides(arch: Chip, overrides: dict[str, Any], data: dict[str, Any] | None = None) -> Chip:
     """Return a copy of ``arch`` with dotted-path fields replaced and re-validated.
+
+    ``data``: ``arch.model_dump()`` when the caller keeps it (a sweep builds thousands of
+    variants of one chip); it is not modified (only the mappings along the overridden
+    paths are copied).
 
     Examples
     --------
     ``with_overrides(arch, {"memory.hbm.bandwidth_bytes_per_s": 4.8e12})``
     """
-    data = arch.model_dump()
+    data = dict(arch.model_dump() if data is None else data)
+    copied: set[tuple[str, ...]] = set()
     for dotted, value in overrides.items():
         node = data
         parts = dotted.split(".")
-        for part in parts[:-1]:
+        for depth, part in enumerate(parts[:-1]):
             if not isinstance(node, dict) or part not in node:
                 raise ConfigError([f"{arch.name}: {dotted}: no such field"])
-            node = node[part]
+            child = node[part]
+            prefix = tuple(parts[:depth + 1])
+            if isinstance(child, dict) and prefix not in copied:
+                child = node[part] = dict(child)  # copy on write: ``data`` is the caller's
+                copied.add(prefix)
+            node = child
         if not isinstance(node, dict) or parts[-1] not in node:
             raise ConfigError([f"{arch.name}: {dotted}: no such field"])
         node[parts[-1]] = value

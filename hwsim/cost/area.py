@@ -99,28 +99,33 @@ def _overhead_um2_per_bit(tech: Technology) -> float:
 
 def mac_area_um2(dtype: str, node_nm: float, tech: Technology) -> float:
     """Area of one MAC processing element for ``dtype`` at ``node_nm``, in um2."""
+    return _mac_area_um2(dtype, tech, _overhead_um2_per_bit(tech), logic_area_scale(node_nm, tech))
+
+
+def _mac_area_um2(dtype: str, tech: Technology, overhead_um2_per_bit: float, scale: float) -> float:
+    """:func:`mac_area_um2` with the per-bit overhead and the node's logic scale given
+    (computed once per chip, not once per dtype)."""
     if dtype not in tech.mac_dtypes:
         raise ConfigError([f"technology: mac_dtypes.{dtype}: no MAC area for this dtype"])
     spec = tech.mac_dtypes[dtype]
     bits = 3 * spec.operand_bits + spec.accumulator_bits
-    return (_arith_um2(spec) + bits * _overhead_um2_per_bit(tech)) * logic_area_scale(node_nm, tech)
+    return (_arith_um2(spec) + bits * overhead_um2_per_bit) * scale
 
 
-def _compute_mm2(chip: Chip, node_nm: float, tech: Technology) -> float:
+def _compute_mm2(chip: Chip, tech: Technology, overhead_um2_per_bit: float, scale: float) -> float:
     cu = chip.compute_units
-    scale = logic_area_scale(node_nm, tech)
     macs = {d: cu.count * rate / 2 for d, rate in cu.flops_per_cycle.items()}
-    array_um2 = {d: n * mac_area_um2(d, node_nm, tech) for d, n in macs.items()}
+    array_um2 = {d: n * _mac_area_um2(d, tech, overhead_um2_per_bit, scale) for d, n in macs.items()}
     widest = max(array_um2, key=lambda d: array_um2[d])
     extra = tech.extra_dtype_fraction
     extras_um2 = sum(extra * macs[d] * _arith_um2(tech.mac_dtypes[d]) * scale for d in macs if d != widest)
     return (array_um2[widest] + extras_um2) * 1e-6
 
 
-def _vector_mm2(chip: Chip, node_nm: float, tech: Technology) -> float:
+def _vector_mm2(chip: Chip, tech: Technology, overhead_um2_per_bit: float, scale: float) -> float:
     lane = tech.vector_lane
-    lane_45_um2 = lane.mult_um2 + lane.accumulate_um2 + lane.register_bits * _overhead_um2_per_bit(tech)
-    lane_um2 = lane_45_um2 * logic_area_scale(node_nm, tech)
+    lane_45_um2 = lane.mult_um2 + lane.accumulate_um2 + lane.register_bits * overhead_um2_per_bit
+    lane_um2 = lane_45_um2 * scale
     vu = chip.vector_units
     return vu.count * vu.flops_per_cycle * lane_um2 * 1e-6
 
@@ -264,8 +269,10 @@ def chip_area(chip: Chip, tech: Technology, node_nm: float | None = None, *,
     facts = chip_technology(chip, node_nm, serdes_lanes=serdes_lanes, hbm_generation=hbm_generation)
     node = facts.process_node_nm
     factor = tech.core_overhead_factor[chip.compute_units.kind]
-    compute = _compute_mm2(chip, node, tech) * factor
-    vector = _vector_mm2(chip, node, tech) * factor
+    # The node's logic scale and the PE's per-bit overhead, once for every structure.
+    scale, overhead = logic_area_scale(node, tech), _overhead_um2_per_bit(tech)
+    compute = _compute_mm2(chip, tech, overhead, scale) * factor
+    vector = _vector_mm2(chip, tech, overhead, scale) * factor
     sram = _sram_mm2(chip, node, tech)
     phy = _phy_mm2(chip, facts.hbm_generation, facts.n_serdes_lanes, tech)
     share = tech.other_fraction
@@ -349,7 +356,8 @@ def die_cost_usd(area_mm2: float, node_nm: float, tech: Technology) -> float:
     return wafer / (dpw * die_yield(area_mm2, tech.defect_density_per_cm2))
 
 
-def chip_cost_usd(chip: Chip, tech: Technology, node_nm: float | None = None) -> float:
+def chip_cost_usd(chip: Chip, tech: Technology, node_nm: float | None = None, *,
+                  area: AreaBreakdown | None = None) -> float:
     """Manufacturing cost of one packaged chip: die (modelled area) + off-chip memory +
     packaging, in USD.
 
@@ -357,8 +365,12 @@ def chip_cost_usd(chip: Chip, tech: Technology, node_nm: float | None = None) ->
     (GB = 1e9 B); host memory is not counted. A chip with HBM pays a 2.5D interposer
     package, others an organic flip-chip. Test and assembly are not included. Refused, as
     :func:`chip_area` is, for a chip that does not state its technology facts.
+
+    ``area``: the chip's :func:`chip_area` at this node and table when the caller has it
+    already (a sweep needs both); computed here otherwise.
     """
-    area = chip_area(chip, tech, node_nm)
+    if area is None:
+        area = chip_area(chip, tech, node_nm)
     node = chip_technology(chip, node_nm).process_node_nm
     die = die_cost_usd(area.total_mm2, node, tech)
     memory = 0.0

@@ -3,6 +3,7 @@ from the tile each level holds."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -15,14 +16,16 @@ from hwsim.dtypes import dtype_bytes
 from hwsim.mapping.gemm import (
     GemmMapping,
     compute_limit,
+    dtype_cycle_factor,
     emulation_dtype,
     fit_tile,
     gemm_candidates,
+    operand_bytes,
     reuse_traffic,
 )
 from hwsim.mapping.gemm_arrays import arrays_are_exact, tensor_core_candidates
 from hwsim.mapping.sparsity import SparseEffect, sparse_effect
-from hwsim.mapping.systolic import systolic_level_bytes
+from hwsim.mapping.systolic import systolic_gemm_cycles, systolic_level_bytes
 from hwsim.workload.ops import MatMul
 
 
@@ -207,8 +210,10 @@ def matmul_cost(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
     sparsity applies where the chip has a unit for the pattern.
 
     On tensor cores all candidates are evaluated as arrays (:mod:`hwsim.cost.gemm_arrays`)
-    and only the winners become records; the result is :func:`matmul_cost_scalar`'s, bit
-    for bit.
+    and only the winners become records; on systolic arrays the one mapping of a plain
+    GEMM (no quantized weights, no sparsity) is costed in one pass
+    (:func:`systolic_matmul_cost`); either way the result is :func:`matmul_cost_scalar`'s,
+    bit for bit.
 
     Quantized weights (``op.w_dtype``) are read at their stored width and dequantized on
     the vector units, in series with the MMAs of the same kernel; a format the chip has
@@ -221,6 +226,8 @@ def matmul_cost(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> OpCost:
         alt = cost.alternative
         return replace(cost, detail=f"{cost.detail}, {note}",
                        alternative=None if alt is None else replace(alt, detail=f"{alt.detail}, {note}"))
+    if systolic_fast_path(chip) and op.sparsity is None and op.w_dtype in (None, op.dtype):
+        return systolic_matmul_cost(chip, op)
     if not arrays_are_exact(chip, op.m, op.k, op.n, op.batch):
         return matmul_cost_scalar(chip, op, fewest_kernels)
     shared = _shared(chip, op)
@@ -263,3 +270,65 @@ def matmul_cost_scalar(chip: Chip, op: MatMul, fewest_kernels: bool = False) -> 
         candidates = [item for item in candidates if item[1].n_kernels == fewest]
     fast, held = _best(candidates, headroom_w(chip) > 0.0)
     return _named(chip, op, (fast, mappings[id(fast)]), (held, mappings[id(held)]))
+
+# --- systolic arrays: one mapping, costed in one pass ----------------------------------
+# A systolic array has a single mapping (its fold schedule), so there is nothing to rank:
+# the candidate is the op's cost and its own alternative. matmul_cost_scalar still builds
+# the mapping, the shared terms, a cost, times it under the power limit, ranks a list of
+# one and copies the winner to name its compute limit; systolic_matmul_cost forms the same
+# floats by the same operations in the same order, once (tests/cost/test_systolic_gemm.py
+# checks every field against the scalar path). A design-space sweep costs thousands of
+# such chips, each once. Under a power limit the scalar path also times the mapping under
+# the limit (whose checks this path would skip), and SCALE-Sim scratchpads (buffer_split)
+# count bytes their own way: both keep the scalar path.
+
+
+def systolic_fast_path(chip: Chip) -> bool:
+    """Whether :func:`systolic_matmul_cost` gives ``chip``'s GEMM costs: a systolic array
+    without a power limit, no SCALE-Sim scratchpads, a shared level (see above)."""
+    memory = chip.memory
+    return (chip.compute_units.kind == "systolic_array" and headroom_w(chip) <= 0.0
+            and not memory[chip.level_names[0]].buffer_split
+            and any(level.scope == "shared" for level in memory.values()))
+
+
+def systolic_matmul_cost(chip: Chip, op: MatMul) -> OpCost:
+    """:func:`matmul_cost_scalar` of a plain ``op`` (no sparsity, no quantized
+    weights) on a chip that :func:`systolic_fast_path` accepts (``fewest_kernels`` changes nothing: the one
+    mapping launches one kernel)."""
+    unit = chip.compute_units
+    m, k, n, dtype, batch = op.m, op.k, op.n, op.dtype, op.batch
+    # What every mapping shares (_shared, first as there; a plain GEMM: dense, unpacked B).
+    speedup = b_scale = 1.0
+    energy = op.flops / 2 * unit.mac_energy_pj(dtype) * 1e-12
+    weight = op.b_bytes if op.b_is_weight else 0.0
+    # The one mapping (gemm_candidates' systolic branch).
+    factor = dtype_cycle_factor(unit, dtype, chip.name)
+    cycles, folds = systolic_gemm_cycles(m, k, n, unit.rows, unit.cols, unit.dataflow, unit.count, batch,
+                                         unit.stationary_double_buffered)
+    tile_m = min(m, unit.rows if unit.dataflow != "weight_stationary" else m)
+    tile_n = min(n, unit.cols)
+    mapping = GemmMapping(tile_m, tile_n, 1, folds, math.ceil(folds / unit.count), cycles * factor)
+    # Bytes at every level (gemm_traffic; no split-K on an array).
+    a, b, c = operand_bytes(m, k, n, dtype, batch, op.b_shared)
+    names = chip.level_names
+    memory = chip.memory
+    traffic = []
+    tile = (tile_m, tile_n)
+    for i, name in enumerate(names):
+        if i > 0:
+            inner = memory[names[i - 1]]
+            if inner.scope == "per_unit":
+                tile = (min(m, tile_m * unit.cluster_size), tile_n)
+            else:
+                tile = fit_tile(m, k, n, dtype, batch, op.b_shared, inner.capacity_bytes)
+        reads = a * math.ceil(n / tile[1]) + b * b_scale * math.ceil(m / tile[0])
+        traffic.append(LevelTraffic(name, reads, c))
+    detail = f"tile {tile_m}x{tile_n}, split_k 1, {folds} tiles, {mapping.waves} waves"
+    return make_cost(
+        chip, flops=op.flops, compute_cycles=mapping.compute_cycles / speedup,
+        compute_s=mapping.compute_cycles / unit.clock_hz / unit.fraction(dtype) / speedup,
+        traffic=tuple(traffic), n_kernels=1, compute_energy_j=energy, prefetchable_bytes=weight,
+        detail=detail, footprint_bytes=op.min_bytes,
+        compute_limit=compute_limit(chip, m, k, n, dtype, batch, mapping),
+    )

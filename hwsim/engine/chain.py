@@ -88,8 +88,12 @@ def node_profile(node: ChainNode, home: MemoryLevel) -> Profile:
     cost = node.cost
     if isinstance(node.op, Collective):
         return (True, node.launch_s, 0.0, 0.0, 0.0, 0.0, cost.prefetchable_bytes, cost.latency_s, "", "", "")
-    inner = max(cost.level_s[:-1], default=0.0)
-    worst = max(range(len(cost.level_s) - 1), key=lambda k: cost.level_s[k]) if len(cost.level_s) > 1 else -1
+    level_s = cost.level_s
+    if len(level_s) == 2:  # one level inside home, the common chip: no search
+        inner, worst = level_s[0], 0
+    else:
+        inner = max(level_s[:-1], default=0.0)
+        worst = max(range(len(level_s) - 1), key=lambda k: level_s[k]) if len(level_s) > 1 else -1
     return (False, node.launch_s + cost.overhead_s, transfer_time_s(home, cost.traffic[-1].bytes), inner,
             cost.compute_s, cost.footprint_bytes, cost.prefetchable_bytes, 0.0, cost.traffic[-1].level,
             cost.traffic[worst].level if worst >= 0 else "", cost.compute_limit)

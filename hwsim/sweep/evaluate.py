@@ -11,6 +11,7 @@ goes on.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 from collections import OrderedDict
@@ -36,6 +37,18 @@ def _canonical(data: Any) -> str:
     return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
 
 
+def _key(values: dict[str, Any]) -> Any:
+    """A memo key of parameter values: a tuple of ``(path, type, value)`` (no JSON at every
+    point; the type keeps 1, 1.0 and true apart as JSON would), or their JSON where a value
+    is not hashable."""
+    key = tuple(sorted((path, type(v).__name__, v) for path, v in values.items()))
+    try:
+        hash(key)
+    except TypeError:
+        return _canonical(values)
+    return key
+
+
 @dataclass
 class _ChipEntry:
     chip: Any
@@ -53,18 +66,29 @@ class _Context:
         self.compiled: CompiledSpec = compile_spec(spec)
         self.spec = spec
         self.base = load_arch(spec.arch)
-        self.chips: OrderedDict[str, _ChipEntry] = OrderedDict()
-        self.workloads: OrderedDict[str, Any] = OrderedDict()
+        self.base_data = self.base.model_dump()  # every variant copies only what it overrides
+        self.needs_area = _needs_area(self)
+        self.chips: OrderedDict[Any, _ChipEntry] = OrderedDict()
+        self.workloads: OrderedDict[Any, Any] = OrderedDict()
+        # What every row asks of the spec, once: each workload's fixed options and name,
+        # the parameter columns, the constraints checked before and after simulating.
+        self._options = [w.options() for w in spec.workloads]
+        self.names = [w.name for w in spec.workloads]
+        self.param_columns = [(param_column(p), p) for p in spec.param_paths]
+        constraints = self.compiled.constraints
+        self.pre = [c for c in constraints if c.pre]
+        self.post = [c for c in constraints if not c.pre and not c.is_fits]
+        self.fits = any(c.is_fits for c in constraints)
 
     def chip(self, overrides: dict[str, Any]) -> _ChipEntry:
         """The chip of these architecture overrides, with its cost cache (LRU)."""
         from hwsim.api import CostCache
         from hwsim.arch import with_overrides
 
-        key = _canonical(overrides)
+        key = _key(overrides)
         entry = self.chips.get(key)
         if entry is None:
-            chip = with_overrides(self.base, overrides) if overrides else self.base
+            chip = with_overrides(self.base, overrides, self.base_data) if overrides else self.base
             entry = _ChipEntry(chip, CostCache(chip))
             _remember(self.chips, key, entry, MAX_CHIPS)
         else:
@@ -75,16 +99,18 @@ class _Context:
         from hwsim.api import load_workload
 
         w = self.spec.workloads[index]
-        merged = {**w.options(), **options}
-        key = _canonical([w.model, w.phase, merged])
+        merged = {**self._options[index], **options}
+        key = (w.model, w.phase, _key(merged))
         wl = self.workloads.get(key)
         if wl is None:
             wl = load_workload(w.model, phase=w.phase, **merged)
             _remember(self.workloads, key, wl, MAX_WORKLOADS)
+        else:
+            self.workloads.move_to_end(key)
         return wl
 
 
-def _remember(cache: OrderedDict, key: str, value: Any, limit: int) -> None:
+def _remember(cache: OrderedDict, key: Any, value: Any, limit: int) -> None:
     cache[key] = value
     if len(cache) > limit:
         cache.popitem(last=False)
@@ -117,8 +143,9 @@ def _area(ctx: _Context, entry: _ChipEntry) -> dict[str, float | None]:
         node = ctx.spec.cost.node_nm
         tech = load_technology()
         try:
-            entry.area = {"area_mm2": chip_area(entry.chip, tech, node).total_mm2,
-                          "chip_cost_usd": chip_cost_usd(entry.chip, tech, node)}
+            area = chip_area(entry.chip, tech, node)
+            entry.area = {"area_mm2": area.total_mm2,
+                          "chip_cost_usd": chip_cost_usd(entry.chip, tech, node, area=area)}
         except HwsimError as exc:
             entry.area = {"area_mm2": None, "chip_cost_usd": None}
             entry.area_error = "no area or cost: " + "; ".join(str(exc).splitlines())
@@ -196,23 +223,25 @@ def _evaluate(ctx: _Context, point: dict[str, Any], workload_index: int,
     options = {p.removeprefix(WORKLOAD_PREFIX): v for p, v in point.items() if p.startswith(WORKLOAD_PREFIX)}
     entry = ctx.chip(arch)
     metrics.update(_area(ctx, entry))
-    if entry.area_error and _needs_area(ctx):
+    if entry.area_error and ctx.needs_area:
         return entry.area_error
-    env = {**point, **metrics}
-    for c in ctx.compiled.constraints:
-        if c.pre and (why := _violated(c, env)):
-            return why
+    if ctx.pre:
+        env = {**point, **metrics}
+        for c in ctx.pre:
+            if why := _violated(c, env):
+                return why
     workload = ctx.workload(workload_index, options)
-    if any(c.is_fits for c in ctx.compiled.constraints):
+    if ctx.fits:
         try:
             check_fit(workload, entry.chip)
         except HwsimError as exc:
             return f"constraint fits: {exc}"
     _simulate_metrics(ctx, entry, workload, metrics)
-    env = {**point, **metrics}
-    for c in ctx.compiled.constraints:
-        if not c.pre and not c.is_fits and (why := _violated(c, env)):
-            return why
+    if ctx.post:
+        env = {**point, **metrics}
+        for c in ctx.post:
+            if why := _violated(c, env):
+                return why
     return None
 
 
@@ -229,8 +258,8 @@ def evaluate_row(ctx: _Context, point_id: int, point: dict[str, Any], workload_i
     for key, value in metrics.items():
         if isinstance(value, float) and not math.isfinite(value):
             metrics[key] = None
-    row: dict[str, Any] = {"point_id": point_id, "workload": ctx.spec.workloads[workload_index].name}
-    row.update({param_column(p): point.get(p) for p in ctx.spec.param_paths})
+    row: dict[str, Any] = {"point_id": point_id, "workload": ctx.names[workload_index]}
+    row.update({column: point.get(p) for column, p in ctx.param_columns})
     row.update(metrics)
     row["error"] = error
     return row
@@ -243,4 +272,13 @@ def evaluate_tasks(payload: dict[str, Any], tasks: list[Task]) -> list[dict[str,
     worker) can run it; its caches live in the worker process.
     """
     ctx = _context(payload)
-    return [evaluate_row(ctx, pid, point, wi) for pid, point, wi in tasks]
+    # A point leaves little cyclic garbage but allocates many objects, so the cyclic
+    # collector would run often and find little: it is paused for the chunk (a chunk
+    # is at most a few dozen points) and collects once after it.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return [evaluate_row(ctx, pid, point, wi) for pid, point, wi in tasks]
+    finally:
+        if paused:
+            gc.enable()
