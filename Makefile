@@ -26,10 +26,12 @@ test: $(STAMP) lint  ## lint, type-check, then run the whole test suite
 bench: $(STAMP)  ## simulations per second (see bench/README.md); writes results/bench/ (untracked)
 	$(BIN)/python bench/bench_simulate.py
 	$(BIN)/python bench/bench_sweep.py
+	$(BIN)/python bench/bench_serve.py --record results/bench/results_serve.json
 
 bench-record: $(STAMP)  ## the same, updating the recorded bench/results*.json (commit them deliberately)
 	$(BIN)/python bench/bench_simulate.py --record
 	$(BIN)/python bench/bench_sweep.py --record
+	$(BIN)/python bench/bench_serve.py --record bench/results_serve.json
 
 figures: $(STAMP)  ## regenerate the README charts in docs/images/ with the CLI
 	$(BIN)/hwsim plot roofline --arch h100-sxm --arch tpu-v4 --peak-dtype bf16 --peak-dtype fp8 \

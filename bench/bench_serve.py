@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import time
@@ -70,7 +71,9 @@ def main() -> None:
     rows["serve_10k_chat_llama3_70b_fp8_tp8_dgx_h100"] = serving
     if args.record:
         out = {"machine": platform.processor() or platform.machine(), "python": platform.python_version(),
-               "hwsim": hwsim.__version__, "cases": rows}
+               "hwsim": hwsim.__version__, "cpus": os.cpu_count(), "load_average_1m": os.getloadavg()[0],
+               "cases": rows}
+        args.record.parent.mkdir(parents=True, exist_ok=True)
         args.record.write_text(json.dumps(out, indent=2) + "\n")
 
 
