@@ -42,7 +42,8 @@ DEFAULT_N_REQUESTS = 256
 DEFAULT_SERVING_MODEL = "llama3-70b"
 #: ``hwsim compare`` options that describe a single-step workload, not a serving run.
 _NOT_SERVING = ("phase", "batch", "context_len", "new_tokens", "seq_len", "attention_impl", "sparsity",
-                "attention_window", "attention_density", "offload", "strict")
+                "attention_window", "attention_density", "offload", "strict", "n_chips", "sharding",
+                "embedding_dtype")
 
 
 def serving_compare_options(func: F) -> F:
@@ -175,7 +176,7 @@ def _slo(serving: dict[str, Any]) -> SLO | None:
 @json_option
 @strict_option
 @click.pass_context
-def compare_cmd(ctx: click.Context, archs: tuple[str, ...], model: str, phase: str, offload: bool,
+def compare_cmd(ctx: click.Context, archs: tuple[str, ...], model: str, phase: str | None, offload: bool,
                 as_json: bool, strict: bool, **opts: Any) -> None:
     """Simulate one workload on several architectures, one row each; with --serve, serve
     requests on each and rank them by cost per million tokens in a datacenter.
@@ -205,6 +206,7 @@ def compare_cmd(ctx: click.Context, archs: tuple[str, ...], model: str, phase: s
     if given:
         raise ConfigError([f"{', '.join(given)}: only used with --serve"])
     workload = build_workload(model, phase, opts)
+    phase = workload.phase
     outcomes: list[tuple[str, Result | str]] = []
     refused = False
     for name in archs or DEFAULT_COMPARE_ARCHS:

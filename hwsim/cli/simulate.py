@@ -9,11 +9,14 @@ import click
 from hwsim import report
 from hwsim.api import simulate
 from hwsim.cli.group import echo_warnings, main, refuse_warnings
+from hwsim.errors import ConfigError
+from hwsim.workload.pruning import approximate_attention, parse_approx
 from hwsim.cli.options import (
     build_workload,
     decoding_options,
     json_option,
     plan_from_options,
+    parse_params,
     plan_options,
     pop_decoding,
     strict_option,
@@ -28,6 +31,10 @@ from hwsim.cli.options import (
 @workload_options
 @plan_options
 @decoding_options
+@click.option("--attention-approx", "attention_approx", multiple=True, metavar="KEY=VALUE",
+              help="Approximate every attention as a research design does (docs/research_designs.md), "
+                   "e.g. selection=topk token_keep=0.5 head_keep=0.8, or selection=sanger score_keep=0.2; "
+                   "a list gives one fraction per layer (token_keep=[1,0.9,...]). Single chip, inference.")
 @click.option("--ops", "show_ops", is_flag=True, help="Also show time per op (summed over layers).")
 @json_option
 @strict_option
@@ -40,8 +47,14 @@ def simulate_cmd(arch: str, model: str, phase: str, show_ops: bool, as_json: boo
     on stderr (and is the ``warnings`` list of --json); --strict refuses such a result.
     """
     decoding = pop_decoding(opts)
+    approx = parse_params("--attention-approx", opts.pop("attention_approx", ()))
     plan = plan_from_options(opts)
     workload = build_workload(model, phase, opts | decoding)
+    if approx:
+        if plan is not None:
+            raise ConfigError(["--attention-approx: approximated attention runs on one chip; "
+                               "drop the parallelism options (--tp, --pp, --dp, ...)"])
+        workload = approximate_attention(workload, parse_approx(approx, "--attention-approx"))
     result = simulate(workload, arch, plan=plan)
     if strict:
         refuse_warnings(result.warnings)
