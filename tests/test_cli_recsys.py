@@ -36,7 +36,8 @@ def test_dlrm_inference_matches_the_api() -> None:
 def test_dlrm_phase_defaults_to_inference() -> None:
     """A recsys model without --phase runs its forward step, not a transformer decode."""
     default = as_json(run("simulate", "--model", "dlrm-rm2", "--batch", "512", "--json"))
-    given = as_json(run("simulate", "--model", "dlrm-rm2", "--phase", "inference", "--batch", "512", "--json"))
+    given = as_json(run("simulate", "--model", "dlrm-rm2", "--phase", "inference", "--batch", "512",
+                        "--json"))
     assert default["phase"] == "inference"
     assert default["latency_s"] == given["latency_s"]
 
@@ -115,7 +116,8 @@ def test_attention_approx_per_layer_list() -> None:
 
 
 @pytest.mark.parametrize(("flags", "needle"), [
-    (["selection=topk", "token_keep=1.5"], "--attention-approx: token_keep: fractions kept must lie in (0, 1]"),
+    (["selection=topk", "token_keep=1.5"],
+     "--attention-approx: token_keep: fractions kept must lie in (0, 1]"),
     (["bogus=1"], "--attention-approx: bogus: unknown setting"),
     (["token_keep"], "--attention-approx: expected KEY=VALUE"),
     (["token_keep=[1,"], "--attention-approx: token_keep: cannot read"),

@@ -98,8 +98,10 @@ def recsys_options() -> list[Callable[[F], F]]:
                      help="Recsys model: chips the tables are sharded over and the MLPs data parallel on "
                           "(e.g. 8 with --arch dgx-h100) [default: 1]."),
         click.option("--sharding", type=click.Choice(SHARDINGS), default=None,
-                     help="Recsys model: how the embedding tables are split over --n-chips [default: table]."),
-        click.option("--embedding-dtype", help="Recsys model: every embedding table's dtype (fp16, int8, ...)."),
+                     help="Recsys model: how the embedding tables are split over --n-chips "
+                          "[default: table]."),
+        click.option("--embedding-dtype",
+                     help="Recsys model: every embedding table's dtype (fp16, int8, ...)."),
     ]
 
 

@@ -9,19 +9,19 @@ import click
 from hwsim import report
 from hwsim.api import simulate
 from hwsim.cli.group import echo_warnings, main, refuse_warnings
-from hwsim.errors import ConfigError
-from hwsim.workload.pruning import approximate_attention, parse_approx
 from hwsim.cli.options import (
     build_workload,
     decoding_options,
     json_option,
-    plan_from_options,
     parse_params,
+    plan_from_options,
     plan_options,
     pop_decoding,
     strict_option,
     workload_options,
 )
+from hwsim.errors import ConfigError
+from hwsim.workload.pruning import approximate_attention, parse_approx
 
 
 @main.command("simulate")
