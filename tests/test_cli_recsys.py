@@ -142,3 +142,20 @@ def test_attention_approx_refuses_training_and_plans(extra: list[str]) -> None:
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output
     assert "attention" in res.output
+
+
+def test_compare_serve_refuses_a_recsys_model() -> None:
+    """Serving is token generation: a recsys model under --serve is one clean error."""
+    res = run("compare", "--serve", "--model", "dlrm-rm2", "--arch", "dgx-h100", "--requests", "2")
+    assert res.exit_code == 2, res.output
+    assert "recommendation model" in res.output and "Traceback" not in res.output
+
+
+def test_compare_runs_a_recsys_model_on_each_arch() -> None:
+    """hwsim compare with a recsys model: one inference row per architecture."""
+    res = run("compare", "--model", "dlrm-rm2", "--batch", "2048", "--arch", "h100-sxm", "--arch", "tpu-v4",
+              "--json")
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    assert [r["arch"] for r in rows] == ["h100-sxm", "tpu-v4"]
+    assert all(r["phase"] == "inference" and r["latency_s"] > 0 for r in rows)

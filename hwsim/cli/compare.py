@@ -32,6 +32,7 @@ from hwsim.planner import rank_plans
 from hwsim.ranking import DEFAULT_SERVING_ARCHS, RANK_KEYS, ServingComparison, compare_serving
 from hwsim.report import format_table
 from hwsim.result import Result
+from hwsim.workload.dlrm import resolve_dlrm
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -96,6 +97,9 @@ def run_serving_compare(ctx: click.Context, archs: tuple[str, ...], model: str, 
                            "lengths are --prompt-len and --output-len)"])
     if ctx.get_parameter_source("model") != ParameterSource.COMMANDLINE:
         model = DEFAULT_SERVING_MODEL
+    elif resolve_dlrm(model) is not None:
+        raise ConfigError([f"--model {model}: a recommendation model has no token serving; compare its "
+                           "steps without --serve (hwsim compare --model ... --phase inference)"])
     requests = _requests(serving.get("n_requests") or DEFAULT_N_REQUESTS, serving.get("rate_per_s"),
                          opts.get("prompt_len") or 512, serving.get("output_len") or 128)
     extra = {k: opts[k] for k in ("n_layers", "precision", "weight_dtype", "kv_dtype") if opts.get(k)}
