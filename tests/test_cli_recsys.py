@@ -69,6 +69,8 @@ def test_dlrm_shardings_differ() -> None:
     (["--model", "dlrm-rm2", "--embedding-dtype", "fp7"], "embedding_dtype"),
     (["--model", "dlrm-rm2", "--sharding", "diagonal"], "Invalid value for '--sharding'"),
     (["--model", "dlrm-rm2", "--n-chips", "0"], "Invalid value for '--n-chips'"),
+    (["--model", "dlrm-rm2", "--arch", "dgx-h100", "--tp", "2"], "not by a parallelism plan"),
+    (["--model", "dlrm-rm2", "--attention-approx", "selection=topk"], "it has no attention"),
 ])
 def test_bad_recsys_options_exit_2_without_traceback(args: list[str], needle: str) -> None:
     """Wrong phase, a recsys option on a transformer, a bad dtype or count: one clean error."""

@@ -21,6 +21,7 @@ from hwsim.cli.options import (
     workload_options,
 )
 from hwsim.errors import ConfigError
+from hwsim.workload.dlrm import resolve_dlrm
 from hwsim.workload.pruning import approximate_attention, parse_approx
 
 
@@ -49,6 +50,8 @@ def simulate_cmd(arch: str, model: str, phase: str, show_ops: bool, as_json: boo
     decoding = pop_decoding(opts)
     approx = parse_params("--attention-approx", opts.pop("attention_approx", ()))
     plan = plan_from_options(opts)
+    if resolve_dlrm(model) is not None:
+        _check_recsys(model, plan is not None, bool(approx))
     workload = build_workload(model, phase, opts | decoding)
     if approx:
         if plan is not None:
@@ -66,3 +69,15 @@ def simulate_cmd(arch: str, model: str, phase: str, show_ops: bool, as_json: boo
         click.echo("")
         click.echo(report.format_ops(result))
     echo_warnings(result.warnings)
+
+
+def _check_recsys(model: str, has_plan: bool, has_approx: bool) -> None:
+    """Refuse the options a recommendation model has no use for, naming what it takes instead."""
+    problems = []
+    if has_plan:
+        problems.append(f"--model {model}: a recommendation model is spread over chips by --n-chips and "
+                        "--sharding, not by a parallelism plan (--tp, --pp, --dp, ...)")
+    if has_approx:
+        problems.append(f"--attention-approx: {model} is a recommendation model; it has no attention")
+    if problems:
+        raise ConfigError(problems)
