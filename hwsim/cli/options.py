@@ -55,7 +55,8 @@ def workload_options(func: F) -> F:
     """The options that describe a model workload (shared by simulate and compare)."""
     options = [
         click.option("--model", default="llama2-7b", show_default=True,
-                     help="Model preset (see `hwsim list models`) or a HF config.json/YAML path."),
+                     help="Model preset (see `hwsim list models`, `hwsim list recsys`) or a HF "
+                          "config.json/YAML path."),
         click.option("--phase", type=click.Choice(ALL_PHASES), default=None,
                      help="prefill: prompts; decode: one step; request: prefill + decode steps; "
                           "train: one optimizer step; inference: a recommendation model's forward step "
