@@ -72,8 +72,8 @@ def test_costs_follow_the_datacenter() -> None:
 
 
 def test_a_chip_without_a_node_preset_has_throughput_but_no_cost() -> None:
-    """h100-sxm has no arch_configs/datacenter/nodes file: its row fits, has no cost and says why."""
-    row = hwsim.compare_serving(["h100-sxm"], evaluate=fake({"h100-sxm": 50})).rows[0]
+    """a100-sxm has no arch_configs/datacenter/nodes file: its row fits, has no cost and says why."""
+    row = hwsim.compare_serving(["a100-sxm"], evaluate=fake({"a100-sxm": 50})).rows[0]
     assert row["fits"] and row["output_tokens_per_s"] == 50 and "no node preset" in row["why"]
     assert row["rank"] is None
 

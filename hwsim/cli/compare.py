@@ -32,6 +32,7 @@ from hwsim.planner import rank_plans
 from hwsim.ranking import DEFAULT_SERVING_ARCHS, RANK_KEYS, ServingComparison, compare_serving
 from hwsim.report import format_table
 from hwsim.result import Result
+from hwsim.workload.dlrm import resolve_dlrm
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -42,7 +43,8 @@ DEFAULT_N_REQUESTS = 256
 DEFAULT_SERVING_MODEL = "llama3-70b"
 #: ``hwsim compare`` options that describe a single-step workload, not a serving run.
 _NOT_SERVING = ("phase", "batch", "context_len", "new_tokens", "seq_len", "attention_impl", "sparsity",
-                "attention_window", "attention_density", "offload", "strict")
+                "attention_window", "attention_density", "offload", "strict", "n_chips", "sharding",
+                "embedding_dtype")
 
 
 def serving_compare_options(func: F) -> F:
@@ -95,6 +97,9 @@ def run_serving_compare(ctx: click.Context, archs: tuple[str, ...], model: str, 
                            "lengths are --prompt-len and --output-len)"])
     if ctx.get_parameter_source("model") != ParameterSource.COMMANDLINE:
         model = DEFAULT_SERVING_MODEL
+    elif resolve_dlrm(model) is not None:
+        raise ConfigError([f"--model {model}: a recommendation model has no token serving; compare its "
+                           "steps without --serve (hwsim compare --model ... --phase inference)"])
     requests = _requests(serving.get("n_requests") or DEFAULT_N_REQUESTS, serving.get("rate_per_s"),
                          opts.get("prompt_len") or 512, serving.get("output_len") or 128)
     extra = {k: opts[k] for k in ("n_layers", "precision", "weight_dtype", "kv_dtype") if opts.get(k)}
@@ -175,7 +180,7 @@ def _slo(serving: dict[str, Any]) -> SLO | None:
 @json_option
 @strict_option
 @click.pass_context
-def compare_cmd(ctx: click.Context, archs: tuple[str, ...], model: str, phase: str, offload: bool,
+def compare_cmd(ctx: click.Context, archs: tuple[str, ...], model: str, phase: str | None, offload: bool,
                 as_json: bool, strict: bool, **opts: Any) -> None:
     """Simulate one workload on several architectures, one row each; with --serve, serve
     requests on each and rank them by cost per million tokens in a datacenter.
@@ -205,6 +210,7 @@ def compare_cmd(ctx: click.Context, archs: tuple[str, ...], model: str, phase: s
     if given:
         raise ConfigError([f"{', '.join(given)}: only used with --serve"])
     workload = build_workload(model, phase, opts)
+    phase = workload.phase
     outcomes: list[tuple[str, Result | str]] = []
     refused = False
     for name in archs or DEFAULT_COMPARE_ARCHS:

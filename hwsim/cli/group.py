@@ -64,6 +64,7 @@ def main() -> None:
       hwsim compare
       hwsim simulate --arch h100-sxm --model llama2-7b --phase decode --batch 8
       hwsim simulate --arch dgx-h100 --model llama2-70b --phase decode --batch 64 --tp 8
+      hwsim simulate --arch dgx-h100 --model dlrm-mlperf --phase train --batch 65536 --n-chips 8
       hwsim op gemm --arch tpu-v4 --m 2048 --k 4096 --n 4096
       hwsim list archs
     """

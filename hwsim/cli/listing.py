@@ -1,4 +1,4 @@
-"""``hwsim list archs|systems|models|precisions|datacenters|nodes``: the shipped presets,
+"""``hwsim list archs|systems|models|recsys|precisions|datacenters|nodes``: the shipped presets,
 precision schemes and datacenter presets."""
 
 from __future__ import annotations
@@ -16,18 +16,21 @@ from hwsim.arch.system import list_systems, load_system
 from hwsim.cli.group import error_lines, main
 from hwsim.cli.options import json_option
 from hwsim.datacenter import list_datacenters, list_nodes, load_datacenter, load_node
+from hwsim.dtypes import dtype_bytes
 from hwsim.errors import HwsimError
+from hwsim.workload.dlrm import list_dlrm_models, load_dlrm_spec, resolve_dlrm
 from hwsim.workload.precision import SCHEMES, is_weight_only, resolve_precision, weight_bits_per_param
 from hwsim.workload.spec import ModelSpec, list_models, load_model_spec
 
 
 @main.command("list")
-@click.argument("what", type=click.Choice(["archs", "systems", "models", "precisions", "datacenters",
-                                           "nodes"]))
+@click.argument("what", type=click.Choice(["archs", "systems", "models", "recsys", "precisions",
+                                           "datacenters", "nodes"]))
 @json_option
 def list_cmd(what: str, as_json: bool) -> None:
-    """List the shipped architecture, system or model presets, the precision schemes, or the
-    datacenter facilities and nodes of ``hwsim compare --serve`` (docs/datacenter.md)."""
+    """List the shipped architecture, system or model presets (``recsys``: the recommendation
+    models, docs/embeddings.md), the precision schemes, or the datacenter facilities and
+    nodes of ``hwsim compare --serve`` (docs/datacenter.md)."""
     columns: Any
     rows: Any
     if what == "precisions":
@@ -45,6 +48,8 @@ def list_cmd(what: str, as_json: bool) -> None:
             fabrics = " + ".join(f"{f.name} ({f.topology} {'x'.join(map(str, f.dims))})"
                                  for f in system.fabrics)
             rows.append((name, system.chip.name, system.n_chips, fabrics or "none"))
+    elif what == "recsys":
+        columns, rows = _recsys_rows()
     elif what in ("datacenters", "nodes"):
         columns, rows = _datacenter_rows(what)
     elif what == "archs":
@@ -70,6 +75,26 @@ def _datacenter_rows(what: str) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]
     return (("chip", "name", "n_chips", "rack_units", "price_usd", "usd_per_chip_hour", "description"),
             [(n.chip, n.name, n.n_chips, n.rack_units, n.price_usd, n.usd_per_chip_hour, n.description)
              for n in nodes])
+
+
+def _recsys_rows() -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
+    """One row per shipped ``kind: dlrm`` model: its tables, their rows and stored size."""
+    rows: list[tuple[Any, ...]] = []
+    for name in list_dlrm_models():
+        path = resolve_dlrm(name)
+        try:
+            spec = load_dlrm_spec(path) if path is not None else None
+        except HwsimError as exc:
+            rows.append((name, error_lines(exc)[0], "", "", "", "", ""))
+            continue
+        if spec is None:
+            continue
+        tables = spec.expanded_tables()
+        gib = sum(t.rows * t.dim * dtype_bytes(t.dtype or spec.embedding_dtype) for t in tables) / 2**30
+        rows.append((name, len(tables), spec.embedding_row_count(), f"{gib:.1f}", spec.interaction,
+                     spec.dense_param_count(), spec.embedding_dtype))
+    return (("name", "n_tables", "embedding_rows", "embedding_gib", "interaction", "dense_params",
+             "embedding_dtype"), rows)
 
 
 def _try(loader: Callable[[str], Any], name: str) -> Any:

@@ -15,6 +15,8 @@ from hwsim._yaml import validation_problems
 from hwsim.api import load_workload
 from hwsim.errors import ConfigError
 from hwsim.workload.decoding import DECODING_KINDS, KV_POLICY_KINDS
+from hwsim.workload.dlrm import resolve_dlrm
+from hwsim.workload.dlrm_lower import DLRM_PHASES, SHARDINGS
 from hwsim.workload.lower import PHASES, lower
 from hwsim.workload.ops import parse_sparsity
 from hwsim.workload.plan import Plan
@@ -22,6 +24,8 @@ from hwsim.workload.plan import Plan
 F = TypeVar("F", bound=Callable[..., Any])
 
 DEFAULT_COMPARE_ARCHS = ("h100-sxm", "tpu-v4", "wse2")
+#: ``--phase`` choices: the transformer phases, then the recommendation-model ones not among them.
+ALL_PHASES = (*PHASES, *(p for p in DLRM_PHASES if p not in PHASES))
 _LOWER_DEFAULTS = {k: p.default for k, p in inspect.signature(lower).parameters.items()}
 
 
@@ -51,10 +55,12 @@ def workload_options(func: F) -> F:
     """The options that describe a model workload (shared by simulate and compare)."""
     options = [
         click.option("--model", default="llama2-7b", show_default=True,
-                     help="Model preset (see `hwsim list models`) or a HF config.json/YAML path."),
-        click.option("--phase", type=click.Choice(PHASES), default="decode", show_default=True,
+                     help="Model preset (see `hwsim list models`, `hwsim list recsys`) or a HF "
+                          "config.json/YAML path."),
+        click.option("--phase", type=click.Choice(ALL_PHASES), default=None,
                      help="prefill: prompts; decode: one step; request: prefill + decode steps; "
-                          "train: one optimizer step."),
+                          "train: one optimizer step; inference: a recommendation model's forward step "
+                          "[default: decode; inference for a recsys model]."),
         click.option("--batch", type=int, default=1, show_default=True, help="Sequences processed together."),
         click.option("--context-len", type=int, help="Decode: KV-cache tokens." + _dflt("context_len")),
         click.option("--prompt-len", type=int, help="Prefill/request: prompt tokens." + _dflt("prompt_len")),
@@ -72,6 +78,7 @@ def workload_options(func: F) -> F:
                      help="Every layer attends to at most this many recent keys (sliding window)."),
         click.option("--attention-density", type=float,
                      help="Block-sparse attention: share of key blocks each query block computes."),
+        *recsys_options(),
     ]
     for option in reversed(options):
         func = option(func)
@@ -80,7 +87,30 @@ def workload_options(func: F) -> F:
 
 _WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers",
                   "dtype", "attention_impl", "sparsity", "precision", "weight_dtype", "kv_dtype",
-                  "attention_window", "attention_density", "decoding", "kv_policy")
+                  "attention_window", "attention_density", "decoding", "kv_policy", "n_chips", "sharding",
+                  "embedding_dtype")
+
+
+def recsys_options() -> list[Callable[[F], F]]:
+    """``--n-chips``, ``--sharding``, ``--embedding-dtype``: a recommendation model's
+    (``kind: dlrm``, docs/embeddings.md) load options."""
+    return [
+        click.option("--n-chips", type=click.IntRange(min=1), default=None,
+                     help="Recsys model: chips the tables are sharded over and the MLPs data parallel on "
+                          "(e.g. 8 with --arch dgx-h100) [default: 1]."),
+        click.option("--sharding", type=click.Choice(SHARDINGS), default=None,
+                     help="Recsys model: how the embedding tables are split over --n-chips "
+                          "[default: table]."),
+        click.option("--embedding-dtype",
+                     help="Recsys model: every embedding table's dtype (fp16, int8, ...)."),
+    ]
+
+
+def resolve_phase(model: str, phase: str | None) -> str:
+    """``phase``, or the default one for ``model`` (``inference`` for a recsys model, else ``decode``)."""
+    if phase is not None:
+        return phase
+    return "inference" if resolve_dlrm(model) is not None else "decode"
 
 
 def precision_options() -> list[Callable[[F], F]]:
@@ -120,9 +150,10 @@ def parse_precision(ctx: click.Context, param: click.Parameter, value: str | Non
     return out
 
 
-def build_workload(model: str, phase: str, opts: dict[str, Any]) -> Any:
+def build_workload(model: str, phase: str | None, opts: dict[str, Any]) -> Any:
+    """The workload the options describe (``phase`` None: :func:`resolve_phase`'s default)."""
     overrides = {k: opts[k] for k in _WORKLOAD_KEYS if opts.get(k) is not None}
-    return load_workload(model, phase=phase, **overrides)
+    return load_workload(model, phase=resolve_phase(model, phase), **overrides)
 
 
 def json_option(func: F) -> F:
@@ -202,13 +233,24 @@ def decoding_options(func: F) -> F:
     return func
 
 
-def _params(flag: str, pairs: tuple[str, ...]) -> dict[str, Any]:
+def parse_params(flag: str, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``("k=4", "acceptance_rate=0.8", ...)`` as a mapping of YAML scalars (lists as tuples).
+
+    Raises
+    ------
+    ConfigError
+        Naming ``flag``, for an item that is not ``KEY=VALUE`` or a value YAML cannot read.
+    """
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError([f"{flag}: expected KEY=VALUE, got {pair!r}"])
-        parsed = yaml.safe_load(value) if value.strip() else None
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError([f"{flag}: {key.strip()}: cannot read {value!r} (a number, word or "
+                               "[list])"]) from None
         if isinstance(parsed, list):
             parsed = tuple(parsed)
         out[key.strip()] = parsed
@@ -226,5 +268,5 @@ def pop_decoding(opts: dict[str, Any]) -> dict[str, Any]:
         if kind is None and params:
             raise ConfigError([f"{flag}: give the kind too (--{name.replace('_', '-')} KIND)"])
         if kind is not None:
-            out[name] = {"kind": kind, **_params(flag, params)}
+            out[name] = {"kind": kind, **parse_params(flag, params)}
     return out

@@ -38,12 +38,13 @@ def _ranked_rows(search: PlanSearch, top: int) -> list[list[Any]]:
 @click.option("--top", type=click.IntRange(min=1), default=10, show_default=True, help="Plans to show.")
 @click.option("--rejected", "show_rejected", is_flag=True, help="List every rejected plan with its reason.")
 @json_option
-def plan_cmd(arch: str, model: str, phase: str, objective: str, offload: bool, top: int,
+def plan_cmd(arch: str, model: str, phase: str | None, objective: str, offload: bool, top: int,
              show_rejected: bool, as_json: bool, **opts: Any) -> None:
     """Enumerate the parallelism plans (tp, pp, dp, ep, micro-batches, recompute, ZeRO,
     offload) that fill a system, simulate the legal ones and print them ranked; say
     why each other plan was rejected."""
     workload = build_workload(model, phase, opts)
+    phase = workload.phase
     search = rank_plans(workload, arch, objective=objective, offload=offload)
     if as_json:
         frame = search.to_frame()

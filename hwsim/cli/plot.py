@@ -42,7 +42,7 @@ def _archs_option(default: tuple[str, ...]) -> Callable[[F], F]:
                              f"[default: {', '.join(default)}].")
 
 
-def _run(archs: tuple[str, ...], default: tuple[str, ...], model: str, phase: str,
+def _run(archs: tuple[str, ...], default: tuple[str, ...], model: str, phase: str | None,
          opts: dict[str, Any]) -> tuple[list[Result], list[System]]:
     """Simulate the workload the options describe on each architecture; the results and
     the systems they ran on (loaded once: a YAML chip is not found again by its name)."""
@@ -98,7 +98,7 @@ def plot_group() -> None:
 @click.option("--peak-dtype", "peak_dtypes", multiple=True, metavar="DTYPE",
               help="Dtype peak to draw; repeat for several [default: every dtype the chip supports].")
 @_output_option("Figure file (.png, .svg or .pdf).")
-def roofline_cmd(archs: tuple[str, ...], model: str, phase: str, peak_dtypes: tuple[str, ...],
+def roofline_cmd(archs: tuple[str, ...], model: str, phase: str | None, peak_dtypes: tuple[str, ...],
                  output: Path, **opts: Any) -> None:
     """Every op under the chip's compute and memory ceilings (log-log)."""
     from hwsim.plot import RooflineDisplay, new_figure
@@ -118,7 +118,7 @@ def roofline_cmd(archs: tuple[str, ...], model: str, phase: str, peak_dtypes: tu
               help="One bar per architecture, or per op kind of each.")
 @click.option("--per-token", is_flag=True, help="Joules per token instead of joules.")
 @_output_option("Figure file (.png, .svg or .pdf).")
-def energy_cmd(archs: tuple[str, ...], model: str, phase: str, by: str, per_token: bool, output: Path,
+def energy_cmd(archs: tuple[str, ...], model: str, phase: str | None, by: str, per_token: bool, output: Path,
                **opts: Any) -> None:
     """Stacked energy bars: compute, each memory level, interconnect, idle."""
     from hwsim.plot import EnergyDisplay, new_figure
@@ -138,7 +138,7 @@ def energy_cmd(archs: tuple[str, ...], model: str, phase: str, by: str, per_toke
 @workload_options
 @plan_options
 @_output_option("Figure file (.png, .svg or .pdf).")
-def timeline_cmd(arch: str, model: str, phase: str, output: Path, **opts: Any) -> None:
+def timeline_cmd(arch: str, model: str, phase: str | None, output: Path, **opts: Any) -> None:
     """The schedule: compute, memory-port and link lanes over time."""
     from hwsim.plot import TimelineDisplay, new_figure
 
@@ -154,7 +154,7 @@ def timeline_cmd(arch: str, model: str, phase: str, output: Path, **opts: Any) -
 @workload_options
 @plan_options
 @_output_option("Figure file (.png, .svg or .pdf).")
-def compare_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **opts: Any) -> None:
+def compare_cmd(archs: tuple[str, ...], model: str, phase: str | None, output: Path, **opts: Any) -> None:
     """Latency, throughput and energy per token across architectures."""
     from hwsim.plot import DEFAULT_METRICS, ComparisonDisplay, new_figure
 
@@ -170,7 +170,7 @@ def compare_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **
 @workload_options
 @plan_options
 @_output_option("Trace file (.json), for https://ui.perfetto.dev or chrome://tracing.")
-def trace_cmd(archs: tuple[str, ...], model: str, phase: str, output: Path, **opts: Any) -> None:
+def trace_cmd(archs: tuple[str, ...], model: str, phase: str | None, output: Path, **opts: Any) -> None:
     """Write the schedule as a Chrome/Perfetto trace: one process per architecture,
     one thread per lane (compute, memory:<level>, link:<group>)."""
     from hwsim.trace import check_trace_path, write_trace

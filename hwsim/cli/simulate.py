@@ -13,12 +13,16 @@ from hwsim.cli.options import (
     build_workload,
     decoding_options,
     json_option,
+    parse_params,
     plan_from_options,
     plan_options,
     pop_decoding,
     strict_option,
     workload_options,
 )
+from hwsim.errors import ConfigError
+from hwsim.workload.dlrm import resolve_dlrm
+from hwsim.workload.pruning import approximate_attention, parse_approx
 
 
 @main.command("simulate")
@@ -28,6 +32,10 @@ from hwsim.cli.options import (
 @workload_options
 @plan_options
 @decoding_options
+@click.option("--attention-approx", "attention_approx", multiple=True, metavar="KEY=VALUE",
+              help="Approximate every attention as a research design does (docs/research_designs.md), "
+                   "e.g. selection=topk token_keep=0.5 head_keep=0.8, or selection=sanger score_keep=0.2; "
+                   "a list gives one fraction per layer (token_keep=[1,0.9,...]). Single chip, inference.")
 @click.option("--ops", "show_ops", is_flag=True, help="Also show time per op (summed over layers).")
 @json_option
 @strict_option
@@ -40,8 +48,16 @@ def simulate_cmd(arch: str, model: str, phase: str, show_ops: bool, as_json: boo
     on stderr (and is the ``warnings`` list of --json); --strict refuses such a result.
     """
     decoding = pop_decoding(opts)
+    approx = parse_params("--attention-approx", opts.pop("attention_approx", ()))
     plan = plan_from_options(opts)
+    if resolve_dlrm(model) is not None:
+        _check_recsys(model, plan is not None, bool(approx))
     workload = build_workload(model, phase, opts | decoding)
+    if approx:
+        if plan is not None:
+            raise ConfigError(["--attention-approx: approximated attention runs on one chip; "
+                               "drop the parallelism options (--tp, --pp, --dp, ...)"])
+        workload = approximate_attention(workload, parse_approx(approx, "--attention-approx"))
     result = simulate(workload, arch, plan=plan)
     if strict:
         refuse_warnings(result.warnings)
@@ -53,3 +69,15 @@ def simulate_cmd(arch: str, model: str, phase: str, show_ops: bool, as_json: boo
         click.echo("")
         click.echo(report.format_ops(result))
     echo_warnings(result.warnings)
+
+
+def _check_recsys(model: str, has_plan: bool, has_approx: bool) -> None:
+    """Refuse the options a recommendation model has no use for, naming what it takes instead."""
+    problems = []
+    if has_plan:
+        problems.append(f"--model {model}: a recommendation model is spread over chips by --n-chips and "
+                        "--sharding, not by a parallelism plan (--tp, --pp, --dp, ...)")
+    if has_approx:
+        problems.append(f"--attention-approx: {model} is a recommendation model; it has no attention")
+    if problems:
+        raise ConfigError(problems)
