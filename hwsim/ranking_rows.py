@@ -29,7 +29,7 @@ from hwsim.datacenter import load_node
 from hwsim.dtypes import dtype_bytes
 from hwsim.engine.serve.metrics import SLO
 from hwsim.errors import HwsimError
-from hwsim.ranking import Evaluator, ServingPoint, _rate, _search, candidate_plans, plan_label
+from hwsim.ranking_search import Evaluator, ServingPoint, _rate, _search, candidate_plans, plan_label
 from hwsim.workload.plan import Plan
 
 _NAN = math.nan

@@ -21,6 +21,7 @@ from hwsim.cost.area import (
 from hwsim.cost.attention import attention_cost
 from hwsim.cost.collective import collective_cost
 from hwsim.cost.embedding import embedding_bag_cost
+from hwsim.cost.host import host_cost
 from hwsim.cost.matmul import matmul_cost
 from hwsim.cost.model import LevelTraffic, OpCost, check_cost, make_cost, streaming_traffic
 from hwsim.cost.ssm import conv1d_cost, scan_cost
@@ -75,7 +76,7 @@ def collective_op_cost(system: System, op: Collective, stride: int = 1) -> OpCos
     """One chip's view of a collective: its network time (as the busy time), its own
     buffer read and written at every level, and its share of the link energy."""
     chip = system.chip
-    net = collective_cost(system, op, stride)
+    net = host_cost(system, op) if op.group == "host" else collective_cost(system, op, stride)
     # A host read only lands in the chip's memory; a host write only leaves it.
     read_b = 0.0 if op.op_kind in ("host_read", "host_update") else op.n_bytes
     write_b = 0.0 if op.op_kind in ("host_write", "host_update") else op.n_bytes

@@ -323,9 +323,7 @@ def collective_cost(
         If the group does not fit the system, or ``algorithm`` is not legal for it.
     """
     if op.group == "host":
-        from hwsim.cost.host import host_cost  # host.py builds on CollectiveCost
-
-        return host_cost(system, op)
+        raise ValueError("a host transfer is not a collective: cost it with hwsim.cost.host.host_cost")
     if op.group_size == 1:
         return CollectiveCost(0.0, 0.0, 0.0, "none", "")
     options = _options(system, op, stride)

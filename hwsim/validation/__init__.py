@@ -7,7 +7,8 @@ row reproduces a parameter fitted on it and checks nothing) and each group's sta
 against its threshold. ``hwsim validate`` prints both.
 """
 
-from hwsim.validation.cases import Case, all_cases
+from hwsim.validation.cases import Case
+from hwsim.validation.registry import all_cases
 from hwsim.validation.run import THRESHOLDS, fails, run_validation, summarize
 
 __all__ = ["THRESHOLDS", "Case", "all_cases", "fails", "run_validation", "summarize"]

@@ -199,19 +199,3 @@ def scalesim_cases() -> Iterator[Case]:
                    _single_array_case(r, "sram_bytes"), src, role)
         yield Case("scalesim sram+dram bytes", name + " dram", "systolic", dram, "B",
                    _single_array_case(r, "dram_bytes"), src, role)
-
-
-def all_cases() -> list[Case]:
-    """Every validation case the package ships."""
-    # Imported here: the published builders import Case and the helpers from this module.
-    from hwsim.validation.decoding import decoding_cases
-    from hwsim.validation.machines import machines_cases
-    from hwsim.validation.multichip import multichip_cases
-    from hwsim.validation.offload import offload_cases
-    from hwsim.validation.published import published_cases
-    from hwsim.validation.recsys import recsys_cases
-    from hwsim.validation.research import research_cases
-    from hwsim.validation.serving import serving_cases
-
-    return [*h100_cases(), *published_cases(), *multichip_cases(), *machines_cases(), *decoding_cases(),
-            *offload_cases(), *recsys_cases(), *research_cases(), *scalesim_cases(), *serving_cases()]

@@ -9,7 +9,8 @@ import pandas as pd
 
 from hwsim.arch.load import list_archs, load_arch
 from hwsim.arch.model import Chip
-from hwsim.validation.cases import Case, all_cases
+from hwsim.validation.cases import Case
+from hwsim.validation.registry import all_cases
 
 #: Per-group thresholds (issue #3), held on the group's *check* rows: mean absolute
 #: percentage error and worst row, in %. A group with check rows but no threshold is

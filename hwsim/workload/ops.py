@@ -27,7 +27,7 @@ from hwsim.workload.sparsity import (  # noqa: F401 - re-exported: the ops' patt
 )
 
 if TYPE_CHECKING:
-    from hwsim.workload.pruning import AttentionApprox
+    from hwsim.workload.approx import AttentionApprox
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import pytest
 
 from hwsim.validation import THRESHOLDS
 from hwsim.validation import machines as m
-from hwsim.validation.cases import all_cases
+from hwsim.validation.registry import all_cases
 
 
 def _rows() -> list[dict[str, str]]:
