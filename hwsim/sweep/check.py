@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwsim.errors import ConfigError, HwsimError
-from hwsim.sweep.expr import Expr, ExprError, parse_expr
 from hwsim.sweep.capacity import CAPACITY_OPTIONS
+from hwsim.sweep.expr import Expr, ExprError, parse_expr
 from hwsim.sweep.spec import ALL_METRICS, WORKLOAD_KEYS, WORKLOAD_PREFIX, SweepSpec, WorkloadSpec
 
 #: Metrics known before simulating (constraints on them reject a point without running it).
@@ -171,8 +171,9 @@ def _check_workload_path(spec: SweepSpec, where: str, key: str, values: list[Any
                             "(a swept option cannot also be fixed)")
             return
         if w.is_capacity and key not in CAPACITY_OPTIONS:
-            problems.append(f"{source}: {where}: '{key}' is not an option of capacity workload workloads[{i}] "
-                            f"(its request shape is in its capacity block; options: {', '.join(CAPACITY_OPTIONS)})")
+            problems.append(f"{source}: {where}: '{key}' is not an option of capacity workload "
+                            f"workloads[{i}] (its request shape is in its capacity block; "
+                            f"options: {', '.join(CAPACITY_OPTIONS)})")
             return
     for value, vwhere in zip(values, value_where, strict=True):
         for w in spec.workloads:

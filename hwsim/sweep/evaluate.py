@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwsim.errors import HwsimError
-from hwsim.sweep.check import CompiledSpec, Constraint, compile_spec
 from hwsim.sweep.capacity import CAPACITY_METRICS, capacity_metrics
+from hwsim.sweep.check import CompiledSpec, Constraint, compile_spec
 from hwsim.sweep.spec import METRICS, WORKLOAD_PREFIX, SweepSpec
 
 #: (point_id, parameter values by path, index into spec.workloads)

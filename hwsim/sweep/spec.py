@@ -142,7 +142,8 @@ class WorkloadSpec(_Frozen):
     def _capacity_block(self) -> WorkloadSpec:
         if self.phase != "capacity":
             if self.capacity is not None:
-                raise ValueError(f"a capacity block needs phase: capacity (this workload's phase is {self.phase})")
+                raise ValueError("a capacity block needs phase: capacity "
+                                 f"(this workload's phase is {self.phase})")
             return self
         if self.capacity is None:
             raise ValueError("phase capacity needs a capacity block with at least an slo "
