@@ -63,7 +63,7 @@ class CapacitySpec(_Frozen):
     """How a capacity workload is served and searched (see :func:`hwsim.find_capacity`)."""
 
     slo: SLOSpec
-    n_requests: Count = Field(default=64, le=100_000, description="requests per serving run")
+    n_requests: Count = Field(default=64, le=10_000, description="requests per serving run")
     prompt_len: Count = Field(default=512, description="prompt tokens of every request")
     output_len: Count = Field(default=128, description="output tokens of every request")
     seed: Seed = 0
