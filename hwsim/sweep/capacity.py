@@ -70,6 +70,11 @@ class CapacitySpec(_Frozen):
     scheduler: Literal["vllm", "sarathi", "orca", "static"] = "vllm"
     rel_tol: Annotated[float, real_in(0.0, 1.0, positive=True, hard=True)] = 0.05
     max_evals: Count = Field(default=16, ge=3, le=64, description="most serving runs per point")
+    system: str | None = Field(default=None, description="system preset or YAML path; its chip becomes the "
+                               "point's chip (fabrics, host kept); None: a one-chip system")
+    tp: Count = Field(default=1, description="tensor-parallel chips per replica")
+    pp: Count = Field(default=1, description="pipeline stages per replica")
+    replicas: Count | None = Field(default=None, description="data-parallel replicas behind the router")
 
     @model_validator(mode="after")
     def _tolerance(self) -> CapacitySpec:
@@ -79,12 +84,14 @@ class CapacitySpec(_Frozen):
 
 
 def capacity_metrics(chip: Any, model: str, capacity: CapacitySpec, options: dict[str, Any],
-                     chip_cost_usd: float | None, cache: Any) -> dict[str, float | None]:
-    """Search the capacity of ``chip`` (a one-chip system) and return its row metrics.
+                     chip_cost_usd: float | None, cache: Any, system: Any = None) -> dict[str, float | None]:
+    """Search the capacity of ``chip`` (alone, or as the chip of ``system``) and return
+    its row metrics.
 
     Parameters
     ----------
     chip : Chip
+        The point's chip.
     model : str
     capacity : CapacitySpec
     options : dict
@@ -93,15 +100,22 @@ def capacity_metrics(chip: Any, model: str, capacity: CapacitySpec, options: dic
         The chip's cost (USD) from the area/cost model, for the per-dollar capacity.
     cache : ServeCache
         Op costs shared by every run on this chip.
+    system : System, optional
+        ``capacity.system`` loaded; its chip is replaced by ``chip``.
     """
     from hwsim.api import find_capacity
     from hwsim.engine.serve.metrics import SLO
+    from hwsim.workload.plan import Plan
 
     s = capacity.slo
     slo = SLO(ttft_s=s.ttft_s, tpot_s=s.tpot_s, e2e_s=s.e2e_s, percentile=s.percentile)
     opts = dict(options)
     dtype = opts.pop("dtype", None) or "bf16"
-    result = find_capacity(chip, model=model, slo=slo, n_requests=capacity.n_requests,
+    if capacity.replicas is not None:
+        opts["replicas"] = capacity.replicas
+    target = chip if system is None else system.model_copy(update={"chip": chip})
+    plan = Plan(tp=capacity.tp, pp=capacity.pp) if capacity.tp * capacity.pp > 1 else None
+    result = find_capacity(target, model=model, plan=plan, slo=slo, n_requests=capacity.n_requests,
                            prompt_len=capacity.prompt_len, output_len=capacity.output_len, seed=capacity.seed,
                            dtype=dtype, scheduler=capacity.scheduler, rel_tol=capacity.rel_tol,
                            max_evals=capacity.max_evals, cache=cache, **opts)

@@ -159,6 +159,18 @@ def probe_workload(w: WorkloadSpec, extra: dict[str, Any] | None = None) -> Any:
     return load_workload(w.model, phase=w.phase, **options)
 
 
+def _check_system(name: str, where: str) -> list[str]:
+    """Problems loading a capacity workload's system (none if it loads)."""
+    from hwsim.arch.system import load_system
+
+    try:
+        load_system(name)
+    except HwsimError as exc:
+        problems = getattr(exc, "problems", None) or [str(exc)]
+        return [f"{where}: {p}" for p in problems]
+    return []
+
+
 def _check_workload_path(spec: SweepSpec, where: str, key: str, values: list[Any],
                          value_where: list[str], problems: list[str], source: str) -> None:
     if key not in WORKLOAD_KEYS:
@@ -253,6 +265,8 @@ def check_spec(spec: SweepSpec, source: str = "<spec>", search: bool = False) ->
             probe_workload(w)
         except (HwsimError, TypeError, ValueError) as exc:
             problems.append(f"{source}: workloads[{i}]: {str(exc).splitlines()[0]}")
+        if w.capacity is not None and w.capacity.system is not None:
+            problems += _check_system(w.capacity.system, f"{source}: workloads[{i}].capacity.system")
     _check_paths(spec, chip, problems, source)
     if not search:
         _check_sampler(spec, problems, source)

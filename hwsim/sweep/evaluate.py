@@ -82,6 +82,7 @@ class _Context:
         self.post = [c for c in constraints if not c.pre and not c.is_fits]
         self.fits = any(c.is_fits for c in constraints)
         self.metric_names = METRICS + CAPACITY_METRICS if spec.has_capacity else METRICS
+        self.systems: dict[str, Any] = {}  # capacity workloads' systems, loaded once
 
     def chip(self, overrides: dict[str, Any]) -> _ChipEntry:
         """The chip of these architecture overrides, with its cost cache (LRU)."""
@@ -268,8 +269,15 @@ def _capacity_metrics(ctx: _Context, entry: _ChipEntry, workload_index: int, opt
     if entry.serve_cache is None:
         entry.serve_cache = ServeCache()
     merged = {**ctx._options[workload_index], **options}
+    system = None
+    if w.capacity.system is not None:
+        from hwsim.arch.system import load_system
+
+        system = ctx.systems.get(w.capacity.system)
+        if system is None:
+            system = ctx.systems[w.capacity.system] = load_system(w.capacity.system)
     metrics.update(capacity_metrics(entry.chip, w.model, w.capacity, merged, metrics.get("chip_cost_usd"),
-                                    entry.serve_cache))
+                                    entry.serve_cache, system))
 
 
 def evaluate_row(ctx: _Context, point_id: int, point: dict[str, Any], workload_index: int) -> dict[str, Any]:

@@ -155,3 +155,28 @@ def test_sweeping_a_request_shape_option_of_a_capacity_workload_is_refused():
 def test_unknown_capacity_objective_is_refused():
     with pytest.raises(ConfigError, match="unknown objective capacity_rps"):
         sweep(CAPACITY | {"objectives": {"capacity_rps": "max"}}, executor="serial")
+
+
+def test_system_and_plan_count_the_chips_they_use():
+    """On a DGX H100 with tp=2 the point's chip is each of the system's chips: capacity
+    per chip and per USD divide by the 2 chips used; tensor parallelism on the tight
+    TPOT lifts the capacity above one chip's."""
+    one = sweep(CAPACITY, executor="serial").to_frame()
+    tp2 = sweep(_spec(system="dgx-h100", tp=2), executor="serial").to_frame()
+    assert tp2["error"].isna().all()
+    cap = tp2["capacity_requests_per_s"]
+    pd.testing.assert_series_equal(tp2["capacity_requests_per_s_per_chip"], cap / 2, check_names=False)
+    pd.testing.assert_series_equal(tp2["capacity_requests_per_s_per_usd"], cap / (2 * tp2["chip_cost_usd"]),
+                                   check_names=False)
+    assert (cap >= one["capacity_requests_per_s"]).all()
+    assert cap.is_monotonic_increasing
+
+
+def test_unknown_system_is_refused_before_any_point(tmp_path):
+    import yaml
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(_spec(system="dgx-h1000")))
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert f"{path}: workloads[0].capacity.system: dgx-h1000: unknown system" in str(info.value)
