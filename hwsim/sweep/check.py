@@ -164,10 +164,13 @@ def _check_system(name: str, where: str) -> list[str]:
     from hwsim.arch.system import load_system
 
     try:
-        load_system(name)
+        system = load_system(name)
     except HwsimError as exc:
         problems = getattr(exc, "problems", None) or [str(exc)]
         return [f"{where}: {p}" for p in problems]
+    if system.pools:
+        return [f"{where}: {name} is a mixed system (prefill and decode pools of their own chips); "
+                "a capacity sweep puts the point's chip in every slot, so it takes a system of one chip kind"]
     return []
 
 
