@@ -134,7 +134,10 @@ def check_sweep(spec: Any) -> None:
         if error is not None and re.match(r"^\w+(Error|Exception): ", error):
             raise Impossible(f"point {row['point_id']}: a Python exception as its error: {error}")
         if error is None:
-            bad = {m: row[m] for m in ("latency_s", "energy_j", "area_mm2")
+            # A capacity row has a capacity instead of one pass's latency and energy.
+            judged = (("capacity_requests_per_s", "capacity_evaluations", "area_mm2")
+                      if spec.workloads[0].is_capacity else ("latency_s", "energy_j", "area_mm2"))
+            bad = {m: row[m] for m in judged
                    if not (row[m] is not None and math.isfinite(row[m]) and row[m] >= 0)}
             if bad:
                 raise Impossible(f"point {row['point_id']}: no error but metrics {bad}")

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from hwsim.errors import ConfigError, HwsimError
+from hwsim.sweep.capacity import CAPACITY_OPTIONS
 from hwsim.sweep.expr import Expr, ExprError, parse_expr
-from hwsim.sweep.spec import METRICS, WORKLOAD_KEYS, WORKLOAD_PREFIX, SweepSpec
+from hwsim.sweep.spec import ALL_METRICS, WORKLOAD_KEYS, WORKLOAD_PREFIX, SweepSpec, WorkloadSpec
 
 #: Metrics known before simulating (constraints on them reject a point without running it).
 PRE_METRICS = ("area_mm2", "chip_cost_usd")
@@ -77,7 +78,7 @@ def _derived_order(spec: SweepSpec, problems: list[str], source: str) -> list[tu
 
 def _constraints(spec: SweepSpec, problems: list[str], source: str) -> list[Constraint]:
     out = []
-    known = set(METRICS) | set(spec.param_paths)
+    known = set(ALL_METRICS) | set(spec.param_paths)
     for i, text in enumerate(spec.constraints):
         if text.strip() == "fits":
             out.append(Constraint("fits", None, pre=False))
@@ -93,7 +94,7 @@ def _constraints(spec: SweepSpec, problems: list[str], source: str) -> list[Cons
                             "(write e.g. 'area_mm2 <= 400', or 'fits')")
         elif unknown:
             problems.append(f"{source}: constraints[{i}]: unknown name {', '.join(unknown)} "
-                            f"(metrics: {', '.join(METRICS)}; or a parameter path)")
+                            f"(metrics: {', '.join(ALL_METRICS)}; or a parameter path)")
         else:
             pre = expr.names <= set(PRE_METRICS) | set(spec.param_paths)
             out.append(Constraint(expr.text, expr, pre))
@@ -147,10 +148,34 @@ def _check_arch_path(chip: Any, leaves: list[str], where: str, path: str, values
             problems += [f"{source}: {vwhere}: {value!r} is rejected: {_tail(p)}" for p in exc.problems]
 
 
-def _check_workload_path(spec: SweepSpec, where: str, key: str, values: list[Any],
-                         value_where: list[str], problems: list[str], source: str) -> None:
+def probe_workload(w: WorkloadSpec, extra: dict[str, Any] | None = None) -> Any:
+    """Lower ``w`` with ``extra`` options to check them; a capacity workload is checked
+    as the prefill of one of its requests (its model and options, not its serving)."""
     from hwsim.api import load_workload
 
+    options = {**w.options(), **(extra or {})}
+    if w.capacity is not None:
+        return load_workload(w.model, phase="prefill", batch=1, prompt_len=w.capacity.prompt_len, **options)
+    return load_workload(w.model, phase=w.phase, **options)
+
+
+def _check_system(name: str, where: str) -> list[str]:
+    """Problems loading a capacity workload's system (none if it loads)."""
+    from hwsim.arch.system import load_system
+
+    try:
+        system = load_system(name)
+    except HwsimError as exc:
+        problems = getattr(exc, "problems", None) or [str(exc)]
+        return [f"{where}: {p}" for p in problems]
+    if system.pools:
+        return [f"{where}: {name} is a mixed system (prefill and decode pools of their own chips); "
+                "a capacity sweep puts the point's chip in every slot, so it takes a system of one chip kind"]
+    return []
+
+
+def _check_workload_path(spec: SweepSpec, where: str, key: str, values: list[Any],
+                         value_where: list[str], problems: list[str], source: str) -> None:
     if key not in WORKLOAD_KEYS:
         problems.append(f"{source}: {where}: unknown workload option '{key}' "
                         f"(known: {', '.join(WORKLOAD_KEYS)})")
@@ -160,10 +185,15 @@ def _check_workload_path(spec: SweepSpec, where: str, key: str, values: list[Any
             problems.append(f"{source}: {where}: conflicts with workloads[{i}].{key} = {getattr(w, key)!r} "
                             "(a swept option cannot also be fixed)")
             return
+        if w.is_capacity and key not in CAPACITY_OPTIONS:
+            problems.append(f"{source}: {where}: '{key}' is not an option of capacity workload "
+                            f"workloads[{i}] (its request shape is in its capacity block; "
+                            f"options: {', '.join(CAPACITY_OPTIONS)})")
+            return
     for value, vwhere in zip(values, value_where, strict=True):
         for w in spec.workloads:
             try:
-                load_workload(w.model, phase=w.phase, **{**w.options(), key: value})
+                probe_workload(w, {key: value})
             except (HwsimError, TypeError, ValueError) as exc:
                 problems.append(f"{source}: {vwhere}: {value!r} is rejected for {w.name}: "
                                 f"{str(exc).splitlines()[0]}")
@@ -221,7 +251,6 @@ def check_spec(spec: SweepSpec, source: str = "<spec>", search: bool = False) ->
     ConfigError
         Listing every problem found, each naming ``source`` and the dotted path.
     """
-    from hwsim.api import load_workload
     from hwsim.arch import load_arch
 
     problems: list[str] = []
@@ -236,9 +265,11 @@ def check_spec(spec: SweepSpec, source: str = "<spec>", search: bool = False) ->
         raise ConfigError([f"{source}: arch: {p}" for p in exc.problems] + problems) from None
     for i, w in enumerate(spec.workloads):
         try:
-            load_workload(w.model, phase=w.phase, **w.options())
+            probe_workload(w)
         except (HwsimError, TypeError, ValueError) as exc:
             problems.append(f"{source}: workloads[{i}]: {str(exc).splitlines()[0]}")
+        if w.capacity is not None and w.capacity.system is not None:
+            problems += _check_system(w.capacity.system, f"{source}: workloads[{i}].capacity.system")
     _check_paths(spec, chip, problems, source)
     if not search:
         _check_sampler(spec, problems, source)

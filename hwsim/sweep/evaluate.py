@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hwsim.errors import HwsimError
+from hwsim.sweep.capacity import CAPACITY_METRICS, capacity_metrics
 from hwsim.sweep.check import CompiledSpec, Constraint, compile_spec
 from hwsim.sweep.spec import METRICS, WORKLOAD_PREFIX, SweepSpec
 
@@ -55,6 +56,7 @@ class _ChipEntry:
     cache: Any
     area: dict[str, float | None] = field(default_factory=dict)
     area_error: str | None = None
+    serve_cache: Any = None  # capacity searches: op costs shared by every serving run on the chip
 
 
 class _Context:
@@ -79,6 +81,8 @@ class _Context:
         self.pre = [c for c in constraints if c.pre]
         self.post = [c for c in constraints if not c.pre and not c.is_fits]
         self.fits = any(c.is_fits for c in constraints)
+        self.metric_names = METRICS + CAPACITY_METRICS if spec.has_capacity else METRICS
+        self.systems: dict[str, Any] = {}  # capacity workloads' systems, loaded once
 
     def chip(self, overrides: dict[str, Any]) -> _ChipEntry:
         """The chip of these architecture overrides, with its cost cache (LRU)."""
@@ -230,6 +234,10 @@ def _evaluate(ctx: _Context, point: dict[str, Any], workload_index: int,
         for c in ctx.pre:
             if why := _violated(c, env):
                 return why
+    spec_w = ctx.spec.workloads[workload_index]
+    if spec_w.capacity is not None:
+        _capacity_metrics(ctx, entry, workload_index, options, metrics)
+        return _post_constraints(ctx, point, metrics)
     workload = ctx.workload(workload_index, options)
     if ctx.fits:
         try:
@@ -237,6 +245,11 @@ def _evaluate(ctx: _Context, point: dict[str, Any], workload_index: int,
         except HwsimError as exc:
             return f"constraint fits: {exc}"
     _simulate_metrics(ctx, entry, workload, metrics)
+    return _post_constraints(ctx, point, metrics)
+
+
+def _post_constraints(ctx: _Context, point: dict[str, Any], metrics: dict[str, Any]) -> str | None:
+    """Why a constraint on the simulated metrics rejects the point, or None."""
     if ctx.post:
         env = {**point, **metrics}
         for c in ctx.post:
@@ -245,9 +258,31 @@ def _evaluate(ctx: _Context, point: dict[str, Any], workload_index: int,
     return None
 
 
+def _capacity_metrics(ctx: _Context, entry: _ChipEntry, workload_index: int, options: dict[str, Any],
+                      metrics: dict[str, Any]) -> None:
+    """Search the capacity of a point's chip (a model that does not fit is an error row
+    from the serving run; the ``fits`` constraint is its check)."""
+    from hwsim.api import ServeCache
+
+    w = ctx.spec.workloads[workload_index]
+    assert w.capacity is not None
+    if entry.serve_cache is None:
+        entry.serve_cache = ServeCache()
+    merged = {**ctx._options[workload_index], **options}
+    system = None
+    if w.capacity.system is not None:
+        from hwsim.arch.system import load_system
+
+        system = ctx.systems.get(w.capacity.system)
+        if system is None:
+            system = ctx.systems[w.capacity.system] = load_system(w.capacity.system)
+    metrics.update(capacity_metrics(entry.chip, w.model, w.capacity, merged, metrics.get("chip_cost_usd"),
+                                    entry.serve_cache, system))
+
+
 def evaluate_row(ctx: _Context, point_id: int, point: dict[str, Any], workload_index: int) -> dict[str, Any]:
     """The result row of one point on one workload (never raises for a bad point)."""
-    metrics: dict[str, Any] = dict.fromkeys(METRICS)
+    metrics: dict[str, Any] = dict.fromkeys(ctx.metric_names)
     metrics["bound"] = None
     try:
         error = _evaluate(ctx, point, workload_index, metrics)

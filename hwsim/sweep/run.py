@@ -10,6 +10,7 @@ from typing import Any
 
 from hwsim._yaml import read_yaml
 from hwsim.errors import ConfigError
+from hwsim.sweep.capacity import CAPACITY_METRICS
 from hwsim.sweep.check import CompiledSpec, check_spec
 from hwsim.sweep.evaluate import Task, evaluate_tasks, param_column
 from hwsim.sweep.executors import Executor, make_executor
@@ -46,6 +47,8 @@ def result_columns(spec: SweepSpec) -> dict[str, str]:
             kind = "int" if p.integer else "float"
         columns[param_column(path)] = kind
     columns |= dict.fromkeys(METRICS, "float")
+    if spec.has_capacity:
+        columns |= dict.fromkeys(CAPACITY_METRICS, "float")
     columns |= {"bound": "str", "error": "str"}
     return columns
 

@@ -41,6 +41,7 @@ from pydantic import (
 from hwsim._yaml import read_yaml, validation_problems
 from hwsim.errors import ConfigError
 from hwsim.quantities import Count, Flag, Real, Seed, exact_int, real_in
+from hwsim.sweep.capacity import CAPACITY_METRICS, CAPACITY_OPTIONS, CapacitySpec
 
 SPEC_VERSION = 1
 WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers", "dtype",
@@ -50,6 +51,9 @@ WORKLOAD_PREFIX = "workload."
 #: Every metric a row carries, usable in objectives and constraints.
 METRICS = ("latency_s", "energy_j", "energy_per_token_j", "tokens_per_s", "power_w", "compute_utilization",
            "area_mm2", "chip_cost_usd", "cost_per_mtok_usd", "published_ppl_delta")
+#: Metrics usable in objectives and constraints: those above and, filled by capacity
+#: workloads only, :data:`~hwsim.sweep.capacity.CAPACITY_METRICS`.
+ALL_METRICS = METRICS + CAPACITY_METRICS
 Value = bool | int | float | str
 
 
@@ -111,10 +115,12 @@ class ParamSpec(_Frozen):
 
 
 class WorkloadSpec(_Frozen):
-    """A workload evaluated at every point (see :func:`hwsim.load_workload`)."""
+    """A workload evaluated at every point (see :func:`hwsim.load_workload`), or with
+    ``phase: capacity`` a capacity search under the ``capacity`` block's SLO
+    (:mod:`hwsim.sweep.capacity`)."""
 
     model: str
-    phase: Literal["prefill", "decode", "request", "train"] = "decode"
+    phase: Literal["prefill", "decode", "request", "train", "capacity"] = "decode"
     label: str | None = Field(default=None, description="name in the results' workload column")
     batch: Count | None = None
     context_len: Count | None = None
@@ -130,6 +136,28 @@ class WorkloadSpec(_Frozen):
     kv_dtype: str | None = None
     attention_window: Count | None = None
     attention_density: float | None = Field(default=None, gt=0, le=1)
+    capacity: CapacitySpec | None = Field(default=None, description="phase capacity: SLO, requests, search")
+
+    @model_validator(mode="after")
+    def _capacity_block(self) -> WorkloadSpec:
+        if self.phase != "capacity":
+            if self.capacity is not None:
+                raise ValueError("a capacity block needs phase: capacity "
+                                 f"(this workload's phase is {self.phase})")
+            return self
+        if self.capacity is None:
+            raise ValueError("phase capacity needs a capacity block with at least an slo "
+                             "(e.g. capacity: {slo: {ttft_s: 0.5}})")
+        other = [k for k in self.options() if k not in CAPACITY_OPTIONS]
+        if other:
+            raise ValueError(f"{', '.join(other)}: not an option of a capacity workload (the request "
+                             f"shape is in its capacity block; options: {', '.join(CAPACITY_OPTIONS)})")
+        return self
+
+    @property
+    def is_capacity(self) -> bool:
+        """A capacity search rather than one simulated pass."""
+        return self.phase == "capacity"
 
     def options(self) -> dict[str, Any]:
         """The lowering options this workload sets (None left out)."""
@@ -214,9 +242,9 @@ class SweepSpec(_Frozen):
     @field_validator("objectives")
     @classmethod
     def _known_objectives(cls, value: dict[str, str]) -> dict[str, str]:
-        unknown = [k for k in value if k not in METRICS]
+        unknown = [k for k in value if k not in ALL_METRICS]
         if unknown:
-            raise ValueError(f"unknown objective {', '.join(unknown)}; known: {', '.join(METRICS)}")
+            raise ValueError(f"unknown objective {', '.join(unknown)}; known: {', '.join(ALL_METRICS)}")
         return value
 
     @model_validator(mode="after")
@@ -235,6 +263,11 @@ class SweepSpec(_Frozen):
         return self
 
     @property
+    def has_capacity(self) -> bool:
+        """Some workload is a capacity search (its rows carry the capacity metrics)."""
+        return any(w.is_capacity for w in self.workloads)
+
+    @property
     def param_paths(self) -> list[str]:
         """Sampled then derived parameter paths, in spec order."""
         return [*self.parameters, *self.derived]
@@ -244,6 +277,9 @@ class SweepSpec(_Frozen):
         (the sampler for ``mode="sample"``, the search for ``mode="search"``)."""
         data = self.model_dump(mode="json")
         data.pop("search" if mode == "sample" else "sampler")
+        for w in data["workloads"]:  # the ids of sweeps written before capacity workloads stay
+            if w.get("capacity") is None:
+                w.pop("capacity", None)
         data["mode"] = mode
         # Point ids follow the order of parameters (grid order, sample dimensions), which
         # sorted keys would hide.
