@@ -23,7 +23,7 @@ from hwsim.planner import rank_plans
 from hwsim.ranking import ServingComparison, compare_serving, rank
 from hwsim.result import Result
 from hwsim.sweep import SweepResult, SweepSpec
-from hwsim.sweep.spec import load_spec as load_sweep_spec
+from hwsim.sweep.check import load_spec as load_sweep_spec
 from hwsim.technology import load_technology
 from hwsim.workload import Workload, list_models, load_model_spec
 from hwsim.workload.plan import Plan

@@ -18,9 +18,10 @@ import types
 from typing import Any
 
 from hwsim.sweep.analysis import pareto_mask
+from hwsim.sweep.check import load_spec
 from hwsim.sweep.result import SweepResult
 from hwsim.sweep.run import sweep
-from hwsim.sweep.spec import SweepSpec, load_spec, spec_from_dict
+from hwsim.sweep.spec import SweepSpec, spec_from_dict
 
 __all__ = ["SweepResult", "SweepSpec", "load_spec", "pareto_mask", "spec_from_dict", "sweep"]
 

@@ -12,12 +12,21 @@ from __future__ import annotations
 import difflib
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from hwsim._yaml import read_yaml
 from hwsim.errors import ConfigError, HwsimError
 from hwsim.sweep.capacity import CAPACITY_OPTIONS
 from hwsim.sweep.expr import Expr, ExprError, parse_expr
-from hwsim.sweep.spec import ALL_METRICS, WORKLOAD_KEYS, WORKLOAD_PREFIX, SweepSpec, WorkloadSpec
+from hwsim.sweep.spec import (
+    ALL_METRICS,
+    WORKLOAD_KEYS,
+    WORKLOAD_PREFIX,
+    SweepSpec,
+    WorkloadSpec,
+    spec_from_dict,
+)
 
 #: Metrics known before simulating (constraints on them reject a point without running it).
 PRE_METRICS = ("area_mm2", "chip_cost_usd")
@@ -282,3 +291,18 @@ def check_spec(spec: SweepSpec, source: str = "<spec>", search: bool = False) ->
         raise ConfigError(problems)
     assert compiled is not None
     return compiled
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read a sweep spec from YAML and check it against its base architecture.
+
+    Raises
+    ------
+    ConfigError
+        For a malformed file, an invalid field, an unknown parameter path, a value the
+        architecture rejects, an empty space or conflicting options (all before any work).
+    """
+    path = Path(path)
+    spec = spec_from_dict(read_yaml(path), str(path))
+    check_spec(spec, str(path))
+    return spec

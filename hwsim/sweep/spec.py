@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -38,7 +37,7 @@ from pydantic import (
     model_validator,
 )
 
-from hwsim._yaml import read_yaml, validation_problems
+from hwsim._yaml import validation_problems
 from hwsim.errors import ConfigError
 from hwsim.quantities import Count, Flag, Real, Seed, exact_int, real_in
 from hwsim.sweep.capacity import CAPACITY_METRICS, CAPACITY_OPTIONS, CapacitySpec
@@ -302,20 +301,3 @@ def spec_from_dict(data: Any, source: str = "<dict>") -> SweepSpec:
         return SweepSpec.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(validation_problems(source, exc)) from None
-
-
-def load_spec(path: str | Path) -> SweepSpec:
-    """Read a sweep spec from YAML and check it against its base architecture.
-
-    Raises
-    ------
-    ConfigError
-        For a malformed file, an invalid field, an unknown parameter path, a value the
-        architecture rejects, an empty space or conflicting options (all before any work).
-    """
-    from hwsim.sweep.check import check_spec
-
-    path = Path(path)
-    spec = spec_from_dict(read_yaml(path), str(path))
-    check_spec(spec, str(path))
-    return spec
