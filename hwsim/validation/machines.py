@@ -64,6 +64,7 @@ GROUPS = {
     "groq-rack": "groq per-user decode (published)",
     "groq-576": "groq per-user decode (published)",
     "l4": "l4 mlperf offline (published)",
+    "l40s-8": "l40s mlperf offline (published)",
     "xeon-8480-2s": "xeon mlperf offline (published)",
     "jetson-agx-orin": "jetson orin mlperf single-stream (published)",
     "apple-m2-ultra": "apple m2 ultra per-user decode (published)",

@@ -38,6 +38,7 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "cerebras per-user decode (published)": {"mape_pct": 20.0},
     "groq per-user decode (published)": {"mape_pct": 20.0},
     "l4 mlperf offline (published)": {"mape_pct": 20.0},
+    "l40s mlperf offline (published)": {"mape_pct": 20.0},
     "xeon mlperf offline (published)": {"mape_pct": 20.0},
     "jetson orin mlperf single-stream (published)": {"mape_pct": 20.0},
     "apple m2 ultra per-user decode (published)": {"mape_pct": 20.0},
