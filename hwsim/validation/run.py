@@ -42,6 +42,7 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "xeon mlperf offline (published)": {"mape_pct": 20.0},
     "jetson orin mlperf single-stream (published)": {"mape_pct": 20.0},
     "apple m2 ultra per-user decode (published)": {"mape_pct": 20.0},
+    "tenstorrent wormhole per-user decode (published)": {"mape_pct": 20.0},
     # issue #17 item 5 (hwsim/validation/recsys.py); "dlrm training (published)" is recorded
     # without a threshold (no input pipeline or eager dispatch modelled).
     "dlrm mlperf inference (published)": {"mape_pct": 20.0},
