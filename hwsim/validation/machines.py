@@ -69,6 +69,7 @@ GROUPS = {
     "jetson-agx-orin": "jetson orin mlperf single-stream (published)",
     "apple-m2-ultra": "apple m2 ultra per-user decode (published)",
     "wormhole-n150": "tenstorrent wormhole per-user decode (published)",
+    "trn2-16": "trainium2 per-user decode (published)",
 }
 #: Rows of these kinds form a group of their own per family (the group name's "mlperf" replaced).
 KIND_GROUPS = {"trtllm_offline": "trtllm-bench offline"}
