@@ -73,8 +73,8 @@ GROUPS = {
 }
 #: Rows of these kinds form a group of their own per family (the group name's "mlperf" replaced).
 KIND_GROUPS = {"trtllm_offline": "trtllm-bench offline"}
-KINDS = ("static_batch", "mlperf_offline", "trtllm_offline", "mlperf_offline_beam", "mlperf_singlestream_beam",
-         "per_user", "train_fsdp")
+KINDS = ("static_batch", "mlperf_offline", "trtllm_offline", "mlperf_offline_beam",
+         "mlperf_singlestream_beam", "per_user", "train_fsdp")
 
 
 def _plan(row: dict[str, str]) -> hwsim.Plan:
@@ -197,7 +197,8 @@ def _name(row: dict[str, str]) -> str:
         return (f"{what} train seq {row['input_len']} batch {row['batch']}, "
                 f"{row['system']} dp{row['dp']} zero3 recompute")
     if kind == "mlperf_singlestream_beam":
-        return f"{what} single-stream in {row['input_len']} out {row['output_len']} beam {row['beams']}, {row['system']}"
+        return (f"{what} single-stream in {row['input_len']} out {row['output_len']} beam {row['beams']}, "
+                f"{row['system']}")
     beams = f" beam {row['beams']}" if kind == "mlperf_offline_beam" else ""
     if kind == "trtllm_offline":
         return f"{what} trtllm-bench {row['input_len']}/{row['output_len']}, {where}"
