@@ -3,7 +3,7 @@
 Every row of ``data/published/machines.csv`` names its system preset, model, dtype,
 parallelism, lengths and batch, the published value with its exact source, and the
 assumptions needed to turn it into an hwsim workload (``note``). No preset number was
-tuned to any of them (role ``check``). Four kinds of row:
+tuned to any of them (role ``check``). The kinds of row:
 
 - ``static_batch``: vendor throughput tables (Intel's Gaudi 2 and Gaudi 3 pages, Oracle's
   MI300X vLLM runs): one batch of ``batch`` requests of ``input_len`` prompt tokens and
@@ -16,6 +16,10 @@ tuned to any of them (role ``check``). Four kinds of row:
   prompts prefilled in iterations of at most 8,192 tokens (long prompts do not fit at once).
 - ``mlperf_offline_beam``: the same with a beam search: each sample decodes ``beams``
   sequences after one prefill of its prompt (GPT-J in MLPerf Inference).
+- ``mlperf_singlestream_beam``: MLPerf SingleStream (edge): one sample at a time, its
+  latency in seconds = one batch-1 prefill of ``input_len`` tokens plus ``output_len``
+  decode steps of the ``beams`` sequences at the mean context (the row's value is the
+  log's mean latency, so the mean lengths apply).
 - ``train_fsdp``: training throughput per chip (MaxText's tiering table): one step of
   ``batch`` sequences of ``input_len`` tokens, fully sharded over ``dp`` chips (ZeRO-3) with
   activation recompute; tokens per step / step time / chips.
@@ -59,10 +63,18 @@ GROUPS = {
     "cs3-cluster-4": "cerebras per-user decode (published)",
     "groq-rack": "groq per-user decode (published)",
     "groq-576": "groq per-user decode (published)",
+    "l4": "l4 mlperf offline (published)",
+    "l40s-8": "l40s mlperf offline (published)",
+    "xeon-8480-2s": "xeon mlperf offline (published)",
+    "jetson-agx-orin": "jetson orin mlperf single-stream (published)",
+    "apple-m2-ultra": "apple m2 ultra per-user decode (published)",
+    "wormhole-n150": "tenstorrent wormhole per-user decode (published)",
+    "trn2-16": "trainium2 per-user decode (published)",
 }
 #: Rows of these kinds form a group of their own per family (the group name's "mlperf" replaced).
 KIND_GROUPS = {"trtllm_offline": "trtllm-bench offline"}
-KINDS = ("static_batch", "mlperf_offline", "trtllm_offline", "mlperf_offline_beam", "per_user", "train_fsdp")
+KINDS = ("static_batch", "mlperf_offline", "trtllm_offline", "mlperf_offline_beam",
+         "mlperf_singlestream_beam", "per_user", "train_fsdp")
 
 
 def _plan(row: dict[str, str]) -> hwsim.Plan:
@@ -121,6 +133,16 @@ def beam_samples_per_s(system_name: str, model: str, plan: hwsim.Plan, dtype: st
     return samples / (t_prefill + output_len * t_decode)
 
 
+def singlestream_beam_latency_s(system: str, model: str, dtype: str, input_len: int, output_len: int,
+                                beams: int) -> float:
+    """Latency (s) of one sample alone: a batch-1 prefill of its prompt, then ``output_len``
+    decode steps of its ``beams`` sequences at the mean context ``input_len + output_len / 2``."""
+    prefill = hwsim.load_workload(model, phase="prefill", batch=1, prompt_len=input_len, dtype=dtype)
+    decode = hwsim.load_workload(model, phase="decode", batch=beams, context_len=input_len + output_len // 2,
+                                 dtype=dtype)
+    return hwsim.simulate(prefill, system).latency_s + output_len * hwsim.simulate(decode, system).latency_s
+
+
 def per_user_tokens_per_s(system: str, model: str, dtype: str, context_len: int) -> float:
     """One over the batch-1 decode step on the fastest plan :func:`rank_plans` finds."""
     from hwsim.planner import rank_plans  # the planner imports the API: keep this module light
@@ -154,6 +176,8 @@ def _predict(row: dict[str, str]) -> Callable[[Chip], float]:
             return chunked_offline_tokens_per_s(system, model, plan, dtype, inp, out, kv_dtype)
         if kind == "mlperf_offline_beam":
             return beam_samples_per_s(system, model, plan, dtype, inp, out, int(row["beams"]))
+        if kind == "mlperf_singlestream_beam":
+            return singlestream_beam_latency_s(system, model, dtype, inp, out, int(row["beams"]))
         if kind == "train_fsdp":
             batch, dp = int(row["batch"]), int(row["dp"])
             return fsdp_train_tokens_per_s_per_chip(system, model, dtype, inp, batch, dp)
@@ -172,6 +196,9 @@ def _name(row: dict[str, str]) -> str:
     if kind == "train_fsdp":
         return (f"{what} train seq {row['input_len']} batch {row['batch']}, "
                 f"{row['system']} dp{row['dp']} zero3 recompute")
+    if kind == "mlperf_singlestream_beam":
+        return (f"{what} single-stream in {row['input_len']} out {row['output_len']} beam {row['beams']}, "
+                f"{row['system']}")
     beams = f" beam {row['beams']}" if kind == "mlperf_offline_beam" else ""
     if kind == "trtllm_offline":
         return f"{what} trtllm-bench {row['input_len']}/{row['output_len']}, {where}"

@@ -38,6 +38,13 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "tpu-v5p training throughput (published)": {"mape_pct": 20.0},
     "cerebras per-user decode (published)": {"mape_pct": 20.0},
     "groq per-user decode (published)": {"mape_pct": 20.0},
+    "l4 mlperf offline (published)": {"mape_pct": 20.0},
+    "l40s mlperf offline (published)": {"mape_pct": 20.0},
+    "xeon mlperf offline (published)": {"mape_pct": 20.0},
+    "jetson orin mlperf single-stream (published)": {"mape_pct": 20.0},
+    "apple m2 ultra per-user decode (published)": {"mape_pct": 20.0},
+    "tenstorrent wormhole per-user decode (published)": {"mape_pct": 20.0},
+    "trainium2 per-user decode (published)": {"mape_pct": 20.0},
     # issue #17 item 5 (hwsim/validation/recsys.py); "dlrm training (published)" is recorded
     # without a threshold (no input pipeline or eager dispatch modelled).
     "dlrm mlperf inference (published)": {"mape_pct": 20.0},

@@ -32,7 +32,8 @@ def test_every_new_accelerator_family_has_a_check_row() -> None:
     """The issue's families with a published figure here are each checked at least once."""
     systems = {r["system"] for r in _rows()}
     families = ("gaudi2", "gaudi3", "mi300x", "b200", "gb200", "tpu-v5e", "tpu-v6e", "tpu-v5p", "wse3", "cs3",
-                "groq")
+                "groq", "l4", "l40s", "xeon-8480", "jetson-agx-orin", "apple-m2-ultra", "wormhole-n150",
+                "trn2")
     for family in families:
         assert any(family in s for s in systems), family
 
@@ -71,3 +72,18 @@ def test_an_unknown_kind_or_system_is_refused(tmp_path, monkeypatch) -> None:  #
     monkeypatch.setattr(m, "CSV", bad)
     with pytest.raises(ValueError, match="expected a kind of static_batch"):
         list(m.machines_cases())
+
+
+def test_single_stream_latency_is_its_closed_form() -> None:
+    """One batch-1 prefill plus output x the decode step of the beams, from the same simulations;
+    more beams or more output tokens never make a sample faster."""
+    import hwsim
+
+    got = m.singlestream_beam_latency_s("jetson-agx-orin", "gpt-j-6b", "int8", 800, 128, 4)
+    prefill = hwsim.load_workload("gpt-j-6b", phase="prefill", batch=1, prompt_len=800, dtype="int8")
+    decode = hwsim.load_workload("gpt-j-6b", phase="decode", batch=4, context_len=864, dtype="int8")
+    p = hwsim.simulate(prefill, "jetson-agx-orin").latency_s
+    d = hwsim.simulate(decode, "jetson-agx-orin").latency_s
+    assert got == pytest.approx(p + 128 * d)
+    assert m.singlestream_beam_latency_s("jetson-agx-orin", "gpt-j-6b", "int8", 800, 128, 8) >= got
+    assert m.singlestream_beam_latency_s("jetson-agx-orin", "gpt-j-6b", "int8", 800, 64, 4) < got
