@@ -177,7 +177,7 @@ def mapping_cost(chip: Chip, op: MatMul, mapping: GemmMapping, shared: _Shared) 
         copies = (1 if op.b_shared else op.batch) * -(-op.m // mapping.tile_m)
         deq_ops += shared.sparse.decode_ops * copies
         deq_s += shared.sparse.decode_ops * copies / chip.vector_units.peak_ops_per_s
-    return make_cost(
+    cost = make_cost(
         chip, flops=op.flops, compute_cycles=mapping.compute_cycles / shared.speedup,
         compute_s=mapping.compute_cycles / unit.clock_hz / unit.fraction(op.dtype) / shared.speedup + deq_s,
         traffic=gemm_traffic(chip, op, mapping, shared.outer_tiles, shared.b_scale),
@@ -185,6 +185,11 @@ def mapping_cost(chip: Chip, op: MatMul, mapping: GemmMapping, shared: _Shared) 
         compute_energy_j=shared.compute_energy_j + deq_ops * chip.vector_units.energy_per_op_pj * 1e-12,
         prefetchable_bytes=shared.prefetchable_bytes, detail=detail, footprint_bytes=op.min_bytes,
     )
+    if shared.sparse.overhead_s:
+        # The sparse kernel path's fixed cost (same for every mapping, so ranking is unchanged).
+        cost = replace(cost, overhead_s=cost.overhead_s + shared.sparse.overhead_s,
+                       detail=f"{detail}, {op.sparsity} path +{shared.sparse.overhead_s * 1e6:.3g} us")
+    return cost
 
 
 Built = tuple[OpCost, GemmMapping]
