@@ -109,3 +109,16 @@ def test_load_workload_option_changes_attention_and_warns(h100):
         hwsim.load_workload("llama3-8b", phase="decode", attention_approx={"kind": "topk", "k": -3})
     with pytest.raises(ConfigError, match="training"):
         hwsim.load_workload("llama3-8b", phase="train", attention_approx={"kind": "topk", "k": 8})
+
+
+def test_cli_option_parses_and_refuses():
+    from click.testing import CliRunner
+
+    from hwsim.cli import main
+
+    args = ["simulate", "--model", "llama3-8b", "--arch", "h100-sxm", "--phase", "decode", "--n-layers", "1"]
+    ok = CliRunner().invoke(main, [*args, "--attention-approx", "performer:features=128"])
+    assert ok.exit_code == 0, ok.output
+    assert "performer (features 128)" in ok.output
+    bad = CliRunner().invoke(main, [*args, "--attention-approx", "reformer:buckets=7"])
+    assert bad.exit_code != 0 and "even count" in bad.output
