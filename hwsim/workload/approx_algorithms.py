@@ -101,7 +101,7 @@ def parse_algorithm(value: Any, source: str = "attention_approx") -> ApproxAlgor
     problems += [f"{source}.{n}: {kind} needs it" for n in missing]
     if problems:
         raise ConfigError(problems)
-    fields = {n: value.get(n, default) for n, default in params.items()}
+    fields: dict[str, Any] = {n: value.get(n, default) for n, default in params.items()}
     try:
         return ApproxAlgorithm(kind, **fields)
     except ConfigError as exc:
