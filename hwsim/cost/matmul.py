@@ -177,7 +177,7 @@ def mapping_cost(chip: Chip, op: MatMul, mapping: GemmMapping, shared: _Shared) 
         copies = (1 if op.b_shared else op.batch) * -(-op.m // mapping.tile_m)
         deq_ops += shared.sparse.decode_ops * copies
         deq_s += shared.sparse.decode_ops * copies / chip.vector_units.peak_ops_per_s
-    cost = make_cost(
+    return make_cost(
         chip, flops=op.flops, compute_cycles=mapping.compute_cycles / shared.speedup,
         compute_s=mapping.compute_cycles / unit.clock_hz / unit.fraction(op.dtype) / shared.speedup + deq_s,
         traffic=gemm_traffic(chip, op, mapping, shared.outer_tiles, shared.b_scale),
@@ -185,11 +185,6 @@ def mapping_cost(chip: Chip, op: MatMul, mapping: GemmMapping, shared: _Shared) 
         compute_energy_j=shared.compute_energy_j + deq_ops * chip.vector_units.energy_per_op_pj * 1e-12,
         prefetchable_bytes=shared.prefetchable_bytes, detail=detail, footprint_bytes=op.min_bytes,
     )
-    if shared.sparse.overhead_s:
-        # The sparse kernel path's fixed cost (same for every mapping, so ranking is unchanged).
-        cost = replace(cost, overhead_s=cost.overhead_s + shared.sparse.overhead_s,
-                       detail=f"{detail}, {op.sparsity} path +{shared.sparse.overhead_s * 1e6:.3g} us")
-    return cost
 
 
 Built = tuple[OpCost, GemmMapping]
@@ -199,8 +194,16 @@ def _named(chip: Chip, op: MatMul, fast: Built, held: Built) -> OpCost:
     """The winning cost (``held`` its alternative where it is another mapping), each named
     by what holds its compute time. Named for the winners only: what holds a compute time
     if it is the longest."""
+    extra_s = sparse_effect(chip, op).overhead_s if op.sparsity else 0.0
+
     def named(cost: OpCost, mapping: GemmMapping) -> OpCost:
-        return replace(cost, compute_limit=compute_limit(chip, op.m, op.k, op.n, op.dtype, op.batch, mapping))
+        cost = replace(cost, compute_limit=compute_limit(chip, op.m, op.k, op.n, op.dtype, op.batch, mapping))
+        if extra_s:
+            # The sparse kernel path's fixed time: the same for every mapping, so it is
+            # added to the winners only (both paths rank the same times).
+            cost = replace(cost, overhead_s=cost.overhead_s + extra_s,
+                           detail=f"{cost.detail}, {op.sparsity} path +{extra_s * 1e6:.3g} us")
+        return cost
 
     if held[0] is fast[0]:
         return named(*fast)
