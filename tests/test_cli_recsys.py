@@ -1,6 +1,6 @@
 """``hwsim simulate`` reaches the recommendation models (``--phase inference|train``,
 ``--n-chips``, ``--sharding``, ``--embedding-dtype``), ``hwsim list recsys`` shows them,
-and ``--attention-approx`` applies a research design's attention approximation."""
+and ``--attention-pruning`` applies a research design's attention approximation."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_dlrm_shardings_differ() -> None:
     (["--model", "dlrm-rm2", "--sharding", "diagonal"], "Invalid value for '--sharding'"),
     (["--model", "dlrm-rm2", "--n-chips", "0"], "Invalid value for '--n-chips'"),
     (["--model", "dlrm-rm2", "--arch", "dgx-h100", "--tp", "2"], "not by a parallelism plan"),
-    (["--model", "dlrm-rm2", "--attention-approx", "selection=topk"], "it has no attention"),
+    (["--model", "dlrm-rm2", "--attention-pruning", "selection=topk"], "it has no attention"),
 ])
 def test_bad_recsys_options_exit_2_without_traceback(args: list[str], needle: str) -> None:
     """Wrong phase, a recsys option on a transformer, a bad dtype or count: one clean error."""
@@ -95,9 +95,9 @@ SMALL_PREFILL = ["simulate", "--model", "llama2-7b", "--n-layers", "2", "--phase
 
 
 def test_attention_approx_matches_the_api_and_says_so() -> None:
-    """--attention-approx KEY=VALUE is approximate_attention with those fields, and warns."""
+    """--attention-pruning KEY=VALUE is approximate_attention with those fields, and warns."""
     settings = {"selection": "topk", "token_keep": 0.25, "head_keep": 0.5}
-    flags = [a for k, v in settings.items() for a in ("--attention-approx", f"{k}={v}")]
+    flags = [a for k, v in settings.items() for a in ("--attention-pruning", f"{k}={v}")]
     out = as_json(run(*SMALL_PREFILL, *flags))
     w = hwsim.load_workload("llama2-7b", phase="prefill", n_layers=2, prompt_len=4096)
     api = hwsim.simulate(hwsim.approximate_attention(w, settings), "h100-sxm")
@@ -109,8 +109,8 @@ def test_attention_approx_matches_the_api_and_says_so() -> None:
 
 def test_attention_approx_per_layer_list() -> None:
     """A YAML list gives one fraction per layer, as the API's tuple does."""
-    out = as_json(run(*SMALL_PREFILL, "--attention-approx", "selection=topk",
-                      "--attention-approx", "token_keep=[1.0,0.5]"))
+    out = as_json(run(*SMALL_PREFILL, "--attention-pruning", "selection=topk",
+                      "--attention-pruning", "token_keep=[1.0,0.5]"))
     w = hwsim.load_workload("llama2-7b", phase="prefill", n_layers=2, prompt_len=4096)
     api = hwsim.simulate(hwsim.approximate_attention(w, {"selection": "topk", "token_keep": (1.0, 0.5)}),
                          "h100-sxm")
@@ -119,10 +119,10 @@ def test_attention_approx_per_layer_list() -> None:
 
 @pytest.mark.parametrize(("flags", "needle"), [
     (["selection=topk", "token_keep=1.5"],
-     "--attention-approx: token_keep: fractions kept must lie in (0, 1]"),
-    (["bogus=1"], "--attention-approx: bogus: unknown setting"),
-    (["token_keep"], "--attention-approx: expected KEY=VALUE"),
-    (["token_keep=[1,"], "--attention-approx: token_keep: cannot read"),
+     "--attention-pruning: token_keep: fractions kept must lie in (0, 1]"),
+    (["bogus=1"], "--attention-pruning: bogus: unknown setting"),
+    (["token_keep"], "--attention-pruning: expected KEY=VALUE"),
+    (["token_keep=[1,"], "--attention-pruning: token_keep: cannot read"),
     (["token_keep=0.5"], "needs selection hardware"),
     (["selection=magic", "token_keep=0.5"], "selection: unknown 'magic'"),
     (["selection=topk", "token_keep=[0.5,0.9]"], "must not rise"),
@@ -130,7 +130,7 @@ def test_attention_approx_per_layer_list() -> None:
 def test_bad_attention_approx_exits_2_without_traceback(flags: list[str], needle: str) -> None:
     """Out-of-range, unknown, malformed or inconsistent settings: one clean error line."""
     res = run("simulate", "--model", "llama2-7b", "--n-layers", "2",
-              *[a for f in flags for a in ("--attention-approx", f)])
+              *[a for f in flags for a in ("--attention-pruning", f)])
     assert res.exit_code == 2, res.output
     assert needle in res.output
     assert "Traceback" not in res.output
@@ -140,7 +140,7 @@ def test_bad_attention_approx_exits_2_without_traceback(flags: list[str], needle
 def test_attention_approx_refuses_training_and_plans(extra: list[str]) -> None:
     """Approximate attention is single-chip inference: training and plans are refused."""
     res = run("simulate", "--model", "llama2-7b", "--n-layers", "2", *extra,
-              "--attention-approx", "selection=topk", "--attention-approx", "token_keep=0.5")
+              "--attention-pruning", "selection=topk", "--attention-pruning", "token_keep=0.5")
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output
     assert "attention" in res.output

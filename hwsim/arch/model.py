@@ -240,6 +240,11 @@ class SparsityPattern(_Frozen):
 
     speedup: Multiplier = Field(description="math-rate multiplier on pruned GEMMs")
     metadata_bits_per_nonzero: BitsPerElement = 0.0
+    kernel_overhead_s: LatencyS = Field(
+        default=0.0,
+        description="fixed time each sparse GEMM adds over its dense kernel (s): the sparse "
+        "path's setup, operand reordering and metadata handling that do not shrink with the "
+        "math; it is why small pruned GEMMs run slower than dense ones")
 
 
 SparseFormat = Literal["bitmask", "csr", "coo", "rle"]

@@ -43,8 +43,8 @@ DEFAULT_N_REQUESTS = 256
 DEFAULT_SERVING_MODEL = "llama3-70b"
 #: ``hwsim compare`` options that describe a single-step workload, not a serving run.
 _NOT_SERVING = ("phase", "batch", "context_len", "new_tokens", "seq_len", "attention_impl", "sparsity",
-                "attention_window", "attention_density", "offload", "strict", "n_chips", "sharding",
-                "embedding_dtype")
+                "attention_window", "attention_density", "attention_approx", "offload", "strict", "n_chips",
+                "sharding", "embedding_dtype")
 
 
 def serving_compare_options(func: F) -> F:

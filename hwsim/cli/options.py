@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from hwsim._yaml import validation_problems
 from hwsim.api import load_workload
 from hwsim.errors import ConfigError
+from hwsim.workload.approx_algorithms import parse_algorithm
 from hwsim.workload.decoding import DECODING_KINDS, KV_POLICY_KINDS
 from hwsim.workload.dlrm import resolve_dlrm
 from hwsim.workload.dlrm_lower import DLRM_PHASES, SHARDINGS
@@ -32,6 +33,26 @@ _LOWER_DEFAULTS = {k: p.default for k, p in inspect.signature(lower).parameters.
 def _dflt(key: str) -> str:
     """`` [default: N]`` from :func:`hwsim.workload.lower`, so help never drifts from it."""
     return f" [default: {_LOWER_DEFAULTS[key]}]"
+
+
+def parse_attention_approx(ctx: click.Context, param: click.Parameter,
+                           value: str | None) -> dict[str, Any] | None:
+    """Click callback: ``kind:name=value,...`` as the mapping ``attention_approx`` takes
+    (checked by :func:`hwsim.workload.approx_algorithms.parse_algorithm`), or None."""
+    if value is None:
+        return None
+    kind, _, rest = value.strip().partition(":")
+    out: dict[str, Any] = {"kind": kind.strip().lower()}
+    for item in filter(None, (part.strip() for part in rest.split(","))):
+        name, eq, number = item.partition("=")
+        if not eq or not number.strip().lstrip("-").isdigit():
+            raise click.BadParameter(f"expected name=integer, got {item!r} in {value!r}")
+        out[name.strip()] = int(number)
+    try:
+        parse_algorithm(out, "--attention-approx")
+    except ConfigError as exc:
+        raise click.BadParameter("; ".join(exc.problems)) from None
+    return out
 
 
 def check_sparsity(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -79,6 +100,9 @@ def workload_options(func: F) -> F:
         click.option("--attention-density", type=float,
                      help="Block-sparse attention: share of key blocks each query block computes."),
         *recsys_options(),
+        click.option("--attention-approx", callback=parse_attention_approx,
+                     help="Approximate attention algorithm: topk:k=64, linformer:rank=256, "
+                          "performer:features=256 or reformer:buckets=64,rounds=2."),
     ]
     for option in reversed(options):
         func = option(func)
@@ -87,8 +111,8 @@ def workload_options(func: F) -> F:
 
 _WORKLOAD_KEYS = ("batch", "context_len", "prompt_len", "new_tokens", "seq_len", "n_layers",
                   "dtype", "attention_impl", "sparsity", "precision", "weight_dtype", "kv_dtype",
-                  "attention_window", "attention_density", "decoding", "kv_policy", "n_chips", "sharding",
-                  "embedding_dtype")
+                  "attention_window", "attention_density", "attention_approx", "decoding", "kv_policy",
+                  "n_chips", "sharding", "embedding_dtype")
 
 
 def recsys_options() -> list[Callable[[F], F]]:

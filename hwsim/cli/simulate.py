@@ -32,7 +32,7 @@ from hwsim.workload.pruning import approximate_attention, parse_approx
 @workload_options
 @plan_options
 @decoding_options
-@click.option("--attention-approx", "attention_approx", multiple=True, metavar="KEY=VALUE",
+@click.option("--attention-pruning", "attention_pruning", multiple=True, metavar="KEY=VALUE",
               help="Approximate every attention as a research design does (docs/research_designs.md), "
                    "e.g. selection=topk token_keep=0.5 head_keep=0.8, or selection=sanger score_keep=0.2; "
                    "a list gives one fraction per layer (token_keep=[1,0.9,...]). Single chip, inference.")
@@ -48,16 +48,16 @@ def simulate_cmd(arch: str, model: str, phase: str, show_ops: bool, as_json: boo
     on stderr (and is the ``warnings`` list of --json); --strict refuses such a result.
     """
     decoding = pop_decoding(opts)
-    approx = parse_params("--attention-approx", opts.pop("attention_approx", ()))
+    approx = parse_params("--attention-pruning", opts.pop("attention_pruning", ()))
     plan = plan_from_options(opts)
     if resolve_dlrm(model) is not None:
         _check_recsys(model, plan is not None, bool(approx))
     workload = build_workload(model, phase, opts | decoding)
     if approx:
         if plan is not None:
-            raise ConfigError(["--attention-approx: approximated attention runs on one chip; "
+            raise ConfigError(["--attention-pruning: approximated attention runs on one chip; "
                                "drop the parallelism options (--tp, --pp, --dp, ...)"])
-        workload = approximate_attention(workload, parse_approx(approx, "--attention-approx"))
+        workload = approximate_attention(workload, parse_approx(approx, "--attention-pruning"))
     result = simulate(workload, arch, plan=plan)
     if strict:
         refuse_warnings(result.warnings)
@@ -78,6 +78,6 @@ def _check_recsys(model: str, has_plan: bool, has_approx: bool) -> None:
         problems.append(f"--model {model}: a recommendation model is spread over chips by --n-chips and "
                         "--sharding, not by a parallelism plan (--tp, --pp, --dp, ...)")
     if has_approx:
-        problems.append(f"--attention-approx: {model} is a recommendation model; it has no attention")
+        problems.append(f"--attention-pruning: {model} is a recommendation model; it has no attention")
     if problems:
         raise ConfigError(problems)

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from hwsim.arch.model import Chip
 from hwsim.arch.system import System
+from hwsim.cost.approx_algorithms import algorithm_attention_cost
 from hwsim.cost.approx_attention import approx_attention_cost
 from hwsim.cost.area import (
     AreaBreakdown,
@@ -56,6 +57,8 @@ def _cost_op(op: Op, chip: Chip, fewest_kernels: bool) -> OpCost:
     if isinstance(op, MatMul):
         return matmul_cost(chip, op, fewest_kernels)
     if isinstance(op, Attention):
+        if op.algorithm is not None:
+            return algorithm_attention_cost(chip, op)
         return attention_cost(chip, op) if op.approx is None else approx_attention_cost(chip, op)
     if isinstance(op, Elementwise):
         return elementwise_cost(chip, op)

@@ -194,8 +194,16 @@ def _named(chip: Chip, op: MatMul, fast: Built, held: Built) -> OpCost:
     """The winning cost (``held`` its alternative where it is another mapping), each named
     by what holds its compute time. Named for the winners only: what holds a compute time
     if it is the longest."""
+    extra_s = sparse_effect(chip, op).overhead_s if op.sparsity else 0.0
+
     def named(cost: OpCost, mapping: GemmMapping) -> OpCost:
-        return replace(cost, compute_limit=compute_limit(chip, op.m, op.k, op.n, op.dtype, op.batch, mapping))
+        cost = replace(cost, compute_limit=compute_limit(chip, op.m, op.k, op.n, op.dtype, op.batch, mapping))
+        if extra_s:
+            # The sparse kernel path's fixed time: the same for every mapping, so it is
+            # added to the winners only (both paths rank the same times).
+            cost = replace(cost, overhead_s=cost.overhead_s + extra_s,
+                           detail=f"{cost.detail}, {op.sparsity} path +{extra_s * 1e6:.3g} us")
+        return cost
 
     if held[0] is fast[0]:
         return named(*fast)

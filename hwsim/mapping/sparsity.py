@@ -1,6 +1,8 @@
 """What a chip's sparsity unit makes of a pruned GEMM (pure functions of op and chip).
 
-N:M patterns run at the unit's constant speed-up (sparse tensor cores); density-driven
+N:M patterns run at the unit's constant math speed-up (sparse tensor cores) plus a fixed
+per-kernel overhead of the sparse path, so the achieved speed-up grows with the GEMM's
+size and is below 1 for small ones (as measured on the H100); density-driven
 patterns (unstructured, blocks) follow Sparseloop's view: the storage format's metadata
 adds bytes and decode work, a skipping unit's time follows the density (down to its
 ``min_density``, at its ``efficiency``), a gating unit saves energy only. A pattern the
@@ -29,6 +31,8 @@ class SparseEffect:
     """Compute energy over dense (``None``: divided by the speed-up, as N:M units do)."""
     decode_ops: float = 0.0
     supported: bool = True
+    overhead_s: float = 0.0
+    """Fixed time the sparse kernel path adds to the GEMM (s), N:M patterns only."""
 
 
 DENSE = SparseEffect()
@@ -60,7 +64,7 @@ def sparse_effect(chip: Chip, op: MatMul) -> SparseEffect:
             return SparseEffect(supported=False)
         pattern = unit.patterns[spec.key]
         meta = pattern.metadata_bits_per_nonzero / 8 / dtype_bytes(op.dtype)
-        return SparseEffect(pattern.speedup, spec.density * (1 + meta))
+        return SparseEffect(pattern.speedup, spec.density * (1 + meta), overhead_s=pattern.kernel_overhead_s)
     if spec.density >= 1.0:
         return DENSE
     dense_unit = None if unit is None else (

@@ -79,6 +79,15 @@ def _copy_workload(n_bytes: int) -> Workload:
     return Workload("copy", "op", (Pass("op", (Segment("op", g),)),), {}, {"dtype": "bf16"})
 
 
+def _sparse_speedup(m: int, k: int, n: int) -> Callable[[Chip], float]:
+    """Dense bf16 time over 2:4-pruned bf16 time of one GEMM (the sparse path's speed-up)."""
+    def predict(chip: Chip) -> float:
+        dense = hwsim.simulate(hwsim.ops.gemm(m, k, n, "bf16"), chip).latency_s
+        return dense / hwsim.simulate(hwsim.ops.gemm(m, k, n, "bf16", sparsity="2:4"), chip).latency_s
+
+    return predict
+
+
 def _back_to_back(workload: Workload, calls: int) -> Workload:
     """``calls`` repeats of a one-segment workload, back to back (the energy loops)."""
     (segment,) = workload.passes[0].segments
@@ -111,6 +120,11 @@ def h100_cases() -> Iterator[Case]:
         dtype = "fp8" if r["dtype"].startswith("fp8") else "fp16"
         yield Case("h100 gemm fp8/fp16", f"{r['label']} {dtype} {m}x{k}x{n}", arch, float(r["ms"]),
                    "ms", _ms(hwsim.ops.gemm(m, k, n, dtype)), f"{src}/gemm_lowp.csv", _role(r), _fitted(r))
+    for r in _rows(folder / "sparse24.csv"):
+        m, k, n = int(r["M"]), int(r["K"]), int(r["N"])
+        yield Case("h100 gemm 2:4", f"{r['label']} 2:4 {m}x{k}x{n} speed-up over dense", arch,
+                   float(r["speedup_vs_dense"]), "x", _sparse_speedup(m, k, n), f"{src}/sparse24.csv",
+                   _role(r), _fitted(r))
     for r in _rows(folder / "attention.csv"):
         causal = r["causal"] == "True"
         w = hwsim.ops.attention(int(r["B"]), int(r["H"]), int(r["KVH"]), int(r["q_len"]),

@@ -22,6 +22,7 @@ from typing import Any
 
 from hwsim.dtypes import dtype_bytes, normalize_dtype
 from hwsim.errors import ConfigError
+from hwsim.workload.approx_algorithms import apply_algorithm
 from hwsim.workload.decoding import FullKV, Greedy, decoding_resident, parse_decoding, parse_kv_policy
 from hwsim.workload.encdec import check_encdec, encdec_passes
 from hwsim.workload.graph import Pass, Segment, SegmentRole, Workload
@@ -164,6 +165,7 @@ def lower(
     kv_dtype: str | None = None,
     attention_window: int | None = None,
     attention_density: float | None = None,
+    attention_approx: Any = None,
     decoding: Any = None,
     kv_policy: Any = None,
 ) -> Workload:
@@ -215,6 +217,11 @@ def lower(
         Block-sparse attention on every layer: each query block computes this share (in
         (0, 1]) of its key blocks (BigBird's window + global + random blocks, strided or
         dilated masks at block granularity) and the kernel skips the rest.
+    attention_approx : mapping, optional
+        Every attention op computed by an approximate algorithm, costed from its steps
+        (:mod:`hwsim.workload.approx_algorithms`): ``{"kind": "topk", "k": 64}``,
+        ``{"kind": "linformer", "rank": 256}``, ``{"kind": "performer", "features": 256}``
+        or ``{"kind": "reformer", "buckets": 64, "rounds": 2}``.
     decoding, kv_policy : spec, mapping or str, optional
         Request phase only: the token-generation strategy and KV-cache policy
         (:mod:`hwsim.workload.decoding`; default greedy over the whole cache).
@@ -226,7 +233,7 @@ def lower(
             "attention_impl": attention_impl, "sparsity": sparsity, "lm_head": lm_head,
             "moe_capacity_factor": moe_capacity_factor, "precision": precision,
             "weight_dtype": weight_dtype, "kv_dtype": kv_dtype, "attention_window": attention_window,
-            "attention_density": attention_density}
+            "attention_density": attention_density, "attention_approx": attention_approx}
     problem = sparsity_problem(sparsity)
     if problem:
         raise ConfigError([f"workload {spec.name or '<model>'}: sparsity: {problem}"])
@@ -244,7 +251,8 @@ def lower(
                                f"got {d!r}"])
         spec = spec.model_copy(update={"attention_key_density": float(d)})
     workload = _lower(spec, phase, plan, **{k: v for k, v in args.items()
-                                           if k not in ("attention_window", "attention_density")})
+                                           if k not in ("attention_window", "attention_density",
+                                                        "attention_approx")})
     if plan is not None and not spec.is_encoder_decoder:
         # What one chip holds: its shares of weights, cache, activations and state.
         sliced = spec if n_layers is None else spec.model_copy(update={"num_hidden_layers": n_layers})
@@ -257,7 +265,13 @@ def lower(
         workload = replace(workload, resident_bytes=resident)
     workload, args, notes = _with_decoding(workload, spec, phase, plan, args, decoding, kv_policy)
     warnings = (*lowering_warnings(spec, phase, plan, workload, args), *notes)
-    return replace(workload, spec=spec, lower_args=args, plan=plan, warnings=warnings)
+    workload = replace(workload, spec=spec, lower_args=args, plan=plan, warnings=warnings)
+    if attention_approx is None:
+        return workload
+    if phase == "train":
+        raise ConfigError([f"workload {spec.name or '<model>'}: attention_approx: approximate attention "
+                           "is costed for inference; training steps are not modelled"])
+    return apply_algorithm(workload, attention_approx)
 
 
 def _with_decoding(workload: Workload, spec: ModelSpec, phase: str, plan: Plan | None, args: dict[str, Any],

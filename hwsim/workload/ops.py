@@ -28,6 +28,7 @@ from hwsim.workload.sparsity import (  # noqa: F401 - re-exported: the ops' patt
 
 if TYPE_CHECKING:
     from hwsim.workload.approx import AttentionApprox
+    from hwsim.workload.approx_algorithms import ApproxAlgorithm
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ class Attention:
     - ``approx``: a research design's approximation (token/head pruning, candidate
       selection, progressive quantization; :mod:`hwsim.workload.pruning`), costed by
       :mod:`hwsim.cost.approx_attention`; the shape fields stay the dense ones.
+    - ``algorithm``: an approximate-attention algorithm (top-k, Linformer, Performer,
+      Reformer; :mod:`hwsim.workload.approx_algorithms`) computed instead of exact
+      softmax attention, costed by :mod:`hwsim.cost.approx_algorithms`; ``flops``
+      stays the exact attention's.
     """
 
     batch: int
@@ -150,6 +155,7 @@ class Attention:
     kv_dtype: str | None = None
     key_density: float = 1.0
     approx: AttentionApprox | None = None
+    algorithm: ApproxAlgorithm | None = None
 
     kind = "attention"
 

@@ -116,7 +116,10 @@ def test_sparsity_speeds_up_compute_by_preset_factor() -> None:
     assert dense.compute_s / sparse.compute_s == pytest.approx(speedup, rel=1e-12)
     assert dense.compute_cycles / sparse.compute_cycles == pytest.approx(speedup, rel=1e-12)
     assert sparse.flops == dense.flops  # dense-equivalent FLOP are reported
-    assert sparse.latency_s < dense.latency_s
+    # The sparse path's fixed overhead comes on top (tests/cost/test_sparse24_curve.py).
+    extra = chip.sparsity.patterns["2:4"].kernel_overhead_s
+    assert sparse.overhead_s - dense.overhead_s == pytest.approx(extra, rel=1e-12)
+    assert sparse.latency_s - extra < dense.latency_s
 
 
 def test_sparsity_halves_weight_bytes_plus_metadata() -> None:
@@ -131,7 +134,8 @@ def test_sparsity_halves_weight_bytes_plus_metadata() -> None:
     assert saved == pytest.approx(op.b_bytes * (1 - scale), rel=1e-12)
     assert sparse.prefetchable_bytes == pytest.approx(op.b_bytes * scale, rel=1e-12)
     assert dense.prefetchable_bytes == op.b_bytes
-    assert sparse.latency_s < dense.latency_s  # memory-bound: fewer bytes, faster
+    # memory-bound: fewer bytes, faster (but for the sparse path's fixed overhead)
+    assert sparse.latency_s - chip.sparsity.patterns["2:4"].kernel_overhead_s < dense.latency_s
 
 
 def test_sparsity_compresses_every_weight_read() -> None:
@@ -163,11 +167,15 @@ def test_sparsity_without_sparsity_unit_changes_nothing(name: str) -> None:
 
 
 def test_sparsity_reaches_whole_model_simulation() -> None:
-    """A 2:4-pruned llama2-7b decode is faster on h100 and unchanged on tpu-v4."""
-    dense = hwsim.load_workload("llama2-7b", phase="decode", batch=1, context_len=256, n_layers=2)
-    sparse = hwsim.load_workload("llama2-7b", phase="decode", batch=1, context_len=256, n_layers=2,
-                                 sparsity="2:4")
+    """A 2:4-pruned llama2-7b runs faster on h100 where its GEMMs are large (a batched long
+    prefill), slower in decode (the sparse path's fixed per-GEMM overhead, as measured
+    through PyTorch, docs/precision.md), and unchanged on tpu-v4."""
+    kw = {"phase": "prefill", "batch": 4, "prompt_len": 4096, "n_layers": 2}
+    dense, sparse = (hwsim.load_workload("llama2-7b", **kw, sparsity=s) for s in (None, "2:4"))
     assert hwsim.simulate(sparse, "h100-sxm").latency_s < hwsim.simulate(dense, "h100-sxm").latency_s
+    kw = {"phase": "decode", "batch": 1, "context_len": 256, "n_layers": 2}
+    dense, sparse = (hwsim.load_workload("llama2-7b", **kw, sparsity=s) for s in (None, "2:4"))
+    assert hwsim.simulate(sparse, "h100-sxm").latency_s > hwsim.simulate(dense, "h100-sxm").latency_s
     assert hwsim.simulate(sparse, "tpu-v4").latency_s == hwsim.simulate(dense, "tpu-v4").latency_s
 
 
