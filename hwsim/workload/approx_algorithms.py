@@ -18,94 +18,13 @@ Each replaces exact softmax attention by an algorithm with its own FLOPs and byt
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from hwsim.errors import ConfigError
+from hwsim.workload.approx import KINDS, ApproxAlgorithm, parse_algorithm  # noqa: F401 - re-exported
 from hwsim.workload.graph import OperatorGraph, Workload
 from hwsim.workload.ops import Attention
-
-#: Each kind's parameters (all positive integers) and their defaults (None: required).
-KINDS: dict[str, dict[str, int | None]] = {
-    "topk": {"k": None},
-    "linformer": {"rank": None},
-    "performer": {"features": None},
-    "reformer": {"buckets": None, "rounds": 1},
-}
-
-
-@dataclass(frozen=True)
-class ApproxAlgorithm:
-    """One approximate-attention algorithm and its parameter(s) (module docstring).
-
-    Parameters
-    ----------
-    kind : {"topk", "linformer", "performer", "reformer"}
-    k : int
-        top-k: keys kept per query.
-    rank : int
-        Linformer: rows of the projected keys and values.
-    features : int
-        Performer: random features per query and key.
-    buckets, rounds : int
-        Reformer: LSH buckets per round (even: a random rotation to ``buckets / 2``
-        dimensions and its negation) and hashing rounds.
-    """
-
-    kind: str
-    k: int = 0
-    rank: int = 0
-    features: int = 0
-    buckets: int = 0
-    rounds: int = 1
-
-    def __post_init__(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise ConfigError([f"attention_approx: {p}" for p in problems])
-
-    def problems(self) -> list[str]:
-        """Everything wrong with these settings (empty if nothing)."""
-        if self.kind not in KINDS:
-            return [f"kind: unknown {self.kind!r}; expected one of {', '.join(KINDS)}"]
-        out = []
-        for name in KINDS[self.kind]:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                out.append(f"{name}: {self.kind} needs a positive integer, got {value!r}")
-        if self.kind == "reformer" and not out and self.buckets % 2:
-            out.append(f"buckets: LSH by random rotation needs an even count, got {self.buckets}")
-        return out
-
-    def label(self) -> str:
-        """Short description for results and cost details."""
-        params = ", ".join(f"{n} {getattr(self, n)}" for n in KINDS[self.kind])
-        return f"{self.kind} ({params})"
-
-
-def parse_algorithm(value: Any, source: str = "attention_approx") -> ApproxAlgorithm:
-    """An :class:`ApproxAlgorithm` from a mapping such as ``{"kind": "linformer",
-    "rank": 256}`` (or an ApproxAlgorithm); anything else is refused, naming ``source``."""
-    if isinstance(value, ApproxAlgorithm):
-        return value
-    if not isinstance(value, dict) or "kind" not in value:
-        raise ConfigError([f"{source}: expected a mapping with a 'kind' "
-                           f"({', '.join(KINDS)}) and its parameters, got {value!r}"])
-    kind = value["kind"]
-    if kind not in KINDS:
-        raise ConfigError([f"{source}.kind: unknown {kind!r}; expected one of {', '.join(KINDS)}"])
-    params = KINDS[kind]
-    unknown = sorted(set(value) - {"kind", *params})
-    missing = [n for n, default in params.items() if default is None and n not in value]
-    problems = [f"{source}.{n}: not a {kind} parameter (it takes {', '.join(params)})" for n in unknown]
-    problems += [f"{source}.{n}: {kind} needs it" for n in missing]
-    if problems:
-        raise ConfigError(problems)
-    fields: dict[str, Any] = {n: value.get(n, default) for n, default in params.items()}
-    try:
-        return ApproxAlgorithm(kind, **fields)
-    except ConfigError as exc:
-        raise ConfigError([p.replace("attention_approx", source, 1) for p in exc.problems]) from None
 
 
 def _graph_with(graph: OperatorGraph, algo: ApproxAlgorithm) -> OperatorGraph:
