@@ -22,10 +22,10 @@ from hwsim.cli.options import (
     DEFAULT_COMPARE_ARCHS,
     build_workload,
     json_option,
+    slo_from_options,
     strict_option,
     workload_options,
 )
-from hwsim.engine.serve.metrics import SLO
 from hwsim.engine.serve.requests import Requests
 from hwsim.errors import ConfigError, HwsimError
 from hwsim.planner import rank_plans
@@ -104,7 +104,7 @@ def run_serving_compare(ctx: click.Context, archs: tuple[str, ...], model: str, 
                          opts.get("prompt_len") or 512, serving.get("output_len") or 128)
     extra = {k: opts[k] for k in ("n_layers", "precision", "weight_dtype", "kv_dtype") if opts.get(k)}
     comparison = compare_serving(archs or DEFAULT_SERVING_ARCHS, model=model, requests=requests,
-                                 dtype=opts.get("dtype") or "bf16", slo=_slo(serving),
+                                 dtype=opts.get("dtype") or "bf16", slo=slo_from_options(serving),
                                  datacenter=serving.get("datacenter"), rank_by=serving["rank_by"],
                                  budget_usd=serving.get("budget_usd"), **extra)
     if as_json:
@@ -154,20 +154,6 @@ def _requests(n: int, rate_per_s: float | None, prompt_len: int, output_len: int
         raise ConfigError([f"--rate: must be a number of requests/s > 0 (0 or inf: offline), "
                            f"got {rate_per_s:g}"])
     return Requests.poisson(n, rate_per_s, prompt_len, output_len, 0)
-
-
-def _slo(serving: dict[str, Any]) -> SLO | None:
-    """The SLO of the ``--slo-*`` options (ms to s), or None when no limit is given."""
-    limits = {k: serving.get(f"slo_{k}_ms") for k in ("ttft", "tpot", "e2e")}
-    if all(v is None for v in limits.values()):
-        return None
-    bad = [f"--slo-{k}-ms: must be a number of milliseconds > 0, got {v:g}" for k, v in limits.items()
-           if v is not None and not (math.isfinite(v) and v > 0)]
-    if bad:
-        raise ConfigError(bad)
-    percentile = serving.get("slo_percentile")
-    return SLO(**{f"{k}_s": v / 1e3 if v is not None else None for k, v in limits.items()},
-               percentile=99.0 if percentile is None else percentile)
 
 
 @main.command("compare")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import math
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -13,6 +14,7 @@ from pydantic import ValidationError
 
 from hwsim._yaml import validation_problems
 from hwsim.api import load_workload
+from hwsim.engine.serve.metrics import SLO
 from hwsim.errors import ConfigError
 from hwsim.workload.approx_algorithms import parse_algorithm
 from hwsim.workload.decoding import DECODING_KINDS, KV_POLICY_KINDS
@@ -294,3 +296,17 @@ def pop_decoding(opts: dict[str, Any]) -> dict[str, Any]:
         if kind is not None:
             out[name] = {"kind": kind, **parse_params(flag, params)}
     return out
+
+
+def slo_from_options(opts: dict[str, Any]) -> SLO | None:
+    """The SLO of the ``--slo-*`` options (ms to s), or None when no limit is given."""
+    limits = {k: opts.get(f"slo_{k}_ms") for k in ("ttft", "tpot", "e2e")}
+    if all(v is None for v in limits.values()):
+        return None
+    bad = [f"--slo-{k}-ms: must be a number of milliseconds > 0, got {v:g}" for k, v in limits.items()
+           if v is not None and not (math.isfinite(v) and v > 0)]
+    if bad:
+        raise ConfigError(bad)
+    percentile = opts.get("slo_percentile")
+    return SLO(**{f"{k}_s": v / 1e3 if v is not None else None for k, v in limits.items()},
+               percentile=99.0 if percentile is None else percentile)

@@ -31,9 +31,8 @@ from hwsim._yaml import validation_problems
 from hwsim.api import find_capacity as find_capacity_api
 from hwsim.api import find_replicas, serve
 from hwsim.cli.group import main
-from hwsim.cli.options import decoding_options, pop_decoding, precision_options
+from hwsim.cli.options import decoding_options, pop_decoding, precision_options, slo_from_options
 from hwsim.engine.serve.capacity import CapacityResult, ReplicaResult
-from hwsim.engine.serve.metrics import SLO
 from hwsim.engine.serve.profiles import PROFILES
 from hwsim.engine.serve.requests import Requests
 from hwsim.engine.serve.result import ServeResult
@@ -163,19 +162,6 @@ def build_requests(opts: dict[str, Any]) -> Requests:
     return Requests.poisson(n, rate, prompt, output, seed)
 
 
-def build_slo(opts: dict[str, Any]) -> SLO | None:
-    """The SLO of the ``--slo-*`` options (ms to s), or None when no limit is given."""
-    limits = {k: opts.get(f"slo_{k}_ms") for k in ("ttft", "tpot", "e2e")}
-    if all(v is None for v in limits.values()):
-        return None
-    bad = [f"--slo-{k}-ms: must be a number of milliseconds > 0, got {v:g}" for k, v in limits.items()
-           if v is not None and not (math.isfinite(v) and v > 0)]
-    if bad:
-        raise ConfigError(bad)
-    return SLO(**{f"{k}_s": v / 1e3 if v is not None else None for k, v in limits.items()},
-               percentile=opts.get("slo_percentile", 99.0))
-
-
 _OPTION_KEYS = ("max_num_seqs", "max_num_batched_tokens", "block_tokens", "memory_fraction", "preemption",
                 "priority", "prefix_caching", "router", "usd_per_chip_hour", "n_layers")
 
@@ -191,7 +177,7 @@ def serve_arguments(opts: dict[str, Any]) -> dict[str, Any]:
     options = {k: opts[k] for k in _OPTION_KEYS if opts.get(k) is not None}
     prec = {k: opts[k] for k in ("precision", "weight_dtype", "kv_dtype") if opts.get(k) is not None}
     return {"arch": opts["arch"], "model": opts["model"], "plan": plan, "dtype": opts["dtype"],
-            "scheduler": opts["scheduler"], "slo": build_slo(opts), **prec, **options}
+            "scheduler": opts["scheduler"], "slo": slo_from_options(opts), **prec, **options}
 
 
 class ProgressBar:

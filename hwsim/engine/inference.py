@@ -109,13 +109,7 @@ def _run(workload: Workload, system: System, model: ReplicaModel, detail: bool) 
         env.process(sequence())
     env.run()
     levels = model.chip.level_names
-    dyn = np.zeros(3 + 2 * len(levels))
-    bounds: dict[str, float] = {}
-    for _, _, _, _, cost in replica.log:
-        dyn += [cost.flops, cost.compute_j, cost.link_j, *(cost.level_bytes[n] for n in levels),
-                *(cost.level_j[n] for n in levels)]
-        for key, t in cost.time_by_bound_s.items():
-            bounds[key] = bounds.get(key, 0.0) + t
+    dyn, bounds = replica.totals()
     dyn *= plan.dp  # identical replicas
     n = len(levels)
     first = max(prefill_end) if workload.phase == "request" else None

@@ -114,3 +114,16 @@ class Replica:
                     yield link
                     yield env.timeout(self._send_s(n_tokens))
         return BatchRun(batch_id, start_s, env.now, tuple(costs))
+
+    def totals(self) -> tuple[np.ndarray, dict[str, float]]:
+        """What every logged iteration cost, summed: ``[flops, compute_j, link_j,
+        *level_bytes, *level_j]`` (levels in the chip's order) and time by bound (s)."""
+        levels = self.model.chip.level_names
+        dyn = np.zeros(3 + 2 * len(levels))
+        bounds: dict[str, float] = {}
+        for _, _, _, _, cost in self.log:
+            dyn += [cost.flops, cost.compute_j, cost.link_j, *(cost.level_bytes[n] for n in levels),
+                    *(cost.level_j[n] for n in levels)]
+            for key, t in cost.time_by_bound_s.items():
+                bounds[key] = bounds.get(key, 0.0) + t
+        return dyn, bounds
