@@ -46,19 +46,11 @@ class SharedPromptKV(KVBlocks):
         slots = shared_prompt_tokens(prompt, tokens - prompt, self.n_sequences, self.block_tokens)
         return np.asarray(self.blocks(np.asarray(slots)))
 
-    def grow(self, ids: np.ndarray, tokens: np.ndarray, shared_tokens: np.ndarray | None = None) -> bool:
-        ids, tokens = np.asarray(ids, dtype=np.int64), np.asarray(tokens, dtype=np.int64)
-        want = self.blocks_of(ids, tokens) - self.held[ids]
+    def _wanted(self, ids: np.ndarray, tokens: np.ndarray, shared_tokens: np.ndarray | None) -> np.ndarray:
+        want = self.blocks_of(np.asarray(ids, dtype=np.int64), np.asarray(tokens, dtype=np.int64))
         if shared_tokens is not None:
             want = want - np.asarray(self.blocks(np.asarray(shared_tokens)))
-        extra = int(np.maximum(want, 0).sum())
-        if extra > self.free:
-            self._reclaim(extra)
-            if extra > self.free:
-                return False
-        self.held[ids] += np.maximum(want, 0)
-        self.used += extra
-        return True
+        return want
 
 
 class ServeDecoding:

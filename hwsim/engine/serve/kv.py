@@ -135,11 +135,15 @@ class KVBlocks:
                 self.used -= prefix.blocks
                 del self._prefixes[pid]
 
+    def _wanted(self, ids: np.ndarray, tokens: np.ndarray, shared_tokens: np.ndarray | None) -> np.ndarray:
+        """Private blocks requests ``ids`` need in all to hold ``tokens`` tokens."""
+        need_tokens = tokens if shared_tokens is None else np.maximum(tokens - shared_tokens, 0)
+        return np.asarray(self.blocks(need_tokens))
+
     def grow(self, ids: np.ndarray, tokens: np.ndarray, shared_tokens: np.ndarray | None = None) -> bool:
         """Give requests ``ids`` the private blocks they need to hold ``tokens`` tokens
         (less the ``shared_tokens`` of a shared prefix); all or nothing."""
-        need_tokens = tokens if shared_tokens is None else np.maximum(tokens - shared_tokens, 0)
-        want = self.blocks(need_tokens) - self.held[ids]
+        want = self._wanted(ids, tokens, shared_tokens) - self.held[ids]
         extra = int(np.maximum(want, 0).sum())
         if extra > self.free:
             self._reclaim(extra)
