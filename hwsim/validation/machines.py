@@ -41,7 +41,7 @@ from functools import cache
 import hwsim
 from hwsim.arch.model import Chip
 from hwsim.validation.cases import DATA, Case, _role, _rows
-from hwsim.validation.multichip import max_batch_per_replica, offline_tokens_per_s
+from hwsim.validation.multichip import max_batch_per_replica, offline_tokens_per_s, static_batch_tokens_per_s
 
 FOLDER = DATA / "published"
 CSV = FOLDER / "machines.csv"
@@ -79,18 +79,6 @@ KINDS = ("static_batch", "mlperf_offline", "trtllm_offline", "mlperf_offline_bea
 
 def _plan(row: dict[str, str]) -> hwsim.Plan:
     return hwsim.Plan(tp=int(row["tp"]), pp=int(row["pp"]), dp=int(row["dp"]))
-
-
-def static_batch_tokens_per_s(system: str, model: str, plan: hwsim.Plan, dtype: str, input_len: int,
-                              output_len: int, batch: int) -> float:
-    """Output tokens/s of one batch: a prefill of every prompt, then ``output_len`` decode
-    steps, each taken at the mean context ``input_len + output_len / 2``."""
-    prefill = hwsim.load_workload(model, phase="prefill", batch=batch, prompt_len=input_len, dtype=dtype)
-    decode = hwsim.load_workload(model, phase="decode", batch=batch, context_len=input_len + output_len // 2,
-                                 dtype=dtype)
-    t_prefill = hwsim.simulate(prefill, system, plan=plan).latency_s
-    t_decode = hwsim.simulate(decode, system, plan=plan).latency_s
-    return batch * output_len / (t_prefill + output_len * t_decode)
 
 
 #: Prompt tokens per prefill iteration (TensorRT-LLM's default ``max_num_tokens``).

@@ -79,6 +79,13 @@ def offline_tokens_per_s(system_name: str, model: str, plan: hwsim.Plan, dtype: 
     """Steady-state offline throughput (output tokens/s) of a memory-filling batch."""
     system = hwsim.load_system(system_name)
     batch = plan.dp * max_batch_per_replica(system, plan, model, input_len + output_len, dtype)
+    return static_batch_tokens_per_s(system, model, plan, dtype, input_len, output_len, batch)
+
+
+def static_batch_tokens_per_s(system: str | hwsim.System, model: str, plan: hwsim.Plan, dtype: str,
+                              input_len: int, output_len: int, batch: int) -> float:
+    """Output tokens/s of one batch: a prefill of every prompt, then ``output_len`` decode
+    steps, each taken at the mean context ``input_len + output_len / 2``."""
     prefill = hwsim.load_workload(model, phase="prefill", batch=batch, prompt_len=input_len, dtype=dtype)
     decode = hwsim.load_workload(model, phase="decode", batch=batch, context_len=input_len + output_len // 2,
                                  dtype=dtype)
