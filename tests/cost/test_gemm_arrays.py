@@ -5,8 +5,6 @@ variants that throttle every mapping, ramp an on-chip level or feed from a share
 
 from __future__ import annotations
 
-import random
-
 import numpy as np
 import pytest
 
@@ -18,6 +16,7 @@ from hwsim.errors import HwsimError
 from hwsim.mapping.gemm import gemm_candidates
 from hwsim.mapping.gemm_arrays import arrays_are_exact, tensor_core_candidates
 from hwsim.workload import MatMul
+from tests.cost.gemm_cases import random_matmuls
 
 DTYPES = ("bf16", "fp16", "fp8", "tf32", "fp32", "int8")
 
@@ -35,17 +34,7 @@ CHIPS = _chips()
 
 
 def _random_ops(seed: int, count: int) -> list[MatMul]:
-    rng = random.Random(seed)
-    sizes = (1, 2, 3, 7, 16, 64, 100, 128, 255, 1000, 4096, 8192)
-    ops = []
-    for _ in range(count):
-        def dim() -> int:
-            return rng.choice(sizes) if rng.random() < 0.5 else rng.randint(1, 30000)
-        ops.append(MatMul(dim(), dim(), dim(), dtype=rng.choice(DTYPES),
-                          batch=rng.choice((1, 1, 1, 2, 8, 40)),
-                          b_shared=rng.random() < 0.3, b_is_weight=rng.random() < 0.8,
-                          sparsity=rng.choice((None, None, None, "2:4", "1:8")), bias=rng.random() < 0.2))
-    return ops
+    return random_matmuls(seed, count, DTYPES)
 
 
 def _outcome(fn, chip: Chip, op: MatMul, fewest: bool) -> object:

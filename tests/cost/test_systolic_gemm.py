@@ -5,7 +5,6 @@ sparsity unit, a ramping level); chips it does not apply to keep the scalar path
 
 from __future__ import annotations
 
-import random
 import zlib
 
 import pytest
@@ -15,6 +14,7 @@ from hwsim.arch import Chip, with_overrides
 from hwsim.cost.matmul import matmul_cost, matmul_cost_scalar, systolic_fast_path, systolic_matmul_cost
 from hwsim.errors import HwsimError
 from hwsim.workload import MatMul
+from tests.cost.gemm_cases import random_matmuls
 
 DTYPES = ("bf16", "fp16", "fp8", "fp32", "int8")
 
@@ -40,17 +40,7 @@ CHIPS = _chips()
 
 
 def _random_ops(seed: int, count: int) -> list[MatMul]:
-    rng = random.Random(seed)
-    sizes = (1, 2, 3, 7, 16, 64, 100, 128, 255, 1000, 4096, 8192)
-    ops = []
-    for _ in range(count):
-        def dim() -> int:
-            return rng.choice(sizes) if rng.random() < 0.5 else rng.randint(1, 30000)
-        ops.append(MatMul(dim(), dim(), dim(), dtype=rng.choice(DTYPES),
-                          batch=rng.choice((1, 1, 1, 2, 8, 40)),
-                          b_shared=rng.random() < 0.3, b_is_weight=rng.random() < 0.8,
-                          sparsity=rng.choice((None, None, None, "2:4", "1:8")), bias=rng.random() < 0.2))
-    return ops
+    return random_matmuls(seed, count, DTYPES)
 
 
 def _outcome(fn, chip: Chip, op: MatMul) -> object:
