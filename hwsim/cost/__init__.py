@@ -8,19 +8,16 @@ from hwsim.arch.model import Chip
 from hwsim.arch.system import System
 from hwsim.cost.approx_algorithms import algorithm_attention_cost
 from hwsim.cost.approx_attention import approx_attention_cost
-from hwsim.cost.area import (
-    AreaBreakdown,
-    ChipTechnology,
-    chip_area,
+from hwsim.cost.area import AreaBreakdown, ChipTechnology, chip_area, chip_technology
+from hwsim.cost.attention import attention_cost
+from hwsim.cost.collective import collective_cost
+from hwsim.cost.die_cost import (
     chip_cost_usd,
-    chip_technology,
     cost_per_million_tokens_usd,
     die_cost_usd,
     die_yield,
     dies_per_wafer,
 )
-from hwsim.cost.attention import attention_cost
-from hwsim.cost.collective import collective_cost
 from hwsim.cost.embedding import embedding_bag_cost
 from hwsim.cost.host import host_cost
 from hwsim.cost.matmul import matmul_cost

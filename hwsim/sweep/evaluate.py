@@ -141,7 +141,8 @@ def _area(ctx: _Context, entry: _ChipEntry) -> dict[str, float | None]:
     state its process node (or SerDes lanes, HBM generation) has none: the metrics are
     left empty and ``entry.area_error`` says why."""
     if not entry.area:
-        from hwsim.cost.area import chip_area, chip_cost_usd
+        from hwsim.cost.area import chip_area
+        from hwsim.cost.die_cost import chip_cost_usd
         from hwsim.technology import load_technology
 
         node = ctx.spec.cost.node_nm
@@ -182,7 +183,7 @@ def _cost_per_mtok(ctx: _Context, chip_cost: float, power_w: float, tokens_per_s
     """Cost per million tokens with the spec's cost options (None without throughput)."""
     if not tokens_per_s:
         return None
-    from hwsim.cost.area import cost_per_million_tokens_usd
+    from hwsim.cost.die_cost import cost_per_million_tokens_usd
 
     c = ctx.spec.cost
     return cost_per_million_tokens_usd(chip_cost, power_w, tokens_per_s, lifetime_years=c.lifetime_years,

@@ -198,7 +198,7 @@ class SearchSpec(_Frozen):
 
 
 class CostOptions(_Frozen):
-    """Options of the cost-per-token model (:func:`hwsim.cost.area.cost_per_million_tokens_usd`)."""
+    """Options of the cost-per-token model (:func:`hwsim.cost.die_cost.cost_per_million_tokens_usd`)."""
 
     node_nm: Annotated[float, real_in(0.1, 1e4, "nm", positive=True)] | None = Field(
         default=None, description="technology node; None: the model's")

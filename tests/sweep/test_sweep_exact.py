@@ -16,7 +16,8 @@ import pytest
 import hwsim
 from hwsim.arch import load_arch, with_overrides
 from hwsim.cost import matmul
-from hwsim.cost.area import chip_area, chip_cost_usd, cost_per_million_tokens_usd
+from hwsim.cost.area import chip_area
+from hwsim.cost.die_cost import chip_cost_usd, cost_per_million_tokens_usd
 from hwsim.errors import HwsimError
 from hwsim.mapping.fit import check_fit
 from hwsim.sweep import evaluate, sweep
