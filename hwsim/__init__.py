@@ -10,9 +10,10 @@ True
 
 from hwsim import ops, planner, sweep  # sweep: a callable module, hwsim.sweep(spec) runs a sweep
 from hwsim.accuracy import accuracy_delta, published_accuracy
-from hwsim.api import CostCache, ServeCache, find_capacity, find_replicas, load_workload, serve, simulate
+from hwsim.api import find_capacity, find_replicas, load_workload, serve, simulate
 from hwsim.arch import Chip, list_archs, load_arch
 from hwsim.arch.system import System, list_systems, load_system
+from hwsim.caches import CostCache, ServeCache
 from hwsim.cost.datacenter import Datacenter, Node
 from hwsim.datacenter import list_datacenters, load_datacenter, load_node
 from hwsim.engine.serve.metrics import SLO

@@ -116,7 +116,7 @@ class ReplicaModel:
         ``tp`` and ``pp`` (and ``ep``) of the replica; ``dp`` and ``microbatches`` do not
         apply to one iteration.
     cost_of : callable
-        Op costs (a shared :class:`hwsim.api.CostCache`).
+        Op costs (a shared :class:`hwsim.caches.CostCache`).
     dtype, attention_impl, sparsity : str
         As :func:`hwsim.workload.lower`.
     per_shape : bool

@@ -86,8 +86,8 @@ class _Context:
 
     def chip(self, overrides: dict[str, Any]) -> _ChipEntry:
         """The chip of these architecture overrides, with its cost cache (LRU)."""
-        from hwsim.api import CostCache
         from hwsim.arch import with_overrides
+        from hwsim.caches import CostCache
 
         key = _key(overrides)
         entry = self.chips.get(key)
@@ -263,7 +263,7 @@ def _capacity_metrics(ctx: _Context, entry: _ChipEntry, workload_index: int, opt
                       metrics: dict[str, Any]) -> None:
     """Search the capacity of a point's chip (a model that does not fit is an error row
     from the serving run; the ``fits`` constraint is its check)."""
-    from hwsim.api import ServeCache
+    from hwsim.caches import ServeCache
 
     w = ctx.spec.workloads[workload_index]
     assert w.capacity is not None

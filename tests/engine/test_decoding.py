@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import hwsim
-from hwsim.api import CostCache
+from hwsim.caches import CostCache
 from hwsim.engine.decoding import DecodingModel
 from hwsim.engine.iteration import ReplicaModel
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import hwsim
-from hwsim.api import CostCache
+from hwsim.caches import CostCache
 from hwsim.cost.attention import attention_cost
 from hwsim.cost.attention_batch import attention_batch_cost
 from hwsim.engine.iteration import GRID_EXACT_TOKENS, ReplicaModel, grid_bracket

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hwsim
-from hwsim.api import CostCache
+from hwsim.caches import CostCache
 from hwsim.engine.iteration import ReplicaModel
 from hwsim.engine.serve.kv import KVLayout
 from hwsim.engine.serve.run import kv_layout
