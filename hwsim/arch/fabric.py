@@ -62,6 +62,16 @@ class Fabric(_Frozen):
         default=1.0,
         description="fraction of the port bandwidth an in-switch all-reduce sustains",
     )
+    in_network_reduction_latency_s: LatencyS | None = Field(
+        default=None,
+        description="fixed time of one in-switch all-reduce in place of its two hops (up to the "
+        "switch and back), beyond collective_latency_s; default: two link latencies",
+    )
+    collective_latency_s: LatencyS = Field(
+        default=0.0,
+        description="fixed time of one collective call beyond its hops: the collective kernel "
+        "starting on every member and its completion (NCCL's base latency); default 0",
+    )
 
     @field_validator("dims")
     @classmethod
@@ -78,7 +88,19 @@ class Fabric(_Frozen):
             raise ValueError(
                 f"fabric '{self.name}': in_network_reduction needs a switch, not a {self.topology}"
             )
+        if self.in_network_reduction_latency_s is not None and not self.in_network_reduction:
+            raise ValueError(
+                f"fabric '{self.name}': in_network_reduction_latency_s needs in_network_reduction: true"
+            )
         return self
+
+    @property
+    def in_switch_latency_s(self) -> float:
+        """Fixed time of one in-switch all-reduce beyond the call's, in s: the preset's
+        ``in_network_reduction_latency_s``, else two hops (up to the switch and down)."""
+        if self.in_network_reduction_latency_s is not None:
+            return self.in_network_reduction_latency_s
+        return 2 * self.link.latency_s
 
     @property
     def size(self) -> int:

@@ -16,7 +16,8 @@ Algorithms (``S`` = ``op.n_bytes``, ``p`` members, ``B`` the ring bandwidth):
 - ``ring`` all-reduce ``2(p-1) alpha + 2(p-1)/p S/B``; all-gather and reduce-scatter half that;
 - ``tree`` (NCCL double binary tree) ``2 ceil(log2 p) alpha_tree + 2 S/B``; a tree edge may
   cross the group's diameter on a ring or torus;
-- ``in_switch`` (a switch that reduces, NVLink SHARP) ``2 alpha + S/B_reduce``;
+- ``in_switch`` (a switch that reduces, NVLink SHARP) ``alpha_switch + S/B_reduce``, where
+  ``alpha_switch`` is the fabric's ``in_network_reduction_latency_s`` (two hops by default);
 - ``dimension_ordered`` (one torus or mesh) / ``hierarchical`` (several fabrics): reduce-
   scatter on each level in turn, the data shrinking by that level's members, the best
   all-reduce on the last, all-gather back; phases add up;
@@ -30,6 +31,10 @@ Algorithms (``S`` = ``op.n_bytes``, ``p`` members, ``B`` the ring bandwidth):
   switch, injection or bisection (``p S/4`` bytes cross each way) on a ring, torus or mesh;
 - ``p2p`` send/recv between neighbouring pipeline stages: ``alpha + S/B_port`` on the
   slowest level the group spans.
+
+Every call also pays its fabric's ``collective_latency_s`` once (the kernel starting on every
+member and its completion: NCCL's base latency), the largest of the spanned levels' where
+the group spans several; 0 by default, which leaves the forms above as they are.
 
 Energy is link energy only: bytes times hops times ``energy_pj_per_bit``, all members.
 
@@ -107,20 +112,23 @@ class _Level:
     reduce_bw: float  # in-switch all-reduce bandwidth, 0 when the switch cannot reduce
     hop_j: float  # J per byte over one logical hop
     peer_j: float  # J per byte to an average peer
+    call_s: float = 0.0  # fixed time of one collective call on this fabric
+    switch_alpha_s: float = 0.0  # fixed time of an in-switch all-reduce beyond the call's
 
 
 def _level(g: GroupLevel) -> _Level:
     f, m, s = g.fabric, g.members, g.step
     port = f.port_bytes_per_s * f.link.achievable_fraction
-    alpha = f.link.latency_s
+    alpha, call = f.link.latency_s, f.collective_latency_s
     j_hop = f.link.energy_pj_per_bit * _J_PER_PJ_BIT
     if g.fabric.topology == "full_mesh":  # own links to each of the m - 1 peers, used at once
         every = (m - 1) * port
         return _Level(f.name, True, m, alpha, alpha, every, every, m // 2 * (m - m // 2) * port, port, 0.0,
-                      j_hop, j_hop)
+                      j_hop, j_hop, call)
     if g.is_switch:  # non-blocking: placement does not matter
         reduce_bw = port * f.in_network_reduction_fraction if f.in_network_reduction else 0.0
-        return _Level(f.name, True, m, alpha, alpha, port, port, m // 2 * port, port, reduce_bw, j_hop, j_hop)
+        return _Level(f.name, True, m, alpha, alpha, port, port, m // 2 * port, port, reduce_bw, j_hop, j_hop,
+                      call, f.in_switch_latency_s)
     closed = g.is_closed_ring
     ways = 2 if closed else 1
     if closed:
@@ -131,7 +139,7 @@ def _level(g: GroupLevel) -> _Level:
     return _Level(
         f.name, False, m, alpha * s, alpha * s * diameter,
         ring_bw=ways * port / s, inj_bw=(2 if m > 2 else 1) * port / s, bis_bw=ways * port / s,
-        p2p_bw=port / s, reduce_bw=0.0, hop_j=j_hop * s, peer_j=j_hop * s * mean_hops,
+        p2p_bw=port / s, reduce_bw=0.0, hop_j=j_hop * s, peer_j=j_hop * s * mean_hops, call_s=call,
     )
 
 
@@ -151,6 +159,7 @@ def _flat(levels: list[_Level]) -> _Level:
         _fabric_names(levels), False, p, max(lv.alpha_s for lv in levels), max(tree_alpha.values()),
         min(lv.ring_bw for lv in levels), min(lv.inj_bw for lv in levels),
         min(lv.bis_bw for lv in levels), min(lv.p2p_bw for lv in levels), 0.0, hop_j, hop_j,
+        max(lv.call_s for lv in levels),
     )
 
 
@@ -179,7 +188,7 @@ def _all_reduce_options(lv: _Level, n_bytes: float) -> dict[str, _Part]:
                       2 * n_bytes, 2 * n_bytes * lv.hop_j),
     }
     if lv.reduce_bw > 0:  # each member sends its buffer once and receives the sum once
-        options["in_switch"] = _Part(2 * lv.alpha_s, n_bytes / lv.reduce_bw, n_bytes, n_bytes * lv.hop_j)
+        options["in_switch"] = _Part(lv.switch_alpha_s, n_bytes / lv.reduce_bw, n_bytes, n_bytes * lv.hop_j)
     return options
 
 
@@ -279,11 +288,16 @@ _OPTIONS: dict[str, Callable[[list[_Level], float], dict[str, _Part]]] = {
 
 def _options(system: System, op: Collective, stride: int) -> dict[str, tuple[_Part, str]]:
     levels = [_level(g) for g in system.group_levels(op.group_size, stride)]
+    # One call, one kernel on every member: its fixed time is paid once, not per phase or level.
+    call_s = max(lv.call_s for lv in levels)
     if op.op_kind == "send_recv":
         part, fabric = _send_recv(levels, op.n_bytes)
-        return {"p2p": (part, fabric)}
+        return {"p2p": (part._replace(alpha_s=part.alpha_s + call_s), fabric)}
     names = _fabric_names(levels)
-    return {name: (part, names) for name, part in _OPTIONS[op.op_kind](levels, op.n_bytes).items()}
+    return {
+        name: (part._replace(alpha_s=part.alpha_s + call_s), names)
+        for name, part in _OPTIONS[op.op_kind](levels, op.n_bytes).items()
+    }
 
 
 def _cost(name: str, part: _Part, fabric: str, group_size: int) -> CollectiveCost:

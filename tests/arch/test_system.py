@@ -231,6 +231,8 @@ INVALID = {
     "unknown_topology": ("fabrics[0].topology", "'switch'"),
     "duplicate_fabric": ("fabrics", "repeated: net"),
     "reduction_on_torus": ("fabrics[0]", "in_network_reduction needs a switch"),
+    "reduction_latency_without_reduction": ("fabrics[0]", "in_network_reduction_latency_s needs"),
+    "negative_collective_latency": ("fabrics[0].collective_latency_s", "greater than or equal to 0"),
     "unknown_key": ("fabrics[0].linkz", "Extra inputs"),
     "bad_fraction": ("fabrics[0].link.achievable_fraction", "less than or equal to 1"),
     "zero_dim": ("fabrics[0].dims[1]", "greater than 0"),
