@@ -170,26 +170,43 @@ def single_gpu_llm_cases() -> Iterator[Case]:
         yield Case(LLM_GROUP, name, r["arch"], float(r["ms"]), "ms", _ms(w), _source(r), _role(r))
 
 
-def _speedup(model: str, batch: int, context_len: int, precision: str) -> Callable[[Chip], float]:
-    """hwsim's speed-up of one decode step under ``precision`` over bf16."""
+def _speedup(model: str, batch: int, context_len: int, precision: str,
+             output_len: int = 0) -> Callable[[Chip], float]:
+    """hwsim's speed-up under ``precision`` over bf16: of one decode step against a
+    ``context_len`` cache, or (``output_len`` > 0) of one static batch of requests, a
+    prefill of ``context_len``-token prompts then ``output_len`` decode steps at the mean
+    context."""
     def predict(chip: Chip) -> float:
-        def step_s(prec: str | None) -> float:
-            w = hwsim.load_workload(model, batch=batch, context_len=context_len, precision=prec)
+        def step_s(prec: str | None, context: int) -> float:
+            w = hwsim.load_workload(model, batch=batch, context_len=context, precision=prec)
             return hwsim.simulate(w, chip).latency_s
-        return step_s(None) / step_s(precision)
+
+        def time_s(prec: str | None) -> float:
+            if not output_len:
+                return step_s(prec, context_len)
+            prefill = hwsim.load_workload(model, phase="prefill", batch=batch, prompt_len=context_len,
+                                          precision=prec)
+            decode_s = step_s(prec, context_len + output_len // 2)
+            return hwsim.simulate(prefill, chip).latency_s + output_len * decode_s
+        return time_s(None) / time_s(precision)
     return predict
 
 
 def quantized_speedup_cases() -> Iterator[Case]:
     """Published speed-ups of quantized LLM inference over FP16 (``quantized_speedup.csv``):
-    NVIDIA's Model Optimizer benchmark of FP8 and INT4 AWQ Llama-3-8B on one H100 with
-    TensorRT-LLM v0.9. The source gives tokens/s of whole batches without their lengths;
-    hwsim compares one decode step at an assumed cache length (each row's ``note``)."""
+    NVIDIA's Model Optimizer benchmarks (FP8, INT4 AWQ, W4A8 AWQ Llama-3-8B on one H100
+    and one H200 with TensorRT-LLM) and TinyChat's AWQ W4A16 decode latencies (Jetson Orin,
+    A100). A ``decode`` row compares one decode step at its cache length; a ``request`` row
+    a static batch of whole requests (each row's ``note`` gives the assumptions)."""
     for r in _rows(FOLDER / "quantized_speedup.csv"):
+        if r["phase"] not in ("decode", "request"):
+            raise ValueError(f"quantized_speedup.csv: phase: expected decode or request, got {r['phase']!r}")
         batch, ctx = int(r["batch"]), int(r["context_len"])
-        name = f"{r['model']} decode B{batch} context {ctx} {r['precision']} vs bf16 {r['arch']}"
+        out = int(r["output_len"]) if r["phase"] == "request" else 0
+        what = f"request B{batch} in {ctx} out {out}" if out else f"decode B{batch} context {ctx}"
+        name = f"{r['model']} {what} {r['precision']} vs bf16 {r['arch']}"
         yield Case(QUANT_GROUP, name, r["arch"], float(r["speedup"]), "x",
-                   _speedup(r["model"], batch, ctx, r["precision"]), _source(r), _role(r))
+                   _speedup(r["model"], batch, ctx, r["precision"], out), _source(r), _role(r))
 
 
 def published_cases() -> Iterator[Case]:
