@@ -26,10 +26,15 @@ tuned to any of them (role ``check``). The kinds of row:
 - ``per_user``: the rate one user sees from an SRAM-resident deployment (Cerebras, Groq):
   one over a batch-1 decode step at ``input_len`` tokens of context, on the plan
   :func:`hwsim.planner.rank_plans` finds fastest (how such services are deployed).
+- ``prefill_batch1``: the time to first token of one request alone, in seconds: one
+  batch-1 prefill of ``input_len`` prompt tokens (Qualcomm AI Hub's on-device TTFT).
 
 Weights, activations and KV cache share the row's ``dtype`` unless its ``kv_dtype``
 column names the KV cache's own (the TensorRT-LLM FP4 rows: their checkpoints keep an
-fp8 KV cache); where a source's KV dtype is unknown, the row's note says what is assumed.
+fp8 KV cache) or its ``weight_dtype`` the weights' (weight-only quantization such as
+Qualcomm's w4a16: the GEMMs run at the activation rate on weights read packed;
+``docs/precision.md``); where a source's dtypes are unknown, the row's note says what is
+assumed. ``weight_dtype`` is read by the ``per_user`` and ``prefill_batch1`` kinds.
 """
 
 from __future__ import annotations
@@ -70,11 +75,13 @@ GROUPS = {
     "apple-m2-ultra": "apple m2 ultra per-user decode (published)",
     "wormhole-n150": "tenstorrent wormhole per-user decode (published)",
     "trn2-16": "trainium2 per-user decode (published)",
+    "mi325x-8": "mi325x mlperf offline (published)",
+    "snapdragon-8-gen3": "snapdragon 8 gen 3 on-device llm (published)",
 }
 #: Rows of these kinds form a group of their own per family (the group name's "mlperf" replaced).
 KIND_GROUPS = {"trtllm_offline": "trtllm-bench offline"}
 KINDS = ("static_batch", "mlperf_offline", "trtllm_offline", "mlperf_offline_beam",
-         "mlperf_singlestream_beam", "per_user", "train_fsdp")
+         "mlperf_singlestream_beam", "per_user", "prefill_batch1", "train_fsdp")
 
 
 def _plan(row: dict[str, str]) -> hwsim.Plan:
@@ -131,14 +138,26 @@ def singlestream_beam_latency_s(system: str, model: str, dtype: str, input_len: 
     return hwsim.simulate(prefill, system).latency_s + output_len * hwsim.simulate(decode, system).latency_s
 
 
-def per_user_tokens_per_s(system: str, model: str, dtype: str, context_len: int) -> float:
-    """One over the batch-1 decode step on the fastest plan :func:`rank_plans` finds."""
+def per_user_tokens_per_s(system: str, model: str, dtype: str, context_len: int,
+                          weight_dtype: str | None = None, kv_dtype: str | None = None) -> float:
+    """One over the batch-1 decode step on the fastest plan :func:`rank_plans` finds; the
+    weights in ``weight_dtype`` and the KV cache in ``kv_dtype`` where a row names them."""
     from hwsim.planner import rank_plans  # the planner imports the API: keep this module light
 
-    decode = hwsim.load_workload(model, phase="decode", batch=1, context_len=context_len, dtype=dtype)
+    decode = hwsim.load_workload(model, phase="decode", batch=1, context_len=context_len, dtype=dtype,
+                                 weight_dtype=weight_dtype, kv_dtype=kv_dtype)
     best = rank_plans(decode, system, objective="latency_s").best.result
     assert best is not None  # ranked plans carry their result
     return 1.0 / best.latency_s
+
+
+def prefill_batch1_latency_s(system: str, model: str, dtype: str, prompt_len: int,
+                             weight_dtype: str | None = None, kv_dtype: str | None = None) -> float:
+    """Time to first token (s) of one request alone: a batch-1 prefill of ``prompt_len`` tokens
+    on one chip, the weights in ``weight_dtype`` and the KV cache in ``kv_dtype`` where given."""
+    prefill = hwsim.load_workload(model, phase="prefill", batch=1, prompt_len=prompt_len, dtype=dtype,
+                                  weight_dtype=weight_dtype, kv_dtype=kv_dtype)
+    return hwsim.simulate(prefill, system).latency_s
 
 
 def fsdp_train_tokens_per_s_per_chip(system: str, model: str, dtype: str, seq_len: int, batch: int,
@@ -169,7 +188,10 @@ def _predict(row: dict[str, str]) -> Callable[[Chip], float]:
         if kind == "train_fsdp":
             batch, dp = int(row["batch"]), int(row["dp"])
             return fsdp_train_tokens_per_s_per_chip(system, model, dtype, inp, batch, dp)
-        return per_user_tokens_per_s(system, model, dtype, inp)
+        weights, kv = row.get("weight_dtype") or None, row.get("kv_dtype") or None
+        if kind == "prefill_batch1":
+            return prefill_batch1_latency_s(system, model, dtype, inp, weights, kv)
+        return per_user_tokens_per_s(system, model, dtype, inp, weights, kv)
 
     return lambda _: value()
 
@@ -179,8 +201,12 @@ def _name(row: dict[str, str]) -> str:
     where = f"{row['system']} {_plan(row).label()}"
     if kind == "static_batch":
         return f"{what} {row['input_len']}/{row['output_len']} B{row['batch']}, {where}"
+    if row.get("weight_dtype"):
+        what = f"{row['model']} w:{row['weight_dtype']} a:{row['dtype']}"
     if kind == "per_user":
         return f"{what} B1 context {row['input_len']}, {row['system']}"
+    if kind == "prefill_batch1":
+        return f"{what} B1 prefill {row['input_len']} (TTFT), {row['system']}"
     if kind == "train_fsdp":
         return (f"{what} train seq {row['input_len']} batch {row['batch']}, "
                 f"{row['system']} dp{row['dp']} zero3 recompute")

@@ -45,6 +45,8 @@ THRESHOLDS: dict[str, dict[str, float]] = {
     "apple m2 ultra per-user decode (published)": {"mape_pct": 20.0},
     "tenstorrent wormhole per-user decode (published)": {"mape_pct": 20.0},
     "trainium2 per-user decode (published)": {"mape_pct": 20.0},
+    "mi325x mlperf offline (published)": {"mape_pct": 20.0},
+    "snapdragon 8 gen 3 on-device llm (published)": {"mape_pct": 20.0},
     # issue #17 item 5 (hwsim/validation/recsys.py); "dlrm training (published)" is recorded
     # without a threshold (no input pipeline or eager dispatch modelled).
     "dlrm mlperf inference (published)": {"mape_pct": 20.0},

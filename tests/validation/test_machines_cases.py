@@ -33,7 +33,7 @@ def test_every_new_accelerator_family_has_a_check_row() -> None:
     systems = {r["system"] for r in _rows()}
     families = ("gaudi2", "gaudi3", "mi300x", "b200", "gb200", "tpu-v5e", "tpu-v6e", "tpu-v5p", "wse3", "cs3",
                 "groq", "l4", "l40s", "xeon-8480", "jetson-agx-orin", "apple-m2-ultra", "wormhole-n150",
-                "trn2")
+                "trn2", "mi325x", "snapdragon-8-gen3")
     for family in families:
         assert any(family in s for s in systems), family
 
@@ -87,3 +87,21 @@ def test_single_stream_latency_is_its_closed_form() -> None:
     assert got == pytest.approx(p + 128 * d)
     assert m.singlestream_beam_latency_s("jetson-agx-orin", "gpt-j-6b", "int8", 800, 128, 8) >= got
     assert m.singlestream_beam_latency_s("jetson-agx-orin", "gpt-j-6b", "int8", 800, 64, 4) < got
+
+
+def test_weight_only_quantization_reads_fewer_bytes_per_step() -> None:
+    """A row's weight_dtype narrows the weights alone: int4 weights under fp16 activations
+    decode faster than all-fp16 and no faster than the weight bytes at the memory roof allow;
+    the batch-1 prefill is the simulated prefill of the same workload."""
+    import hwsim
+
+    args = ("snapdragon-8-gen3", "llama2-7b", "fp16", 1024)
+    w4 = m.per_user_tokens_per_s(*args, weight_dtype="int4", kv_dtype="fp16")
+    assert w4 > m.per_user_tokens_per_s(*args)
+    chip = hwsim.load_arch("snapdragon-8-gen3")
+    roof_bytes_per_s = chip.memory["lpddr5x"].bandwidth_bytes_per_s
+    assert w4 < roof_bytes_per_s / (6.7e9 * 0.5)  # 6.7 B params at half a byte each
+    prefill = hwsim.load_workload("llama2-7b", phase="prefill", batch=1, prompt_len=1024, dtype="fp16",
+                                  weight_dtype="int4", kv_dtype="fp16")
+    assert m.prefill_batch1_latency_s(*args, weight_dtype="int4", kv_dtype="fp16") == pytest.approx(
+        hwsim.simulate(prefill, "snapdragon-8-gen3").latency_s)
