@@ -1,14 +1,12 @@
 """Compute units of a chip: its matrix engines and its vector (SIMD) units.
 
 Split from :mod:`hwsim.arch.model`, which re-exports every name here. Each field's
-unit is in its name; a vector unit's per-element costs (softmax, soft cap, exponentials,
-dequantization) are chip facts a design declares, with defaults that reproduce the
-presets' shipped numbers.
+unit is in its name.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -24,15 +22,9 @@ from hwsim.quantities import (
     SmallCount,
     UnitCount,
     ZeroToOne,
-    int_in,
-    real_in,
 )
 
 Dataflow = Literal["weight_stationary", "output_stationary", "input_stationary"]
-#: Query rows or keys of a fused attention block: FlashAttention kernels use 16 to 256.
-AttentionBlockDim = Annotated[int, int_in(16, 256)]
-#: Lane operations per softmax score, its exponential counted as one (so at least 1).
-SoftmaxOps = Annotated[float, real_in(1.0, 1e3)]
 
 
 class _Frozen(BaseModel):
@@ -78,12 +70,6 @@ class ComputeUnit(_Frozen):
         default=1,
         description="units that share one operand fetch from the first shared level "
         "(Hopper thread-block clusters with TMA multicast: 2)",
-    )
-    attention_block: tuple[AttentionBlockDim, AttentionBlockDim] | None = Field(
-        default=None,
-        description="query rows x keys (FlashAttention's Br x Bc) of one block of a fused "
-        "attention kernel, where the chip's kernel library fixes them; unset, the mapper "
-        "fits the largest power-of-two block into the per-unit buffer (hwsim.mapping.attention)",
     )
 
     @field_validator("flops_per_cycle")
@@ -145,33 +131,6 @@ class VectorUnit(_Frozen):
         description="lane operations to unpack, convert and scale one quantized weight element "
         "for a wider matrix unit (weight-only quantization, emulated formats): 2 is Marlin-style "
         "bit tricks (one LOP3 unpack-convert, one scale FMA, per element)",
-    )
-    softmax_ops_per_element: SoftmaxOps = Field(
-        default=4.0,
-        description="lane operations per attention score for its softmax, the exponential "
-        "counted as one: 4 is scale, running max, exponential and running sum",
-    )
-    softcap_ops_per_element: Multiplier = Field(
-        default=4.0,
-        description="lane operations per score for a soft cap (divide, tanh, multiply, "
-        "with tanh counted as one), where a model caps its logits (Gemma 2)",
-    )
-    exp_method: Literal["special_function", "lanes"] = Field(
-        default="special_function",
-        description="where a softmax's exponentials run: special_function units "
-        "(exp_per_cycle each), or the vector lanes as a look-up table or polynomial costing "
-        "exp_ops_per_element lane operations each",
-    )
-    exp_ops_per_element: Multiplier = Field(
-        default=1.0,
-        description="lane operations per exponential when exp_method is lanes (a table "
-        "look-up with interpolation, or a range-reduced polynomial): the chip's own figure",
-    )
-    fused_score_pipeline: Flag = Field(
-        default=False,
-        description="a dedicated pipeline takes a fused attention kernel's scores as the matrix "
-        "units make them (scale, max, exponential, sum): the score work runs beside the block "
-        "products, not in series with their unhidden share",
     )
 
     @property
