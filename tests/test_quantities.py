@@ -135,7 +135,8 @@ def test_too_many_chips_is_refused() -> None:
     per-chip sums)."""
     system = load_system("dgx-h100")
     data = system.model_dump()
-    data["fabrics"] = [dict(data["fabrics"][0], name=f"f{i}", dims=(1000,), in_network_reduction=False)
+    data["fabrics"] = [dict(data["fabrics"][0], name=f"f{i}", dims=(1000,), in_network_reduction=False,
+                            in_network_reduction_latency_s=None)
                        for i in range(4)]
     with pytest.raises(ConfigError, match="fabrics: the fabrics join 1e\\+12 chips"):
         system_from_dict(data)

@@ -3,6 +3,7 @@ model (MACs x energy per MAC, bytes x energy per byte)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -13,6 +14,13 @@ from hwsim.cost import cost_op
 from hwsim.workload import Attention, Elementwise, MatMul
 
 PRESETS = hwsim.list_archs()
+
+
+def _sixteen_bit(op, chip):  # type: ignore[no-untyped-def]
+    """The op in fp16 on a chip without bf16 (the Snapdragon NPU refuses bf16, rightly)."""
+    if "bf16" in chip.compute_units.flops_per_cycle:
+        return op
+    return dataclasses.replace(op, dtype="fp16")
 
 
 # ---------------------------------------------------------------------------------------
@@ -32,6 +40,7 @@ PRESETS = hwsim.list_archs()
 def test_flash_attention_home_traffic_is_qkvo(name: str, op: Attention) -> None:
     """Flash attention moves exactly Q, K, V in and O out at the home level (op.min_bytes)."""
     chip = hwsim.load_arch(name)
+    op = _sixteen_bit(op, chip)
     cost = cost_op(op, chip)
     home = cost.traffic[-1]
     assert home.level == chip.home_level
@@ -158,8 +167,8 @@ def test_sparsity_compresses_every_weight_read() -> None:
 def test_sparsity_without_sparsity_unit_changes_nothing(name: str) -> None:
     """On a chip with no sparsity unit a 2:4 GEMM costs exactly what the dense one does."""
     chip = hwsim.load_arch(name)
-    dense = cost_op(MatMul(512, 1024, 2048), chip)
-    sparse = cost_op(MatMul(512, 1024, 2048, sparsity="2:4"), chip)
+    dense = cost_op(_sixteen_bit(MatMul(512, 1024, 2048), chip), chip)
+    sparse = cost_op(_sixteen_bit(MatMul(512, 1024, 2048, sparsity="2:4"), chip), chip)
     assert sparse.latency_s == dense.latency_s
     assert sparse.traffic == dense.traffic
     assert sparse.compute_energy_j == dense.compute_energy_j
@@ -199,7 +208,7 @@ def test_level_energy_is_linear_in_bytes(name: str) -> None:
     """Each level's energy = read bytes x read pJ/B + write bytes x write pJ/B."""
     chip = hwsim.load_arch(name)
     for op in (MatMul(1024, 1024, 1024), Elementwise("add", 2048, 2048), Attention(1, 8, 8, 512, 512, 64)):
-        cost = cost_op(op, chip)
+        cost = cost_op(_sixteen_bit(op, chip), chip)
         for t, joules in zip(cost.traffic, cost.level_energy_j, strict=True):
             lvl = chip.memory[t.level]
             expected = (t.read_bytes * lvl.read_energy_pj_per_byte
