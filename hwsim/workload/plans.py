@@ -20,13 +20,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from hwsim.errors import ConfigError
-from hwsim.workload.memory import (
-    ChipMemory,
-    fit_problems,
-    host_fit_problems,
-    memory_per_chip,
-    workspace_allowance_bytes,
-)
+from hwsim.workload.memory import ChipMemory, memory_per_chip, workspace_allowance_bytes
+from hwsim.workload.memory_fit import fit_problems, host_fit_problems
 from hwsim.workload.plan import PHASES, OffloadTarget, Plan
 from hwsim.workload.spec import ModelSpec
 

@@ -17,11 +17,10 @@ from hwsim.workload.memory import (
     GIB,
     WORKSPACE_CAP_BYTES,
     ChipMemory,
-    fit_problems,
-    host_fit_problems,
     memory_per_chip,
     workspace_allowance_bytes,
 )
+from hwsim.workload.memory_fit import fit_problems, host_fit_problems
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec
 
