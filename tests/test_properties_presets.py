@@ -112,25 +112,33 @@ def variants(draw: st.DrawFn, name: str) -> Chip:
 
 
 @functools.cache
+def sixteen_bit(name: str) -> str:
+    """bf16, or fp16 on a preset without bf16 math (the Snapdragon NPU refuses bf16, rightly)."""
+    return "bf16" if "bf16" in preset(name).compute_units.flops_per_cycle else "fp16"
+
+
+@functools.cache
 def fitting_models(name: str) -> tuple[str, ...]:
     """Models whose 3-layer decode (or prefill, for encoders) fits the preset."""
     fits = []
     for model, spec in MODELS.items():
         phase = "prefill" if spec.encoder_only else "decode"
         try:
-            hwsim.simulate(lower(spec, phase, n_layers=3, prompt_len=16, context_len=16), preset(name))
+            hwsim.simulate(lower(spec, phase, n_layers=3, prompt_len=16, context_len=16,
+                                 dtype=sixteen_bit(name)), preset(name))
         except MappingError:
             continue
         fits.append(model)
     return tuple(fits)
 
 
-def workload(model: str, phase: str, batch: int, length: int, n_layers: int, plan: Plan | None = None
-             ) -> Workload:
+def workload(model: str, phase: str, batch: int, length: int, n_layers: int, plan: Plan | None = None,
+             dtype: str = "bf16") -> Workload:
     """A ``phase`` workload of ``n_layers`` of ``model``; ``length`` is the prompt (prefill),
     cache (decode) or sequence (train) length."""
     key = {"prefill": "prompt_len", "decode": "context_len", "train": "seq_len"}[phase]
-    return lower(MODELS[model], phase, batch=batch, n_layers=n_layers, plan=plan, **{key: length})
+    return lower(MODELS[model], phase, batch=batch, n_layers=n_layers, plan=plan, dtype=dtype,
+                 **{key: length})
 
 
 LENGTHS = {"prefill": st.integers(16, 2048), "decode": st.integers(1, 8192), "train": st.integers(16, 512)}
@@ -147,7 +155,7 @@ def workloads(draw: st.DrawFn, name: str, phase: str | None = None) -> Workload:
         phase = draw(st.sampled_from(["prefill", "train"] if MODELS[model].encoder_only
                                      else ["prefill", "decode", "train"]), label="phase")
     return workload(model, phase, draw(BATCHES[phase], label="batch"), draw(LENGTHS[phase], label="length"),
-                    draw(st.integers(1, 3), label="n_layers"))
+                    draw(st.integers(1, 3), label="n_layers"), dtype=sixteen_bit(name))
 
 
 def latency_or_reject(work: Workload, arch: Chip | System) -> float:
