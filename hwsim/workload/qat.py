@@ -76,8 +76,8 @@ def check_training_precision(source: str, prec: Precision, phase: str) -> bool:
     if own:
         why = ("a training step keeps no KV cache" if own[0][0] == "kv_cache" else
                "fake quantization of the embedding table and LM head is not modelled")
-        raise ConfigError([f"{source}: precision: {key}: {dt} in training: {why}; give base {prec.base} "
-                           f"(weights, activations, gradients and optimizer_state may differ)"
+        raise ConfigError([f"{source}: precision: {key}: {dt} in training: {why}; keep it at base "
+                           f"{prec.base} (weights, activations, gradients and optimizer_state may differ)"
                            for key, dt in own])
     floats = [d for d in formats if not FORMATS[d].is_integer]
     if floats and not prec.qat:
@@ -191,6 +191,9 @@ def qat_notes(prec: Precision, plan: Plan | None) -> list[str]:
     if len(floats) < len(formats):
         notes.append("integer formats in training are read as fake-quant QAT; real integer training "
                      "GEMMs are not modelled")
+    if plan is not None and plan.pp > 1 and prec.layers:
+        notes.append(f"pp={plan.pp} with per-layer weight overrides: stages fake-quantize different layers, "
+                     "but every stage is timed as the simulated one (the one with the most weights)")
     if plan is not None and plan.tp > 1:
         notes.append(f"tp={plan.tp}: each rank fake-quantizes its own shard with its own scales (a global "
                      "per-tensor amax's all-reduce over tp is not modelled)")
