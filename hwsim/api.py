@@ -137,6 +137,9 @@ def serve(requests: Requests, arch: Chip | System | str | Path, *,
     if spec.encoder_only:
         raise ConfigError([f"serve: model: {spec.name} is an encoder; it generates no tokens to serve"])
     prec = resolve_precision("serve", precision, dtype, weight_dtype, kv_dtype)
+    if prec.qat:
+        raise ConfigError(["serve: precision: qat: quantization-aware training applies to phase='train'; "
+                           "serving runs inference"])
     costs = ServeCache() if cache is None else cache
     if not isinstance(costs, ServeCache):
         raise ConfigError([f"serve: cache: expected hwsim.ServeCache, got {type(costs).__name__}"])

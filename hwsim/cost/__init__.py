@@ -24,10 +24,11 @@ from hwsim.cost.matmul import matmul_cost
 from hwsim.cost.model import LevelTraffic, OpCost, check_cost, make_cost, streaming_traffic
 from hwsim.cost.ssm import conv1d_cost, scan_cost
 from hwsim.cost.technology import Technology
-from hwsim.cost.vector import elementwise_cost, embedding_cost, optimizer_cost
+from hwsim.cost.vector import elementwise_cost, embedding_cost, fake_quant_cost, optimizer_cost
 from hwsim.errors import SimulationError
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer, op_label
 from hwsim.workload.ops_embedding import EmbeddingBag
+from hwsim.workload.ops_qat import FakeQuant
 from hwsim.workload.ops_ssm import CausalConv1d, SelectiveScan
 
 
@@ -63,6 +64,8 @@ def _cost_op(op: Op, chip: Chip, fewest_kernels: bool) -> OpCost:
         return embedding_cost(chip, op)
     if isinstance(op, Optimizer):
         return optimizer_cost(chip, op)
+    if isinstance(op, FakeQuant):
+        return fake_quant_cost(chip, op)
     if isinstance(op, SelectiveScan):
         return scan_cost(chip, op)
     if isinstance(op, CausalConv1d):

@@ -1,5 +1,6 @@
 """Cost of memory-bound operators on the vector units: element-wise kernels, norms,
-softmax, loss, embedding gathers and the optimizer update."""
+softmax, loss, embedding gathers, the optimizer update and the fake quantization of
+quantization-aware training."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from hwsim.arch.model import Chip
 from hwsim.cost.model import LevelTraffic, OpCost, make_cost, streaming_traffic
 from hwsim.dtypes import dtype_bytes
 from hwsim.workload.ops import ELEMENTWISE_KINDS, Elementwise, Embedding, Optimizer
+from hwsim.workload.ops_qat import FakeQuant
 
 
 def _vector_cost(
@@ -62,3 +64,14 @@ def optimizer_cost(chip: Chip, op: Optimizer) -> OpCost:
     reads = op.n_params * (p + g + 2 * s)
     writes = op.n_params * (p + 2 * s)
     return _vector_cost(chip, op.flops, streaming_traffic(chip, reads, writes), "fused AdamW")
+
+
+def fake_quant_cost(chip: Chip, op: FakeQuant) -> OpCost:
+    """Unfused fake quantization (or its straight-through gradient): each kernel streams
+    its tensors once through every level (:class:`~hwsim.workload.ops_qat.FakeQuant`
+    lists the bytes); each kernel pays the chip's per-kernel overhead."""
+    what = f"fake-quant {op.tensor} to {op.target}"
+    detail = f"{what}: straight-through gradient" if op.backward else (
+        f"{what}: amax, scale, quantize-dequantize ({op.n_scales} scales)")
+    return _vector_cost(chip, op.flops, streaming_traffic(chip, op.read_bytes, op.write_bytes), detail,
+                        op.n_kernels)

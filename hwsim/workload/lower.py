@@ -21,19 +21,20 @@ import math
 from dataclasses import replace
 from typing import Any
 
-from hwsim.dtypes import dtype_bytes, normalize_dtype
+from hwsim.dtypes import dtype_bytes
 from hwsim.errors import ConfigError
 from hwsim.workload.approx_algorithms import apply_algorithm
 from hwsim.workload.decoding import FullKV, Greedy, decoding_resident, parse_decoding, parse_kv_policy
-from hwsim.workload.encdec import check_encdec, encdec_passes
+from hwsim.workload.encdec import encdec_passes
 from hwsim.workload.graph import Pass, Segment, SegmentRole, Workload
 from hwsim.workload.layers import LayerSpec, group_layers
+from hwsim.workload.lower_checks import check_positive, checked_inputs
 from hwsim.workload.memory import memory_per_chip, sequence_kv_bytes, stage_layers
 from hwsim.workload.ops import Sparsity, normalize_sparsity, sparsity_problem
 from hwsim.workload.parallel import period_graph, sharded_embedding, sharded_head
-from hwsim.workload.plan import PHASES, Plan
-from hwsim.workload.plans import plan_problems
-from hwsim.workload.precision import Precision, resolve_precision, weight_bits_per_param
+from hwsim.workload.plan import PHASES, Plan  # noqa: F401 - PHASES re-exported (hwsim.workload)
+from hwsim.workload.precision import Precision, weight_bits_per_param
+from hwsim.workload.qat import fake_quant_hook, fake_quant_saved_bytes, qat_notes
 from hwsim.workload.quantize import quantize_graph
 from hwsim.workload.spec import ModelSpec, load_model_spec
 from hwsim.workload.train import train_segments
@@ -134,24 +135,6 @@ def model_weight_bytes(spec: ModelSpec, prec: Precision) -> float:
     return total
 
 
-#: Largest accepted value of each shape argument: far beyond any real model or batch
-#: (the longest contexts are ~1e7 tokens, the deepest models ~1e3 layers), small enough
-#: that the arrays and loops an engine sizes by them stay finite.
-SHAPE_LIMITS = {"batch": 10**7, "prompt_len": 10**8, "context_len": 10**8, "new_tokens": 10**7,
-                "seq_len": 10**8, "n_layers": 10**5, "attention_window": 10**8}
-
-
-def _check_positive(source: str, **values: int) -> None:
-    bad = [f"{source}: {key}: must be a positive integer, got {val!r}"
-           for key, val in values.items()
-           if not isinstance(val, int) or isinstance(val, bool) or val <= 0]
-    bad += [f"{source}: {key}: must be at most {SHAPE_LIMITS[key]:.0e}, got {val}"
-            for key, val in values.items()
-            if isinstance(val, int) and not isinstance(val, bool) and val > SHAPE_LIMITS.get(key, val)]
-    if bad:
-        raise ConfigError(bad)
-
-
 def lower(
     spec: ModelSpec,
     phase: str,
@@ -247,7 +230,7 @@ def lower(
         raise ConfigError([f"workload {spec.name or '<model>'}: sparsity: {problem}"])
     args["sparsity"] = normalize_sparsity(sparsity)
     if attention_window is not None:
-        _check_positive(f"workload {spec.name or '<model>'}", attention_window=attention_window)
+        check_positive(f"workload {spec.name or '<model>'}", attention_window=attention_window)
         if spec.encoder_only:
             raise ConfigError([f"workload {spec.name}: attention_window: an encoder attends both ways; "
                                "a sliding window applies to causal models"])
@@ -270,9 +253,11 @@ def lower(
                               precision=workload.precision)
         # Off-chip tiers' bytes stay under ``<tier>_tier_bytes`` for the placement check.
         resident = {k: v for k, v in mem.as_dict().items() if k not in ("total_bytes", "offloaded_bytes")}
+        if workload.params.get("qat"):  # the closed form knows no fake quantization
+            resident["activations_bytes"] += fake_quant_saved_bytes(workload.passes[0].segments, plan)
         workload = replace(workload, resident_bytes=resident)
     workload, args, notes = _with_decoding(workload, spec, phase, plan, args, decoding, kv_policy)
-    warnings = (*lowering_warnings(spec, phase, plan, workload, args), *notes)
+    warnings = (*lowering_warnings(spec, phase, plan, workload, args), *workload.warnings, *notes)
     workload = replace(workload, spec=spec, lower_args=args, plan=plan, warnings=warnings)
     if attention_approx is None:
         return workload
@@ -325,95 +310,59 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
            precision: str | dict[str, Any] | Precision | None, weight_dtype: str | None,
            kv_dtype: str | None) -> Workload:
     source = f"workload {spec.name or '<model>'}"
-    if phase not in PHASES:
-        raise ConfigError([f"{source}: phase: unknown phase {phase!r}; expected one of {', '.join(PHASES)}"])
-    if attention_impl not in ("flash", "naive"):
-        raise ConfigError([f"{source}: attention_impl: expected 'flash' or 'naive', got {attention_impl!r}"])
-    try:
-        dtype = normalize_dtype(dtype)
-    except ValueError as exc:
-        raise ConfigError([f"{source}: dtype: {exc}"]) from None
-    prec = resolve_precision(source, precision, dtype, weight_dtype, kv_dtype)
-    if phase == "train" and not prec.is_uniform and len({prec.weights, prec.activations, prec.kv_cache,
-                                                         prec.embeddings, prec.lm_head, prec.base}) > 1:
-        raise ConfigError([f"{source}: precision: quantized training (fake-quant QAT, fp8 training) is "
-                           "not modelled; in train, weights, activations, KV, embeddings, LM head and "
-                           "base share one dtype (gradients and optimizer_state may differ)"])
-    dtype = prec.base
-    _check_positive(source, batch=batch)
-    if plan is not None and not isinstance(plan, Plan):
-        raise ConfigError([f"{source}: plan: expected a Plan (hwsim.Plan(tp=...)), got {plan!r}"])
-    if not isinstance(lm_head, bool):
-        raise ConfigError([f"{source}: lm_head: expected true or false, got {lm_head!r}"])
-    problem = sparsity_problem(sparsity)
-    if problem:
-        raise ConfigError([f"{source}: sparsity: {problem}"])
-    factor = moe_capacity_factor
-    if isinstance(factor, bool) or not isinstance(factor, int | float) or not (
-            math.isfinite(factor) and factor >= 1):
-        raise ConfigError([f"{source}: moe_capacity_factor: must be a finite number of at least 1, "
-                           f"got {factor!r}"])
-    if n_layers is not None:
-        _check_positive(source, n_layers=n_layers)
-        spec = spec.with_layers(n_layers)
-    if spec.is_ssm and phase == "train":
-        raise ConfigError([f"{source}: phase: training of state-space (Mamba) layers is not modelled yet; "
-                           "prefill, decode and request are"])
-    if spec.is_encoder_decoder:
-        check_encdec(spec, phase, plan, source)
-        if not prec.is_uniform:
-            raise ConfigError([f"{source}: precision: per-tensor precisions are not modelled for "
-                               "encoder-decoder models; give one dtype"])
-    if spec.encoder_only and phase in ("decode", "request"):
-        raise ConfigError([f"{source}: phase: encoder-only model has no {phase} phase"])
-    if plan is not None:
-        shape = {"prompt_len": prompt_len, "context_len": context_len, "seq_len": seq_len}
-        problems = plan_problems(spec, phase, plan, batch=batch, **shape)
-        if problems:
-            raise ConfigError([f"{source}: plan: {p} (plan {plan.label()})" for p in problems])
+    spec, prec, qat = checked_inputs(spec, phase, plan, batch=batch, prompt_len=prompt_len,
+                                     context_len=context_len, seq_len=seq_len, n_layers=n_layers, dtype=dtype,
+                                     attention_impl=attention_impl, sparsity=sparsity, lm_head=lm_head,
+                                     moe_capacity_factor=moe_capacity_factor, precision=precision,
+                                     weight_dtype=weight_dtype, kv_dtype=kv_dtype)
+    dtype, factor = prec.base, moe_capacity_factor
     opts = {"dtype": dtype, "attention_impl": attention_impl, "sparsity": sparsity, "plan": plan,
             "moe_capacity_factor": float(factor), "precision": None if prec.is_uniform else prec}
-    weights = model_weight_bytes(spec, prec)
+    # Quantization-aware training keeps weights and GEMMs in base (hwsim.workload.qat).
+    weights = model_weight_bytes(spec, Precision.uniform(dtype) if qat else prec)
     params: dict[str, Any] = {"batch": batch, "dtype": dtype, "n_layers": spec.num_hidden_layers,
                               "attention_impl": attention_impl}
-    if not prec.is_uniform:
+    if qat:
+        params |= {"precision": prec.label(), "qat": True}
+    elif not prec.is_uniform:
         # The GEMMs' math format sets the peak results compare against.
         params |= {"dtype": prec.activations, "precision": prec.label()}
     kv_dtype = prec.kv_cache
     resident = {"weights_bytes": weights}
     passes: tuple[Pass, ...]
     if spec.is_encoder_decoder:
-        _check_positive(source, prompt_len=prompt_len, context_len=context_len, new_tokens=new_tokens)
+        check_positive(source, prompt_len=prompt_len, context_len=context_len, new_tokens=new_tokens)
         passes, resident["kv_cache_bytes"] = encdec_passes(spec, phase, batch, prompt_len, context_len,
                                                            new_tokens, opts)
         params |= {"prompt_len": prompt_len, "context_len": context_len, "new_tokens": new_tokens}
     elif phase == "prefill":
-        _check_positive(source, prompt_len=prompt_len)
+        check_positive(source, prompt_len=prompt_len)
         passes = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts),)
         resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, prompt_len, kv_dtype)
         params["prompt_len"] = prompt_len
     elif phase == "decode":
-        _check_positive(source, context_len=context_len)
+        check_positive(source, context_len=context_len)
         # The new token attends to the C cached tokens and to itself.
         passes = (_forward_pass(spec, "decode", batch, 1, context_len + 1, opts),)
         resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, context_len + 1, kv_dtype)
         params["context_len"] = context_len
     elif phase == "request":
-        _check_positive(source, prompt_len=prompt_len, new_tokens=new_tokens)
+        check_positive(source, prompt_len=prompt_len, new_tokens=new_tokens)
         steps = [_forward_pass(spec, f"decode{i}", batch, 1, prompt_len + i + 1, opts)
                  for i in range(new_tokens)]
         passes = (_forward_pass(spec, "prefill", batch, prompt_len, prompt_len, opts), *steps)
         resident["kv_cache_bytes"] = _kv_cache_bytes(spec, batch, prompt_len + new_tokens, kv_dtype)
         params |= {"prompt_len": prompt_len, "new_tokens": new_tokens}
     else:
-        _check_positive(source, seq_len=seq_len)
+        check_positive(source, seq_len=seq_len)
         mb = batch // ((plan.dp * plan.microbatches) if plan else 1)
-        runs = layer_runs(spec, plan or Plan())
+        runs = layer_runs(spec, plan or Plan(), prec if qat else None)
         names = [run_name(runs, k) for k in range(len(runs))]
+        hook = fake_quant_hook(prec, [(first, len(period)) for first, period, _ in runs]) if qat else None
         segments, saved = train_segments(spec, mb, seq_len, dtype, attention_impl, lm_head, plan,
                                          runs=[(n, period, r)
                                                for n, (_, period, r) in zip(names, runs, strict=True)],
-                                         capacity_factor=float(factor))
+                                         capacity_factor=float(factor), fake_quant=hook)
         # Training steps run eagerly (autograd issues every kernel from the host).
         passes = (Pass("train", segments, tokens=batch * seq_len, eager=True),)
         resident |= {
@@ -423,4 +372,5 @@ def _lower(spec: ModelSpec, phase: str, plan: Plan | None, *, batch: int, prompt
         }
         params |= {"seq_len": seq_len, "lm_head": lm_head}
     return Workload(spec.name, phase, passes, resident, params,
-                    precision=None if prec.is_uniform else prec)
+                    precision=None if prec.is_uniform or qat else prec,
+                    warnings=tuple(qat_notes(prec, plan)) if qat else ())

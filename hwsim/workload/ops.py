@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from hwsim.dtypes import accumulator_dtype, dtype_bytes
 from hwsim.workload.ops_attention import Attention  # noqa: F401 - re-exported with the other ops
 from hwsim.workload.ops_embedding import EmbeddingBag
+from hwsim.workload.ops_qat import FakeQuant
 from hwsim.workload.ops_ssm import CausalConv1d, SelectiveScan
 from hwsim.workload.precision import weight_bits_per_param
 from hwsim.workload.sparsity import (  # noqa: F401 - re-exported: the ops' pattern helpers
@@ -276,7 +277,7 @@ class Collective:
 
 
 Op = (MatMul | Attention | Elementwise | Embedding | Optimizer | Collective | CausalConv1d | SelectiveScan
-      | EmbeddingBag)
+      | EmbeddingBag | FakeQuant)
 """Any operator."""
 
 

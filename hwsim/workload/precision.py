@@ -61,6 +61,11 @@ class Precision:
     on_unsupported : {"emulate", "refuse"}
         A GEMM format the chip has no math for: emulate it (upcast in the kernel, at the
         ``base`` rate, said in the result's warnings) or refuse the run.
+    qat : bool
+        Training: fake-quantize the quantized tensors (quantization-aware training, GEMMs
+        at ``base``; :mod:`hwsim.workload.qat`). Integer formats in training are read
+        as QAT anyway; a float format (fp8, mxfp8, nvfp4...) needs it, since its training
+        might mean real low-precision GEMMs, which hwsim does not model.
     name : str
         The scheme's label.
     """
@@ -78,6 +83,7 @@ class Precision:
     act_scale: str = "per_token"
     layers: tuple[tuple[int, str], ...] = field(default=())
     on_unsupported: str = "emulate"
+    qat: bool = False
     name: str = ""
 
     @classmethod
@@ -184,8 +190,9 @@ def _checked(source: str, values: dict[str, Any]) -> Precision:
     if out.get("on_unsupported", "emulate") not in ON_UNSUPPORTED:
         problems.append(f"{source}: on_unsupported: expected one of {', '.join(ON_UNSUPPORTED)}, "
                         f"got {out['on_unsupported']!r}")
-    if not isinstance(out.get("zero_point", False), bool):
-        problems.append(f"{source}: zero_point: expected true or false, got {out['zero_point']!r}")
+    for flag in ("zero_point", "qat"):
+        if not isinstance(out.get(flag, False), bool):
+            problems.append(f"{source}: {flag}: expected true or false, got {out[flag]!r}")
     if problems:
         raise ConfigError(problems)
     prec = Precision(**out)

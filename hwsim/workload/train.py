@@ -12,12 +12,14 @@ them (``host_update``: ZeRO-Offload's CPU Adam) and the updated weights come bac
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from hwsim.dtypes import dtype_bytes
 from hwsim.workload.graph import OperatorGraph, Pass, Segment, SegmentRole
 from hwsim.workload.layers import LayerSpec
 from hwsim.workload.ops import Attention, Collective, Elementwise, Embedding, MatMul, Op, Optimizer
+from hwsim.workload.ops_qat import FakeQuant
 from hwsim.workload.parallel import layer_param_bytes, period_graph, sharded_embedding
 from hwsim.workload.plan import Plan
 from hwsim.workload.spec import ModelSpec
@@ -54,7 +56,7 @@ def backward_ops(name: str, op: Op) -> list[tuple[str, Op]]:
         dx = MatMul(op.m, op.n, op.k, op.dtype, op.batch, op.b_is_weight, op.b_shared)
         dw = MatMul(op.k, op.m, op.n, op.dtype, op.batch, b_is_weight=False)
         return [(f"{name}_dgrad", dx), (f"{name}_wgrad", dw)]
-    if isinstance(op, Attention):
+    if isinstance(op, Attention | FakeQuant):  # fake quant: the straight-through gradient
         return [(f"{name}_bwd", replace(op, backward=True))]
     if isinstance(op, Elementwise):
         return [(f"{name}_bwd", Elementwise(_BACKWARD_KIND[op.op_kind], op.rows, op.cols, op.dtype))]
@@ -103,12 +105,14 @@ def loss_graph(spec: ModelSpec, n_tokens: int, dtype: str, lm_head: bool) -> Ope
 def train_segments(
     spec: ModelSpec, batch: int, seq_len: int, dtype: str, impl: str, lm_head: bool,
     plan: Plan | None = None, runs: list[tuple[str, tuple[LayerSpec, ...], int]] | None = None,
-    capacity_factor: float = 1.0,
+    capacity_factor: float = 1.0, fake_quant: Callable[[OperatorGraph, int], OperatorGraph] | None = None,
 ) -> tuple[tuple[Segment, ...], float]:
     """Segments of one optimizer step (one chip's share of it under ``plan``; with
     pipeline parallelism, one stage's layers for one micro-batch) and the bytes of
     activations kept for backward. ``runs`` are the stage's layers as (segment name,
-    one period's layers, repeats); by default every layer of the model as the first."""
+    one period's layers, repeats); by default every layer of the model as the first.
+    ``fake_quant`` (quantization-aware training, :mod:`hwsim.workload.qat`) rewrites
+    the forward graph of run ``k`` before its backward is derived from it."""
     plan = plan or Plan()
     n_tok = batch * -(-seq_len // plan.cp)
     if runs is None:
@@ -118,9 +122,11 @@ def train_segments(
                       n_tok, dtype, lm_head)
     fwd_segs, bwd_segs = [], []
     saved = 0.0
-    for name, period, repeat in runs:
+    for k, (name, period, repeat) in enumerate(runs):
         fwd = period_graph(period, plan, batch, seq_len, seq_len, dtype, impl,
                            capacity_factor=capacity_factor)
+        if fake_quant is not None:
+            fwd = fake_quant(fwd, k)
         period_bytes = sum(layer_param_bytes(lyr, plan, dtype) for lyr in period)
         bwd = _layer_backward(plan, fwd, dtype, period_bytes)
         if plan.zero_stage == 3 and plan.dp > 1:
@@ -320,4 +326,6 @@ def _output_bytes(op: Op) -> float:
         return op.n_elements * dtype_bytes(op.dtype)
     if isinstance(op, Embedding):
         return op.n_tokens * op.dim * dtype_bytes(op.dtype)
+    if isinstance(op, FakeQuant):
+        return op.saved_bytes
     return 0.0
