@@ -15,11 +15,16 @@ tuned to any of them (role ``check``). The kinds of row:
 - ``trtllm_offline``: TensorRT-LLM's ``trtllm-bench`` maximum throughput, the same with the
   prompts prefilled in iterations of at most 8,192 tokens (long prompts do not fit at once).
 - ``mlperf_offline_beam``: the same with a beam search: each sample decodes ``beams``
-  sequences after one prefill of its prompt (GPT-J in MLPerf Inference).
+  sequences after one prefill of its prompt (GPT-J in MLPerf Inference). ``batch`` is the
+  submission's static batch of samples per replica, or 0 for a memory-filling batch;
+  ``output_len`` is the decode steps a sample takes: the benchmark's ``max_new_tokens``
+  (128) where a static batch runs until its longest sample ends, the mean generated
+  length (69, :data:`GPTJ_MEAN_NEW_TOKENS`) where in-flight batching refills a finished
+  sample's slots.
 - ``mlperf_singlestream_beam``: MLPerf SingleStream (edge): one sample at a time, its
   latency in seconds = one batch-1 prefill of ``input_len`` tokens plus ``output_len``
   decode steps of the ``beams`` sequences at the mean context (the row's value is the
-  log's mean latency, so the mean lengths apply).
+  log's mean latency and a sample alone stops at its own end, so the mean lengths apply).
 - ``train_fsdp``: training throughput per chip (MaxText's tiering table): one step of
   ``batch`` sequences of ``input_len`` tokens, fully sharded over ``dp`` chips (ZeRO-3) with
   activation recompute; tokens per step / step time / chips.
@@ -34,7 +39,7 @@ column names the KV cache's own (the TensorRT-LLM FP4 rows: their checkpoints ke
 fp8 KV cache) or its ``weight_dtype`` the weights' (weight-only quantization such as
 Qualcomm's w4a16: the GEMMs run at the activation rate on weights read packed;
 ``docs/precision.md``); where a source's dtypes are unknown, the row's note says what is
-assumed. ``weight_dtype`` is read by the ``per_user`` and ``prefill_batch1`` kinds.
+assumed. ``weight_dtype`` is read by the ``per_user``, ``prefill_batch1`` and beam kinds.
 """
 
 from __future__ import annotations
@@ -88,6 +93,13 @@ def _plan(row: dict[str, str]) -> hwsim.Plan:
     return hwsim.Plan(tp=int(row["tp"]), pp=int(row["pp"]), dp=int(row["dp"]))
 
 
+#: MLPerf GPT-J's mean generated tokens per sample (beam search of 4, early stopping,
+#: 30 to 128 new tokens): mlcommons/inference loadgen/mlperf.conf
+#: ``gptj.*.token_latency_scaling_factor = 69`` (added by commit fb65dde1, PR #1699).
+GPTJ_MEAN_NEW_TOKENS = 69
+#: Its ``max_new_tokens`` (mlcommons/inference language/gpt-j/backend_PyTorch.py ``gen_kwargs``).
+GPTJ_MAX_NEW_TOKENS = 128
+
 #: Prompt tokens per prefill iteration (TensorRT-LLM's default ``max_num_tokens``).
 PREFILL_CHUNK_TOKENS = 8192
 
@@ -112,29 +124,39 @@ def chunked_offline_tokens_per_s(system_name: str, model: str, plan: hwsim.Plan,
 
 
 def beam_samples_per_s(system_name: str, model: str, plan: hwsim.Plan, dtype: str, input_len: int,
-                       output_len: int, beams: int) -> float:
-    """Offline samples/s with a beam search of ``beams``: a memory-filling batch of
-    sequences per replica (a multiple of ``beams``), one prefill per sample, then
-    ``output_len`` decode steps of every sequence at the mean context."""
+                       output_len: int, beams: int, samples_per_replica: int = 0,
+                       weight_dtype: str | None = None, kv_dtype: str | None = None) -> float:
+    """Offline samples/s with a beam search of ``beams``: a batch of ``samples_per_replica``
+    samples per replica (``beams`` sequences each), or where 0 a memory-filling batch of
+    sequences (a multiple of ``beams``); one prefill per sample, then ``output_len`` decode
+    steps of every sequence at the mean context. The weights in ``weight_dtype`` and the
+    KV cache in ``kv_dtype`` where given, else in ``dtype``."""
     system = hwsim.load_system(system_name)
-    per_replica = max_batch_per_replica(system, plan, model, input_len + output_len, dtype, step=beams)
+    if samples_per_replica > 0:
+        per_replica = samples_per_replica * beams
+    else:
+        per_replica = max_batch_per_replica(system, plan, model, input_len + output_len, dtype, step=beams,
+                                            kv_dtype=kv_dtype)
     sequences = plan.dp * per_replica
     samples = sequences // beams
-    prefill = hwsim.load_workload(model, phase="prefill", batch=samples, prompt_len=input_len, dtype=dtype)
+    dtypes = {"dtype": dtype, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype}
+    prefill = hwsim.load_workload(model, phase="prefill", batch=samples, prompt_len=input_len, **dtypes)
     decode = hwsim.load_workload(model, phase="decode", batch=sequences,
-                                 context_len=input_len + output_len // 2, dtype=dtype)
+                                 context_len=input_len + output_len // 2, **dtypes)
     t_prefill = hwsim.simulate(prefill, system, plan=plan).latency_s
     t_decode = hwsim.simulate(decode, system, plan=plan).latency_s
     return samples / (t_prefill + output_len * t_decode)
 
 
 def singlestream_beam_latency_s(system: str, model: str, dtype: str, input_len: int, output_len: int,
-                                beams: int) -> float:
+                                beams: int, weight_dtype: str | None = None, kv_dtype: str | None = None
+                                ) -> float:
     """Latency (s) of one sample alone: a batch-1 prefill of its prompt, then ``output_len``
     decode steps of its ``beams`` sequences at the mean context ``input_len + output_len / 2``."""
-    prefill = hwsim.load_workload(model, phase="prefill", batch=1, prompt_len=input_len, dtype=dtype)
+    dtypes = {"dtype": dtype, "weight_dtype": weight_dtype, "kv_dtype": kv_dtype}
+    prefill = hwsim.load_workload(model, phase="prefill", batch=1, prompt_len=input_len, **dtypes)
     decode = hwsim.load_workload(model, phase="decode", batch=beams, context_len=input_len + output_len // 2,
-                                 dtype=dtype)
+                                 **dtypes)
     return hwsim.simulate(prefill, system).latency_s + output_len * hwsim.simulate(decode, system).latency_s
 
 
@@ -181,14 +203,15 @@ def _predict(row: dict[str, str]) -> Callable[[Chip], float]:
         if kind == "trtllm_offline":
             kv_dtype = row.get("kv_dtype") or None
             return chunked_offline_tokens_per_s(system, model, plan, dtype, inp, out, kv_dtype)
+        weights, kv = row.get("weight_dtype") or None, row.get("kv_dtype") or None
         if kind == "mlperf_offline_beam":
-            return beam_samples_per_s(system, model, plan, dtype, inp, out, int(row["beams"]))
+            beams, batch = int(row["beams"]), int(row["batch"])
+            return beam_samples_per_s(system, model, plan, dtype, inp, out, beams, batch, weights, kv)
         if kind == "mlperf_singlestream_beam":
-            return singlestream_beam_latency_s(system, model, dtype, inp, out, int(row["beams"]))
+            return singlestream_beam_latency_s(system, model, dtype, inp, out, int(row["beams"]), weights, kv)
         if kind == "train_fsdp":
             batch, dp = int(row["batch"]), int(row["dp"])
             return fsdp_train_tokens_per_s_per_chip(system, model, dtype, inp, batch, dp)
-        weights, kv = row.get("weight_dtype") or None, row.get("kv_dtype") or None
         if kind == "prefill_batch1":
             return prefill_batch1_latency_s(system, model, dtype, inp, weights, kv)
         return per_user_tokens_per_s(system, model, dtype, inp, weights, kv)
@@ -213,7 +236,10 @@ def _name(row: dict[str, str]) -> str:
     if kind == "mlperf_singlestream_beam":
         return (f"{what} single-stream in {row['input_len']} out {row['output_len']} beam {row['beams']}, "
                 f"{row['system']}")
-    beams = f" beam {row['beams']}" if kind == "mlperf_offline_beam" else ""
+    beams = ""
+    if kind == "mlperf_offline_beam":
+        static = f" B{row['batch']}" if int(row["batch"]) > 0 else ""
+        beams = f" beam {row['beams']}{static}"
     if kind == "trtllm_offline":
         return f"{what} trtllm-bench {row['input_len']}/{row['output_len']}, {where}"
     return f"{what} offline in {row['input_len']} out {row['output_len']}{beams}, {where}"

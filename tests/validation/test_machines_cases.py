@@ -89,6 +89,43 @@ def test_single_stream_latency_is_its_closed_form() -> None:
     assert m.singlestream_beam_latency_s("jetson-agx-orin", "gpt-j-6b", "int8", 800, 64, 4) < got
 
 
+def test_a_static_beam_batch_is_its_closed_form_and_the_memory_filling_one_its_special_case() -> None:
+    """A static batch of samples per replica gives dp x batch samples over one prefill plus
+    output x the decode step of their beams; naming the memory-filling batch's own size as a
+    static batch reproduces the memory-filling figure."""
+    import hwsim
+    from hwsim.validation.multichip import max_batch_per_replica
+
+    plan = hwsim.Plan(dp=2)
+    got = m.beam_samples_per_s("xeon-8480-2s", "gpt-j-6b", plan, "int8", 800, 128, 4, 14)
+    prefill = hwsim.load_workload("gpt-j-6b", phase="prefill", batch=28, prompt_len=800, dtype="int8")
+    decode = hwsim.load_workload("gpt-j-6b", phase="decode", batch=112, context_len=864, dtype="int8")
+    p = hwsim.simulate(prefill, "xeon-8480-2s", plan=plan).latency_s
+    d = hwsim.simulate(decode, "xeon-8480-2s", plan=plan).latency_s
+    assert got == pytest.approx(28 / (p + 128 * d))
+    one = hwsim.Plan()
+    per = max_batch_per_replica(hwsim.load_system("l4"), one, "gpt-j-6b", 928, "fp8", step=4)
+    filling = m.beam_samples_per_s("l4", "gpt-j-6b", one, "fp8", 800, 128, 4)
+    assert m.beam_samples_per_s("l4", "gpt-j-6b", one, "fp8", 800, 128, 4, per // 4) == pytest.approx(filling)
+
+
+def test_gptj_rows_decode_the_benchmarks_lengths_by_how_they_batch() -> None:
+    """Every MLPerf GPT-J row decodes either max_new_tokens (a static batch runs to its
+    longest sample) or the benchmark's mean generated length (in-flight batching, or a sample
+    alone in SingleStream), and a row at the mean cites where the mean comes from."""
+    rows = [r for r in _rows() if r["model"] == "gpt-j-6b" and "beam" in r["kind"]]
+    assert len(rows) >= 5
+    for r in rows:
+        out = int(r["output_len"])
+        assert out in (m.GPTJ_MEAN_NEW_TOKENS, m.GPTJ_MAX_NEW_TOKENS), r["system"]
+        assert r["beams"] == "4"
+        if r["kind"] == "mlperf_singlestream_beam" or "in-flight batching" in r["note"]:
+            assert out == m.GPTJ_MEAN_NEW_TOKENS, r["system"]
+            assert "token_latency_scaling_factor = 69" in r["note"]
+        else:
+            assert out == m.GPTJ_MAX_NEW_TOKENS and "static batch" in r["note"], r["system"]
+
+
 def test_weight_only_quantization_reads_fewer_bytes_per_step() -> None:
     """A row's weight_dtype narrows the weights alone: int4 weights under fp16 activations
     decode faster than all-fp16 and no faster than the weight bytes at the memory roof allow;
