@@ -7,6 +7,15 @@ scale per block of elements; their stored width includes that scale:
   the per-tensor fp32 scale is negligible and not counted.
 - ``mxfp8`` / ``mxfp6`` / ``mxfp4``: OCP Microscaling v1.0 formats, 32 elements of fp8
   (e4m3), fp6 (e2m3) or fp4 (e2m1) sharing one e8m0 (8-bit power of two) scale.
+- ``bfp8_b`` / ``bfp4_b``: Tenstorrent block floating point (ttnn's ``bfloat8_b`` and
+  ``bfloat4_b``): each element a sign and a 7-bit (3-bit) mantissa, 16 elements sharing
+  one 8-bit exponent, so 8.5 (4.5) bits per element. Sources: tenstorrent/tt-buda
+  docs/public/dataformats.rst (table "Tensix Data Format Support": BFP8-B 1-bit sign,
+  8-bit shared exponent, 7-bit mantissa; "The exponent is always shared across all
+  elements in a block of 16 elements"); tenstorrent/tt-metal
+  tt_metal/api/tt-metalium/constants.hpp (``BFLOAT8_B_TILE_HW = TILE_HW + 64``: a 32x32
+  tile is 1024 one-byte datums and 64 exponent bytes, 1088 B; ``BFLOAT4_B_TILE_HW =
+  TILE_HW / 2 + 64``, 576 B).
 """
 
 from __future__ import annotations
@@ -15,7 +24,7 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 DType = Literal["fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4",
-                "fp6", "fp4", "int2", "nvfp4", "mxfp8", "mxfp6", "mxfp4"]
+                "fp6", "fp4", "int2", "nvfp4", "mxfp8", "mxfp6", "mxfp4", "bfp8_b", "bfp4_b"]
 """The data types an architecture may state a throughput for."""
 
 DTYPES: tuple[str, ...] = get_args(DType)
@@ -66,6 +75,9 @@ FORMATS: dict[str, NumberFormat] = {
     "mxfp8": NumberFormat(8, block_size=32, scale_bits=8),
     "mxfp6": NumberFormat(6, block_size=32, scale_bits=8),
     "mxfp4": NumberFormat(4, block_size=32, scale_bits=8),
+    # Sign + mantissa per element, one shared 8-bit exponent per 16 (module docstring).
+    "bfp8_b": NumberFormat(8, block_size=16, scale_bits=8),
+    "bfp4_b": NumberFormat(4, block_size=16, scale_bits=8),
 }
 
 #: Storage width of one element, in bytes (block formats: their shared scale included).
@@ -85,12 +97,16 @@ _ALIASES = {
     "fp6_e3m2": "fp6",
     "fp4_e2m1": "fp4",
     "e2m1": "fp4",
+    "bfloat8_b": "bfp8_b",  # ttnn's dtype names
+    "bfloat4_b": "bfp4_b",
 }
 
 #: The element format whose matrix rate a block-scaled format runs at on a chip that
 #: states no rate of its own for it: a chip declaring ``fp4`` math (Blackwell) runs NVFP4
 #: and MXFP4 at that rate. (MXFP8/MXFP6 are not mapped: fp8 tensor cores without block
-#: scaling, as Hopper's, do not run MXFP8.)
+#: scaling, as Hopper's, do not run MXFP8. Tenstorrent's bfp8_b/bfp4_b are not mapped
+#: either: their elements are sign-magnitude mantissas under a shared exponent, which
+#: no other matrix unit's element format runs; a chip without them emulates or refuses.)
 RATE_FAMILY: dict[str, str] = {"nvfp4": "fp4", "mxfp4": "fp4"}
 
 
@@ -102,8 +118,6 @@ def normalize_dtype(name: str) -> str:
     ValueError
         If ``name`` is not a known dtype; the message lists the known ones.
     """
-    if isinstance(name, str) and name in DTYPE_BYTES:  # canonical: the common case, asked per operand
-        return name
     if isinstance(name, str) and name in DTYPE_BYTES:  # canonical: the common case, asked per operand
         return name
     key = str(name).strip().lower()

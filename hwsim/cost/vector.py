@@ -31,7 +31,8 @@ def elementwise_cost(chip: Chip, op: Elementwise) -> OpCost:
     size = op.n_elements * dtype_bytes(op.dtype)
     impl = chip.vector_kernels.get(op.op_kind)
     if impl is None:
-        return _vector_cost(chip, op.flops, streaming_traffic(chip, n_read * size, n_write * size),
+        return _vector_cost(chip, op.flops,
+                            streaming_traffic(chip, n_read * size + op.vector_bytes, n_write * size),
                             op.op_kind)
     lane_ops = None if impl.ops_per_element is None else impl.ops_per_element * op.n_elements
     writes = n_write if impl.writes is None else impl.writes
@@ -43,7 +44,8 @@ def elementwise_cost(chip: Chip, op: Elementwise) -> OpCost:
     fits = len(names) > 1 and size <= chip.level_capacity_bytes(names[-2])
     home_reads = min(reads, n_read) if fits else reads
     traffic = tuple(
-        LevelTraffic(name, (home_reads if name == names[-1] else reads) * size, writes * size)
+        LevelTraffic(name, (home_reads if name == names[-1] else reads) * size + op.vector_bytes,
+                     writes * size)
         for name in names
     )
     detail = f"{op.op_kind}: {impl.kernels} kernels, {impl.passes:g} passes"

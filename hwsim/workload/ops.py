@@ -133,6 +133,10 @@ ELEMENTWISE_KINDS: dict[str, tuple[float, float, float]] = {
     # Static (calibrated) scale: scale and convert only.
     "quantize8_static": (1, 0.5, 2),
     "quantize4_static": (1, 0.25, 2),
+    # A per-input-channel smoothing scale that no op before the GEMM absorbs
+    # (:mod:`hwsim.workload.smoothing`): one multiply per element, the scale vector
+    # being the op's ``vector_bytes``.
+    "smooth_scale": (1, 1, 1),
 }
 
 PUBLIC_ELEMENTWISE = ("add", "gelu", "silu_mul", "softmax", "layernorm", "rmsnorm")
@@ -142,12 +146,14 @@ PUBLIC_ELEMENTWISE = ("add", "gelu", "silu_mul", "softmax", "layernorm", "rmsnor
 class Elementwise:
     """A memory-bound operator over a ``rows`` x ``cols`` tensor (norms, activations,
     softmax, residual adds, loss). For ``silu_mul`` the shape is the output's: two
-    tensors of that shape are read."""
+    tensors of that shape are read. ``vector_bytes``: a per-column operand read once
+    besides the tensors (a smoothing scale vector), in bytes."""
 
     op_kind: str
     rows: int
     cols: int
     dtype: str = "bf16"
+    vector_bytes: float = 0.0
 
     kind = "elementwise"
 
@@ -162,7 +168,7 @@ class Elementwise:
     @property
     def min_bytes(self) -> float:
         n_read, n_write, _ = ELEMENTWISE_KINDS[self.op_kind]
-        return (n_read + n_write) * self.n_elements * dtype_bytes(self.dtype)
+        return (n_read + n_write) * self.n_elements * dtype_bytes(self.dtype) + self.vector_bytes
 
 
 @dataclass(frozen=True)

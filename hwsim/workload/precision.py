@@ -16,7 +16,10 @@ overrides and the group size of weight-only quantization. The rules it implies
   per token (``act_scale="per_token"``), per tensor (a second pass for the global
   amax) or a static calibrated scale;
 - the KV cache in its own dtype: attention reads it at that width (FlashAttention-style
-  kernels dequantize it on the fly).
+  kernels dequantize it on the fly);
+- ``smoothing`` (SmoothQuant, AWQ): per-input-channel scales folded into the op before
+  each quantized layer GEMM where it can absorb them, otherwise an explicit multiply
+  or none (:mod:`hwsim.workload.smoothing`).
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ from hwsim.errors import ConfigError
 GROUP_SCALE_BITS = 16.0
 ACT_SCALES = ("per_token", "per_tensor", "static")
 ON_UNSUPPORTED = ("emulate", "refuse")
+#: The smoothing schemes (:mod:`hwsim.workload.smoothing`, kept here to avoid a cycle).
+SMOOTHINGS = ("none", "smoothquant", "smoothquant-full", "awq")
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,10 @@ class Precision:
         at ``base``; :mod:`hwsim.workload.qat`). Integer formats in training are read
         as QAT anyway; a float format (fp8, mxfp8, nvfp4...) needs it, since its training
         might mean real low-precision GEMMs, which hwsim does not model.
+    smoothing : {"none", "smoothquant", "smoothquant-full", "awq"}
+        Per-input-channel smoothing scales of the quantized layer GEMMs
+        (:mod:`hwsim.workload.smoothing`): where each is folded, multiplied explicitly
+        or left out.
     name : str
         The scheme's label.
     """
@@ -84,6 +93,7 @@ class Precision:
     layers: tuple[tuple[int, str], ...] = field(default=())
     on_unsupported: str = "emulate"
     qat: bool = False
+    smoothing: str = "none"
     name: str = ""
 
     @classmethod
@@ -126,6 +136,12 @@ def is_weight_only(weights: str, activations: str) -> bool:
     return dtype_bits(weights) < dtype_bits(activations) - 1e-9
 
 
+def _quantizes_gemms(prec: Precision) -> bool:
+    """Whether the layer GEMMs' weights or inputs are narrower than ``base``."""
+    return (is_weight_only(prec.weights, prec.activations)
+            or dtype_bits(prec.activations) < dtype_bits(prec.base) - 1e-9)
+
+
 _W4 = {"weights": "int4", "activations": "bf16"}
 #: Named schemes: overrides of the all-bf16 default.
 SCHEMES: dict[str, dict[str, Any]] = {
@@ -136,9 +152,11 @@ SCHEMES: dict[str, dict[str, Any]] = {
     "w4a16": _W4,
     "w4a16-fp8kv": {**_W4, "kv_cache": "fp8"},
     "w4a16-zp": {**_W4, "zero_point": True},
+    "w4a16-awq": {**_W4, "zero_point": True, "smoothing": "awq"},
     "w8a8": {"weights": "int8", "activations": "int8"},
     "w8a8-static": {"weights": "int8", "activations": "int8", "act_scale": "static"},
     "w8a8-tensor": {"weights": "int8", "activations": "int8", "act_scale": "per_tensor"},
+    "w8a8-smoothquant": {"weights": "int8", "activations": "int8", "smoothing": "smoothquant"},
     "w4a8": {"weights": "int4", "activations": "int8"},
     "fp8": {"weights": "fp8", "activations": "fp8"},
     "fp8-kv": {"weights": "fp8", "activations": "fp8", "kv_cache": "fp8"},
@@ -190,6 +208,11 @@ def _checked(source: str, values: dict[str, Any]) -> Precision:
     if out.get("on_unsupported", "emulate") not in ON_UNSUPPORTED:
         problems.append(f"{source}: on_unsupported: expected one of {', '.join(ON_UNSUPPORTED)}, "
                         f"got {out['on_unsupported']!r}")
+    if isinstance(out.get("smoothing"), str):
+        out["smoothing"] = out["smoothing"].strip().lower()
+    if out.get("smoothing", "none") not in SMOOTHINGS:
+        problems.append(f"{source}: smoothing: expected one of {', '.join(SMOOTHINGS)}, "
+                        f"got {out['smoothing']!r}")
     for flag in ("zero_point", "qat"):
         if not isinstance(out.get(flag, False), bool):
             problems.append(f"{source}: {flag}: expected true or false, got {out[flag]!r}")
@@ -207,6 +230,10 @@ def _checked(source: str, values: dict[str, Any]) -> Precision:
             problems.append(f"{source}: {key}: {dt} is wider than base {prec.base}")
     if dtype_bits(prec.activations) > dtype_bits(prec.base) + 1e-9:
         problems.append(f"{source}: activations: {prec.activations} is wider than base {prec.base}")
+    if prec.smoothing != "none" and not _quantizes_gemms(prec):
+        problems.append(f"{source}: smoothing: {prec.smoothing} moves activation outliers into the weights "
+                        f"before quantization, but this precision quantizes no GEMM (weights {prec.weights}, "
+                        f"activations {prec.activations}, base {prec.base})")
     if problems:
         raise ConfigError(problems)
     return prec

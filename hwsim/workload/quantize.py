@@ -2,7 +2,9 @@
 
 Graphs are built in the precision's ``base`` dtype; this pass then gives each weight
 GEMM its math and weight formats, puts a dynamic-quantization op before each GEMM whose
-activations are narrower than ``base``, and gives attention its KV-cache dtype. A
+activations are narrower than ``base`` (and, with ``smoothing``, an explicit scaling op
+before each quantized GEMM whose smoothing scale no op before it absorbs), and gives
+attention its KV-cache dtype. A
 uniform precision leaves graphs untouched (the results of the single-dtype path).
 """
 
@@ -14,6 +16,7 @@ from hwsim.dtypes import dtype_bits
 from hwsim.workload.graph import OperatorGraph
 from hwsim.workload.ops import Attention, Collective, Elementwise, MatMul, Op
 from hwsim.workload.precision import Precision, is_weight_only, weight_bits_per_param
+from hwsim.workload.smoothing import smooth_op, smoothing_sites
 
 
 def gemm_formats(prec: Precision, weights: str) -> tuple[str, str | None, bool]:
@@ -51,12 +54,17 @@ def quantize_graph(g: OperatorGraph, prec: Precision, weights: str | None = None
     if prec.is_uniform:
         return g
     weights = weights or prec.weights
+    explicit = {s.gemm for s in smoothing_sites(g, prec.smoothing) if s.outcome == "explicit"}
     out = OperatorGraph()
     for name, op in g.ops():
         preds = list(g.predecessors(name))
         new: Op = op
         if isinstance(op, MatMul) and op.b_is_weight:
             new, kind = _quantized_matmul(op, prec, weights)
+            if name in explicit and (kind is not None or new.w_dtype is not None):
+                # Scaled before it is quantized (SmoothQuant: X diag(s)^-1, then quantize).
+                out.add_op(f"{name}_smooth", smooth_op(op, prec.base), preds)
+                preds = [f"{name}_smooth"]
             if kind is not None:
                 rows = op.batch * op.m
                 out.add_op(f"{name}_quant", Elementwise(kind, rows, op.k, prec.base), preds)

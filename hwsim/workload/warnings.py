@@ -8,6 +8,7 @@ from hwsim.workload.graph import Workload
 from hwsim.workload.layers import layer_weight_params, stage_bounds
 from hwsim.workload.ops import Attention
 from hwsim.workload.plan import Plan
+from hwsim.workload.smoothing import smoothing_notes
 from hwsim.workload.spec import ModelSpec
 
 
@@ -62,6 +63,7 @@ def lowering_warnings(spec: ModelSpec, phase: str, plan: Plan | None, workload: 
                    f"{' and '.join(map(str, sizes))} layers; stage {stage} (layers {first}-{end - 1}) "
                    "simulated and every stage timed as it, an upper bound")
     out += _mla_forms(workload)
+    out += smoothing_notes(workload)
     factor = args.get("moe_capacity_factor", 1.0)
     if spec.is_moe and factor > 1:
         out.append(f"MoE capacity factor {factor:g}: every expert's buffer is padded to {factor:g}x "

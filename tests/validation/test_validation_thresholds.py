@@ -33,7 +33,6 @@ REGRESSION_CEILINGS: dict[str, dict[str, float]] = {
     "blackwell trtllm-bench offline (published)": {"mape_pct": 41.0, "max_pct": 86.0},
     "xeon mlperf offline (published)": {"mape_pct": 27.1, "max_pct": 27.1},
     "l40s mlperf offline (published)": {"mape_pct": 24.9, "max_pct": 24.9},
-    "tenstorrent wormhole per-user decode (published)": {"mape_pct": 25.3, "max_pct": 25.3},
     "trainium2 per-user decode (published)": {"mape_pct": 108.3, "max_pct": 108.3},
     "mi325x mlperf offline (published)": {"mape_pct": 21.4, "max_pct": 21.4},
     "snapdragon 8 gen 3 on-device llm (published)": {"mape_pct": 31.5, "max_pct": 44.3},
