@@ -23,6 +23,16 @@ from a row to a run is:
   :mod:`hwsim.validation.multichip`) and the log's own mean output length (from the
   row's note; 294, the dataset's, for the one row whose log was not read). MLPerf
   Mixtral rows are left out: their dataset's input lengths are in no source read.
+- **Precision**: an ``fp8`` row runs the ``fp8-kv`` scheme: FP8 weights and GEMM inputs
+  and an FP8 KV cache over a 16-bit model dtype, which the residual stream, norms,
+  tensor-parallel all-reduces, embedding and LM head keep. That is what TensorRT-LLM's
+  FP8 engines are: v0.14's perf-overview (the rows' source) prints such an engine as
+  "Dtype: float16, KV Cache Dtype: FP8, Quantization: FP8" and says FP8 quantization
+  sets the KV cache to FP8; its FP8 GEMMs write 16-bit outputs, which the all-reduce
+  sums; and ModelOpt's FP8 checkpoints exclude the LM head (``exclude_modules:
+  ["lm_head"]``, NVIDIA/TensorRT-Model-Optimizer ``modelopt/torch/export/
+  unified_export_hf.py``, commit 04a3a994f13087413f05e0c7c222d28263eb5378). Any other
+  dtype is every tensor's.
 - **Plan**: the row's ``tp`` and ``replicas``; MLPerf rows that do not state them use
   NVIDIA's own configuration for the GPU (H100: TP2 x 4, H200: TP1 x 8), as the notes say.
 - **Arrivals**: ``offline`` rows (and QPS = INF) all at t = 0; ``server_rate`` and
@@ -89,6 +99,8 @@ TRT_MAX_TOKENS = 8192
 #: Mean output tokens per sample of MLPerf's Llama-2-70B dataset (the FP16 reference run,
 #: ``data/published/README.md``), for a row whose log's own mean was not read.
 MLPERF_DATASET_OUTPUT_TOKENS = 294
+#: The scheme of an FP8 row: FP8 GEMMs and KV cache over a 16-bit model dtype (module docstring).
+FP8_SCHEME = "fp8-kv"
 #: NVIDIA's MLPerf v4.1 Llama-2-70B configurations, (tp, replicas) by GPU preset.
 MLPERF_PLANS = {"dgx-h100": (2, 4), "dgx-h200": (1, 8)}
 
@@ -152,6 +164,13 @@ class ServingRun:
     def spec(self) -> ModelSpec:
         return gptj_spec() if self.model == "gpt-j-6b" else hwsim.load_model_spec(self.model)
 
+    def precision(self) -> str:
+        """The precision scheme of the row's dtype: an FP8 TensorRT-LLM engine quantizes
+        the layers' GEMMs (weights and inputs) and the KV cache to FP8 and keeps the rest
+        (residual stream, norms, all-reduces, embedding, LM head) in the model's 16-bit
+        dtype (module docstring); any other dtype is every tensor's."""
+        return FP8_SCHEME if self.dtype == "fp8" else self.dtype
+
     @property
     def is_static(self) -> bool:
         return self.scenario in ("static_batch", "batch1")
@@ -165,7 +184,7 @@ class ServingRun:
 
     def _pool_kv(self, system: hwsim.System, cache: hwsim.ServeCache, memory_fraction: float) -> Any:
         opts = serve_options("orca", self._options(memory_fraction))
-        precision = resolve_precision("serving validation", None, self.dtype)
+        precision = resolve_precision("serving validation", self.precision())
         pools, _ = build_pools(system, self.spec(), hwsim.Plan(tp=self.tp), precision, opts, cache)
         return pools[0].kv
 
@@ -185,7 +204,8 @@ class ServingRun:
             reqs = hwsim.Requests.poisson(n, self.rate_per_s, self.prompt_len, self.output_len, seed=0)
         else:
             reqs = hwsim.Requests.offline(n, self.prompt_len, self.output_len)
-        return hwsim.serve(reqs, system, model=self.spec(), plan=hwsim.Plan(tp=self.tp), dtype=self.dtype,
+        return hwsim.serve(reqs, system, model=self.spec(), plan=hwsim.Plan(tp=self.tp),
+                           precision=self.precision(),
                            scheduler="static" if self.is_static else "orca", cache=cache,
                            **self._options(fraction))
 

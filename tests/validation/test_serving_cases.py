@@ -11,6 +11,7 @@ import hwsim
 from hwsim.validation import serving
 from hwsim.validation.published import FOLDER
 from hwsim.validation.serving import ServingRun, serving_cases, serving_run, steady_rates
+from hwsim.workload.precision import resolve_precision
 
 FRAME = pd.read_csv(FOLDER / "serving.csv", keep_default_na=False, dtype=str)
 
@@ -84,3 +85,20 @@ def test_steady_rates_of_a_server_that_keeps_up() -> None:
     assert done == pytest.approx(measured, rel=0.05)
     assert tokens == pytest.approx(16 * measured, rel=0.05)
     assert tokens == 16 * done
+
+
+def test_fp8_rows_keep_the_residual_stream_and_all_reduces_16_bit() -> None:
+    """An FP8 TensorRT-LLM engine quantizes the layers' GEMMs and the KV cache only: in
+    a TP2 decode step of an fp8 row each all-reduce moves tokens x hidden x 2 bytes (the
+    16-bit model dtype), not 1 byte; a 16-bit row stays one dtype throughout."""
+    fp8 = _run(dtype="fp8", tp=2, system="dgx-h100").precision()
+    prec = resolve_precision("test", fp8)
+    assert (prec.weights, prec.activations, prec.kv_cache) == ("fp8", "fp8", "fp8")
+    assert (prec.base, prec.lm_head, prec.embeddings) == ("bf16", "bf16", "bf16")
+    w = hwsim.load_workload("llama2-7b", phase="decode", batch=64, context_len=128, precision=fp8,
+                            plan=hwsim.Plan(tp=2), n_layers=1)
+    graph = w.to_graph()
+    sums = [graph.nodes[n]["op"].n_bytes for n in graph.nodes if str(n).endswith("/attn_allreduce")]
+    assert sums == [64 * 4096 * 2]
+    uniform = resolve_precision("test", _run(dtype="fp16").precision())
+    assert {uniform.base, uniform.kv_cache, uniform.weights, uniform.lm_head} == {"fp16"}

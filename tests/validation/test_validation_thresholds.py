@@ -36,12 +36,11 @@ REGRESSION_CEILINGS: dict[str, dict[str, float]] = {
     "trainium2 per-user decode (published)": {"mape_pct": 108.3, "max_pct": 108.3},
     "mi325x mlperf offline (published)": {"mape_pct": 21.4, "max_pct": 21.4},
     "snapdragon 8 gen 3 on-device llm (published)": {"mape_pct": 31.5, "max_pct": 44.3},
-    # issue 14's serving targets (10 % / 15 %), not met: multi-GPU tensor-parallel runs
-    # come out 20-100 % faster than TensorRT-LLM's, memory-tight runs (70B on one H100 or
-    # two in fp16) 2-3x faster, and two static-batch rows disagree with their own tables
-    # by 2-5x (docs/serving.md, "Validation against published serving runs").
-    "serving throughput 1 gpu": {"mape_pct": 20.0},
-    "serving throughput multi-gpu node": {"mape_pct": 57.0},
+    # issue 14's multi-GPU serving target (15 %), not met (the one-GPU group meets its
+    # 10 %): two static-batch rows disagree with their own tables by 2-5x, 70B fp16 on two
+    # H100s is memory-tight and comes out 2.9x faster, Mixtral at TP8 +45 %
+    # (docs/serving.md, "Multi-GPU residual (issue 17)").
+    "serving throughput multi-gpu node": {"mape_pct": 40.0},
     # issue 17 item 6: research designs, several preset parameters unverified against their
     # papers (docs/research_designs.md says which and why the rows miss)
     "research attention designs (published)": {"mape_pct": 157.7, "max_pct": 400.5},
