@@ -12,7 +12,9 @@ Assumptions, one set per design and shared by all its rows (never per row):
   :class:`~hwsim.workload.ops.Attention` per layer, lowered as ``WORKLOADS`` says. The
   30-benchmark averages of SpAtten are stood for by BERT-base at 128 tokens and GPT-2
   medium generating at a 993-token context (the context of the SpAtten repository's
-  GPT-2-medium workload file); ELSA's model set by BERT-large at 384 tokens.
+  GPT-2-medium workload file); ELSA's model set by BERT-large at 384 tokens; Sanger's
+  BERT-base tasks by BERT-base at 128, 384 and 512 tokens (GLUE, SQuAD, CLOTH in the
+  authors' evaluation scripts).
 - GPU baselines run Hugging Face transformers' attention as PyTorch of the papers' time
   runs it: eager (each kernel dispatched by the host), fp32, batch 1, op by op. Splitting
   the heads is a ``view`` and a ``permute`` (``transpose_for_scores`` in BERT,
@@ -73,6 +75,11 @@ WORKLOADS: dict[str, AttentionShape] = {
     "bert-base-128": AttentionShape(12, 12, 64, 128, 128, False),
     "gpt2-medium-993": AttentionShape(24, 16, 64, 1, 993, True),
     "bert-large-384": AttentionShape(24, 16, 64, 384, 384, False),
+    # Sanger's BERT-base tasks at their evaluation scripts' max_seq_length (hatsu3/Sanger
+    # scripts/eval_sparse_on_{glue,squad,cloth}.sh: GLUE 128, SQuAD 384, CLOTH 512; its
+    # bench_cpu_gpu.py --all times the GPU at the same three lengths)
+    "bert-base-384": AttentionShape(12, 12, 64, 384, 384, False),
+    "bert-base-512": AttentionShape(12, 12, 64, 512, 512, False),
 }
 
 #: SpAtten's progressive quantization: MSBs, LSBs, share re-fetched (assumptions above).
