@@ -45,8 +45,10 @@ REGRESSION_CEILINGS: dict[str, dict[str, float]] = {
     "serving throughput 1 gpu": {"mape_pct": 20.0},
     "serving throughput multi-gpu node": {"mape_pct": 57.0},
     # issue 17 item 6: research designs, several preset parameters unverified against their
-    # papers (docs/research_designs.md says which and why the rows miss)
-    "research attention designs (published)": {"mape_pct": 157.7, "max_pct": 400.5},
+    # papers (docs/research_designs.md says which and why the rows miss). Raised from
+    # 157.7 / 400.5 by the Sanger-vs-A3 row alone: Sanger's selection stages now overlap
+    # (its RTL's separate modules) while the unverified A3 preset stays as slow.
+    "research attention designs (published)": {"mape_pct": 168.0, "max_pct": 617.0},
 }
 #: Largest |error| (%) of a row that alone fitted a constant: it must still reproduce it
 #: (else the constant needs refitting). Joint fits over many rows are judged by the check
