@@ -27,9 +27,13 @@ the bytes it reads:
   ``predict_bits``.
 
 By default the selection runs before the kept keys are known and its time adds to the
-kept work's (separate kernels on a GPU); with ``selection_overlapped`` it is a pipeline
-stage of its own (the research designs' engines) and the longer of the two counts, its
-energy still paid. Nothing pruned, filtered or quantized gives :func:`attention_cost`
+kept work's (separate kernels on a GPU), and a selection with work on both unit kinds
+(Sanger's prediction and pack) runs them one after the other. With
+``selection_overlapped`` the selection is a pipeline of its own (the research designs'
+engines): its matrix-unit and vector-unit stages overlap each other and the kept work,
+so the longest of the three counts (Sanger's mask array and pack module are separate
+modules feeding the sparse PE array: hatsu3/Sanger README, ``mask.scala``,
+``pack.scala``), its energy still paid. Nothing pruned, filtered or quantized gives :func:`attention_cost`
 exactly.
 """
 
@@ -125,7 +129,8 @@ def approx_attention_cost(chip: Chip, op: Attention) -> OpCost:
     saved = kept.kv_bytes * (1.0 - kv_factor)
     sel_ops, sel_matrix_s, sel_bytes = _selection(chip, op, a)
     vec = chip.vector_units
-    sel_s = sel_ops / vec.peak_ops_per_s + sel_matrix_s
+    sel_vector_s = sel_ops / vec.peak_ops_per_s
+    sel_s = max(sel_vector_s, sel_matrix_s) if a.selection_overlapped else sel_vector_s + sel_matrix_s
     home = chip.home_level
     traffic = []
     for t in base.traffic:

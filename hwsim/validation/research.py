@@ -12,12 +12,19 @@ Assumptions, one set per design and shared by all its rows (never per row):
   :class:`~hwsim.workload.ops.Attention` per layer, lowered as ``WORKLOADS`` says. The
   30-benchmark averages of SpAtten are stood for by BERT-base at 128 tokens and GPT-2
   medium generating at a 993-token context (the context of the SpAtten repository's
-  GPT-2-medium workload file); ELSA's model set by BERT-large at 384 tokens.
+  GPT-2-medium workload file); ELSA's model set by BERT-large at 384 tokens; Sanger's
+  BERT-base tasks by BERT-base at 128, 384 and 512 tokens (GLUE, SQuAD, CLOTH in the
+  authors' evaluation scripts).
 - GPU baselines run Hugging Face transformers' attention as PyTorch of the papers' time
-  runs it: eager (each kernel dispatched by the host), fp32, op by op: the heads of Q, K
-  and V split by copies, the past keys and values concatenated (a copy of the cache, in
-  generation), Q K^T, the scale and the mask over the scores, softmax, P V (the score
-  matrix materialised, ``impl="naive"``) and the heads merged.
+  runs it: eager (each kernel dispatched by the host), fp32, batch 1, op by op. Splitting
+  the heads is a ``view`` and a ``permute`` (``transpose_for_scores`` in BERT,
+  ``split_heads`` in GPT-2; the Sanger authors' ``bench_cpu_gpu.py`` does the same), so no
+  kernel: at batch 1 the batched matmuls read the permuted views as strided operands. In
+  generation the past keys and values are concatenated (``torch.cat``, a copy of each) and
+  stacked into ``present`` (``torch.stack``, one more copy of both: HF ``modeling_gpt2.py``
+  ``Attention.forward`` of 2019-2020). Then Q K^T, the scale and the mask over the scores,
+  softmax, P V (the score matrix materialised, ``impl="naive"``) and the heads merged
+  (``permute(...).contiguous()``, a copy).
 - SpAtten is compared with A3 at 1/8 of its resources (``spatten/8``: 2 of its 16
   multiplier groups, 1/8 of its vector lanes and memory bandwidths), the scale at which
   the SpAtten paper matches A3's multipliers (recalled, not re-verified in this change).
@@ -68,6 +75,11 @@ WORKLOADS: dict[str, AttentionShape] = {
     "bert-base-128": AttentionShape(12, 12, 64, 128, 128, False),
     "gpt2-medium-993": AttentionShape(24, 16, 64, 1, 993, True),
     "bert-large-384": AttentionShape(24, 16, 64, 384, 384, False),
+    # Sanger's BERT-base tasks at their evaluation scripts' max_seq_length (hatsu3/Sanger
+    # scripts/eval_sparse_on_{glue,squad,cloth}.sh: GLUE 128, SQuAD 384, CLOTH 512; its
+    # bench_cpu_gpu.py --all times the GPU at the same three lengths)
+    "bert-base-384": AttentionShape(12, 12, 64, 384, 384, False),
+    "bert-base-512": AttentionShape(12, 12, 64, 512, 512, False),
 }
 
 #: SpAtten's progressive quantization: MSBs, LSBs, share re-fetched (assumptions above).
@@ -113,10 +125,11 @@ def gpu_attention_layers(shape: AttentionShape) -> Workload:
     """The attention layers of ``shape`` as eager PyTorch runs Hugging Face's attention
     (module docstring), fp32."""
     dtype, hidden, scores = "fp32", shape.n_heads * shape.head_dim, shape.n_heads * shape.q_len
-    ops: list[tuple[str, object]] = [(f"split_{t}", Elementwise("copy", shape.q_len, hidden, dtype))
-                                     for t in ("q", "k", "v")]
-    if shape.q_len < shape.kv_len:  # generation: torch.cat(past, new) rewrites the cache
+    ops: list[tuple[str, object]] = []  # split heads: views, no kernel (module docstring)
+    if shape.q_len < shape.kv_len:  # generation: torch.cat(past, new) rewrites the cache ...
         ops += [(f"cat_{t}", Elementwise("copy", shape.kv_len, hidden, dtype)) for t in ("k", "v")]
+        # ... and torch.stack((key, value)) copies both again into ``present``
+        ops.append(("stack_present", Elementwise("copy", 2 * shape.kv_len, hidden, dtype)))
     ops += [("attention", Attention(1, shape.n_heads, shape.n_heads, shape.q_len, shape.kv_len,
                                     shape.head_dim, shape.is_causal, dtype, "naive")),
             ("scale", Elementwise("add", scores, shape.kv_len, dtype)),

@@ -9,7 +9,7 @@ import pytest
 
 import hwsim
 from hwsim.cost import cost_op
-from hwsim.cost.approx_attention import kept_attention
+from hwsim.cost.approx_attention import _selection, kept_attention
 from hwsim.cost.attention import attention_cost
 from hwsim.workload.ops import Attention
 from hwsim.workload.pruning import AttentionApprox
@@ -63,6 +63,24 @@ def test_selection_hardware_costs_time_and_energy(chip_name: str, op_name: str, 
     got = cost_op(approx_op, chip)
     assert got.compute_s > kept.compute_s
     assert got.compute_energy_j > kept.compute_energy_j
+
+
+@pytest.mark.parametrize("op_name", sorted(OPS))
+def test_sanger_selection_stages_add_in_series_and_overlap_in_a_pipeline(op_name: str) -> None:
+    """Sanger's selection works on both unit kinds (the low-bit prediction on the matrix
+    units, the pack on the vector units): in series their times add to the kept work's;
+    as a pipeline of its own the longest of the three stages sets the time."""
+    chip, op = _chip("sanger"), OPS[op_name]
+    serial = AttentionApprox(score_keep=0.2, selection="sanger", predict_bits=4)
+    piped = replace(serial, selection_overlapped=True)
+    kept_s = attention_cost(chip, kept_attention(replace(op, approx=serial))).compute_s
+    vector_ops, matrix_s, _ = _selection(chip, op, serial)
+    vector_s = vector_ops / chip.vector_units.peak_ops_per_s
+    assert vector_s > 0.0 and matrix_s > 0.0
+    serial_s = cost_op(replace(op, approx=serial), chip).compute_s
+    piped_s = cost_op(replace(op, approx=piped), chip).compute_s
+    assert serial_s == pytest.approx(kept_s + vector_s + matrix_s)
+    assert piped_s == pytest.approx(max(kept_s, vector_s, matrix_s))
 
 
 def test_kept_shape_follows_the_fractions() -> None:

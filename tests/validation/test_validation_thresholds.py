@@ -42,8 +42,10 @@ REGRESSION_CEILINGS: dict[str, dict[str, float]] = {
     # (docs/serving.md, "Multi-GPU residual (issue 17)").
     "serving throughput multi-gpu node": {"mape_pct": 40.0},
     # issue 17 item 6: research designs, several preset parameters unverified against their
-    # papers (docs/research_designs.md says which and why the rows miss)
-    "research attention designs (published)": {"mape_pct": 157.7, "max_pct": 400.5},
+    # papers (docs/research_designs.md says which and why the rows miss). Raised from
+    # 157.7 / 400.5 by the Sanger-vs-A3 row alone: Sanger's selection stages now overlap
+    # (its RTL's separate modules) while the unverified A3 preset stays as slow.
+    "research attention designs (published)": {"mape_pct": 168.0, "max_pct": 617.0},
 }
 #: Largest |error| (%) of a row that alone fitted a constant: it must still reproduce it
 #: (else the constant needs refitting). Joint fits over many rows are judged by the check
