@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 
 import hwsim
-from hwsim.cost.model import OpCost
-from hwsim.errors import HwsimError
 from hwsim.cost.attention import attention_cost
 from hwsim.cost.attention_batch import attention_batch_cost
+from hwsim.cost.model import OpCost
+from hwsim.errors import HwsimError
 from hwsim.workload.ops import Attention
 
 GOLDEN = Path(__file__).parent / "data" / "attention_golden.json"
