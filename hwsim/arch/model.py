@@ -258,12 +258,32 @@ class Chip(_Frozen):
         return value
     # --- end of technology facts ----------------------------------------------------------
 
+    @field_validator("vector_units")
+    @classmethod
+    def _score_pipeline_on_tensor_cores(cls, value: VectorUnit, info: ValidationInfo) -> VectorUnit:
+        compute = info.data.get("compute_units")  # absent when compute_units was invalid
+        if value.fused_score_pipeline and compute is not None and compute.kind != "tensor_core":
+            raise ValueError("fused_score_pipeline is a tensor-core kernel's: a systolic array's "
+                             "fused attention dataflow already runs its softmax beside the products")
+        return value
+
     @field_validator("memory")
     @classmethod
-    def _levels_in_order(cls, value: dict[str, MemoryLevel]) -> dict[str, MemoryLevel]:
+    def _levels_in_order(cls, value: dict[str, MemoryLevel], info: ValidationInfo) -> dict[str, MemoryLevel]:
         # A field validator (not a model validator) so errors carry the path ``memory``.
         if not value:
             raise ValueError("needs at least one memory level")
+        compute = info.data.get("compute_units")
+        block = compute.attention_block if compute is not None else None
+        if compute is not None and block is not None:
+            # A declared block's fp32 score tile at least must fit the unit's share of the
+            # innermost level (hwsim.mapping.attention.unit_buffer_bytes).
+            name, first = next(iter(value.items()))
+            share = first.capacity_bytes / (1 if first.scope == "per_unit" else compute.count)
+            if 4 * block[0] * block[1] > share:
+                raise ValueError(
+                    f"compute_units.attention_block {block[0]} x {block[1]}: its fp32 score tile "
+                    f"({4 * block[0] * block[1]} B) exceeds the {share:.0f} B per unit of '{name}'")
         seen_shared = None
         for name, level in value.items():
             if level.scope == "shared":

@@ -1,12 +1,14 @@
 """Compute units of a chip: its matrix engines and its vector (SIMD) units.
 
 Split from :mod:`hwsim.arch.model`, which re-exports every name here. Each field's
-unit is in its name.
+unit is in its name. A vector unit's softmax costs (lane operations per score, how its
+exponentials are made, whether a fused score pipeline runs beside the matrix units) are
+chip facts a design declares; their defaults reproduce the presets' numbers.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -22,9 +24,19 @@ from hwsim.quantities import (
     SmallCount,
     UnitCount,
     ZeroToOne,
+    int_in,
+    real_in,
 )
 
 Dataflow = Literal["weight_stationary", "output_stationary", "input_stationary"]
+#: Query rows or keys of one fused attention block (FlashAttention's Br, Bc): a power of
+#: two from 16 to 256, the range FlashAttention kernels use (checked by the validator).
+AttentionBlockDim = Annotated[int, int_in(16, 256)]
+#: Lane operations per softmax score besides its exponential: 0 to 1,000.
+LaneOps = Annotated[float, real_in(0.0, 1e3)]
+#: Lane operations to make one exponential on the lanes: 1 to 1,000.
+ExpOps = Annotated[float, real_in(1.0, 1e3)]
+ExpImpl = Literal["special_function", "polynomial", "lookup_table"]
 
 
 class _Frozen(BaseModel):
@@ -71,6 +83,13 @@ class ComputeUnit(_Frozen):
         description="units that share one operand fetch from the first shared level "
         "(Hopper thread-block clusters with TMA multicast: 2)",
     )
+    attention_block: tuple[AttentionBlockDim, AttentionBlockDim] | None = Field(
+        default=None,
+        description="query rows x keys (FlashAttention's Br x Bc) of one block of a fused "
+        "attention kernel, where the chip's kernel library fixes them; unset, the mapper "
+        "takes the largest power-of-two block whose tiles fit the per-unit buffer "
+        "(hwsim.mapping.attention)",
+    )
 
     @field_validator("flops_per_cycle")
     @classmethod
@@ -85,6 +104,10 @@ class ComputeUnit(_Frozen):
             extra = set(getattr(self, field)) - set(self.flops_per_cycle)
             if extra:
                 raise ValueError(f"{field} lists {sorted(extra)} which flops_per_cycle does not support")
+        if self.attention_block is not None:
+            for dim in self.attention_block:
+                if dim & (dim - 1):
+                    raise ValueError(f"attention_block: {dim} is not a power of two")
         return self
 
     def rate_key(self, dtype: str) -> str:
@@ -132,6 +155,69 @@ class VectorUnit(_Frozen):
         "for a wider matrix unit (weight-only quantization, emulated formats): 2 is Marlin-style "
         "bit tricks (one LOP3 unpack-convert, one scale FMA, per element)",
     )
+    softmax_ops_per_element: LaneOps = Field(
+        default=3.0,
+        description="lane operations per attention score for its softmax besides the "
+        "exponential: 3 is scale, running max and running sum",
+    )
+    exp_impl: ExpImpl = Field(
+        default="special_function",
+        description="how the softmax's exponentials are made: special_function units "
+        "(exp_per_cycle each), a polynomial on the lanes (exp_ops_per_element lane operations "
+        "each: range reduction and a Horner chain), or a lookup_table (exp_ops_per_element lane "
+        "operations each for the index and interpolation, and at most exp_lookups_per_cycle "
+        "table reads per cycle)",
+    )
+    exp_ops_per_element: ExpOps = Field(
+        default=1.0,
+        description="lane operations per exponential: the one issue slot of a special-function "
+        "exponential (its energy), or the chip's polynomial or table cost",
+    )
+    exp_lookups_per_cycle: PerCycle | None = Field(
+        default=None,
+        description="exp_impl lookup_table: table reads per cycle per unit (its ports); "
+        "default: one per lane (flops_per_cycle)",
+    )
+    fused_score_pipeline: Flag = Field(
+        default=False,
+        description="tensor-core chips: a fused attention kernel's exponentials run in a "
+        "pipeline beside its block products (warp-specialised ping-pong, a dedicated softmax "
+        "engine), so a block costs max(products, exponentials) where that beats products "
+        "plus the unhidden share (attention_exp_overlap)",
+    )
+
+    @model_validator(mode="after")
+    def _exp_fields_agree(self) -> VectorUnit:
+        if self.exp_lookups_per_cycle is not None and self.exp_impl != "lookup_table":
+            raise ValueError("exp_lookups_per_cycle is read only when exp_impl is lookup_table")
+        if self.exp_impl != "special_function" and self.exp_per_cycle is not None:
+            raise ValueError(f"exp_per_cycle (special-function units) conflicts with exp_impl "
+                             f"{self.exp_impl}")
+        return self
+
+    @property
+    def exp_per_cycle_per_unit(self) -> float:
+        """Exponentials one unit makes per cycle: its special-function rate, else its
+        lanes over the lane operations of one exponential (a table no faster than its
+        ports)."""
+        if self.exp_impl == "special_function":
+            return self.exp_per_cycle or self.flops_per_cycle
+        rate = self.flops_per_cycle / self.exp_ops_per_element
+        if self.exp_impl == "lookup_table":
+            rate = min(rate, self.exp_lookups_per_cycle or self.flops_per_cycle)
+        return rate
+
+    def score_lane_ops(self, softcap: bool = False) -> float:
+        """Lane operations one attention score costs in time on the lanes: the softmax's
+        own, its exponential at the exponential rate (in lane-cycle equivalents) and a soft
+        cap's 4 (divide, tanh, multiply, with tanh as one)."""
+        ops = self.softmax_ops_per_element + self.flops_per_cycle / self.exp_per_cycle_per_unit
+        return ops + (4.0 if softcap else 0.0)
+
+    def score_energy_ops(self, softcap: bool = False) -> float:
+        """Lane operations one attention score costs in energy: the softmax's own, one
+        exponential's and a soft cap's."""
+        return self.softmax_ops_per_element + self.exp_ops_per_element + (4.0 if softcap else 0.0)
 
     @property
     def peak_ops_per_s(self) -> float:
