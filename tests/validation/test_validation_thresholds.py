@@ -44,8 +44,9 @@ REGRESSION_CEILINGS: dict[str, dict[str, float]] = {
     # issue 17 item 6: research designs, several preset parameters unverified against their
     # papers (docs/research_designs.md says which and why the rows miss). Raised from
     # 157.7 / 400.5 by the Sanger-vs-A3 row alone: Sanger's selection stages now overlap
-    # (its RTL's separate modules) while the unverified A3 preset stays as slow.
-    "research attention designs (published)": {"mape_pct": 168.0, "max_pct": 617.0},
+    # (its RTL's separate modules) while the unverified A3 preset stays as slow; 168.6 once
+    # the attention blocks come from each design's small buffer.
+    "research attention designs (published)": {"mape_pct": 169.0, "max_pct": 617.0},
 }
 #: Largest |error| (%) of a row that alone fitted a constant: it must still reproduce it
 #: (else the constant needs refitting). Joint fits over many rows are judged by the check
