@@ -97,6 +97,11 @@ class MemoryLevel(_Frozen):
             raise ValueError(f"fractions sum to {sum(value):g}, more than 1")
         return value
 
+    def unit_share_bytes(self, n_units: int) -> float:
+        """Bytes of this level one of ``n_units`` compute units has to itself: its own
+        instance when ``per_unit``, an even share of a ``shared`` level."""
+        return self.capacity_bytes if self.scope == "per_unit" else self.capacity_bytes / n_units
+
 
 class VectorKernel(_Frozen):
     """How the chip's kernel library implements one element-wise kind: how many
@@ -279,7 +284,7 @@ class Chip(_Frozen):
             # A declared block's fp32 score tile at least must fit the unit's share of the
             # innermost level (hwsim.mapping.attention.unit_buffer_bytes).
             name, first = next(iter(value.items()))
-            share = first.capacity_bytes / (1 if first.scope == "per_unit" else compute.count)
+            share = first.unit_share_bytes(compute.count)
             if 4 * block[0] * block[1] > share:
                 raise ValueError(
                     f"compute_units.attention_block {block[0]} x {block[1]}: its fp32 score tile "

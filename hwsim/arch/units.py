@@ -86,8 +86,8 @@ class ComputeUnit(_Frozen):
     attention_block: tuple[AttentionBlockDim, AttentionBlockDim] | None = Field(
         default=None,
         description="query rows x keys (FlashAttention's Br x Bc) of one block of a fused "
-        "attention kernel, where the chip's kernel library fixes them; unset, the mapper "
-        "takes the largest power-of-two block whose tiles fit the per-unit buffer "
+        "attention kernel, where the chip's kernel library fixes them; unset, the cost model "
+        "keeps the cheapest power-of-two block whose tiles fit the per-unit buffer "
         "(hwsim.mapping.attention)",
     )
 

@@ -31,10 +31,7 @@ ACC_BYTES = 4
 def unit_buffer_bytes(chip: Chip) -> float:
     """Bytes of the innermost memory level one compute unit has to itself (a shared
     innermost level split evenly over the units)."""
-    level = chip.memory[chip.level_names[0]]
-    if level.scope == "per_unit":
-        return level.capacity_bytes
-    return level.capacity_bytes / chip.compute_units.count
+    return chip.memory[chip.level_names[0]].unit_share_bytes(chip.compute_units.count)
 
 
 def block_bytes(rows: int, keys: int, op: Attention) -> float:
