@@ -6,12 +6,13 @@ from __future__ import annotations
 from hwsim.arch.model import Chip
 from hwsim.arch.system import System
 from hwsim.errors import ConfigError, MappingError
+from hwsim.mapping.attention import MIN_BLOCK, block_fits, unit_buffer_bytes
 from hwsim.mapping.gemm import emulation_dtype
 from hwsim.mapping.sparsity import sparse_effect
 from hwsim.units import format_bytes
 from hwsim.workload.graph import Workload
 from hwsim.workload.memory import workspace_allowance_bytes
-from hwsim.workload.ops import MatMul
+from hwsim.workload.ops import Attention, MatMul
 from hwsim.workload.precision import Precision
 from hwsim.workload.quantize import gemm_formats
 
@@ -127,11 +128,27 @@ def _emulated_lines(chip: Chip, formats: set[str]) -> list[str]:
     return lines
 
 
+def attention_warnings(workload: Workload, chip: Chip) -> list[str]:
+    """A fused attention whose smallest block does not fit the unit's buffer: it is costed
+    with that block and no spill traffic (:func:`hwsim.mapping.attention.attention_blocks`)."""
+    if chip.compute_units.attention_block is not None:
+        return []
+    ops = [op for p in workload.passes for s in p.segments for _, op in s.graph.ops()
+           if isinstance(op, Attention) and op.impl != "naive"]
+    dims = sorted({op.head_dim for op in ops if not block_fits(chip, op, (MIN_BLOCK, MIN_BLOCK))})
+    if not dims:
+        return []
+    return [f"attention: {chip.name}'s per-unit buffer ({unit_buffer_bytes(chip):.0f} B) holds no "
+            f"{MIN_BLOCK} x {MIN_BLOCK} fused-attention block at head_dim {', '.join(map(str, dims))}; "
+            "costed with that block and no spill traffic"]
+
+
 def costing_warnings(workload: Workload, chip: Chip) -> tuple[str, ...]:
     """What costing ``workload`` on ``chip`` simplifies without refusing it, one line
     each: a sparsity pattern the chip has no sparsity unit for runs dense (the pruned
     GEMMs at dense speed, their weights read dense); a matrix format it has no math for
-    is emulated (:func:`format_warnings`)."""
+    is emulated (:func:`format_warnings`); a fused attention block larger than the buffer
+    (:func:`attention_warnings`)."""
     matmuls = _matmuls(workload)
     lacking = sorted({op.sparsity for op in matmuls
                       if op.sparsity and not sparse_effect(chip, op).supported})
@@ -143,4 +160,4 @@ def costing_warnings(workload: Workload, chip: Chip) -> tuple[str, ...]:
         it_has = f"it has {', '.join(has)}" if has else "it has no sparsity unit"
         lines.append(f"sparsity {pattern}: {chip.name} cannot run {pattern} sparse ({it_has}); "
                      "the pruned weight GEMMs run dense")
-    return tuple(lines + format_warnings(workload, chip))
+    return tuple(lines + format_warnings(workload, chip) + attention_warnings(workload, chip))

@@ -386,3 +386,21 @@ def test_tiny_sequences_choose_deterministically() -> None:
     picks = {attention_cost(chip, op).detail for _ in range(3)}
     assert picks == {flows["fused"].detail}
     assert math.isfinite(flows["two_gemms"].latency_s)
+
+
+def test_a_block_larger_than_the_buffer_is_said() -> None:
+    """A head size whose smallest block overflows the unit's buffer (the M2 Ultra's 32 KiB
+    at head_dim 256) is costed, and the result says it ran without spill traffic; a head
+    size that fits says nothing."""
+    from hwsim.workload import lower, spec_from_dict
+
+    def spec(head_dim: int):  # type: ignore[no-untyped-def]
+        return spec_from_dict({"num_hidden_layers": 1, "hidden_size": 8 * head_dim,
+                               "num_attention_heads": 8, "intermediate_size": 4096,
+                               "vocab_size": 1000, "max_position_embeddings": 4096})
+
+    chip = hwsim.load_arch("apple-m2-ultra")
+    wide = hwsim.simulate(lower(spec(256), "prefill", prompt_len=512), chip)
+    assert any(w.startswith("attention:") and "head_dim 256" in w for w in wide.warnings)
+    narrow = hwsim.simulate(lower(spec(64), "prefill", prompt_len=512), chip)
+    assert not any(w.startswith("attention:") for w in narrow.warnings)
