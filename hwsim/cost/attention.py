@@ -155,9 +155,20 @@ def cheapest_block(chip: Chip, op: Attention) -> tuple[int, int]:
 
 
 def _cheapest(chip: Chip, op: Attention) -> tuple[tuple[int, int], OpCost]:
+    tensor = chip.compute_units.kind == "tensor_core"
+    # A systolic fused kernel's compute does not depend on the block, and its traffic
+    # only on the block's rows: compute once, and cost one block per row count (the
+    # first, which a later equal cost would not replace anyway).
+    fused_s = 0.0 if tensor else systolic_fused_s(chip, op)
+    rows_seen: set[int] = set()
     best: tuple[tuple[int, int], OpCost] | None = None
     for block in attention_blocks(chip, op):
-        cost = attention_cost_with_block(chip, op, block)
+        if not tensor:
+            if block[0] in rows_seen:
+                continue
+            rows_seen.add(block[0])
+        compute_s = _tensor_core_compute_s(chip, op, block) if tensor else fused_s
+        cost = _assemble(chip, op, block, compute_s)
         if best is None or cost.latency_s < best[1].latency_s:
             best = block, cost
     assert best is not None  # attention_blocks is never empty
